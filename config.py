@@ -1,0 +1,89 @@
+"""Configuration classes of the dispatcher, and the settings read from the environment.
+
+Layers, later ones winning: a class below (``DISPATCHER_CONFIG`` picks it), the
+Python file named by ``DISPATCHER_SETTINGS`` (or the original ``MIDDLEWARE_SETTINGS``),
+then the environment variables of ``settings_from_env()``. Secrets never have a
+default here.
+"""
+
+import os
+
+DUMMY_FARM = {
+    "default": {"ENGINE": "dummy"},
+    "fake_driver": {"ENGINE": "dummy"},
+}
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    # Where `dispatcher run` listens: the original's port, loopback only by default.
+    HOST = "127.0.0.1"
+    PORT = 5070
+
+    # None means a SQLite file in the instance folder (see dispatcher.create_app).
+    SQLALCHEMY_DATABASE_URI = None
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    # The cloud pool, in the original's CLOUD_FARM shape; `default` is used when a
+    # URL names no cloud.
+    CLOUD_FARM = DUMMY_FARM
+    # Seconds a single request to a cloud may take before it answers 504.
+    CLOUD_TIMEOUT = 30
+    # How many times a call is tried when the cloud rejects the credentials (401).
+    MAX_ITERATIONS = 3
+
+    LOG_LEVEL = "INFO"
+
+
+class DevelopmentConfig(Config):
+    """The embedded default: `dispatcher run` with nothing else configured."""
+
+    DEBUG = False
+
+
+class ProductionConfig(Config):
+    """Production: secrets and database come from the environment."""
+
+    REQUIRE_SECRETS_FROM_ENV = True
+    LOG_LEVEL = "WARNING"
+
+
+class TestingConfig(Config):
+    """The test suite: short cloud timeout, no retries beyond the original's."""
+
+    TESTING = True
+    CLOUD_TIMEOUT = 5
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestingConfig,
+}
+
+
+def config_class(name=None):
+    """Return the configuration class named by ``name`` or ``DISPATCHER_CONFIG``.
+
+    :raises ValueError: for a name that is not one of ``CONFIGS``.
+    """
+    name = name or os.environ.get("DISPATCHER_CONFIG", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(
+            f"DISPATCHER_CONFIG={name!r} is not one of {', '.join(sorted(CONFIGS))}"
+        ) from None
+
+
+# Environment variable -> configuration key, for what must not sit in a file.
+ENVIRONMENT_SETTINGS = {
+    "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+    "DISPATCHER_SECRET_KEY": "SECRET_KEY",
+}
+
+
+def settings_from_env(environ=os.environ):
+    """Return the settings that the environment sets (secrets, database URL)."""
+    return {key: environ[var] for var, key in ENVIRONMENT_SETTINGS.items() if environ.get(var)}

@@ -1,0 +1,92 @@
+"""The dispatcher: one token-protected JSON API in front of a pool of clouds."""
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from config import config_class, settings_from_env
+
+from .errors import ConfigurationError
+
+SETTINGS_VARIABLES = ("DISPATCHER_SETTINGS", "MIDDLEWARE_SETTINGS")
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the application: configuration in layers, extensions, clouds, API.
+
+    ``config`` wins over every other layer (the tests use it).
+
+    :raises ConfigurationError: the configuration cannot work (a bad CLOUD_FARM,
+        a missing secret in production).
+    """
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("DISPATCHER_INSTANCE_PATH") or None,
+        instance_relative_config=True,
+    )
+    app.config.from_object(config_class())
+    _load_settings_file(app)
+    app.config.update(settings_from_env())
+    app.config.update(config or {})
+    _fill_instance_defaults(app)
+    _configure_logging(app)
+    app.json.sort_keys = False  # keep the envelope's "status" first, as the original did
+
+    from . import api, cli, clouds, errors, extensions
+
+    for part in (extensions, clouds, errors, api, cli):
+        part.init_app(app)
+    return app
+
+
+def _load_settings_file(app: Flask) -> None:
+    for variable in SETTINGS_VARIABLES:
+        path = os.environ.get(variable)
+        if path:
+            # Not silent: a settings file that is named but missing is an error.
+            app.config.from_pyfile(os.path.abspath(path))
+            return
+
+
+def _fill_instance_defaults(app: Flask) -> None:
+    """The embedded defaults that live in the instance folder: database and secret key."""
+    instance = Path(app.instance_path)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        instance.mkdir(parents=True, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'dispatcher.sqlite'}"
+    if not app.config.get("SECRET_KEY"):
+        if app.config.get("REQUIRE_SECRETS_FROM_ENV"):
+            raise ConfigurationError("DISPATCHER_SECRET_KEY must be set in production")
+        app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
+
+
+def _instance_secret(path: Path) -> str:
+    """A random secret kept in the instance folder, readable by its owner only."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside, then linked into place: workers starting together agree on
+    # whichever secret is linked first, and none reads a half-written file.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
+
+
+def _configure_logging(app: Flask) -> None:
+    logger = logging.getLogger(__name__)
+    logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)

@@ -1,0 +1,28 @@
+"""The HTTP API: the blueprints and the whole URL table."""
+
+from flask import Blueprint
+
+from .listings import CloudAPI, HomeAPI, ListingAPI
+
+bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+# v2 is the original's template for a next dialect: today the v1 listings.
+bp_v2 = Blueprint("api_v2", __name__, url_prefix="/api/v2")
+
+
+def route(blueprint, view, rule, name):
+    """Register ``rule`` and ``rule/<cloud>``; without a cloud the view gets None."""
+    func = view.as_view(name)
+    blueprint.add_url_rule(rule, view_func=func, defaults={"cloud": None})
+    blueprint.add_url_rule(f"{rule}/<cloud>", view_func=func)
+
+
+bp.add_url_rule("/", view_func=HomeAPI.as_view("home"))
+bp.add_url_rule("/cloud", view_func=CloudAPI.as_view("cloud"))
+route(bp, ListingAPI, "/<action>", "listing")
+route(bp_v2, ListingAPI, "/<action>", "listing")
+
+
+def init_app(app) -> None:
+    """Register the API blueprints on ``app``."""
+    app.register_blueprint(bp)
+    app.register_blueprint(bp_v2)

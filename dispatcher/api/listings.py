@@ -1,0 +1,42 @@
+"""Views that read: the root, the served clouds and the per-cloud listings."""
+
+from .. import clouds
+from ..errors import UnrecognizedActionError
+from .base import ApiView, json_body, ok
+
+# action in the URL -> (key of the answer, CloudService method)
+LISTINGS = {
+    "nodes": ("nodes", "list_nodes"),
+    "images": ("images", "list_images"),
+    "flavors": ("flavors", "list_sizes"),
+    "sizes": ("flavors", "list_sizes"),
+    "tenants": ("tenants", "list_tenants"),
+}
+
+
+class HomeAPI(ApiView):
+    """``/api/v1/``: a liveness answer that needs no token."""
+
+    def get(self):
+        return ok()
+
+    def post(self):
+        json_body()  # the original parsed the body; a malformed one is still a 400
+        return ok()
+
+
+class CloudAPI(ApiView):
+    """``/api/v1/cloud``: the clouds this dispatcher serves."""
+
+    def get(self):
+        return ok(served_cloud=clouds.service().served_clouds())
+
+
+class ListingAPI(ApiView):
+    """``/api/v1/<action>[/<cloud>]``: nodes, images, flavors (sizes) or tenants."""
+
+    def get(self, action, cloud):
+        if action not in LISTINGS:
+            raise UnrecognizedActionError(f"Unrecognized action found: {action}")
+        key, method = LISTINGS[action]
+        return ok(**{key: getattr(clouds.service(), method)(cloud)})

@@ -1,0 +1,24 @@
+"""The clouds: the configured pool of libcloud drivers and the service over it."""
+
+from flask import current_app
+
+from .pool import DEFAULT_CLOUD, CloudSpec, DriverPool, parse_farm
+from .service import CloudService
+
+__all__ = ["DEFAULT_CLOUD", "CloudService", "CloudSpec", "DriverPool", "init_app", "service"]
+
+EXTENSION = "dispatcher.clouds"
+
+
+def init_app(app) -> None:
+    """Parse CLOUD_FARM and attach the cloud service to ``app``.
+
+    :raises ConfigurationError: the farm cannot work (see ``parse_farm``).
+    """
+    pool = DriverPool(parse_farm(app.config["CLOUD_FARM"]), timeout=app.config["CLOUD_TIMEOUT"])
+    app.extensions[EXTENSION] = CloudService(pool, max_iterations=app.config["MAX_ITERATIONS"])
+
+
+def service() -> CloudService:
+    """The cloud service of the current app."""
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,109 @@
+"""The dispatcher's errors and the one place where any error becomes the JSON envelope."""
+
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException, default_exceptions
+from werkzeug.http import HTTP_STATUS_CODES
+
+log = logging.getLogger(__name__)
+
+
+class DispatcherError(Exception):
+    """A deliberate failure, answered with ``status`` and the message."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(DispatcherError):
+    """The request body or a parameter is malformed."""
+
+    status = 400
+
+
+class UnrecognizedActionError(DispatcherError):
+    """A listing path names an action the dispatcher does not know."""
+
+    status = 400
+
+
+class NotFoundError(DispatcherError):
+    """A thing the request names does not exist."""
+
+    status = 404
+
+
+class UnknownCloudError(NotFoundError):
+    """The URL names a cloud that is not in the pool."""
+
+
+class NotSupportedError(DispatcherError):
+    """The cloud's driver cannot do what was asked."""
+
+    status = 501
+
+
+class CloudError(DispatcherError):
+    """The cloud failed or refused the call."""
+
+    status = 502
+
+
+class CloudTimeoutError(CloudError):
+    """The cloud did not answer within the configured timeout."""
+
+    status = 504
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot work; raised at start-up, never answered to a client."""
+
+
+def error_envelope(status: int, message: str):
+    """Return the original's error body for ``status`` and the HTTP status itself."""
+    exception = default_exceptions.get(status)
+    body = {
+        "status": "error",
+        "status_code": status,
+        "status_short_message": HTTP_STATUS_CODES.get(status, "Unknown Error"),
+        "status_long_message": exception.description if exception else "",
+        "message": message,
+    }
+    return jsonify(body), status
+
+
+# Messages of the original kept for the routing failures clients already match on.
+HTTP_MESSAGES = {
+    404: "Page not found",
+    405: "Not implemented",
+}
+
+
+def handle_dispatcher_error(exc: DispatcherError):
+    if exc.status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.message)
+    return error_envelope(exc.status, exc.message)
+
+
+def handle_http_exception(exc: HTTPException):
+    if exc.code == 405:
+        # The original answered 501 for any method a view did not implement.
+        return error_envelope(501, "Not implemented")
+    message = HTTP_MESSAGES.get(exc.code) or exc.description or HTTP_STATUS_CODES.get(exc.code)
+    return error_envelope(exc.code, message)
+
+
+def handle_unexpected_error(exc: Exception):
+    log.exception("unhandled error")
+    return error_envelope(500, "Internal server error")
+
+
+def init_app(app):
+    """Register the handlers that turn every error into the envelope."""
+    app.register_error_handler(DispatcherError, handle_dispatcher_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected_error)

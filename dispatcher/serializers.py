@@ -1,0 +1,76 @@
+"""Plain, JSON-safe dicts of libcloud objects, in the shapes of DESIGN.md."""
+
+import datetime
+import enum
+
+
+def json_safe(value, depth: int = 0):
+    """Return ``value`` made of JSON types only; other objects become their id or text.
+
+    Drivers put arbitrary objects in ``extra`` (images, locations, datetimes);
+    ``depth`` bounds what a self-referencing object could otherwise recurse into.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if depth > 8:
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value, depth + 1)
+    if isinstance(value, dict):
+        return {str(key): json_safe(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item, depth + 1) for item in value]
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "id") and not callable(value.id):
+        return {"id": json_safe(value.id, depth + 1), "name": str(getattr(value, "name", ""))}
+    return str(value)
+
+
+def _driver_fields(obj) -> dict:
+    return {"provider": str(obj.driver.type), "cloud_type": obj.driver.name}
+
+
+def node_to_dict(node) -> dict:
+    """NODE: a libcloud ``Node`` as clients of the original receive it."""
+    return {
+        "name": node.name,
+        "uuid": node.uuid,
+        "id": str(node.id),
+        **_driver_fields(node),
+        "public_ips": list(node.public_ips or []),
+        "private_ips": list(node.private_ips or []),
+        "state": str(node.state),
+        "extra": json_safe(node.extra or {}),
+    }
+
+
+def image_to_dict(image) -> dict:
+    """An image: id, name, provider and cloud type."""
+    return {"id": str(image.id), "name": image.name, **_driver_fields(image)}
+
+
+def size_to_dict(size) -> dict:
+    """A size (flavor); ``cpu`` is what the provider reports, 0 where it reports nothing."""
+    extra = size.extra or {}
+    cpu = getattr(size, "vcpus", None) or extra.get("cpu") or extra.get("vcpus") or 0
+    return {
+        "id": str(size.id),
+        "name": size.name,
+        "ram": size.ram,
+        "cpu": json_safe(cpu),
+        "disk": size.disk,
+        **_driver_fields(size),
+    }
+
+
+def tenant_to_dict(tenant, driver) -> dict:
+    """A tenant (OpenStack project): id, name, and the driver it was listed through."""
+    return {
+        "id": str(tenant.id),
+        "name": tenant.name,
+        "provider": str(driver.type),
+        "cloud_type": driver.name,
+    }
