@@ -1,12 +1,12 @@
 """The cloud pool: CLOUD_FARM entries parsed once, libcloud drivers built on first use."""
 
-import inspect
 import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from libcloud.common.types import LibcloudError
 from libcloud.compute.providers import get_driver
 from libcloud.compute.types import Provider
 
@@ -69,6 +69,8 @@ def parse_cloud(name: str, entry: dict, environ=os.environ) -> CloudSpec:
         raise ConfigurationError(f"cloud {name!r}: unknown keys {', '.join(sorted(unknown))}")
     engine = str(entry["ENGINE"])
     provider, region = ORIGINAL_ENGINES.get(engine.lower(), (engine.lower(), None))
+    # Either libcloud's provider value ("digitalocean") or its constant ("DIGITAL_OCEAN").
+    provider = getattr(Provider, engine.upper(), provider) if not region else provider
     try:
         get_driver(provider)
     except AttributeError:
@@ -100,11 +102,6 @@ def parse_farm(farm: dict, environ=os.environ) -> dict[str, CloudSpec]:
         raise ConfigurationError("CLOUD_FARM is empty: configure at least one cloud")
     names = sorted(farm, key=lambda name: name != DEFAULT_CLOUD)
     return {name: parse_cloud(name, farm[name], environ) for name in names}
-
-
-def _accepts_timeout(driver_class) -> bool:
-    parameters = inspect.signature(driver_class.__init__).parameters.values()
-    return any(p.name == "timeout" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class DriverPool:
@@ -148,14 +145,19 @@ class DriverPool:
     def _build(self, spec: CloudSpec):
         driver_class = get_driver(spec.provider)
         args = [spec.key] + ([spec.secret] if spec.secret is not None else [])
-        params = dict(spec.params)
-        if _accepts_timeout(driver_class):
-            params.setdefault("timeout", self.timeout)
         try:
-            return driver_class(*args, **params)
-        except (TypeError, ValueError) as exc:
+            driver = driver_class(*args, **spec.params)
+        except (TypeError, ValueError, LibcloudError) as exc:
             # The driver's own words name the parameter; the arguments, which
             # hold the credentials, are never part of the message.
             raise CloudError(
                 f"{spec.name}: the {spec.engine} driver refuses its configuration: {exc}"
             ) from None
+        connection = getattr(driver, "connection", None)
+        if connection is not None and "timeout" not in spec.params:
+            # Set on the connection, not passed to the constructor: some drivers
+            # take no `timeout` (Eucalyptus) or break on it (DigitalOcean). The
+            # constructor connected without it; connect again, as it did.
+            connection.timeout = self.timeout
+            connection.connect()
+        return driver

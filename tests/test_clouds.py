@@ -1,0 +1,162 @@
+"""Cloud failures reach the client as the JSON envelope; the pool resolves CLOUD_FARM."""
+
+import pytest
+from conftest import ScriptedCloud, ec2_cloud
+
+from dispatcher import clouds
+from dispatcher.clouds.pool import parse_farm
+from dispatcher.errors import ConfigurationError
+
+EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
+NO_INSTANCES = (
+    200,
+    f'<DescribeInstancesResponse xmlns="{EC2_NAMESPACE}">'
+    "<requestId>r-1</requestId><reservationSet/></DescribeInstancesResponse>",
+)
+AUTH_FAILURE = (
+    401,
+    "<Response><Errors><Error><Code>AuthFailure</Code>"
+    "<Message>AWS was not able to validate the provided access credentials</Message>"
+    "</Error></Errors><RequestID>r-2</RequestID></Response>",
+)
+INTERNAL_ERROR = (
+    500,
+    "<Response><Errors><Error><Code>InternalError</Code>"
+    "<Message>An internal error has occurred</Message>"
+    "</Error></Errors><RequestID>r-3</RequestID></Response>",
+)
+
+
+def get_nodes(make_app, cloud_entry, **config):
+    app = make_app(CLOUD_FARM={"default": {"ENGINE": "dummy"}, "ec2": cloud_entry}, **config)
+    return app.test_client().get("/api/v1/nodes/ec2")
+
+
+def assert_cloud_error(response, status, message):
+    body = response.get_json()
+    assert response.status_code == status
+    assert body["status"] == "error"
+    assert body["status_code"] == status
+    assert body["message"] == message
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "loopback-secret-never-shown" not in response.get_data(as_text=True)
+    assert "AKIDLOOPBACKKEY" not in response.get_data(as_text=True)
+
+
+def test_cloud_refusing_connections_is_502(make_app, refusing_port):
+    """A cloud nobody listens for answers 502 with the reason, not a traceback."""
+    response = get_nodes(make_app, ec2_cloud(refusing_port))
+    assert_cloud_error(response, 502, "ec2: Connection refused")
+    assert response.get_json()["status_short_message"] == "Bad Gateway"
+
+
+@pytest.mark.parametrize("engine", ["ec2", "eucalyptus"])
+def test_cloud_hanging_past_the_timeout_is_504(make_app, hanging_port, engine):
+    """A cloud that accepts and never answers gives 504 once CLOUD_TIMEOUT passes."""
+    entry = {**ec2_cloud(hanging_port), "ENGINE": engine}
+    response = get_nodes(make_app, entry, CLOUD_TIMEOUT=1)
+    assert_cloud_error(response, 504, "ec2: no answer within 1 seconds")
+
+
+def test_provider_error_passes_the_providers_message(make_app):
+    """An error the provider answers reaches the client as a 502 with its message."""
+    with ScriptedCloud([INTERNAL_ERROR]) as cloud:
+        response = get_nodes(make_app, ec2_cloud(cloud.port))
+    assert response.status_code == 502
+    assert "InternalError: An internal error has occurred" in response.get_json()["message"]
+    assert len(cloud.requests) == 1
+
+
+def test_rejected_credentials_rebuild_the_driver_and_retry_once_more(make_app):
+    """A 401 rebuilds the driver and tries again: the second try succeeds."""
+    with ScriptedCloud([AUTH_FAILURE, NO_INSTANCES]) as cloud:
+        response = get_nodes(make_app, ec2_cloud(cloud.port))
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "nodes": []}
+    assert len(cloud.requests) == 2
+    assert all("Action=DescribeInstances" in path for path in cloud.requests)
+
+
+@pytest.mark.parametrize("max_iterations", [1, 3])
+def test_credentials_rejected_every_time_stop_after_max_iterations(make_app, max_iterations):
+    """A cloud that always answers 401 is tried MAX_ITERATIONS times, then 502."""
+    with ScriptedCloud([AUTH_FAILURE]) as cloud:
+        response = get_nodes(make_app, ec2_cloud(cloud.port), MAX_ITERATIONS=max_iterations)
+    assert_cloud_error(response, 502, "ec2: credentials rejected")
+    assert len(cloud.requests) == max_iterations
+
+
+def test_a_driver_refusing_its_parameters_is_a_json_error(make_app):
+    """EXTRA_PARAMS the driver does not take give an error naming the parameter."""
+    entry = {"ENGINE": "dummy", "EXTRA_PARAMS": {"ex_bogus": 1}}
+    response = get_nodes(make_app, entry)
+    assert response.status_code == 502
+    assert "ex_bogus" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "region"),
+    [
+        ("ec2_us_west", "us-west-1"),
+        ("ec2_us_east", "us-east-1"),
+        ("ec2_eu_west", "eu-west-1"),
+        ("ec2_eu_east", "eu-central-1"),
+    ],
+)
+def test_original_ec2_engine_names_are_the_ec2_driver_with_a_region(make_app, engine, region):
+    """The original's per-region EC2 engine names still work."""
+    app = make_app(CLOUD_FARM={"default": {"ENGINE": engine, "USER": "k", "PASSWORD": "s"}})
+    with app.app_context():
+        driver = clouds.service().pool.get(None)
+    assert driver.type == "ec2"
+    assert driver.region_name == region
+    assert driver.connection.timeout == 2
+
+
+@pytest.mark.parametrize(
+    ("engine", "params", "driver_class"),
+    [
+        ("openstack", {"ex_force_auth_url": "http://127.0.0.1:5000"}, "OpenStack_1_1_NodeDriver"),
+        ("eucalyptus", {"host": "127.0.0.1"}, "EucNodeDriver"),
+        ("rackspace", {"region": "dfw"}, "RackspaceNodeDriver"),
+        ("OPENSTACK", {"ex_force_auth_url": "http://127.0.0.1:5000"}, "OpenStack_1_1_NodeDriver"),
+        ("digitalocean", {}, "DigitalOcean_v2_NodeDriver"),
+        ("DIGITAL_OCEAN", {}, "DigitalOcean_v2_NodeDriver"),
+    ],
+)
+def test_any_libcloud_provider_name_is_an_engine(make_app, engine, params, driver_class):
+    """ENGINE is any libcloud compute provider, by value or constant name, with the timeout."""
+    entry = {"ENGINE": engine, "USER": "k", "EXTRA_PARAMS": params}
+    if "DIGITAL" not in engine.upper():  # DigitalOcean takes a token and no secret
+        entry["PASSWORD"] = "s"
+    app = make_app(CLOUD_FARM={"default": entry})
+    with app.app_context():
+        driver = clouds.service().pool.get(None)
+    assert type(driver).__name__ == driver_class
+    assert driver.connection.timeout == 2
+
+
+def test_credentials_from_the_environment(monkeypatch):
+    """USER_ENV and PASSWORD_ENV take a credential from the named variable."""
+    monkeypatch.setenv("TEST_OS_USER", "from-env-user")
+    monkeypatch.setenv("TEST_OS_PASSWORD", "from-env-password")
+    entry = {"ENGINE": "openstack", "USER_ENV": "TEST_OS_USER", "PASSWORD_ENV": "TEST_OS_PASSWORD"}
+    spec = parse_farm({"default": entry})["default"]
+    assert (spec.key, spec.secret) == ("from-env-user", "from-env-password")
+    assert "from-env-password" not in repr(spec)
+
+
+@pytest.mark.parametrize(
+    ("farm", "message"),
+    [
+        ({}, "CLOUD_FARM is empty"),
+        ({"default": {"USER": "x"}}, "needs at least ENGINE"),
+        ({"default": {"ENGINE": "no_such_cloud"}}, "is not a libcloud compute provider"),
+        ({"default": {"ENGINE": "dummy", "PASSWD": "x"}}, "unknown keys PASSWD"),
+        ({"default": {"ENGINE": "ec2", "PASSWORD_ENV": "UNSET_VARIABLE_X"}}, "UNSET_VARIABLE_X"),
+    ],
+)
+def test_farm_that_cannot_work_stops_the_start(make_app, farm, message):
+    """A CLOUD_FARM that cannot work is refused when the app is built, with the reason."""
+    with pytest.raises(ConfigurationError, match=message):
+        make_app(CLOUD_FARM=farm)
