@@ -1,0 +1,88 @@
+"""Configuration in layers: class, settings file, environment, then the factory's argument."""
+
+import stat
+
+import pytest
+
+from dispatcher import create_app
+from dispatcher.errors import ConfigurationError
+
+SETTINGS = """
+CLOUD_FARM = {
+    "default": {"ENGINE": "dummy"},
+    "from_file": {"ENGINE": "dummy", "USER": "5"},
+}
+CLOUD_TIMEOUT = 7
+"""
+
+
+@pytest.mark.parametrize("variable", ["DISPATCHER_SETTINGS", "MIDDLEWARE_SETTINGS"])
+def test_settings_file_named_by_the_environment(monkeypatch, tmp_path, variable):
+    """The file named by DISPATCHER_SETTINGS (or the original MIDDLEWARE_SETTINGS) applies."""
+    settings = tmp_path / "settings.py"
+    settings.write_text(SETTINGS)
+    monkeypatch.setenv(variable, str(settings))
+    app = create_app()
+    assert app.config["CLOUD_TIMEOUT"] == 7
+    names = [cloud["name"] for cloud in app.test_client().get("/api/v1/cloud").json["served_cloud"]]
+    assert names == ["default", "from_file"]
+    nodes = app.test_client().get("/api/v1/nodes/from_file").json["nodes"]
+    assert [node["name"] for node in nodes] == [f"dummy-{i}" for i in range(5)]
+
+
+def test_a_settings_file_that_is_missing_is_an_error(monkeypatch, tmp_path):
+    """A settings file that is named but absent stops the start instead of being ignored."""
+    monkeypatch.setenv("DISPATCHER_SETTINGS", str(tmp_path / "absent.py"))
+    with pytest.raises(OSError, match="absent.py"):
+        create_app()
+
+
+def test_environment_wins_over_the_file_and_the_argument_over_both(monkeypatch, tmp_path):
+    """DATABASE_URL and DISPATCHER_SECRET_KEY beat the file; create_app's argument beats all."""
+    settings = tmp_path / "settings.py"
+    settings.write_text("SQLALCHEMY_DATABASE_URI = 'sqlite:///from-file.sqlite'\n")
+    monkeypatch.setenv("DISPATCHER_SETTINGS", str(settings))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'from-env.sqlite'}")
+    monkeypatch.setenv("DISPATCHER_SECRET_KEY", "secret-from-env")
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("from-env.sqlite")
+    assert app.config["SECRET_KEY"] == "secret-from-env"
+    assert create_app({"CLOUD_TIMEOUT": 3}).config["CLOUD_TIMEOUT"] == 3
+
+
+def test_embedded_defaults_live_in_the_instance_folder(tmp_path):
+    """With nothing configured: SQLite and a private secret key in the instance folder."""
+    app = create_app()
+    instance = tmp_path / "instance"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{instance / 'dispatcher.sqlite'}"
+    secret_file = instance / "secret_key"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert app.config["SECRET_KEY"] == secret_file.read_text()
+    assert len(app.config["SECRET_KEY"]) >= 32
+    assert create_app().config["SECRET_KEY"] == app.config["SECRET_KEY"]
+    assert [path.name for path in instance.iterdir()] == ["secret_key"]
+
+
+def test_default_farm_is_two_dummy_clouds():
+    """The embedded default serves default and fake_driver on the Dummy driver."""
+    body = create_app().test_client().get("/api/v1/cloud").json
+    assert body["served_cloud"] == [
+        {"name": "default", "type": "dummy", "host": None},
+        {"name": "fake_driver", "type": "dummy", "host": None},
+    ]
+
+
+def test_production_wants_its_secret_from_the_environment(monkeypatch):
+    """DISPATCHER_CONFIG=production never falls back to a generated secret."""
+    monkeypatch.setenv("DISPATCHER_CONFIG", "production")
+    with pytest.raises(ConfigurationError, match="DISPATCHER_SECRET_KEY"):
+        create_app()
+    monkeypatch.setenv("DISPATCHER_SECRET_KEY", "s3cret-from-the-environment")
+    assert create_app().config["SECRET_KEY"] == "s3cret-from-the-environment"
+
+
+def test_unknown_configuration_name(monkeypatch):
+    """A DISPATCHER_CONFIG that names no class is refused with the choices."""
+    monkeypatch.setenv("DISPATCHER_CONFIG", "staging")
+    with pytest.raises(ValueError, match="development, production, testing"):
+        create_app()
