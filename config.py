@@ -35,6 +35,14 @@ class Config:
 
     LOG_LEVEL = "INFO"
 
+    # Token authentication (Flask-Security-Too), where the original looked for tokens.
+    SECURITY_TOKEN_AUTHENTICATION_HEADER = "X-Auth-Token"
+    SECURITY_TOKEN_AUTHENTICATION_KEY = "auth_token"
+    # Seconds a token stays valid after it is issued.
+    SECURITY_TOKEN_MAX_AGE = 24 * 3600
+    SECURITY_PASSWORD_HASH = "argon2"
+    SECURITY_PASSWORD_LENGTH_MIN = 8
+
 
 class DevelopmentConfig(Config):
     """The embedded default: `dispatcher run` with nothing else configured."""
@@ -81,6 +89,7 @@ def config_class(name=None):
 ENVIRONMENT_SETTINGS = {
     "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
     "DISPATCHER_SECRET_KEY": "SECRET_KEY",
+    "DISPATCHER_PASSWORD_SALT": "SECURITY_PASSWORD_SALT",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from config import config_class, settings_from_env
+from config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
 
 from .errors import ConfigurationError
 
@@ -33,12 +33,13 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     _fill_instance_defaults(app)
     _configure_logging(app)
-    app.json.sort_keys = False  # keep the envelope's "status" first, as the original did
 
-    from . import api, cli, clouds, errors, extensions
+    from . import api, auth, cli, clouds, errors, extensions
 
-    for part in (extensions, clouds, errors, api, cli):
+    for part in (extensions, auth, clouds, errors, api, cli):
         part.init_app(app)
+    # After Flask-Security-Too, which installs a JSON provider of its own.
+    app.json.sort_keys = False  # "status" first in every answer, as the original's
     return app
 
 
@@ -51,16 +52,24 @@ def _load_settings_file(app: Flask) -> None:
             return
 
 
+# Secrets the embedded default generates into the instance folder when neither the
+# environment nor a settings file gives them: setting -> file name.
+INSTANCE_SECRETS = {"SECRET_KEY": "secret_key", "SECURITY_PASSWORD_SALT": "password_salt"}
+
+
 def _fill_instance_defaults(app: Flask) -> None:
-    """The embedded defaults that live in the instance folder: database and secret key."""
+    """The embedded defaults that live in the instance folder: database and secrets."""
     instance = Path(app.instance_path)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         instance.mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'dispatcher.sqlite'}"
-    if not app.config.get("SECRET_KEY"):
+    for setting, filename in INSTANCE_SECRETS.items():
+        if app.config.get(setting):
+            continue
         if app.config.get("REQUIRE_SECRETS_FROM_ENV"):
-            raise ConfigurationError("DISPATCHER_SECRET_KEY must be set in production")
-        app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
+            variable = next(var for var, key in ENVIRONMENT_SETTINGS.items() if key == setting)
+            raise ConfigurationError(f"{variable} must be set in production")
+        app.config[setting] = _instance_secret(instance / filename)
 
 
 def _instance_secret(path: Path) -> str:

@@ -1,42 +1,229 @@
-"""The ``dispatcher`` command: serve the API and manage its database."""
+"""The ``dispatcher`` command: serve the API, manage its database and its users."""
+
+import functools
+import os
+import re
 
 import click
 from flask import current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
+from . import auth
+from .errors import DispatcherError
 from .extensions import db
+from .models import AGENT, ROLES
+
+DEMO_USER = "demo"
+_TOKEN_IN_QUERY = re.compile(r"(auth_token=)[^&\s]*")
 
 
-def bootstrap(app) -> None:
-    """Make a fresh installation usable: create the schema where it is missing."""
-    with app.app_context():
-        db.create_all()
+class RedactingRequestHandler(WSGIRequestHandler):
+    """The development server's request log, with ``?auth_token=`` values hidden."""
+
+    def log(self, type, message, *args):  # noqa: A002 (werkzeug's signature)
+        super().log(type, _redact(message), *(_redact(arg) for arg in args))
+
+
+def _redact(value):
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+
+
+def service_errors(command):
+    """Turn a service's DispatcherError into a one-line CLI error, exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DispatcherError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
+
+    return wrapper
+
+
+def _show_generated_password(username: str, password: str) -> None:
+    # Shown once on the terminal, on purpose: never through the logger.
+    click.echo(f"created user {username!r}; its password, shown only this once: {password}")
+
+
+def bootstrap() -> None:
+    """Make a fresh installation usable: the schema, the roles and a first admin."""
+    db.create_all()
+    generated = auth.bootstrap_admin(os.environ.get("DISPATCHER_ADMIN_PASSWORD"))
+    if generated:
+        _show_generated_password(auth.BOOTSTRAP_ADMIN, generated)
 
 
 @click.command("run")
 @click.option("--host", default=None, help="Interface to listen on [default: HOST, 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: PORT, 5070].")
 @with_appcontext
+@service_errors
 def run_command(host, port):
-    """Serve the API with the built-in threaded server (gunicorn for production)."""
+    """Serve the API with the built-in threaded server (gunicorn for production).
+
+    On an empty database it first creates the schema and a user `admin` (roles admin
+    and agent) whose password is DISPATCHER_ADMIN_PASSWORD, or generated and shown once.
+    """
     app = current_app._get_current_object()
-    bootstrap(app)
+    bootstrap()
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")
-    run_simple(host, port, app, threaded=True)
+    run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 
 
 @click.command("init-db")
 @with_appcontext
+@service_errors
 def init_db_command():
-    """Create the tables that do not exist yet; existing rows are kept."""
+    """Create the tables and roles that do not exist yet; existing rows are kept."""
     db.create_all()
-    click.echo("database schema ready")
+    auth.ensure_roles()
+    click.echo("database ready: tables and roles admin, agent")
 
 
-COMMANDS = (run_command, init_db_command)
+@click.command("reset-db")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+@service_errors
+def reset_db_command(yes):
+    """Drop every table and create them anew: all users and tokens are lost."""
+    if not yes:
+        click.confirm(
+            f"Drop every table of {db.engine.url.render_as_string(hide_password=True)}?",
+            abort=True,
+        )
+    db.drop_all()
+    db.create_all()
+    auth.ensure_roles()
+    click.echo("database reset: empty tables and roles admin, agent")
+
+
+@click.command("populate-db")
+@click.option("--password", default=None, help="Password of the demo user [default: generated].")
+@with_appcontext
+@service_errors
+def populate_db_command(password):
+    """Create the roles and a demo user `demo` with role agent."""
+    db.create_all()
+    auth.ensure_roles()
+    try:
+        auth.get_user(DEMO_USER)
+        click.echo(f"user {DEMO_USER!r} exists already; nothing changed")
+        return
+    except DispatcherError:
+        pass
+    generated = None if password else auth.generate_password()
+    auth.create_user(DEMO_USER, password or generated, roles=(AGENT,))
+    if generated:
+        _show_generated_password(DEMO_USER, generated)
+    else:
+        click.echo(f"created user {DEMO_USER!r} with role {AGENT}")
+
+
+@click.group("users")
+def users_group():
+    """Manage users, their roles and their tokens."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--email", default=None, help="The user's email address (optional).")
+@click.option(
+    "--role", "roles", multiple=True, type=click.Choice(sorted(ROLES)), help="Repeat for more."
+)
+@click.password_option(help="The password [default: asked for, twice].")
+@with_appcontext
+@service_errors
+def create_user_command(username, email, roles, password):
+    """Create an active user."""
+    auth.create_user(username, password, roles=roles, email=email)
+    click.echo(f"created user {username!r} with roles {', '.join(roles) or '(none)'}")
+
+
+@users_group.command("list")
+@with_appcontext
+def list_users_command():
+    """List the users, their state and roles."""
+    for user in auth.list_users():
+        state = "active" if user.active else "inactive"
+        roles = ",".join(sorted(role.name for role in user.roles)) or "-"
+        click.echo(f"{user.username}\t{state}\t{roles}")
+
+
+@users_group.command("activate")
+@click.argument("username")
+@with_appcontext
+@service_errors
+def activate_command(username):
+    """Let the user in again."""
+    auth.set_active(username, True)
+    click.echo(f"user {username!r} activated")
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+@with_appcontext
+@service_errors
+def deactivate_command(username):
+    """Keep the user out: no new token, and the tokens held stop working."""
+    auth.set_active(username, False)
+    click.echo(f"user {username!r} deactivated")
+
+
+@users_group.command("add-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(sorted(ROLES)))
+@with_appcontext
+@service_errors
+def add_role_command(username, role):
+    """Give the user a role."""
+    changed = auth.add_role(username, role)
+    click.echo(f"user {username!r} {'now has' if changed else 'already had'} role {role}")
+
+
+@users_group.command("remove-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(sorted(ROLES)))
+@with_appcontext
+@service_errors
+def remove_role_command(username, role):
+    """Take a role from the user."""
+    changed = auth.remove_role(username, role)
+    click.echo(f"user {username!r} {'no longer has' if changed else 'did not have'} role {role}")
+
+
+@users_group.command("set-password")
+@click.argument("username")
+@click.password_option(help="The new password [default: asked for, twice].")
+@with_appcontext
+@service_errors
+def set_password_command(username, password):
+    """Change the user's password; the tokens the user holds keep working."""
+    auth.set_password(username, password)
+    click.echo(f"password of {username!r} changed")
+
+
+@users_group.command("revoke-tokens")
+@click.argument("username")
+@with_appcontext
+@service_errors
+def revoke_tokens_command(username):
+    """Invalidate every token the user holds."""
+    auth.revoke_tokens(auth.get_user(username))
+    click.echo(f"tokens of {username!r} revoked")
+
+
+COMMANDS = (
+    run_command,
+    init_db_command,
+    reset_db_command,
+    populate_db_command,
+    users_group,
+)
 
 
 def init_app(app) -> None:

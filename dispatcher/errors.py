@@ -31,6 +31,24 @@ class UnrecognizedActionError(DispatcherError):
     status = 400
 
 
+class AuthenticationRequiredError(DispatcherError):
+    """The request carries no valid token."""
+
+    status = 401
+
+
+class ForbiddenError(DispatcherError):
+    """The credentials are wrong, or the caller lacks the role."""
+
+    status = 403
+
+
+class ConflictError(DispatcherError):
+    """The request contradicts what exists (a user that exists already)."""
+
+    status = 409
+
+
 class NotFoundError(DispatcherError):
     """A thing the request names does not exist."""
 

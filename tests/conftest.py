@@ -1,13 +1,18 @@
 """Fixtures: the app on a temporary SQLite file, its test client, and loopback clouds."""
 
+import os
 import socket
 import threading
+import uuid
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import sqlalchemy
 
-from dispatcher import create_app
+from dispatcher import auth, create_app
+from dispatcher.errors import NotFoundError
+from dispatcher.extensions import db
 
 DUMMY_FARM = {"default": {"ENGINE": "dummy"}, "fake_driver": {"ENGINE": "dummy"}}
 
@@ -18,6 +23,13 @@ ENVIRONMENT = (
     "MIDDLEWARE_SETTINGS",
     "DISPATCHER_SECRET_KEY",
     "DATABASE_URL",
+    "DISPATCHER_PASSWORD_SALT",
+    "DISPATCHER_ADMIN_PASSWORD",
+)
+
+# Where the PostgreSQL tests run; each test gets a schema of its own there.
+POSTGRESQL_URL = os.environ.get(
+    "DISPATCHER_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
 
@@ -29,21 +41,93 @@ def clean_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DISPATCHER_INSTANCE_PATH", str(tmp_path / "instance"))
 
 
+@pytest.fixture(scope="session")
+def postgresql_engine():
+    """An engine on the PostgreSQL server, or a skip where none answers."""
+    engine = sqlalchemy.create_engine(POSTGRESQL_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:  # any failure to connect means: no server here
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRESQL_URL}: {type(exc).__name__}")
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def make_app(tmp_path):
-    """Build an app for the test: dummy clouds, SQLite in tmp_path, overrides on top."""
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'db.sqlite'}"
+
+
+@pytest.fixture
+def postgresql_url(postgresql_engine):
+    """A fresh schema on the PostgreSQL server, dropped after the test."""
+    schema = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
+    with postgresql_engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    url = sqlalchemy.make_url(POSTGRESQL_URL).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    yield url.render_as_string(hide_password=False)
+    with postgresql_engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def database_url(sqlite_url):
+    """The database of the test's app: SQLite unless a module asks for both."""
+    return sqlite_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request):
+    """SQLite, then PostgreSQL where a server answers: for the database tests."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def make_app(database_url):
+    """Build an app for the test: dummy clouds, its own database with the schema, overrides."""
+    made = []
 
     def make(**overrides):
         config = {
             "TESTING": True,
             "CLOUD_FARM": DUMMY_FARM,
             "CLOUD_TIMEOUT": 2,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "SQLALCHEMY_DATABASE_URI": database_url,
         }
         config.update(overrides)
-        return create_app(config)
+        app = prepare_database(create_app(config))
+        made.append(app)
+        return app
 
-    return make
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def prepare_database(app):
+    """Create the schema and the roles in the app's database, as `dispatcher init-db` does."""
+    with app.app_context():
+        db.create_all()
+        auth.ensure_roles()
+    return app
+
+
+def token_client(app, username="tester", roles=("agent",)):
+    """A test client that sends the token of ``username`` (made with ``roles``) in X-Auth-Token."""
+    prepare_database(app)
+    with app.app_context():
+        try:
+            user = auth.get_user(username)
+        except NotFoundError:
+            user = auth.create_user(username, "tester-password", roles=roles)
+        token = user.get_auth_token()
+    client = app.test_client()
+    client.environ_base["HTTP_X_AUTH_TOKEN"] = token
+    return client
 
 
 @pytest.fixture
@@ -53,6 +137,13 @@ def app(make_app):
 
 @pytest.fixture
 def client(app):
+    """A client holding the token of a user with role agent."""
+    return token_client(app)
+
+
+@pytest.fixture
+def anonymous(app):
+    """A client without any token."""
     return app.test_client()
 
 

@@ -1,7 +1,7 @@
 """Cloud failures reach the client as the JSON envelope; the pool resolves CLOUD_FARM."""
 
 import pytest
-from conftest import ScriptedCloud, ec2_cloud
+from conftest import ScriptedCloud, ec2_cloud, token_client
 
 from dispatcher import clouds
 from dispatcher.clouds.pool import parse_farm
@@ -29,7 +29,7 @@ INTERNAL_ERROR = (
 
 def get_nodes(make_app, cloud_entry, **config):
     app = make_app(CLOUD_FARM={"default": {"ENGINE": "dummy"}, "ec2": cloud_entry}, **config)
-    return app.test_client().get("/api/v1/nodes/ec2")
+    return token_client(app).get("/api/v1/nodes/ec2")
 
 
 def assert_cloud_error(response, status, message):

@@ -3,6 +3,7 @@
 import stat
 
 import pytest
+from conftest import token_client
 
 from dispatcher import create_app
 from dispatcher.errors import ConfigurationError
@@ -24,9 +25,10 @@ def test_settings_file_named_by_the_environment(monkeypatch, tmp_path, variable)
     monkeypatch.setenv(variable, str(settings))
     app = create_app()
     assert app.config["CLOUD_TIMEOUT"] == 7
-    names = [cloud["name"] for cloud in app.test_client().get("/api/v1/cloud").json["served_cloud"]]
+    client = token_client(app)
+    names = [cloud["name"] for cloud in client.get("/api/v1/cloud").json["served_cloud"]]
     assert names == ["default", "from_file"]
-    nodes = app.test_client().get("/api/v1/nodes/from_file").json["nodes"]
+    nodes = client.get("/api/v1/nodes/from_file").json["nodes"]
     assert [node["name"] for node in nodes] == [f"dummy-{i}" for i in range(5)]
 
 
@@ -55,17 +57,22 @@ def test_embedded_defaults_live_in_the_instance_folder(tmp_path):
     app = create_app()
     instance = tmp_path / "instance"
     assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{instance / 'dispatcher.sqlite'}"
-    secret_file = instance / "secret_key"
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    assert app.config["SECRET_KEY"] == secret_file.read_text()
-    assert len(app.config["SECRET_KEY"]) >= 32
-    assert create_app().config["SECRET_KEY"] == app.config["SECRET_KEY"]
-    assert [path.name for path in instance.iterdir()] == ["secret_key"]
+    for setting, filename in [
+        ("SECRET_KEY", "secret_key"),
+        ("SECURITY_PASSWORD_SALT", "password_salt"),
+    ]:
+        secret_file = instance / filename
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        assert app.config[setting] == secret_file.read_text()
+        assert len(app.config[setting]) >= 32
+        assert create_app().config[setting] == app.config[setting]
+    assert app.config["SECRET_KEY"] != app.config["SECURITY_PASSWORD_SALT"]
+    assert sorted(path.name for path in instance.iterdir()) == ["password_salt", "secret_key"]
 
 
 def test_default_farm_is_two_dummy_clouds():
     """The embedded default serves default and fake_driver on the Dummy driver."""
-    body = create_app().test_client().get("/api/v1/cloud").json
+    body = token_client(create_app()).get("/api/v1/cloud").json
     assert body["served_cloud"] == [
         {"name": "default", "type": "dummy", "host": None},
         {"name": "fake_driver", "type": "dummy", "host": None},
@@ -78,7 +85,12 @@ def test_production_wants_its_secret_from_the_environment(monkeypatch):
     with pytest.raises(ConfigurationError, match="DISPATCHER_SECRET_KEY"):
         create_app()
     monkeypatch.setenv("DISPATCHER_SECRET_KEY", "s3cret-from-the-environment")
-    assert create_app().config["SECRET_KEY"] == "s3cret-from-the-environment"
+    with pytest.raises(ConfigurationError, match="DISPATCHER_PASSWORD_SALT"):
+        create_app()
+    monkeypatch.setenv("DISPATCHER_PASSWORD_SALT", "salt-from-the-environment")
+    app = create_app()
+    assert app.config["SECRET_KEY"] == "s3cret-from-the-environment"
+    assert app.config["SECURITY_PASSWORD_SALT"] == "salt-from-the-environment"
 
 
 def test_unknown_configuration_name(monkeypatch):

@@ -1,6 +1,7 @@
 """The v1 listing endpoints and the error envelope, on libcloud's Dummy driver."""
 
 import pytest
+from conftest import token_client
 
 NODE_KEYS = {
     "name",
@@ -27,9 +28,9 @@ def assert_error(response, status, message):
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
-def test_root_answers_ok(client, method):
-    """GET and POST /api/v1/ answer {"status": "ok"}."""
-    response = getattr(client, method)("/api/v1/")
+def test_root_answers_ok(anonymous, method):
+    """GET and POST /api/v1/ answer {"status": "ok"}, without a token."""
+    response = getattr(anonymous, method)("/api/v1/")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
 
@@ -114,7 +115,7 @@ def test_served_clouds_default_first(make_app):
             "EXTRA_PARAMS": {"ex_force_auth_url": "http://keystone.example.org:5000/v2.0"},
         },
     }
-    body = make_app(CLOUD_FARM=farm).test_client().get("/api/v1/cloud").get_json()
+    body = token_client(make_app(CLOUD_FARM=farm)).get("/api/v1/cloud").get_json()
     assert body == {
         "status": "ok",
         "served_cloud": [

@@ -1,4 +1,4 @@
-"""The installed `dispatcher run` command, talked to over HTTP as clients do."""
+"""The installed `dispatcher run` command, talked to over HTTP as the original suite did."""
 
 import os
 import subprocess
@@ -11,39 +11,70 @@ import requests
 from conftest import free_port
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
+ADMIN_PASSWORD = "admin-password-for-the-tests"
+
+
+class Server:
+    """A `dispatcher run` process on a free loopback port."""
+
+    def __init__(self, instance: Path, **env):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api/v1"
+        self.process = subprocess.Popen(
+            [str(DISPATCHER), "run", "--port", str(self.port)],
+            env={**os.environ, "DISPATCHER_INSTANCE_PATH": str(instance), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{self.base}/", timeout=1)
+                return
+            except requests.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    pytest.fail(f"dispatcher run did not start:\n{self.process.stdout.read()}")
+                time.sleep(0.1)
+
+    def stop(self) -> str:
+        """Stop the server; return what it printed."""
+        self.process.terminate()
+        output, _ = self.process.communicate(timeout=10)
+        return output
 
 
 @pytest.fixture
 def server(tmp_path):
-    """`dispatcher run` on a free loopback port, with the embedded defaults."""
-    port = free_port()
-    env = {**os.environ, "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance")}
-    process = subprocess.Popen(
-        [str(DISPATCHER), "run", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    server = Server(tmp_path / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def token(server):
+    """The original suite's first step: authenticate over HTTP."""
+    response = requests.post(
+        f"{server.base}/auth", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
     )
-    base = f"http://127.0.0.1:{port}/api/v1"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{base}/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"dispatcher run did not start:\n{process.stdout.read()}")
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    return response.json()["token"]
 
 
-def test_server_lists_the_dummy_nodes_over_http(server):
+def test_authenticate_then_check_the_token_in_the_json_body(server, token):
+    """The original suite's connection tests: auth, then PUT /test/start with the token."""
+    response = requests.put(f"{server.base}/test/start", json={"auth_token": token}, timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "test": "passed", "authenticated": "yes"}
+
+
+def test_server_lists_the_dummy_nodes_over_http(server, token):
     """GET /api/v1/nodes/fake_driver over HTTP gives the two Dummy nodes."""
-    response = requests.get(f"{server}/nodes/fake_driver", timeout=10)
+    response = requests.get(
+        f"{server.base}/nodes/fake_driver", headers={"X-Auth-Token": token}, timeout=10
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     body = response.json()
@@ -51,14 +82,47 @@ def test_server_lists_the_dummy_nodes_over_http(server):
     assert [node["name"] for node in body["nodes"]] == ["dummy-1", "dummy-2"]
 
 
-def test_server_answers_an_unknown_cloud_with_the_404_envelope(server):
-    """An unknown cloud over HTTP is the JSON 404, not an HTML page."""
-    response = requests.get(f"{server}/nodes/atlantis", timeout=10)
+def test_server_answers_401_and_404_as_json(server, token):
+    """No token is the JSON 401; an unknown cloud the JSON 404, not an HTML page."""
+    response = requests.get(f"{server.base}/nodes/fake_driver", timeout=10)
+    assert response.status_code == 401
+    assert response.json()["status"] == "error"
+    response = requests.get(
+        f"{server.base}/nodes/atlantis", params={"auth_token": token}, timeout=10
+    )
     assert response.status_code == 404
     assert response.json()["message"] == "Unknown cloud: atlantis"
 
 
 def test_server_root_answers_get_and_post(server):
-    """The original suite's first check: the root answers ok to GET and POST."""
-    assert requests.get(f"{server}/", timeout=10).json() == {"status": "ok"}
-    assert requests.post(f"{server}/", json={}, timeout=10).json() == {"status": "ok"}
+    """The root answers ok to GET and POST, without a token."""
+    assert requests.get(f"{server.base}/", timeout=10).json() == {"status": "ok"}
+    assert requests.post(f"{server.base}/", json={}, timeout=10).json() == {"status": "ok"}
+
+
+def test_request_log_hides_tokens_and_passwords(server, token):
+    """The server's output never shows the token sent in ?auth_token= nor the password."""
+    requests.get(f"{server.base}/images", params={"auth_token": token}, timeout=10)
+    output = server.stop()
+    assert "GET /api/v1/images?auth_token=[redacted]" in output
+    assert token not in output
+    assert ADMIN_PASSWORD not in output
+
+
+def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
+    """On an empty database: a user admin whose generated password is printed once, and works."""
+    first = Server(tmp_path / "instance")
+    first_output = first.stop()
+    lines = [line for line in first_output.splitlines() if "shown only this once" in line]
+    assert len(lines) == 1
+    password = lines[0].rsplit(" ", 1)[1]
+    second = Server(tmp_path / "instance")
+    try:
+        response = requests.post(
+            f"{second.base}/auth", json={"username": "admin", "password": password}, timeout=10
+        )
+        assert response.status_code == 200
+    finally:
+        second_output = second.stop()
+    assert "shown only this once" not in second_output
+    assert password not in second_output

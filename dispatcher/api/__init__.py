@@ -2,6 +2,7 @@
 
 from flask import Blueprint
 
+from .auth import AuthAPI, TokenCheckAPI
 from .listings import CloudAPI, HomeAPI, ListingAPI
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -17,6 +18,8 @@ def route(blueprint, view, rule, name):
 
 
 bp.add_url_rule("/", view_func=HomeAPI.as_view("home"))
+bp.add_url_rule("/auth", view_func=AuthAPI.as_view("auth"))
+bp.add_url_rule("/test/start", view_func=TokenCheckAPI.as_view("token_check"))
 bp.add_url_rule("/cloud", view_func=CloudAPI.as_view("cloud"))
 route(bp, ListingAPI, "/<action>", "listing")
 route(bp_v2, ListingAPI, "/<action>", "listing")

@@ -2,7 +2,7 @@
 
 from .. import clouds
 from ..errors import UnrecognizedActionError
-from .base import ApiView, json_body, ok
+from .base import ApiView, PublicView, json_body, ok
 
 # action in the URL -> (key of the answer, CloudService method)
 LISTINGS = {
@@ -14,7 +14,7 @@ LISTINGS = {
 }
 
 
-class HomeAPI(ApiView):
+class HomeAPI(PublicView):
     """``/api/v1/``: a liveness answer that needs no token."""
 
     def get(self):

@@ -4,6 +4,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,6 +38,13 @@ def _transport_reason(exc: BaseException) -> str:
             return exc.strerror or type(exc).__name__
         exc = exc.__cause__ or exc.__context__
     return "connection failed"
+
+
+def _rejects_credentials(exc: Exception) -> bool:
+    # A 401 on the token request is an InvalidCredsError; a 401 on an API call
+    # with a token the cloud no longer accepts (expired, revoked) is, for
+    # OpenStack and others, a plain BaseHTTPError carrying the code.
+    return isinstance(exc, InvalidCredsError) or getattr(exc, "code", None) == 401
 
 
 def _provider_message(exc: Exception) -> str:
@@ -77,9 +85,6 @@ class CloudService:
             driver = self.pool.get(name)
             try:
                 return operation(driver)
-            except InvalidCredsError:
-                log.warning("%s: credentials rejected on %s, rebuilding the driver", name, what)
-                self.pool.discard(name)
             except NotImplementedError as exc:
                 raise NotSupportedError(f"{name}: the {driver.name} driver has no {what}") from exc
             except (requests.Timeout, TimeoutError) as exc:
@@ -89,7 +94,10 @@ class CloudService:
             except (requests.ConnectionError, OSError) as exc:
                 raise CloudError(f"{name}: {_transport_reason(exc)}") from exc
             except (LibcloudError, BaseHTTPError) as exc:
-                raise CloudError(f"{name}: {_provider_message(exc)}") from exc
+                if not _rejects_credentials(exc):
+                    raise CloudError(f"{name}: {_provider_message(exc)}") from exc
+                log.warning("%s: credentials rejected on %s, rebuilding the driver", name, what)
+                self.pool.discard(name)
         raise CloudError(f"{name}: credentials rejected")
 
     def served_clouds(self) -> list[dict]:
@@ -122,11 +130,27 @@ class CloudService:
 
 def _identity_projects(driver) -> list:
     """The projects (tenants) of an OpenStack driver's identity service."""
-    identity = driver.connection.get_auth_class()
-    identity.authenticate()
+    connection = driver.connection
+    # Authenticate the way every request of the driver does: with the credential
+    # type its auth version names (identity.authenticate() alone sends an API key
+    # for 2.0_password) and with the service catalog kept in step with the token
+    # (else the driver's next call finds a valid token, no catalog, and fails).
+    connection._populate_hosts_and_request_paths()
+    identity = connection.get_auth_class()
+    if not identity.auth_token:  # ex_force_auth_token: the identity service is never asked
+        raise NotImplementedError("list_tenants")
     if hasattr(identity, "list_tenants"):  # Keystone v2
-        return identity.list_tenants()
-    if hasattr(identity, "list_user_projects") and identity.auth_user_info:  # Keystone v3
+        listing = identity.list_tenants
+    elif hasattr(identity, "list_user_projects") and identity.auth_user_info:  # Keystone v3
         user = SimpleNamespace(id=identity.auth_user_info["id"])
-        return identity.list_user_projects(user)
-    raise NotImplementedError("list_tenants")
+        listing = partial(identity.list_user_projects, user)
+    else:
+        raise NotImplementedError("list_tenants")
+    try:
+        return listing()
+    except (KeyError, TypeError) as exc:
+        # libcloud's identity responses count 401 and 500 as successes, so a
+        # refusal surfaces as a body without the list. A 401 also drops the token.
+        if not identity.auth_token:
+            raise InvalidCredsError("the identity service refused the token") from exc
+        raise LibcloudError("the identity service answered without a project list") from exc

@@ -1,0 +1,209 @@
+"""Users, roles and tokens: the only place a password is checked or a token issued."""
+
+import logging
+import secrets
+
+from flask import current_app
+from flask_security import SQLAlchemyUserDatastore
+from flask_security.utils import hash_password, verify_and_update_password, verify_password
+from sqlalchemy.exc import IntegrityError
+
+from .errors import (
+    AuthenticationRequiredError,
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from .extensions import db, security
+from .models import ADMIN, AGENT, ROLES, Role, User
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_ADMIN = "admin"
+
+
+def init_app(app) -> None:
+    """Bind Flask-Security-Too to ``app``: token auth only, errors as the envelope."""
+    security.init_app(app, SQLAlchemyUserDatastore(db, User, Role), register_blueprint=False)
+    security.unauthn_handler(_unauthenticated)
+    security.unauthz_handler(_unauthorized)
+
+
+def _unauthenticated(mechanisms=None, headers=None):
+    raise AuthenticationRequiredError("Unauthorized: a valid auth token is required")
+
+
+def _unauthorized(func_name=None, params=None):
+    roles = " or ".join(params or [])
+    raise ForbiddenError(f"Forbidden: this needs the role {roles}" if roles else "Forbidden")
+
+
+def _datastore() -> SQLAlchemyUserDatastore:
+    return security.datastore
+
+
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users, so that they cost as much as known ones."""
+    cache = current_app.extensions.setdefault("dispatcher.auth", {})
+    if "dummy_hash" not in cache:
+        cache["dummy_hash"] = hash_password(secrets.token_urlsafe(16))
+    return cache["dummy_hash"]
+
+
+def issue_token(username: str, password: str) -> str:
+    """Return a new token for the user whose password this is.
+
+    :raises ForbiddenError: unknown user, wrong password or inactive user (the
+        original's "Forbidden", the same for all three).
+    """
+    user = _datastore().find_user(username=username)
+    if user is None:
+        verify_password(password, _dummy_hash())
+        raise ForbiddenError("Forbidden")
+    verified = verify_and_update_password(password, user)
+    db.session.commit()  # a hash the hasher upgraded on the way
+    if not verified or not user.active:
+        log.info("token refused for user id %s", user.id)
+        raise ForbiddenError("Forbidden")
+    return user.get_auth_token()
+
+
+def revoke_tokens(user: User) -> None:
+    """Invalidate every token ``user`` holds."""
+    _datastore().set_token_uniquifier(user)
+    db.session.commit()
+    log.info("tokens revoked for user id %s", user.id)
+
+
+def ensure_roles() -> list[Role]:
+    """Create the roles admin and agent where they are missing."""
+    roles = [
+        _datastore().find_or_create_role(name, description=text) for name, text in ROLES.items()
+    ]
+    db.session.commit()
+    return roles
+
+
+def get_user(username: str) -> User:
+    """Return the user called ``username``.
+
+    :raises NotFoundError: no such user.
+    """
+    user = _datastore().find_user(username=username)
+    if user is None:
+        raise NotFoundError(f"no user {username!r}")
+    return user
+
+
+def _role(name: str) -> Role:
+    role = _datastore().find_role(name)
+    if role is None:
+        known = ", ".join(sorted(ROLES))
+        raise NotFoundError(f"no role {name!r} (roles: {known}; run init-db to create them)")
+    return role
+
+
+def _check_password(password: str) -> None:
+    minimum = current_app.config["SECURITY_PASSWORD_LENGTH_MIN"]
+    if not isinstance(password, str) or len(password) < minimum:
+        raise InvalidRequestError(f"password: at least {minimum} characters")
+
+
+def create_user(
+    username: str, password: str, roles: tuple[str, ...] = (), email: str | None = None
+) -> User:
+    """Create an active user with ``roles``; nothing is written if any check fails.
+
+    :raises InvalidRequestError: empty username or too short a password.
+    :raises ConflictError: the username or email is taken.
+    :raises NotFoundError: a role that does not exist.
+    """
+    if not username or not username.strip():
+        raise InvalidRequestError("username: non-empty string")
+    _check_password(password)
+    if _datastore().find_user(username=username) is not None:
+        raise ConflictError(f"user {username!r} exists already")
+    if email and _datastore().find_user(email=email) is not None:
+        raise ConflictError(f"email {email!r} belongs to another user")
+    role_rows = [_role(name) for name in dict.fromkeys(roles)]
+    user = _datastore().create_user(
+        username=username, email=email or None, password=hash_password(password), roles=role_rows
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # another process took the name between check and commit
+        raise ConflictError(f"user {username!r} exists already") from None
+    log.info("user id %s created with roles %s", user.id, ",".join(roles) or "-")
+    return user
+
+
+def generate_password() -> str:
+    """A random password for a user the dispatcher creates itself."""
+    return secrets.token_urlsafe(18)
+
+
+def set_password(username: str, password: str) -> User:
+    """Replace the user's password (stored hashed); tokens already issued stay valid.
+
+    :raises NotFoundError: no such user.
+    :raises InvalidRequestError: too short a password.
+    """
+    _check_password(password)
+    user = get_user(username)
+    user.password = hash_password(password)
+    db.session.commit()
+    return user
+
+
+def set_active(username: str, active: bool) -> User:
+    """Activate or deactivate a user; a deactivated user's tokens stop working.
+
+    :raises NotFoundError: no such user.
+    """
+    user = get_user(username)
+    user.active = active
+    db.session.commit()
+    return user
+
+
+def add_role(username: str, role: str) -> bool:
+    """Give ``role`` to the user; False if the user had it already.
+
+    :raises NotFoundError: no such user or role.
+    """
+    user, role_row = get_user(username), _role(role)
+    added = _datastore().add_role_to_user(user, role_row)
+    db.session.commit()
+    return added
+
+
+def remove_role(username: str, role: str) -> bool:
+    """Take ``role`` from the user; False if the user did not have it.
+
+    :raises NotFoundError: no such user or role.
+    """
+    user, role_row = get_user(username), _role(role)
+    removed = _datastore().remove_role_from_user(user, role_row)
+    db.session.commit()
+    return removed
+
+
+def list_users() -> list[User]:
+    """Every user, by username."""
+    return db.session.scalars(db.select(User).order_by(User.username)).all()
+
+
+def bootstrap_admin(password: str | None = None) -> str | None:
+    """On a database without users, create ``admin`` with roles admin and agent.
+
+    Returns the password when it was generated here (the caller shows it once),
+    None when ``password`` was given or a user exists already.
+    """
+    ensure_roles()
+    if db.session.scalar(db.select(User.id).limit(1)) is not None:
+        return None
+    generated = None if password else generate_password()
+    create_user(BOOTSTRAP_ADMIN, password or generated, roles=(ADMIN, AGENT))
+    return generated

@@ -1,0 +1,60 @@
+"""Database rows: users and roles (Flask-Security-Too's mixins)."""
+
+from flask_security import RoleMixin, UserMixin
+from sqlalchemy import func
+
+from .extensions import db
+
+ADMIN = "admin"
+AGENT = "agent"
+ROLES = {
+    ADMIN: "manages users and everything an agent does",
+    AGENT: "changes clouds and assignments",
+}
+
+
+class TimestampMixin:
+    """When a row was made and last changed."""
+
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at = db.Column(
+        db.DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+roles_users = db.Table(
+    "roles_users",
+    db.Column(
+        "user_id", db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    db.Column(
+        "role_id", db.Integer, db.ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+
+class Role(TimestampMixin, db.Model, RoleMixin):
+    """A named set of rights: ``admin`` or ``agent``."""
+
+    __tablename__ = "roles"
+
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(80), unique=True, nullable=False)
+    description = db.Column(db.String(255))
+
+
+class User(TimestampMixin, db.Model, UserMixin):
+    """Someone who may hold a token: a person, or an agent program."""
+
+    __tablename__ = "users"
+
+    id = db.Column(db.Integer, primary_key=True)
+    username = db.Column(db.String(255), unique=True, nullable=False)
+    email = db.Column(db.String(255), unique=True)
+    # Only ever a hash (Flask-Security-Too's hash_password), never the password.
+    password = db.Column(db.String(255), nullable=False)
+    active = db.Column(db.Boolean, nullable=False, default=True)
+    fs_uniquifier = db.Column(db.String(64), unique=True, nullable=False)
+    # Changed to revoke every token of the user; without it revocation is a no-op.
+    fs_token_uniquifier = db.Column(db.String(64), unique=True, nullable=False)
+    roles = db.relationship(Role, secondary=roles_users, backref=db.backref("users", lazy=True))

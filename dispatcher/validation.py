@@ -1,0 +1,43 @@
+"""Request schemas (``schema`` library) and the one function that applies them."""
+
+from schema import And, Schema, SchemaError
+
+from .errors import InvalidRequestError
+
+
+def _text(field: str):
+    return And(str, len, error=f"{field}: non-empty string")
+
+
+CREDENTIALS = Schema(
+    {"username": _text("username"), "password": _text("password")},
+    name="credentials",
+    ignore_extra_keys=True,
+)
+
+
+def validate(schema: Schema, body) -> dict:
+    """Return ``body`` validated by ``schema``.
+
+    :raises InvalidRequestError: the body is not an object or breaks the schema; the
+        message names the field and never repeats the value (it may be a password).
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequestError("Malformed JSON stream: the body must be a JSON object")
+    try:
+        return schema.validate(body)
+    except SchemaError as exc:
+        raise InvalidRequestError(_field_message(exc)) from None
+
+
+def _field_message(exc: SchemaError) -> str:
+    # The schemas' own messages name the field; of schema's automatic ones only the
+    # missing-key message is passed on (it names keys, not values). Anything else is
+    # reduced to a generic line rather than risk echoing a value.
+    custom = [message for message in exc.errors if message]
+    if custom:
+        return custom[0]
+    for message in exc.autos:
+        if message and "Missing key" in message:
+            return "missing field" + message.split("Missing key", 1)[1]
+    return "the body does not match the expected fields"

@@ -1,0 +1,431 @@
+"""The listings over libcloud's real OpenStack driver, answered by libcloud's own test suite.
+
+libcloud ships its MockHttp classes and JSON fixtures inside the installed package:
+every OpenStack connection is pointed at them, so the driver, its Keystone client
+and its parsing all run for real, with no network at all.
+"""
+
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import socket
+import sys
+from pathlib import Path
+
+import libcloud.test
+import pytest
+from conftest import token_client
+from libcloud.common.openstack import OpenStackBaseConnection
+from libcloud.compute.drivers.openstack import OpenStackComputeConnection
+from libcloud.utils.py3 import httplib
+
+
+def _libcloud_test_module(name: str):
+    """Import one of libcloud's test modules, which the package installs but cannot import alone."""
+    # They import libcloud.test.secrets, shipped only as secrets.py-dist (copied
+    # by hand in libcloud's own checkout): load that file under the module's name.
+    if "libcloud.test.secrets" not in sys.modules:
+        try:
+            importlib.import_module("libcloud.test.secrets")
+        except ImportError:
+            dist = Path(libcloud.test.__file__).with_name("secrets.py-dist")
+            loader = importlib.machinery.SourceFileLoader("libcloud.test.secrets", str(dist))
+            module = importlib.util.module_from_spec(
+                importlib.util.spec_from_loader(loader.name, loader)
+            )
+            loader.exec_module(module)
+            sys.modules[loader.name] = module
+    return importlib.import_module(name)
+
+
+compute_mocks = _libcloud_test_module("libcloud.test.compute.test_openstack")
+identity_mocks = _libcloud_test_module("libcloud.test.common.test_openstack_identity")
+fixtures = _libcloud_test_module("libcloud.test.file_fixtures")
+
+AUTH_URL = "https://auth.api.example.com"
+KEYSTONE_V2 = {
+    "ENGINE": "openstack",
+    "USER": "admin",
+    "PASSWORD": "fixture-password",
+    "EXTRA_PARAMS": {
+        "ex_force_auth_url": AUTH_URL,
+        "ex_force_auth_version": "2.0_password",
+        "ex_tenant_name": "demo",
+    },
+}
+# libcloud's Keystone v3 mock refuses a token unless asked for exactly this
+# domain and tenant domain (its OpenStack_AuthVersions_Tests use the same values).
+KEYSTONE_V3 = {
+    "ENGINE": "openstack",
+    "USER": "admin",
+    "PASSWORD": "fixture-password",
+    "EXTRA_PARAMS": {
+        "ex_force_auth_url": AUTH_URL,
+        "ex_force_auth_version": "3.x_password",
+        "ex_tenant_name": "tenant-name",
+        "ex_domain_name": "test_domain",
+        "ex_tenant_domain_id": "test_tenant_domain_id",
+        "ex_force_service_region": "regionOne",
+    },
+}
+
+# Paths the driver calls, as the service catalogs of the auth fixtures make them:
+# compute of openstack/_v2_0__auth.json and of openstack/_v3__auth.json.
+V2_TOKENS = "/v2.0/tokens"
+V3_TOKENS = "/v3/auth/tokens"
+V2_SERVERS = "/v2/1337/servers/detail"
+V3_SERVERS = "/v2/9c4693dce56b493b9b83197d900f7fba/servers/detail"
+V2_TENANTS = "/v2.0/tenants"
+# The user of openstack/_v3__auth.json's token.
+V3_USER_ID = "55fba80f022b4855acfc700ae13b2b24"
+V3_USER_PROJECTS = f"/v3/users/{V3_USER_ID}/projects"
+
+NODE_KEYS = {
+    "name",
+    "uuid",
+    "id",
+    "provider",
+    "public_ips",
+    "private_ips",
+    "cloud_type",
+    "state",
+    "extra",
+}
+# What nova and keystonemiddleware answer with a 500 and a 401.
+ERROR_BODIES = {
+    500: {
+        "computeFault": {
+            "code": 500,
+            "message": "The server has either erred or is incapable of performing the request.",
+        }
+    },
+    401: {
+        "error": {
+            "code": 401,
+            "title": "Unauthorized",
+            "message": "The request you have made requires authentication.",
+        }
+    },
+}
+
+
+class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
+    """libcloud's compute and Keystone mocks behind one host, logging every request.
+
+    ``failures`` maps a path to the statuses it answers, one per request, before
+    libcloud's fixtures answer it.
+    """
+
+    __test__ = False  # a unittest.TestCase by inheritance, not a test
+    type = None
+    requests: list = []
+    failures: dict = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keystone_v2 = identity_mocks.OpenStackIdentity_2_0_MockHttp(*args, **kwargs)
+        self.keystone_v3 = identity_mocks.OpenStackIdentity_3_0_MockHttp(*args, **kwargs)
+        self.v3_fixtures = fixtures.ComputeFileFixtures("openstack_identity/v3")
+
+    def _get_request(self, method, url, body=None, headers=None):
+        path = url.split("?")[0].rstrip("/")
+        self.requests.append((method, path, body, dict(headers or {})))
+        pending = self.failures.get(path)
+        if pending:
+            status = pending.pop(0)
+            body = json.dumps(ERROR_BODIES[status])
+            return status, body, self.json_content_headers, httplib.responses[status]
+        return super()._get_request(method, url, body, headers)
+
+    def _v2_0_tenants(self, method, url, body, headers):
+        return self.keystone_v2._v2_0_tenants(method, url, body, headers)
+
+    def _v3_auth_tokens(self, method, url, body, headers):
+        return self.keystone_v3._v3_auth_tokens(method, url, body, headers)
+
+    def _v2_9c4693dce56b493b9b83197d900f7fba_servers_detail(self, method, url, body, headers):
+        return self._v2_1337_servers_detail(method, url, body, headers)
+
+    def _v3_users_55fba80f022b4855acfc700ae13b2b24_projects(self, method, url, body, headers):
+        # libcloud's own handler answers only user "a", with an empty list
+        # (v3_users_a_projects.json); the token's user gets the v3 project fixture.
+        body = self.v3_fixtures.load("v3_projects.json")
+        return httplib.OK, body, self.json_content_headers, httplib.responses[httplib.OK]
+
+    @classmethod
+    def count(cls, method: str, path: str) -> int:
+        """How many ``method`` requests to ``path`` the cloud has seen."""
+        return sum(1 for seen in cls.requests if seen[:2] == (method, path))
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any socket connection fails the test: libcloud's mocks answer everything."""
+
+    def refuse(sock, address):
+        raise AssertionError(f"network access to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def openstack(monkeypatch):
+    """A fresh mock cloud that every libcloud OpenStack connection talks to in this test."""
+    cloud = type("Cloud", (OpenStackCloud,), {"requests": [], "failures": {}})
+    # Every compute, image, network and identity connection inherits conn_class
+    # from OpenStackBaseConnection (identity ones copy their parent's).
+    monkeypatch.setattr(OpenStackBaseConnection, "conn_class", cloud)
+    return cloud
+
+
+@pytest.fixture
+def keystone_v3(monkeypatch):
+    """The 3.x_password cloud, its compute endpoint found by type and region alone."""
+    # The catalog of _v3__auth.json names no service, so the driver's "nova" would
+    # match nothing; libcloud's own tests patch get_endpoint instead.
+    monkeypatch.setattr(OpenStackComputeConnection, "service_name", None)
+    return KEYSTONE_V3
+
+
+@pytest.fixture
+def make_client(make_app, openstack):
+    """A client with a token, of an app whose default cloud is ``cloud``; config on top."""
+
+    def make(cloud=KEYSTONE_V2, **overrides):
+        config = {"CLOUD_FARM": {"default": cloud}, "MAX_ITERATIONS": 3, **overrides}
+        return token_client(make_app(**config))
+
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    """A test client of the Keystone v2 cloud: every test's one way in."""
+    return make_client()
+
+
+def test_nodes_lists_fixture_servers(client):
+    """GET /nodes answers the servers of openstack_v1_1/_servers_detail.json as NODEs."""
+    response = client.get("/api/v1/nodes")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    nodes = body["nodes"]
+    assert all(set(node) == NODE_KEYS for node in nodes)
+    assert [(n["id"], n["name"], n["state"]) for n in nodes] == [
+        ("12065", "lc-test-2", "pending"),
+        ("12064", "lc-test", "running"),
+    ]
+    first = nodes[0]
+    assert first["uuid"] == "6511907911796ec0b9c19460a097badc6b89f40d"
+    assert (first["provider"], first["cloud_type"]) == ("openstack", "OpenStack")
+    assert first["public_ips"][0] == "50.57.94.35"
+    assert first["private_ips"][0] == "10.182.64.34"
+    assert first["extra"]["tenantId"] == "rs-reach-project"
+    assert first["extra"]["flavorId"] == "2"
+    assert json.loads(json.dumps(first["extra"])) == first["extra"]
+
+
+def test_nodes_of_named_cloud(client):
+    """GET /nodes/default answers what GET /nodes does."""
+    assert client.get("/api/v1/nodes/default").get_json() == client.get("/api/v1/nodes").get_json()
+
+
+def test_nodes_over_keystone_v3(make_client, openstack, keystone_v3):
+    """A 3.x_password cloud authenticates at /v3/auth/tokens and lists the same servers."""
+    response = make_client(keystone_v3).get("/api/v1/nodes")
+    assert response.status_code == 200
+    assert [n["id"] for n in response.get_json()["nodes"]] == ["12065", "12064"]
+    assert openstack.count("GET", V3_SERVERS) == 1
+    assert openstack.count("POST", V3_TOKENS) == 1
+
+
+def test_images_lists_fixture_images(client):
+    """GET /images answers the 13 images of openstack_v1_1/_images_detail.json."""
+    response = client.get("/api/v1/images")
+    assert response.status_code == 200
+    images = response.get_json()["images"]
+    assert len(images) == 13
+    assert images[0] == {
+        "id": "13",
+        "name": "Windows 2008 SP2 x86 (B24)",
+        "provider": "openstack",
+        "cloud_type": "OpenStack",
+    }
+    assert {"id": "4", "name": "Debian Squeeze (6.0)"}.items() <= images[9].items()
+
+
+def test_images_on_compute_api_2(make_client, openstack):
+    """With api_version 2.0 the driver lists glance v2's images (_images_v2*.json, two pages)."""
+    cloud = {**KEYSTONE_V2, "EXTRA_PARAMS": {**KEYSTONE_V2["EXTRA_PARAMS"], "api_version": "2.0"}}
+    response = make_client(cloud).get("/api/v1/images")
+    assert response.status_code == 200
+    images = response.get_json()["images"]
+    assert [i["id"] for i in images] == [
+        "f24a3c1b-d52a-4116-91da-25b3eee8f55e",
+        "4bd743f8-7e7d-4568-8f31-b3f06b90e70a",
+        "f24a3c1b-d52a-4116-91da-25b3eee8f55c",
+    ]
+    assert {i["name"] for i in images} == {"hypernode"}
+    assert openstack.count("GET", "/v2/1337/v2/images") == 2
+
+
+def test_flavors_lists_fixture_flavors(client):
+    """GET /flavors answers openstack_v1_1/_flavors_detail.json, cpu being the vcpus."""
+    response = client.get("/api/v1/flavors")
+    assert response.status_code == 200
+    flavors = response.get_json()["flavors"]
+    assert [f["id"] for f in flavors] == ["7", "3", "1", "4", "8", "5", "2", "6"]
+    assert flavors[0] == {
+        "id": "7",
+        "name": "15.5GB slice",
+        "ram": 16384,
+        "cpu": 8,
+        "disk": 620,
+        "provider": "openstack",
+        "cloud_type": "OpenStack",
+    }
+    assert (flavors[3]["name"], flavors[3]["cpu"]) == ("2GB slice", 2)
+
+
+def test_sizes_answers_as_flavors(client):
+    """GET /sizes gives the answer of GET /flavors, under the key "flavors"."""
+    sizes = client.get("/api/v1/sizes")
+    assert sizes.status_code == 200
+    assert sizes.get_json() == client.get("/api/v1/flavors").get_json()
+
+
+def test_tenants_on_keystone_v2(client, openstack):
+    """GET /tenants on 2.0_password lists openstack_identity/v2/v2_0_tenants.json."""
+    response = client.get("/api/v1/tenants")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ok",
+        "tenants": [
+            {"id": "a", "name": "test", "provider": "openstack", "cloud_type": "OpenStack"},
+            {"id": "b", "name": "admin", "provider": "openstack", "cloud_type": "OpenStack"},
+        ],
+    }
+    tenants = [seen for seen in openstack.requests if seen[1] == V2_TENANTS]
+    assert len(tenants) == 1
+    assert tenants[0][3]["X-Auth-Token"] == "aaaaaaaaaaaa-bbb-cccccccccccccc"
+
+
+def test_tenants_on_keystone_v2_authenticate_with_password(client, openstack):
+    """The token behind GET /tenants is asked for with the password, not as an API key."""
+    assert client.get("/api/v1/tenants").status_code == 200
+    (auth,) = [seen for seen in openstack.requests if seen[1] == V2_TOKENS]
+    assert json.loads(auth[2])["auth"] == {
+        "passwordCredentials": {"username": "admin", "password": "fixture-password"},
+        "tenantName": "demo",
+    }
+
+
+def test_tenants_then_nodes_share_one_token(client, openstack):
+    """After GET /tenants the same driver lists nodes, with no second authentication."""
+    assert client.get("/api/v1/tenants").status_code == 200
+    response = client.get("/api/v1/nodes")
+    assert response.status_code == 200
+    assert len(response.get_json()["nodes"]) == 2
+    assert openstack.count("POST", V2_TOKENS) == 1
+
+
+def test_tenants_on_keystone_v3(make_client, openstack, keystone_v3):
+    """GET /tenants on 3.x_password lists the token user's projects (v3_projects.json)."""
+    response = make_client(keystone_v3).get("/api/v1/tenants")
+    assert response.status_code == 200
+    tenants = response.get_json()["tenants"]
+    assert [(t["id"], t["name"]) for t in tenants] == [
+        ("a", "divvy"),
+        ("b", "admin"),
+        ("c", "first-tenant"),
+        ("d", "service"),
+    ]
+    assert all((t["provider"], t["cloud_type"]) == ("openstack", "OpenStack") for t in tenants)
+    assert openstack.count("GET", V3_USER_PROJECTS) == 1
+
+
+def test_tenants_with_a_preset_token_not_supported(make_client, openstack):
+    """With ex_force_auth_token the identity service is never asked: 501, not a traceback."""
+    preset = {
+        **KEYSTONE_V2,
+        "EXTRA_PARAMS": {
+            **KEYSTONE_V2["EXTRA_PARAMS"],
+            "ex_force_auth_token": "preset-token",
+            "ex_force_base_url": "https://compute.example.com/v2/1337",
+        },
+    }
+    response = make_client(preset).get("/api/v1/tenants")
+    assert response.status_code == 501
+    assert response.get_json()["message"] == "default: the OpenStack driver has no list_tenants"
+    assert openstack.requests == []
+
+
+def test_provider_error_is_502(client, openstack):
+    """A 500 from nova answers 502 in the error envelope, with nova's message."""
+    openstack.failures[V2_SERVERS] = [500]
+    response = client.get("/api/v1/nodes")
+    assert response.status_code == 502
+    body = response.get_json()
+    assert {k: body[k] for k in ("status", "status_code", "status_short_message")} == {
+        "status": "error",
+        "status_code": 502,
+        "status_short_message": "Bad Gateway",
+    }
+    assert body["message"].startswith("default: ")
+    assert "The server has either erred" in body["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert openstack.count("GET", V2_SERVERS) == 1
+
+
+def test_identity_error_on_tenants_is_502(client, openstack):
+    """A 500 from Keystone on the tenant list answers 502, not a bare 500."""
+    openstack.failures[V2_TENANTS] = [500]
+    response = client.get("/api/v1/tenants")
+    assert response.status_code == 502
+    assert response.get_json()["status"] == "error"
+    assert openstack.count("GET", V2_TENANTS) == 1
+
+
+def test_stale_token_rebuilds_driver_and_retries(client, openstack):
+    """A 401 from nova rebuilds the driver: a second token, a second listing, 200."""
+    openstack.failures[V2_SERVERS] = [401]
+    response = client.get("/api/v1/nodes")
+    assert response.status_code == 200
+    assert len(response.get_json()["nodes"]) == 2
+    assert openstack.count("POST", V2_TOKENS) == 2
+    assert openstack.count("GET", V2_SERVERS) == 2
+
+
+def test_stale_token_on_tenants_rebuilds_driver_and_retries(client, openstack):
+    """A 401 from Keystone on the tenant list rebuilds the driver and lists them."""
+    openstack.failures[V2_TENANTS] = [401]
+    response = client.get("/api/v1/tenants")
+    assert response.status_code == 200
+    assert [t["id"] for t in response.get_json()["tenants"]] == ["a", "b"]
+    assert openstack.count("POST", V2_TOKENS) == 2
+    assert openstack.count("GET", V2_TENANTS) == 2
+
+
+def test_token_refused_every_time_gives_up(make_client, openstack):
+    """A 401 on every try stops after MAX_ITERATIONS drivers with a 502."""
+    openstack.failures[V2_SERVERS] = [401] * 5
+    response = make_client(MAX_ITERATIONS=3).get("/api/v1/nodes")
+    assert response.status_code == 502
+    assert response.get_json()["message"] == "default: credentials rejected"
+    assert openstack.count("POST", V2_TOKENS) == 3
+    assert openstack.count("GET", V2_SERVERS) == 3
+
+
+def test_keystone_refusing_credentials_gives_up(make_client, openstack):
+    """Keystone v3 refusing the credentials (wrong domain) is tried MAX_ITERATIONS times."""
+    wrong_domain = {
+        **KEYSTONE_V3,
+        "EXTRA_PARAMS": {**KEYSTONE_V3["EXTRA_PARAMS"], "ex_domain_name": "other_domain"},
+    }
+    response = make_client(wrong_domain, MAX_ITERATIONS=2).get("/api/v1/nodes")
+    assert response.status_code == 502
+    assert response.get_json()["message"] == "default: credentials rejected"
+    assert openstack.count("POST", V3_TOKENS) == 2
+    assert openstack.count("GET", V3_SERVERS) == 0
