@@ -1,5 +1,6 @@
 """The installed `dispatcher run` command, talked to over HTTP as the original suite did."""
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,32 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
         second_output = second.stop()
     assert "shown only this once" not in second_output
     assert password not in second_output
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["root.sh", "token.sh", "check_token.sh", "clouds.sh", "listings.sh", "revoke_tokens.sh"],
+)
+def test_example_scripts_run_green(server, script):
+    """Each script of api_call_examples/ runs against a live server and gets ok answers."""
+    env = {
+        **os.environ,
+        "BASE_URL": server.base,
+        "DISPATCHER_USER": "admin",
+        "DISPATCHER_PASSWORD": ADMIN_PASSWORD,
+    }
+    args = [str(EXAMPLES / script)] + (["fake_driver"] if script == "listings.sh" else [])
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    if script == "token.sh":
+        assert len(lines) == 1 and len(lines[0]) > 40
+        return
+    answers = [json.loads(line) for line in lines]
+    assert answers and all(answer["status"] == "ok" for answer in answers)
+    if script == "listings.sh":
+        assert [node["name"] for node in answers[0]["nodes"]] == ["dummy-1", "dummy-2"]
+        assert len(answers) == 6
