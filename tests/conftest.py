@@ -15,6 +15,18 @@ from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
 
 DUMMY_FARM = {"default": {"ENGINE": "dummy"}, "fake_driver": {"ENGINE": "dummy"}}
+# The keys of DESIGN.md's NODE.
+NODE_KEYS = {
+    "name",
+    "uuid",
+    "id",
+    "provider",
+    "public_ips",
+    "private_ips",
+    "cloud_type",
+    "state",
+    "extra",
+}
 
 # Keys that a test must not inherit from the environment it runs in.
 ENVIRONMENT = (

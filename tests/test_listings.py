@@ -1,19 +1,8 @@
 """The v1 listing endpoints and the error envelope, on libcloud's Dummy driver."""
 
 import pytest
-from conftest import token_client
+from conftest import NODE_KEYS, token_client
 
-NODE_KEYS = {
-    "name",
-    "uuid",
-    "id",
-    "provider",
-    "public_ips",
-    "private_ips",
-    "cloud_type",
-    "state",
-    "extra",
-}
 ERROR_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
 
 

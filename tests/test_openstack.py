@@ -15,7 +15,7 @@ from pathlib import Path
 
 import libcloud.test
 import pytest
-from conftest import token_client
+from conftest import NODE_KEYS, token_client
 from libcloud.common.openstack import OpenStackBaseConnection
 from libcloud.compute.drivers.openstack import OpenStackComputeConnection
 from libcloud.utils.py3 import httplib
@@ -81,17 +81,6 @@ V2_TENANTS = "/v2.0/tenants"
 V3_USER_ID = "55fba80f022b4855acfc700ae13b2b24"
 V3_USER_PROJECTS = f"/v3/users/{V3_USER_ID}/projects"
 
-NODE_KEYS = {
-    "name",
-    "uuid",
-    "id",
-    "provider",
-    "public_ips",
-    "private_ips",
-    "cloud_type",
-    "state",
-    "extra",
-}
 # What nova and keystonemiddleware answer with a 500 and a 401.
 ERROR_BODIES = {
     500: {
