@@ -61,7 +61,7 @@ def _fill_instance_defaults(app: Flask) -> None:
     """The embedded defaults that live in the instance folder: database and secrets."""
     instance = Path(app.instance_path)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
-        instance.mkdir(parents=True, exist_ok=True)
+        _make_private_folder(instance)
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'dispatcher.sqlite'}"
     for setting, filename in INSTANCE_SECRETS.items():
         if app.config.get(setting):
@@ -72,11 +72,16 @@ def _fill_instance_defaults(app: Flask) -> None:
         app.config[setting] = _instance_secret(instance / filename)
 
 
+def _make_private_folder(folder: Path) -> None:
+    # The folder holds the database (password hashes) and the secrets: its owner's only.
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _instance_secret(path: Path) -> str:
     """A random secret kept in the instance folder, readable by its owner only."""
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private_folder(path.parent)
     # Written aside, then linked into place: workers starting together agree on
     # whichever secret is linked first, and none reads a half-written file.
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

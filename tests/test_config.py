@@ -56,6 +56,7 @@ def test_embedded_defaults_live_in_the_instance_folder(tmp_path):
     """With nothing configured: SQLite and a private secret key in the instance folder."""
     app = create_app()
     instance = tmp_path / "instance"
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
     assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{instance / 'dispatcher.sqlite'}"
     for setting, filename in [
         ("SECRET_KEY", "secret_key"),
