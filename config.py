@@ -32,6 +32,11 @@ class Config:
     CLOUD_TIMEOUT = 30
     # How many times a call is tried when the cloud rejects the credentials (401).
     MAX_ITERATIONS = 3
+    # Seconds an image looked up by id is remembered (per process), to start VMs
+    # without asking the cloud for the same image each time; 0 turns it off.
+    IMAGE_CACHE_SECONDS = 300
+    # Seconds the sizes (flavors) and locations of a cloud are remembered.
+    SIZE_CACHE_SECONDS = 3600
 
     LOG_LEVEL = "INFO"
 

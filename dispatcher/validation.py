@@ -1,6 +1,6 @@
 """Request schemas (``schema`` library) and the one function that applies them."""
 
-from schema import And, Schema, SchemaError
+from schema import And, Optional, Schema, SchemaError
 
 from .errors import InvalidRequestError
 
@@ -12,6 +12,49 @@ def _text(field: str):
 CREDENTIALS = Schema(
     {"username": _text("username"), "password": _text("password")},
     name="credentials",
+    ignore_extra_keys=True,
+)
+
+
+def _strings(field: str):
+    return And(
+        dict,
+        lambda mapping: all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()),
+        error=f"{field}: object of string values",
+    )
+
+
+START = Schema(
+    {
+        "name": _text("name"),
+        "image": _text("image"),
+        "size": _text("size"),
+        Optional("keyname"): _text("keyname"),
+        Optional("metadata"): _strings("metadata"),
+        Optional("location"): _text("location"),
+    },
+    name="vm_start",
+    ignore_extra_keys=True,
+)
+
+
+class NodeReferenceSchema(Schema):
+    """A body naming one node: its cloud id (``node``) or its name (``hostname``), not both."""
+
+    def validate(self, data, **kwargs):
+        data = super().validate(data, **kwargs)
+        if not isinstance(self.schema, dict):  # schema validates the values with this class too
+            return data
+        if "node" not in data and "hostname" not in data:
+            raise SchemaError(None, "no valid node id nor hostname here")  # the original's words
+        if "node" in data and "hostname" in data:
+            raise SchemaError(None, "node, hostname: give one of them, not both")
+        return data
+
+
+NODE_REFERENCE = NodeReferenceSchema(
+    {Optional("node"): _text("node"), Optional("hostname"): _text("hostname")},
+    name="node_reference",
     ignore_extra_keys=True,
 )
 

@@ -4,6 +4,7 @@ from flask import Blueprint
 
 from .auth import AuthAPI, TokenCheckAPI
 from .listings import CloudAPI, HomeAPI, ListingAPI
+from .vm import NodeAPI, PowerAPI, StartAPI, StopAPI
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 # v2 is the original's template for a next dialect: today the v1 listings.
@@ -22,6 +23,10 @@ bp.add_url_rule("/auth", view_func=AuthAPI.as_view("auth"))
 bp.add_url_rule("/test/start", view_func=TokenCheckAPI.as_view("token_check"))
 bp.add_url_rule("/cloud", view_func=CloudAPI.as_view("cloud"))
 route(bp, ListingAPI, "/<action>", "listing")
+bp.add_url_rule("/nodes/<cloud>/<node_id>", view_func=NodeAPI.as_view("node"))
+route(bp, StartAPI, "/vm/start", "vm_start")
+route(bp, StopAPI, "/vm/stop", "vm_stop")
+route(bp, PowerAPI, "/vm/action/<any(reboot, poweron, poweroff):action>", "vm_power")
 route(bp_v2, ListingAPI, "/<action>", "listing")
 
 

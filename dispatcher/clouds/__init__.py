@@ -16,7 +16,12 @@ def init_app(app) -> None:
     :raises ConfigurationError: the farm cannot work (see ``parse_farm``).
     """
     pool = DriverPool(parse_farm(app.config["CLOUD_FARM"]), timeout=app.config["CLOUD_TIMEOUT"])
-    app.extensions[EXTENSION] = CloudService(pool, max_iterations=app.config["MAX_ITERATIONS"])
+    app.extensions[EXTENSION] = CloudService(
+        pool,
+        max_iterations=app.config["MAX_ITERATIONS"],
+        image_cache_seconds=app.config["IMAGE_CACHE_SECONDS"],
+        static_cache_seconds=app.config["SIZE_CACHE_SECONDS"],
+    )
 
 
 def service() -> CloudService:

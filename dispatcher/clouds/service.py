@@ -3,20 +3,37 @@
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
 import requests
+from cachetools import TTLCache
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError, LibcloudError
 
 from .. import serializers
-from ..errors import CloudError, CloudTimeoutError, NotSupportedError
+from ..errors import (
+    CloudError,
+    CloudTimeoutError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    NotSupportedError,
+)
+from .lookups import image_by_id, node_by_id, nodes_by_name, takes
 from .pool import DriverPool
 
 log = logging.getLogger(__name__)
+
+# action of /vm/action/<action> -> (driver method, verb for messages)
+POWER_ACTIONS = {
+    "reboot": ("reboot_node", "reboot"),
+    "poweron": ("start_node", "power on"),
+    "poweroff": ("stop_node", "power off"),
+}
 
 # Causes worth naming when a connection fails; the exception's own text is not
 # shown, since it carries the request URL and, for some providers, signed
@@ -56,9 +73,22 @@ def _provider_message(exc: Exception) -> str:
 class CloudService:
     """The only way into the clouds: plain data out, DispatcherErrors on failure."""
 
-    def __init__(self, pool: DriverPool, max_iterations: int):
+    def __init__(
+        self,
+        pool: DriverPool,
+        max_iterations: int,
+        image_cache_seconds: float = 300,
+        static_cache_seconds: float = 3600,
+        cache_size: int = 1024,
+    ):
         self.pool = pool
         self.max_iterations = max(1, int(max_iterations))
+        # Per process, bounded in size and age: images by (cloud, id); the sizes
+        # and locations of each cloud, which change only when the provider's
+        # offer does. Nodes are never cached: they change with every request.
+        self._images = TTLCache(maxsize=cache_size, ttl=image_cache_seconds)
+        self._static = TTLCache(maxsize=cache_size, ttl=static_cache_seconds)
+        self._cache_lock = threading.Lock()
 
     def call(self, cloud: str | None, method: str, *args, **kwargs):
         """Call the driver's ``method`` with the arguments given; see ``run``."""
@@ -118,6 +148,129 @@ class CloudService:
     def list_sizes(self, cloud: str | None) -> list[dict]:
         """Every size (flavor) the cloud offers."""
         return [serializers.size_to_dict(size) for size in self.call(cloud, "list_sizes")]
+
+    def get_node(self, cloud: str | None, node_id=None, hostname=None) -> dict:
+        """One node, by its id or its name, as a NODE dict.
+
+        :raises NotFoundError: no such node.
+        :raises ConflictError: several live nodes have that name.
+        """
+        return serializers.node_to_dict(self._node(cloud, node_id, hostname))
+
+    def start_node(
+        self,
+        cloud: str | None,
+        name: str,
+        image: str,
+        size: str,
+        keyname: str | None = None,
+        metadata: dict | None = None,
+        location: str | None = None,
+    ) -> dict:
+        """Create a node and return it as a NODE dict.
+
+        ``keyname`` and ``metadata`` reach the driver as ``ex_keyname`` and
+        ``ex_metadata``, and only where its ``create_node`` takes them.
+
+        :raises InvalidRequestError: an unknown image, size or location, or an
+            option the driver cannot honour.
+        """
+        driver = self.pool.get(cloud)
+        options = {"ex_keyname": keyname, "ex_metadata": metadata, "location": location}
+        options = {key: value for key, value in options.items() if value is not None}
+        for key in options:
+            if not takes(driver.create_node, key):
+                field = key.removeprefix("ex_")
+                raise InvalidRequestError(f"{field}: the {driver.name} driver does not take it")
+        if location is not None:
+            options["location"] = self._location(cloud, location)
+        node = self.call(
+            cloud,
+            "create_node",
+            name=name,
+            image=self._image(cloud, image),
+            size=self._size(cloud, size),
+            **options,
+        )
+        return serializers.node_to_dict(node)
+
+    def destroy_node(self, cloud: str | None, node_id=None, hostname=None) -> str:
+        """Destroy the node; return its id.
+
+        :raises NotFoundError: no such node.
+        :raises CloudError: the cloud refused.
+        """
+        return self._act(cloud, "destroy_node", "destroy", node_id, hostname)
+
+    def power_node(self, cloud: str | None, action: str, node_id=None, hostname=None) -> str:
+        """Reboot, power on or power off the node (``POWER_ACTIONS``); return its id.
+
+        :raises NotFoundError: no such node.
+        :raises NotSupportedError: the driver cannot do it.
+        """
+        method, verb = POWER_ACTIONS[action]
+        return self._act(cloud, method, verb, node_id, hostname)
+
+    def _act(self, cloud, method: str, verb: str, node_id, hostname) -> str:
+        node = self._node(cloud, node_id, hostname)
+        if not self.call(cloud, method, node):
+            raise CloudError(
+                f"{self.pool.spec(cloud).name}: the cloud did not {verb} node {node.id}"
+            )
+        return str(node.id)
+
+    def _node(self, cloud, node_id, hostname):
+        if node_id is not None:
+            node = self.run(cloud, "node lookup", lambda driver: node_by_id(driver, node_id))
+            if node is None:
+                raise NotFoundError(f"no useful node id here: {node_id}")
+            return node
+        nodes = self.run(cloud, "node lookup", lambda driver: nodes_by_name(driver, hostname))
+        if not nodes:
+            raise NotFoundError(f"no useful node id here: no node is called {hostname}")
+        if len(nodes) > 1:
+            ids = ", ".join(str(node.id) for node in nodes)
+            raise ConflictError(
+                f"{len(nodes)} nodes are called {hostname} ({ids}): give the node id"
+            )
+        return nodes[0]
+
+    def _image(self, cloud, image_id: str):
+        key = (self.pool.spec(cloud).name, image_id)
+        with self._cache_lock:
+            image = self._images.get(key)
+        if image is None:
+            image = self.run(cloud, "get_image", lambda driver: image_by_id(driver, image_id))
+            if image is None:
+                raise InvalidRequestError(f"no useful image id here: {image_id}")
+            with self._cache_lock:
+                self._images[key] = image
+        return image
+
+    def _static_listing(self, cloud, method: str) -> dict:
+        key = (self.pool.spec(cloud).name, method)
+        with self._cache_lock:
+            listing = self._static.get(key)
+        if listing is None:
+            listing = {str(item.id): item for item in self.call(cloud, method)}
+            with self._cache_lock:
+                self._static[key] = listing
+        return listing
+
+    def _size(self, cloud, size_id: str):
+        size = self._static_listing(cloud, "list_sizes").get(size_id)
+        if size is None:
+            raise InvalidRequestError(f"no useful size id here: {size_id}")
+        return size
+
+    def _location(self, cloud, wanted: str):
+        locations = self._static_listing(cloud, "list_locations")
+        location = locations.get(wanted) or next(
+            (item for item in locations.values() if item.name == wanted), None
+        )
+        if location is None:
+            raise InvalidRequestError(f"location: no location {wanted} in this cloud")
+        return location
 
     def list_tenants(self, cloud: str | None) -> list[dict]:
         """The tenants the cloud's credentials can see; empty where the provider has none."""
