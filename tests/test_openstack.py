@@ -81,8 +81,9 @@ V2_TENANTS = "/v2.0/tenants"
 V3_USER_ID = "55fba80f022b4855acfc700ae13b2b24"
 V3_USER_PROJECTS = f"/v3/users/{V3_USER_ID}/projects"
 
-# What nova and keystonemiddleware answer with a 500 and a 401.
+# What nova and keystonemiddleware answer with a 404, a 500 and a 401.
 ERROR_BODIES = {
+    404: {"itemNotFound": {"code": 404, "message": "The resource could not be found."}},
     500: {
         "computeFault": {
             "code": 500,
@@ -99,11 +100,31 @@ ERROR_BODIES = {
 }
 
 
+# The server that POST /servers creates (openstack_v1_1/_servers_create.json) and
+# its paths; GET of it answers _servers_26f7fbee_8ce1_4c28_887a_bfe8e4bb10fe.json.
+CREATED_ID = "26f7fbee-8ce1-4c28-887a-bfe8e4bb10fe"
+CREATED = f"/v2/1337/servers/{CREATED_ID}"
+CREATED_ACTION = f"{CREATED}/action"
+V2_CREATE = "/v2/1337/servers"
+V2_FLAVORS = "/v2/1337/flavors/detail"
+V2_IMAGES = "/v2/1337/images/detail"
+V2_IMAGE_13 = "/v2/1337/images/13"
+# Image 13 (_images_13.json) and flavor 1 (_flavors_detail.json) are in the fixtures.
+START_VM = {
+    "name": "web-1",
+    "image": "13",
+    "size": "1",
+    "keyname": "my-key",
+    "metadata": {"team": "a"},
+}
+
+
 class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
     """libcloud's compute and Keystone mocks behind one host, logging every request.
 
     ``failures`` maps a path to the statuses it answers, one per request, before
-    libcloud's fixtures answer it.
+    libcloud's fixtures answer it. A path the mocks have no handler for answers
+    404, as nova and keystone do for an id they do not know.
     """
 
     __test__ = False  # a unittest.TestCase by inheritance, not a test
@@ -116,16 +137,35 @@ class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
         self.keystone_v2 = identity_mocks.OpenStackIdentity_2_0_MockHttp(*args, **kwargs)
         self.keystone_v3 = identity_mocks.OpenStackIdentity_3_0_MockHttp(*args, **kwargs)
         self.v3_fixtures = fixtures.ComputeFileFixtures("openstack_identity/v3")
+        # The 2.0 mock copies every 1.1 handler onto the instance: let ours win.
+        for name in set(vars(self)) & set(vars(OpenStackCloud)):
+            del self.__dict__[name]
 
     def _get_request(self, method, url, body=None, headers=None):
         path = url.split("?")[0].rstrip("/")
         self.requests.append((method, path, body, dict(headers or {})))
         pending = self.failures.get(path)
-        if pending:
-            status = pending.pop(0)
+        handler = self._get_method_name(self.type, self.use_param, {}, path).replace("%", "_")
+        if pending or not hasattr(self, handler):
+            status = pending.pop(0) if pending else httplib.NOT_FOUND
             body = json.dumps(ERROR_BODIES[status])
             return status, body, self.json_content_headers, httplib.responses[status]
         return super()._get_request(method, url, body, headers)
+
+    def _v2_1337_servers_26f7fbee_8ce1_4c28_887a_bfe8e4bb10fe(self, method, url, body, headers):
+        # libcloud's handler answers GET only; nova deletes a server with a 204.
+        if method == "DELETE":
+            return httplib.NO_CONTENT, "", {}, httplib.responses[httplib.NO_CONTENT]
+        return super()._v1_1_slug_servers_26f7fbee_8ce1_4c28_887a_bfe8e4bb10fe(
+            method, url, body, headers
+        )
+
+    def _v2_1337_servers_26f7fbee_8ce1_4c28_887a_bfe8e4bb10fe_action(
+        self, method, url, body, headers
+    ):
+        # Nova accepts reboot, os-start and os-stop with a 202 and no body.
+        assert method == "POST" and set(json.loads(body)) <= {"reboot", "os-start", "os-stop"}
+        return httplib.ACCEPTED, "", {}, httplib.responses[httplib.ACCEPTED]
 
     def _v2_0_tenants(self, method, url, body, headers):
         return self.keystone_v2._v2_0_tenants(method, url, body, headers)
@@ -418,3 +458,203 @@ def test_keystone_refusing_credentials_gives_up(make_client, openstack):
     assert response.get_json()["message"] == "default: credentials rejected"
     assert openstack.count("POST", V3_TOKENS) == 2
     assert openstack.count("GET", V3_SERVERS) == 0
+
+
+def upstream(cloud) -> list:
+    """The (method, path) of each request the cloud saw since the last call, which it forgets."""
+    seen = [request[:2] for request in cloud.requests]
+    cloud.requests.clear()
+    return seen
+
+
+def test_start_vm_sends_key_and_metadata(client, openstack):
+    """A start: one image by id, one flavor listing, one POST /servers with key and metadata."""
+    response = client.post("/api/v1/vm/start", json=START_VM)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    node = body["nodes"]
+    assert set(node) == NODE_KEYS
+    # POST /servers answers only the id; the node is GET /servers/<id>'s fixture.
+    assert (node["id"], node["name"], node["state"]) == (CREATED_ID, "racktest", "pending")
+    assert (node["provider"], node["cloud_type"]) == ("openstack", "OpenStack")
+    assert node["extra"]["flavorId"] == "1"
+    assert node["extra"]["password"] == "racktestvJq7d3"  # the adminPass of the POST's answer
+    (create,) = [seen for seen in openstack.requests if seen[:2] == ("POST", V2_CREATE)]
+    assert json.loads(create[2]) == {
+        "server": {
+            "name": "web-1",
+            "imageRef": "13",
+            "flavorRef": "1",
+            "key_name": "my-key",
+            "metadata": {"team": "a"},
+        }
+    }
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", V2_IMAGE_13),
+        ("GET", V2_FLAVORS),
+        ("POST", V2_CREATE),
+        ("GET", CREATED),
+    ]
+
+
+def test_second_start_uses_cached_image_and_flavors(client, openstack):
+    """A second start asks nova for no image and no flavor: one POST and its server."""
+    assert client.post("/api/v1/vm/start", json=START_VM).status_code == 200
+    upstream(openstack)
+    response = client.post("/api/v1/vm/start", json={**START_VM, "name": "web-2"})
+    assert response.status_code == 200
+    assert response.get_json()["nodes"]["id"] == CREATED_ID
+    assert upstream(openstack) == [("POST", V2_CREATE), ("GET", CREATED)]
+
+
+def test_vm_lifecycle(client, openstack):
+    """Start, details, reboot, power off, power on and stop the VM, each with its own requests."""
+    started = client.post("/api/v1/vm/start", json=START_VM)
+    assert started.status_code == 200
+    node = started.get_json()["nodes"]
+    assert openstack.count("GET", V2_IMAGE_13) == 1
+    assert openstack.count("GET", V2_IMAGES) == 0
+    assert openstack.count("GET", V2_FLAVORS) == 1
+    assert openstack.count("POST", V2_CREATE) == 1
+    upstream(openstack)
+
+    details = client.get(f"/api/v1/nodes/default/{CREATED_ID}")
+    assert details.status_code == 200
+    # The same fixture, less the adminPass that only the create answers.
+    assert details.get_json() == {
+        "status": "ok",
+        "node": {**node, "extra": {**node["extra"], "password": None}},
+    }
+    assert upstream(openstack) == [("GET", CREATED)]
+
+    for action, sent, result in [
+        ("reboot", {"reboot": {"type": "HARD"}}, "rebooted"),
+        ("poweroff", {"os-stop": None}, "powered off"),
+        ("poweron", {"os-start": None}, "powered on"),
+    ]:
+        response = client.put(f"/api/v1/vm/action/{action}", json={"node": CREATED_ID})
+        assert response.status_code == 200
+        assert response.get_json() == {"status": "ok", "result": f"Node {CREATED_ID} {result}"}
+        assert json.loads(openstack.requests[-1][2]) == sent
+        assert upstream(openstack) == [("GET", CREATED), ("POST", CREATED_ACTION)]
+
+    stopped = client.put("/api/v1/vm/stop", json={"node": CREATED_ID})
+    assert stopped.status_code == 200
+    assert stopped.get_json() == {"status": "ok", "result": f"Node {CREATED_ID} deleted"}
+    assert upstream(openstack) == [("GET", CREATED), ("DELETE", CREATED)]
+
+
+def test_power_actions_on_named_cloud(client, openstack):
+    """The power actions take the cloud in the URL too, and a fixture server by id."""
+    response = client.put("/api/v1/vm/action/poweroff/default", json={"node": "12064"})
+    assert response.get_json() == {"status": "ok", "result": "Node 12064 powered off"}
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", "/v2/1337/servers/12064"),
+        ("POST", "/v2/1337/servers/12064/action"),
+    ]
+
+
+def test_unknown_image_is_400_naming_it(client, openstack):
+    """An image id nova answers 404 for: 400 naming it, after one lookup and no listing."""
+    response = client.post("/api/v1/vm/start", json={**START_VM, "image": "99"})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert (body["status"], body["message"]) == ("error", "no useful image id here: 99")
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", "/v2/1337/images/99")]
+
+
+def test_image_gone_from_nova_is_400(client, openstack):
+    """A 404 injected on a fixture image is the same 400: the image is not cached as found."""
+    openstack.failures[V2_IMAGE_13] = [404]
+    response = client.post("/api/v1/vm/start", json=START_VM)
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "no useful image id here: 13"
+    assert client.post("/api/v1/vm/start", json=START_VM).status_code == 200
+    assert openstack.count("GET", V2_IMAGE_13) == 2
+    assert openstack.count("POST", V2_CREATE) == 1
+
+
+def test_unknown_size_is_400_naming_it(client, openstack):
+    """A flavor id not in the flavor listing: 400 naming it, and no server is created."""
+    response = client.post("/api/v1/vm/start", json={**START_VM, "size": "99"})
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "no useful size id here: 99"
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", V2_IMAGE_13),
+        ("GET", V2_FLAVORS),
+    ]
+
+
+def test_location_is_400_on_openstack(client, openstack):
+    """OpenStack's create_node takes no location: 400 before any request to the cloud."""
+    response = client.post("/api/v1/vm/start", json={**START_VM, "location": "az-1"})
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "location: the OpenStack driver does not take it"
+    assert openstack.requests == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("put", "/api/v1/vm/stop"),
+        ("put", "/api/v1/vm/action/reboot"),
+        ("put", "/api/v1/vm/action/poweroff"),
+        ("get", "/api/v1/nodes/default/does-not-exist"),
+    ],
+)
+def test_unknown_node_is_404(client, openstack, method, path):
+    """GET /servers/<id> answering 404 is a 404, with nothing listed, deleted or acted on."""
+    response = getattr(client, method)(path, json={"node": "does-not-exist"})
+    assert response.status_code == 404
+    body = response.get_json()
+    assert (body["status"], body["status_code"]) == ("error", 404)
+    assert body["message"] == "no useful node id here: does-not-exist"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", "/v2/1337/servers/does-not-exist")]
+
+
+def test_provider_error_during_create_is_502(client, openstack):
+    """A 500 on POST /servers is a 502 envelope with nova's message; the create is not retried."""
+    openstack.failures[V2_CREATE] = [500]
+    response = client.post("/api/v1/vm/start", json=START_VM)
+    assert response.status_code == 502
+    body = response.get_json()
+    assert {k: body[k] for k in ("status", "status_code", "status_short_message")} == {
+        "status": "error",
+        "status_code": 502,
+        "status_short_message": "Bad Gateway",
+    }
+    assert body["message"] == (
+        "default: 500 Internal Server Error "
+        "The server has either erred or is incapable of performing the request."
+    )
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", V2_IMAGE_13),
+        ("GET", V2_FLAVORS),
+        ("POST", V2_CREATE),
+    ]
+
+
+def test_stop_by_hostname_lists_servers_and_filters_by_name(client, openstack):
+    """By hostname, OpenStack lists every server (no name filter) and deletes the match."""
+    response = client.put("/api/v1/vm/stop", json={"hostname": "lc-test"})
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "result": "Node 12064 deleted"}
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", V2_SERVERS),
+        ("DELETE", "/v2/1337/servers/12064"),
+    ]
+
+
+def test_stop_by_unknown_hostname_is_404(client, openstack):
+    """A hostname no server has: 404 after one listing, nothing deleted."""
+    response = client.put("/api/v1/vm/stop", json={"hostname": "nobody"})
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "no useful node id here: no node is called nobody"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", V2_SERVERS)]
