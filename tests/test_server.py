@@ -134,7 +134,15 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
 
 @pytest.mark.parametrize(
     "script",
-    ["root.sh", "token.sh", "check_token.sh", "clouds.sh", "listings.sh", "revoke_tokens.sh"],
+    [
+        "root.sh",
+        "token.sh",
+        "check_token.sh",
+        "clouds.sh",
+        "listings.sh",
+        "vm.sh",
+        "revoke_tokens.sh",
+    ],
 )
 def test_example_scripts_run_green(server, script):
     """Each script of api_call_examples/ runs against a live server and gets ok answers."""
@@ -156,3 +164,9 @@ def test_example_scripts_run_green(server, script):
     if script == "listings.sh":
         assert [node["name"] for node in answers[0]["nodes"]] == ["dummy-1", "dummy-2"]
         assert len(answers) == 6
+    if script == "vm.sh":
+        assert [answer.get("result") for answer in answers[2:]] == [
+            "Node 3 rebooted",
+            "Node 3 deleted",
+        ]
+        assert answers[1]["node"]["name"] == "dummy-3"
