@@ -40,6 +40,20 @@ class Config:
 
     LOG_LEVEL = "INFO"
 
+    # Who holds which VM: "local" (this database) or "cistern" (a Cistern service).
+    ASSIGNMENT_BACKEND = "local"
+    # Cistern's API root: CISTERN_URL, or the original's three settings.
+    CISTERN_URL = None
+    CISTERN_HOST = "127.0.0.1"
+    CISTERN_PORT = 5071
+    CISTERN_API = "v1"
+    # (connect, read) seconds for one request to Cistern; then 503.
+    CISTERN_TIMEOUT = (3.05, 10)
+    # Extra tries of a request whose connection to Cistern could not be made.
+    CISTERN_RETRIES = 2
+    # Release destroys the VM after freeing it, as the original did; True keeps it.
+    RELEASE_KEEPS_NODE = False
+
     # Token authentication (Flask-Security-Too), where the original looked for tokens.
     SECURITY_TOKEN_AUTHENTICATION_HEADER = "X-Auth-Token"
     SECURITY_TOKEN_AUTHENTICATION_KEY = "auth_token"

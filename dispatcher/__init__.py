@@ -34,9 +34,9 @@ def create_app(config: dict | None = None) -> Flask:
     _fill_instance_defaults(app)
     _configure_logging(app)
 
-    from . import api, auth, cli, clouds, errors, extensions
+    from . import api, auth, bookkeeping, cli, clouds, errors, extensions
 
-    for part in (extensions, auth, clouds, errors, api, cli):
+    for part in (extensions, auth, clouds, bookkeeping, errors, api, cli):
         part.init_app(app)
     # After Flask-Security-Too, which installs a JSON provider of its own.
     app.json.sort_keys = False  # "status" first in every answer, as the original's

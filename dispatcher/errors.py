@@ -77,6 +77,18 @@ class CloudTimeoutError(CloudError):
     status = 504
 
 
+class BookkeepingRejectedError(DispatcherError):
+    """The bookkeeping backend (Cistern) refused the request, with its reason."""
+
+    status = 400
+
+
+class BookkeepingUnavailableError(DispatcherError):
+    """The bookkeeping backend (Cistern) cannot be reached or did not answer in time."""
+
+    status = 503
+
+
 class ConfigurationError(Exception):
     """The configuration cannot work; raised at start-up, never answered to a client."""
 

@@ -58,3 +58,47 @@ class User(TimestampMixin, db.Model, UserMixin):
     # Changed to revoke every token of the user; without it revocation is a no-op.
     fs_token_uniquifier = db.Column(db.String(64), unique=True, nullable=False)
     roles = db.relationship(Role, secondary=roles_users, backref=db.backref("users", lazy=True))
+
+
+# Assignment.status: the Cistern codes, then the dispatcher's own.
+FREE = 1
+ASSIGNED = 2
+FAULTY = 3
+DELETED = 4  # destroyed through the dispatcher; kept for the record, never listed
+STATUS_NAMES = {FREE: "FREE", ASSIGNED: "ASSIGNED", FAULTY: "FAULTY", DELETED: "DELETED"}
+
+
+class Assignment(TimestampMixin, db.Model):
+    """One VM of one cloud in the local ledger: free, assigned to a user, or faulty."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (db.UniqueConstraint("cloud", "id_vm"),)
+
+    id = db.Column(db.Integer, primary_key=True)
+    cloud = db.Column(db.String(80), nullable=False)
+    id_vm = db.Column(db.String(255), nullable=False)  # the node's id in its cloud
+    hostname = db.Column(db.String(255), nullable=False)
+    recipe = db.Column(db.String(255))  # the vm_type (application) it serves
+    user = db.Column(db.String(255))
+    status = db.Column(db.Integer, nullable=False, default=FREE, index=True)
+    assigned_at = db.Column(db.DateTime(timezone=True))
+
+
+class AuditEntry(db.Model):
+    """One assign or release: who asked, for whom, and how it ended."""
+
+    __tablename__ = "audit_entries"
+
+    id = db.Column(db.Integer, primary_key=True)
+    created_at = db.Column(
+        db.DateTime(timezone=True), nullable=False, server_default=func.now(), index=True
+    )
+    cloud = db.Column(db.String(80), nullable=False, index=True)
+    action = db.Column(db.String(20), nullable=False)
+    id_vm = db.Column(db.String(255))
+    hostname = db.Column(db.String(255))
+    caller = db.Column(db.String(255))  # the authenticated user who asked
+    user = db.Column(db.String(255))
+    vm_type = db.Column(db.String(255))
+    outcome = db.Column(db.String(20), nullable=False)  # ok, or the error's HTTP status
+    message = db.Column(db.String(1000))

@@ -74,3 +74,46 @@ def tenant_to_dict(tenant, driver) -> dict:
         "provider": str(driver.type),
         "cloud_type": driver.name,
     }
+
+
+def assignment_to_dict(row) -> dict:
+    """ASSIGNMENT: a local ledger row in the shape Cistern answers."""
+    from .models import STATUS_NAMES  # models import the database; serializers need not
+
+    return {
+        "id": row.id,
+        "id_vm": row.id_vm,
+        "hostname": row.hostname,
+        "cloud": row.cloud,
+        "recipe": row.recipe,
+        "recipe_id": None,  # Cistern numbers its recipes; the local ledger names them only
+        "user": row.user,
+        "status": row.status,
+        "status_desc": STATUS_NAMES[row.status],
+    }
+
+
+def _utc(moment: datetime.datetime | None) -> str | None:
+    # SQLite hands back the UTC it stored without a zone; PostgreSQL with one.
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).isoformat()
+
+
+def audit_entry_to_dict(entry) -> dict:
+    """One line of the assignment history."""
+    return {
+        "id": entry.id,
+        "time": _utc(entry.created_at),
+        "cloud": entry.cloud,
+        "action": entry.action,
+        "id_vm": entry.id_vm,
+        "hostname": entry.hostname,
+        "caller": entry.caller,
+        "user": entry.user,
+        "vm_type": entry.vm_type,
+        "outcome": entry.outcome,
+        "message": entry.message,
+    }

@@ -32,6 +32,7 @@ START = Schema(
         Optional("keyname"): _text("keyname"),
         Optional("metadata"): _strings("metadata"),
         Optional("location"): _text("location"),
+        Optional("vm_type"): _text("vm_type"),
     },
     name="vm_start",
     ignore_extra_keys=True,
@@ -59,6 +60,31 @@ NODE_REFERENCE = NodeReferenceSchema(
 )
 
 
+_EMULATE = And(bool, error="emulate: true or false")
+
+ASSIGN = NodeReferenceSchema(
+    {
+        Optional("node"): _text("node"),
+        Optional("hostname"): _text("hostname"),
+        "user": _text("user"),
+        "vm_type": _text("vm_type"),
+        Optional("emulate", default=False): _EMULATE,
+    },
+    name="vm_assign",
+    ignore_extra_keys=True,
+)
+
+RELEASE = NodeReferenceSchema(
+    {
+        Optional("node"): _text("node"),
+        Optional("hostname"): _text("hostname"),
+        Optional("emulate", default=False): _EMULATE,
+    },
+    name="vm_release",
+    ignore_extra_keys=True,
+)
+
+
 def validate(schema: Schema, body) -> dict:
     """Return ``body`` validated by ``schema``.
 
@@ -71,6 +97,18 @@ def validate(schema: Schema, body) -> dict:
         return schema.validate(body)
     except SchemaError as exc:
         raise InvalidRequestError(_field_message(exc)) from None
+
+
+def limit(value: str | None, default: int, maximum: int) -> int:
+    """A ``limit`` query parameter: a whole number from 1 to ``maximum``.
+
+    :raises InvalidRequestError: anything else.
+    """
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise InvalidRequestError(f"limit: a whole number from 1 to {maximum}")
+    return int(value)
 
 
 def _field_message(exc: SchemaError) -> str:

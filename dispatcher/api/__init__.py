@@ -2,6 +2,7 @@
 
 from flask import Blueprint
 
+from .assignments import AssignAPI, AssignmentStatusAPI, HistoryAPI, ReleaseAPI
 from .auth import AuthAPI, TokenCheckAPI
 from .listings import CloudAPI, HomeAPI, ListingAPI
 from .vm import NodeAPI, PowerAPI, StartAPI, StopAPI
@@ -27,6 +28,10 @@ bp.add_url_rule("/nodes/<cloud>/<node_id>", view_func=NodeAPI.as_view("node"))
 route(bp, StartAPI, "/vm/start", "vm_start")
 route(bp, StopAPI, "/vm/stop", "vm_stop")
 route(bp, PowerAPI, "/vm/action/<any(reboot, poweron, poweroff):action>", "vm_power")
+route(bp, AssignAPI, "/vm/action/assign", "vm_assign")
+route(bp, ReleaseAPI, "/vm/action/release", "vm_release")
+route(bp, AssignmentStatusAPI, "/vm/status", "vm_status")
+route(bp, HistoryAPI, "/vm/history", "vm_history")
 route(bp_v2, ListingAPI, "/<action>", "listing")
 
 

@@ -130,6 +130,13 @@ class CloudService:
                 self.pool.discard(name)
         raise CloudError(f"{name}: credentials rejected")
 
+    def cloud_name(self, cloud: str | None) -> str:
+        """The name of ``cloud`` (``default`` for None).
+
+        :raises UnknownCloudError: no such cloud.
+        """
+        return self.pool.spec(cloud).name
+
     def served_clouds(self) -> list[dict]:
         """The pool as the original listed it: name, engine and host of each cloud."""
         return [

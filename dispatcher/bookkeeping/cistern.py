@@ -1,0 +1,82 @@
+"""CisternBookkeeper: the bookkeeping kept by a remote Cistern service, over HTTP."""
+
+import logging
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import BookkeepingRejectedError, BookkeepingUnavailableError, ConflictError
+from .base import Bookkeeper
+
+log = logging.getLogger(__name__)
+
+
+def cistern_session(retries: int) -> requests.Session:
+    """A session that retries a request only when the connection could not be made.
+
+    A connection that was never made carried no request, so even an assign (POST)
+    is safe to try again; a request that reached Cistern is never repeated.
+    """
+    session = requests.Session()
+    retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, redirect=0)
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class CisternBookkeeper(Bookkeeper):
+    """Speaks the original's Cistern contract (DESIGN.md) with one session and timeouts."""
+
+    def __init__(self, session: requests.Session, base_url: str, timeout: tuple[float, float]):
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, payload: dict) -> dict:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.request(method, url, json=payload, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise BookkeepingUnavailableError(
+                f"cistern: no answer within {self.timeout[1]} seconds"
+            ) from exc
+        except requests.RequestException as exc:
+            raise BookkeepingUnavailableError("cistern: cannot connect") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("status") not in ("ok", "error"):
+            raise BookkeepingUnavailableError(
+                f"cistern: answered HTTP {response.status_code} without its JSON envelope"
+            )
+        if body["status"] == "error":
+            raise BookkeepingRejectedError(f"cistern: {body.get('message') or 'unknown error'}")
+        return body
+
+    def nodes(self, cloud: str, with_faulty: bool = False) -> list[dict]:
+        body = self._call("GET", f"/nodes/{cloud}", {"with_faulty_nodes": with_faulty})
+        nodes = body.get("nodes") or []
+        return list(nodes.values()) if isinstance(nodes, dict) else list(nodes)
+
+    def find(self, cloud: str, node_id=None, hostname=None) -> dict | None:
+        field, wanted = ("id_vm", node_id) if node_id is not None else ("hostname", hostname)
+        rows = [row for row in self.nodes(cloud, with_faulty=True) if row.get(field) == wanted]
+        if len(rows) > 1:
+            ids = ", ".join(str(row.get("id_vm")) for row in rows)
+            raise ConflictError(f"nodes {ids} are all called {hostname}: give the node id")
+        return rows[0] if rows else None
+
+    def _answer(self, body: dict) -> dict:
+        return {"id_vm": body.get("id_vm"), "id": body.get("id"), "result": body.get("result")}
+
+    def assign(self, cloud: str, row: dict, user: str, vm_type: str) -> dict:
+        payload = {"hostname": row["hostname"], "user": user, "vm_type": vm_type}
+        return self._answer(self._call("POST", f"/vm/assign/{cloud}", payload))
+
+    def release(self, cloud: str, row: dict) -> dict:
+        return self._answer(
+            self._call("PUT", f"/vm/release/{cloud}", {"hostname": row["hostname"]})
+        )

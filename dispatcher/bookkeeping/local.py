@@ -1,0 +1,136 @@
+"""LocalBookkeeper: the ledger in the dispatcher's own database."""
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConflictError
+from ..extensions import db
+from ..models import ASSIGNED, DELETED, FAULTY, FREE, Assignment
+from ..serializers import assignment_to_dict
+from .base import Bookkeeper, describe_holder
+
+
+class LocalBookkeeper(Bookkeeper):
+    """Assignment rows in the dispatcher's database; one winner by conditional UPDATE."""
+
+    registers_nodes = True
+
+    def nodes(self, cloud: str, with_faulty: bool = False) -> list[dict]:
+        statuses = [FREE, ASSIGNED] + ([FAULTY] if with_faulty else [])
+        rows = db.session.scalars(
+            select(Assignment)
+            .where(Assignment.cloud == cloud, Assignment.status.in_(statuses))
+            .order_by(Assignment.id)
+        )
+        return [assignment_to_dict(row) for row in rows]
+
+    def _rows(self, cloud: str, node_id=None, hostname=None) -> list[Assignment]:
+        match = (
+            Assignment.id_vm == node_id if node_id is not None else Assignment.hostname == hostname
+        )
+        return list(
+            db.session.scalars(
+                select(Assignment).where(
+                    Assignment.cloud == cloud, Assignment.status != DELETED, match
+                )
+            )
+        )
+
+    def find(self, cloud: str, node_id=None, hostname=None) -> dict | None:
+        rows = self._rows(cloud, node_id, hostname)
+        if len(rows) > 1:
+            ids = ", ".join(row.id_vm for row in rows)
+            raise ConflictError(f"nodes {ids} are all called {hostname}: give the node id")
+        return assignment_to_dict(rows[0]) if rows else None
+
+    def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict:
+        """Record the node as free; an existing row is kept (or revived if it was deleted)."""
+        try:
+            with db.session.begin_nested():
+                row = Assignment(
+                    cloud=cloud,
+                    id_vm=node["id"],
+                    hostname=node["name"],
+                    recipe=vm_type,
+                    status=FREE,
+                )
+                db.session.add(row)
+        except IntegrityError:
+            # Known already, perhaps registered by another process this very moment.
+            row = db.session.scalars(
+                select(Assignment).where(Assignment.cloud == cloud, Assignment.id_vm == node["id"])
+            ).one()
+            if row.status == DELETED:  # a driver that reuses ids (Dummy): a new VM
+                row.status, row.hostname, row.recipe, row.user = FREE, node["name"], vm_type, None
+        db.session.commit()
+        return assignment_to_dict(row)
+
+    def _change(self, row: dict, expected: int, **values) -> Assignment:
+        won = db.session.execute(
+            update(Assignment)
+            .where(Assignment.id == row["id"], Assignment.status == expected)
+            .values(updated_at=func.now(), **values)
+        ).rowcount
+        current = db.session.get(Assignment, row["id"], populate_existing=True)
+        if not won:
+            raise ConflictError(describe_holder(assignment_to_dict(current)))
+        return current
+
+    def assign(self, cloud: str, row: dict, user: str, vm_type: str) -> dict:
+        current = self._change(
+            row, FREE, status=ASSIGNED, user=user, recipe=vm_type, assigned_at=func.now()
+        )
+        return {
+            "id_vm": current.id_vm,
+            "id": current.id,
+            "result": f"Node {current.id_vm} assigned",
+        }
+
+    def release(self, cloud: str, row: dict) -> dict:
+        current = self._change(row, ASSIGNED, status=FREE, user=None, assigned_at=None)
+        return {
+            "id_vm": current.id_vm,
+            "id": current.id,
+            "result": f"Node {current.id_vm} released",
+        }
+
+    def forget(self, cloud: str, node_id: str) -> None:
+        db.session.execute(
+            update(Assignment)
+            .where(Assignment.cloud == cloud, Assignment.id_vm == node_id)
+            .values(status=DELETED, user=None, updated_at=func.now())
+        )
+        db.session.commit()
+
+    def sync(self, cloud: str, nodes: list[dict]) -> dict:
+        """Register the cloud's nodes the ledger lacks; mark faulty the rows whose VM is gone.
+
+        Returns the counts: ``registered`` and ``faulty``.
+        """
+        known = set(
+            db.session.scalars(
+                select(Assignment.id_vm).where(
+                    Assignment.cloud == cloud, Assignment.status != DELETED
+                )
+            )
+        )
+        present = {node["id"] for node in nodes}
+        registered = 0
+        for node in nodes:
+            if node["id"] not in known:
+                self.register(cloud, node)
+                registered += 1
+        vanished = known - present
+        faulty = 0
+        if vanished:
+            faulty = db.session.execute(
+                update(Assignment)
+                .where(
+                    Assignment.cloud == cloud,
+                    Assignment.id_vm.in_(vanished),
+                    or_(Assignment.status == FREE, Assignment.status == ASSIGNED),
+                )
+                .values(status=FAULTY, updated_at=func.now())
+            ).rowcount
+        db.session.commit()
+        return {"registered": registered, "faulty": faulty}
