@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import auth
+from . import auth, clouds, operations
 from .errors import DispatcherError
 from .extensions import db
 from .models import AGENT, ROLES
@@ -217,12 +217,24 @@ def revoke_tokens_command(username):
     click.echo(f"tokens of {username!r} revoked")
 
 
+@click.command("ledger-sync")
+@click.option("--cloud", "names", multiple=True, help="A cloud to sync [default: every cloud].")
+@with_appcontext
+@service_errors
+def ledger_sync_command(names):
+    """Record the VMs the clouds have and the ledger lacks; mark vanished ones faulty."""
+    for name in names or [cloud["name"] for cloud in clouds.service().served_clouds()]:
+        counts = operations.sync_ledger(name)
+        click.echo(f"{name}: {counts['registered']} registered, {counts['faulty']} marked faulty")
+
+
 COMMANDS = (
     run_command,
     init_db_command,
     reset_db_command,
     populate_db_command,
     users_group,
+    ledger_sync_command,
 )
 
 

@@ -4,7 +4,13 @@ from flask import current_app
 
 from . import bookkeeping, clouds
 from .bookkeeping.base import describe_holder
-from .errors import CloudError, ConflictError, DispatcherError, NotFoundError
+from .errors import (
+    CloudError,
+    ConflictError,
+    DispatcherError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from .extensions import db
 from .models import ASSIGNED, FREE, AuditEntry
 from .serializers import audit_entry_to_dict
@@ -170,6 +176,21 @@ def release_vm(
         raise CloudError(f"{answer['result']}, but deleting it failed: {exc.message}") from exc
     bookkeeping.backend().forget(clouds.service().cloud_name(cloud), str(answer["id_vm"]))
     return {**answer, "result": f"{answer['result']}{then}"}
+
+
+def sync_ledger(cloud: str | None) -> dict:
+    """Bring the local ledger in line with the cloud: ``{"registered": n, "faulty": m}``.
+
+    :raises InvalidRequestError: the bookkeeping is not the local ledger.
+    :raises CloudError: the cloud failed.
+    """
+    keeper = bookkeeping.backend()
+    if not keeper.registers_nodes:
+        raise InvalidRequestError(
+            "ledger-sync works on the local ledger (ASSIGNMENT_BACKEND=local)"
+        )
+    name = clouds.service().cloud_name(cloud)
+    return keeper.sync(name, clouds.service().list_nodes(name))
 
 
 def assignment_status(cloud: str | None) -> dict:
