@@ -141,6 +141,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
         "clouds.sh",
         "listings.sh",
         "vm.sh",
+        "assignments.sh",
         "revoke_tokens.sh",
     ],
 )
@@ -170,3 +171,8 @@ def test_example_scripts_run_green(server, script):
             "Node 3 deleted",
         ]
         assert answers[1]["node"]["name"] == "dummy-3"
+    if script == "assignments.sh":
+        assert answers[1]["result"] == "Node 1 assigned"
+        assert answers[2]["nodes"][0]["user"] == "zeppolo"
+        assert answers[3]["result"] == "Node 1 released and deleted"
+        assert [entry["action"] for entry in answers[4]["history"]] == ["release", "assign"]

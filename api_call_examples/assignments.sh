@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Assign a VM to a user for an application, see the status and history, release it.
+#   ./assignments.sh [CLOUD [NODE_ID]]    [default: fake_driver, node 1]
+# Release destroys the VM unless the dispatcher runs with RELEASE_KEEPS_NODE = True.
+# The user needs role agent or admin.
+. "$(dirname "$0")/common.sh"
+cloud=${1:-fake_driver}
+node=${2:-1}
+json=(-H 'Content-Type: application/json')
+
+# A dry run first: what would happen, with nothing changed.
+api -X PUT "$BASE_URL/vm/action/assign/$cloud" "${json[@]}" \
+    -d "{\"node\": \"$node\", \"user\": \"zeppolo\", \"vm_type\": \"galaxy\", \"emulate\": true}"
+api -X PUT "$BASE_URL/vm/action/assign/$cloud" "${json[@]}" \
+    -d "{\"node\": \"$node\", \"user\": \"zeppolo\", \"vm_type\": \"galaxy\"}"
+api "$BASE_URL/vm/status/$cloud"
+api -X PUT "$BASE_URL/vm/action/release/$cloud" "${json[@]}" -d "{\"node\": \"$node\"}"
+api "$BASE_URL/vm/history/$cloud?limit=5"
