@@ -19,7 +19,10 @@ def cistern_session(retries: int) -> requests.Session:
     is safe to try again; a request that reached Cistern is never repeated.
     """
     session = requests.Session()
-    retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, redirect=0)
+    # read=False, not 0: urllib3 wraps a read timeout of a GET or PUT whose read
+    # retries are spent in MaxRetryError, which requests turns into a ConnectionError
+    # ("cannot connect"); False re-raises it as the read timeout it is.
+    retry = Retry(total=retries, connect=retries, read=False, status=0, other=0, redirect=0)
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -63,7 +66,8 @@ class CisternBookkeeper(Bookkeeper):
 
     def find(self, cloud: str, node_id=None, hostname=None) -> dict | None:
         field, wanted = ("id_vm", node_id) if node_id is not None else ("hostname", hostname)
-        rows = [row for row in self.nodes(cloud, with_faulty=True) if row.get(field) == wanted]
+        # Compared as text: a Cistern may number its VMs where the cloud names them.
+        rows = [row for row in self.nodes(cloud, with_faulty=True) if str(row.get(field)) == wanted]
         if len(rows) > 1:
             ids = ", ".join(str(row.get("id_vm")) for row in rows)
             raise ConflictError(f"nodes {ids} are all called {hostname}: give the node id")
