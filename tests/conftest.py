@@ -15,6 +15,18 @@ from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
 
 DUMMY_FARM = {"default": {"ENGINE": "dummy"}, "fake_driver": {"ENGINE": "dummy"}}
+# The keys of DESIGN.md's ASSIGNMENT (Cistern's row shape).
+ASSIGNMENT_KEYS = {
+    "id",
+    "id_vm",
+    "hostname",
+    "cloud",
+    "recipe",
+    "recipe_id",
+    "user",
+    "status",
+    "status_desc",
+}
 # The keys of DESIGN.md's NODE.
 NODE_KEYS = {
     "name",

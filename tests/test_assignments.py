@@ -1,7 +1,7 @@
 """Assigning and releasing VMs with the local ledger, on the Dummy driver."""
 
 import pytest
-from conftest import token_client
+from conftest import ASSIGNMENT_KEYS, token_client
 
 from dispatcher import clouds
 from dispatcher.errors import ConfigurationError
@@ -10,17 +10,6 @@ from dispatcher.models import ASSIGNED, DELETED, FAULTY, FREE, Assignment, Audit
 
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
 RELEASE = "/api/v1/vm/action/release/fake_driver"
-ASSIGNMENT_KEYS = {
-    "id",
-    "id_vm",
-    "hostname",
-    "cloud",
-    "recipe",
-    "recipe_id",
-    "user",
-    "status",
-    "status_desc",
-}
 
 
 @pytest.fixture

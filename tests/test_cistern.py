@@ -6,21 +6,10 @@ import pytest
 import requests
 from cistern_server import ASSIGNED, FREE, CisternServer
 from cistern_server import cistern as cistern  # the fixture, for this module's tests
-from conftest import token_client
+from conftest import ASSIGNMENT_KEYS, token_client
 from test_server import ADMIN_PASSWORD, Server
 from werkzeug.exceptions import ServiceUnavailable
 
-ASSIGNMENT_KEYS = {
-    "id",
-    "id_vm",
-    "hostname",
-    "cloud",
-    "recipe",
-    "recipe_id",
-    "user",
-    "status",
-    "status_desc",
-}
 # The dispatcher's listing of the Dummy cloud's nodes.
 NODES = "/api/v1/nodes/fake_driver"
 # Cistern's rows of that cloud (the same shape of path, on Cistern's server).
