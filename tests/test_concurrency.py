@@ -1,0 +1,288 @@
+"""Exactly one winner: concurrent assigns and releases of one VM through gunicorn workers."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy
+from conftest import free_port, prepare_database
+from sqlalchemy import select
+
+from dispatcher import auth, create_app
+from dispatcher.extensions import db
+from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 4
+# The test process issues the token, the workers check it: both need the same secrets.
+SECRET_KEY = "concurrency-test-secret-key"
+PASSWORD_SALT = "concurrency-test-password-salt"
+CLOUD = "fake_driver"
+VM = "1"  # dummy-1: every worker's own Dummy driver has it
+# The worker's pid in each access log line, to see which process served a request.
+ACCESS_LOG_FORMAT = 'pid=%(p)s "%(r)s" %(s)s'
+ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
+
+
+class Gunicorn:
+    """A `gunicorn -w 4 wsgi:app` process on a free loopback port; its output in a file."""
+
+    def __init__(self, folder: Path, env: dict):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api/v1"
+        self.log = folder / "gunicorn.log"
+        args = [
+            str(GUNICORN),
+            f"--workers={WORKERS}",
+            f"--bind=127.0.0.1:{self.port}",
+            f"--chdir={ROOT}",
+            "--graceful-timeout=5",
+            "--access-logfile=-",
+            f"--access-logformat={ACCESS_LOG_FORMAT}",
+            "wsgi:app",
+        ]
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                args, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
+            )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()  # nobody else holds it yet: the fixture only learns of a started server
+            raise
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{self.base}/", timeout=2)
+                return
+            # Refused before the master binds; a timeout while the workers still load the app.
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"gunicorn did not start:\n{self.output()}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        """What gunicorn and its workers printed so far."""
+        return self.log.read_text()
+
+    def put(self, session: requests.Session, action: str, token: str, **body):
+        """PUT /vm/action/<action>/fake_driver with ``body`` and the token in X-Auth-Token."""
+        return session.put(
+            f"{self.base}/vm/action/{action}/{CLOUD}",
+            json=body,
+            headers={"X-Auth-Token": token},
+            timeout=30,
+        )
+
+    def warm_up(self, token: str) -> None:
+        """Send token-checked listings until every worker has served one.
+
+        A worker's first request is slow (lazy imports, the Dummy driver, the first queries):
+        cold workers would leave one warm worker to serve a race nearly alone, in series.
+        """
+        path = f"/api/v1/nodes/{CLOUD}"
+        deadline = time.monotonic() + 20
+        while len(self.worker_pids(path, 0)) < WORKERS:
+            if time.monotonic() > deadline:
+                pytest.fail(f"not every worker answered:\n{self.output()}")
+            answers = race(
+                2 * WORKERS,
+                lambda index, session: session.get(
+                    f"http://127.0.0.1:{self.port}{path}",
+                    headers={"X-Auth-Token": token},
+                    timeout=30,
+                ),
+            )
+            assert {answer.status_code for answer in answers} == {200}
+
+    def worker_pids(self, path: str, count: int) -> set[int]:
+        """The pids of the workers that served requests to ``path``, once ``count`` are logged."""
+        # A worker logs the request after sending the answer: wait for the lines a moment.
+        deadline = time.monotonic() + 5
+        while True:
+            lines = [m for m in ACCESS_LINE.finditer(self.output()) if m[3] == path]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return {int(m[1]) for m in lines}
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM (gunicorn's graceful stop), then kill if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def agent_token(any_database_url):
+    """Schema, roles and a user with role agent in the test's database; that user's token."""
+    app = prepare_database(
+        create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": any_database_url,
+                "SECRET_KEY": SECRET_KEY,
+                "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
+            }
+        )
+    )
+    with app.app_context():
+        token = auth.create_user("racer", "racer-password", roles=(AGENT,)).get_auth_token()
+        db.engine.dispose()
+    return token
+
+
+@pytest.fixture
+def engine(any_database_url):
+    """An engine of its own on the test's database, to read what the workers wrote."""
+    engine = sqlalchemy.create_engine(any_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def gunicorn(tmp_path, any_database_url, agent_token):
+    """Start gunicorn on the test's database, with ``settings`` in a DISPATCHER_SETTINGS file."""
+    started = []
+
+    def start(**settings) -> Gunicorn:
+        settings_file = tmp_path / "settings.py"
+        settings_file.write_text("".join(f"{key} = {value!r}\n" for key, value in settings.items()))
+        env = {
+            **os.environ,
+            "DATABASE_URL": any_database_url,
+            "DISPATCHER_SECRET_KEY": SECRET_KEY,
+            "DISPATCHER_PASSWORD_SALT": PASSWORD_SALT,
+            "DISPATCHER_SETTINGS": str(settings_file),
+            "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
+        }
+        started.append(Gunicorn(tmp_path, env))
+        started[-1].warm_up(agent_token)
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+        # pytest shows a teardown's output only when the test failed: the server's log then.
+        print(server.output())
+
+
+def race(count: int, send) -> list[requests.Response]:
+    """Call ``send(index, session)`` from ``count`` threads released at once; their answers."""
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        with requests.Session() as session:
+            barrier.wait(timeout=30)
+            return send(index, session)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def ledger(engine) -> list[tuple]:
+    """(status, user) of every ledger row of the VM."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(Assignment.status, Assignment.user).where(
+                Assignment.cloud == CLOUD, Assignment.id_vm == VM
+            )
+        ).all()
+
+
+def audit(engine, action: str) -> Counter:
+    """How many audit entries of ``action`` on the VM ended with each outcome."""
+    with engine.connect() as conn:
+        outcomes = conn.scalars(
+            select(AuditEntry.outcome).where(
+                AuditEntry.cloud == CLOUD, AuditEntry.action == action, AuditEntry.id_vm == VM
+            )
+        )
+        return Counter(outcomes)
+
+
+def assign_race(server: Gunicorn, token: str, users: list[str]) -> str:
+    """One concurrent assign of the VM per user; checks one 200 and the rest 409; the winner."""
+    responses = race(
+        len(users),
+        lambda index, session: server.put(
+            session, "assign", token, node=VM, user=users[index], vm_type="app"
+        ),
+    )
+    statuses = [response.status_code for response in responses]
+    assert sorted(statuses) == [200] + [409] * (len(users) - 1), [r.text for r in responses]
+    winner = users[statuses.index(200)]
+    answer = responses[statuses.index(200)].json()
+    assert answer["status"] == "ok"
+    assert (answer["id_vm"], answer["result"]) == (VM, f"Node {VM} assigned")
+    for response in responses:
+        if response.status_code == 409:
+            body = response.json()
+            assert body["status"] == "error"
+            assert body["message"] == f"node {VM} is assigned to {winner} (app)"
+    return winner
+
+
+def test_one_of_twenty_concurrent_assigns_wins(gunicorn, agent_token, engine):
+    """Twenty clients assigning one VM through four workers: one 200, nineteen 409, one holder."""
+    server = gunicorn()
+    users = [f"user-{index:02d}" for index in range(20)]
+
+    winner = assign_race(server, agent_token, users)
+
+    assert ledger(engine) == [(ASSIGNED, winner)]
+    assert audit(engine, "assign") == {"ok": 1, "409": 19}
+    with engine.connect() as conn:
+        granted = conn.scalars(
+            select(AuditEntry.user).where(
+                AuditEntry.cloud == CLOUD,
+                AuditEntry.id_vm == VM,
+                AuditEntry.action == "assign",
+                AuditEntry.outcome == "ok",
+            )
+        ).all()
+    assert granted == [winner]
+    assert len(server.worker_pids(f"/api/v1/vm/action/assign/{CLOUD}", len(users))) > 1
+
+
+def test_concurrent_releases_free_once_then_one_reassign_wins(gunicorn, agent_token, engine):
+    """Ten concurrent releases: one 200, nine 409 "node 1 is free"; then ten assigns: one wins."""
+    # Release keeps the VM: a Dummy node destroyed in one worker would live on in the others.
+    server = gunicorn(RELEASE_KEEPS_NODE=True)
+    with requests.Session() as session:
+        first = server.put(session, "assign", agent_token, node=VM, user="first", vm_type="app")
+    assert first.status_code == 200, first.text
+
+    responses = race(
+        10, lambda index, session: server.put(session, "release", agent_token, node=VM)
+    )
+
+    statuses = [response.status_code for response in responses]
+    assert sorted(statuses) == [200] + [409] * 9, [r.text for r in responses]
+    assert responses[statuses.index(200)].json()["result"] == f"Node {VM} released"
+    assert {r.json()["message"] for r in responses if r.status_code == 409} == {
+        f"node {VM} is free"
+    }
+    assert ledger(engine) == [(FREE, None)]
+    assert audit(engine, "release") == {"ok": 1, "409": 9}
+
+    winner = assign_race(server, agent_token, [f"again-{index}" for index in range(10)])
+
+    assert ledger(engine) == [(ASSIGNED, winner)]
+    assert audit(engine, "assign") == {"ok": 2, "409": 9}
