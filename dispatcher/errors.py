@@ -49,6 +49,15 @@ class ConflictError(DispatcherError):
     status = 409
 
 
+class AmbiguousHostnameError(ConflictError):
+    """Several VMs have the hostname a request names."""
+
+    def __init__(self, hostname: str, ids):
+        super().__init__(
+            f"nodes {', '.join(map(str, ids))} are all called {hostname}: give the node id"
+        )
+
+
 class NotFoundError(DispatcherError):
     """A thing the request names does not exist."""
 

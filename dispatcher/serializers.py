@@ -3,6 +3,8 @@
 import datetime
 import enum
 
+from .models import STATUS_NAMES
+
 
 def json_safe(value, depth: int = 0):
     """Return ``value`` made of JSON types only; other objects become their id or text.
@@ -78,8 +80,6 @@ def tenant_to_dict(tenant, driver) -> dict:
 
 def assignment_to_dict(row) -> dict:
     """ASSIGNMENT: a local ledger row in the shape Cistern answers."""
-    from .models import STATUS_NAMES  # models import the database; serializers need not
-
     return {
         "id": row.id,
         "id_vm": row.id_vm,

@@ -170,3 +170,15 @@ def test_hanging_cloud_times_out_with_504(make_app, hanging_port):
     response = client.post("/api/v1/vm/start", json={"name": "x", "image": "ami-1", "size": SIZE})
     assert response.status_code == 504
     assert client.put("/api/v1/vm/stop", json={"node": "i-1"}).status_code == 504
+
+
+def test_a_hostname_two_vms_share_is_409_naming_both(client, cloud):
+    """Two live VMs called alike: stopping by that name is refused, naming both ids."""
+    first = start(client, cloud).json["nodes"]["id"]
+    second = start(client, cloud).json["nodes"]["id"]
+    response = client.put("/api/v1/vm/stop/aws", json={"hostname": "web-1"})
+    assert response.status_code == 409
+    message = response.json["message"]
+    assert message.endswith("are all called web-1: give the node id")
+    assert first in message and second in message
+    assert "TerminateInstances" not in cloud.actions()

@@ -6,7 +6,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from ..errors import BookkeepingRejectedError, BookkeepingUnavailableError, ConflictError
+from ..errors import AmbiguousHostnameError, BookkeepingRejectedError, BookkeepingUnavailableError
 from .base import Bookkeeper
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ class CisternBookkeeper(Bookkeeper):
         # Compared as text: a Cistern may number its VMs where the cloud names them.
         rows = [row for row in self.nodes(cloud, with_faulty=True) if str(row.get(field)) == wanted]
         if len(rows) > 1:
-            ids = ", ".join(str(row.get("id_vm")) for row in rows)
-            raise ConflictError(f"nodes {ids} are all called {hostname}: give the node id")
+            raise AmbiguousHostnameError(hostname, [row.get("id_vm") for row in rows])
         return rows[0] if rows else None
 
     def _answer(self, body: dict) -> dict:

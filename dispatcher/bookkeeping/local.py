@@ -3,7 +3,7 @@
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ConflictError
+from ..errors import AmbiguousHostnameError, ConflictError
 from ..extensions import db
 from ..models import ASSIGNED, DELETED, FAULTY, FREE, Assignment
 from ..serializers import assignment_to_dict
@@ -39,8 +39,7 @@ class LocalBookkeeper(Bookkeeper):
     def find(self, cloud: str, node_id=None, hostname=None) -> dict | None:
         rows = self._rows(cloud, node_id, hostname)
         if len(rows) > 1:
-            ids = ", ".join(row.id_vm for row in rows)
-            raise ConflictError(f"nodes {ids} are all called {hostname}: give the node id")
+            raise AmbiguousHostnameError(hostname, [row.id_vm for row in rows])
         return assignment_to_dict(rows[0]) if rows else None
 
     def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict:

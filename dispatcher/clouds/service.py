@@ -16,9 +16,9 @@ from libcloud.common.types import InvalidCredsError, LibcloudError
 
 from .. import serializers
 from ..errors import (
+    AmbiguousHostnameError,
     CloudError,
     CloudTimeoutError,
-    ConflictError,
     InvalidRequestError,
     NotFoundError,
     NotSupportedError,
@@ -236,10 +236,7 @@ class CloudService:
         if not nodes:
             raise NotFoundError(f"no useful node id here: no node is called {hostname}")
         if len(nodes) > 1:
-            ids = ", ".join(str(node.id) for node in nodes)
-            raise ConflictError(
-                f"{len(nodes)} nodes are called {hostname} ({ids}): give the node id"
-            )
+            raise AmbiguousHostnameError(hostname, [node.id for node in nodes])
         return nodes[0]
 
     def _image(self, cloud, image_id: str):
