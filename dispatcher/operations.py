@@ -4,6 +4,7 @@ from flask import current_app
 
 from . import bookkeeping, clouds
 from .bookkeeping.base import describe_holder
+from .clouds import firewall_rule
 from .errors import (
     CloudError,
     ConflictError,
@@ -63,6 +64,74 @@ def node_details(cloud: str | None, node_id: str) -> dict:
     :raises NotFoundError: no such node.
     """
     return {"node": clouds.service().get_node(cloud, node_id=node_id)}
+
+
+def create_security_group(cloud: str | None, name: str, description: str) -> dict:
+    """Create a security group; ``{"group": GROUP}``.
+
+    :raises ConflictError: a group of that name exists.
+    :raises NotSupportedError: the cloud's driver has no security groups.
+    """
+    return {"group": clouds.service().create_security_group(cloud, name, description)}
+
+
+def change_port(
+    cloud: str | None,
+    action: str,
+    group: str,
+    protocol: str,
+    from_port: int,
+    to_port: int | None = None,
+    cidr: str = "0.0.0.0/0",
+) -> dict:
+    """Open or close a port range of a group; ``{"group": GROUP, "result": ...}``.
+
+    Opening what is open already is no error; closing what is not open is.
+
+    :raises NotFoundError: no such group; no such rule to close.
+    :raises NotSupportedError: the cloud's driver has no security groups.
+    """
+    rule = firewall_rule(protocol, from_port, to_port, cidr)
+    service = clouds.service()
+    if action == "open":
+        changed_group, changed = service.open_port(cloud, group, rule)
+        return {"group": changed_group, "result": "opened" if changed else "already open"}
+    return {"group": service.close_port(cloud, group, rule), "result": "closed"}
+
+
+def create_volume(cloud: str | None, **volume) -> dict:
+    """Create a volume of ``size`` GB; ``{"volume": VOLUME}``.
+
+    :raises NotSupportedError: the cloud's driver has no volumes.
+    """
+    return {"volume": clouds.service().create_volume(cloud, **volume)}
+
+
+def attach_volume(cloud: str | None, volume: str, node=None, hostname=None, device=None) -> dict:
+    """Attach a volume to a node; ``{"result": "Volume <id> attached to node <id>"}``.
+
+    :raises NotFoundError: no such volume or node.
+    """
+    volume_id, node_id = clouds.service().attach_volume(
+        cloud, volume, node_id=node, hostname=hostname, device=device
+    )
+    return {"result": f"Volume {volume_id} attached to node {node_id}"}
+
+
+def detach_volume(cloud: str | None, volume: str) -> dict:
+    """Detach a volume; ``{"result": "Volume <id> detached"}``.
+
+    :raises NotFoundError: no such volume.
+    """
+    return {"result": f"Volume {clouds.service().detach_volume(cloud, volume)} detached"}
+
+
+def destroy_volume(cloud: str | None, volume: str) -> dict:
+    """Destroy a volume; ``{"result": "Volume <id> destroyed"}``.
+
+    :raises NotFoundError: no such volume.
+    """
+    return {"result": f"Volume {clouds.service().destroy_volume(cloud, volume)} destroyed"}
 
 
 def _resolve(cloud: str, node: str | None, hostname: str | None, emulate: bool) -> dict:

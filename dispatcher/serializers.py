@@ -68,6 +68,33 @@ def size_to_dict(size) -> dict:
     }
 
 
+def volume_to_dict(volume) -> dict:
+    """A volume: id, name, size in GB, state, and what else the provider tells."""
+    return {
+        "id": str(volume.id),
+        "name": volume.name,
+        "size": volume.size,
+        "state": str(getattr(volume, "state", None) or "unknown"),
+        **_driver_fields(volume),
+        "extra": json_safe(volume.extra or {}),
+    }
+
+
+def location_to_dict(location) -> dict:
+    """A location (region, zone): id, name and country."""
+    return {
+        "id": str(location.id),
+        "name": location.name,
+        "country": location.country,
+        **_driver_fields(location),
+    }
+
+
+def key_pair_to_dict(key_pair) -> dict:
+    """A key pair by name and fingerprint: never its key material."""
+    return {"name": key_pair.name, "fingerprint": key_pair.fingerprint}
+
+
 def tenant_to_dict(tenant, driver) -> dict:
     """A tenant (OpenStack project): id, name, and the driver it was listed through."""
     return {

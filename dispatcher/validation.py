@@ -1,6 +1,8 @@
 """Request schemas (``schema`` library) and the one function that applies them."""
 
-from schema import And, Optional, Schema, SchemaError
+import ipaddress
+
+from schema import And, Optional, Schema, SchemaError, Use
 
 from .errors import InvalidRequestError
 
@@ -33,36 +35,53 @@ START = Schema(
         Optional("metadata"): _strings("metadata"),
         Optional("location"): _text("location"),
         Optional("vm_type"): _text("vm_type"),
+        Optional("security_groups"): And(
+            [_text("security_groups")], len, error="security_groups: list of group names"
+        ),
     },
     name="vm_start",
     ignore_extra_keys=True,
 )
 
 
-class NodeReferenceSchema(Schema):
-    """A body naming one node: its cloud id (``node``) or its name (``hostname``), not both."""
+class CheckedSchema(Schema):
+    """A schema of a body with a check across its fields, run once on the whole body.
+
+    ``check`` returns the message of what is wrong, or None.
+    """
+
+    def __init__(self, *args, check=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check = check
 
     def validate(self, data, **kwargs):
         data = super().validate(data, **kwargs)
-        if not isinstance(self.schema, dict):  # schema validates the values with this class too
-            return data
-        if "node" not in data and "hostname" not in data:
-            raise SchemaError(None, "no valid node id nor hostname here")  # the original's words
-        if "node" in data and "hostname" in data:
-            raise SchemaError(None, "node, hostname: give one of them, not both")
+        # schema validates the values with this class too, without the check
+        message = self.check(data) if self.check and isinstance(self.schema, dict) else None
+        if message:
+            raise SchemaError(None, message)
         return data
 
 
-NODE_REFERENCE = NodeReferenceSchema(
+def _one_node(body: dict) -> str | None:
+    if "node" not in body and "hostname" not in body:
+        return "no valid node id nor hostname here"  # the original's words
+    if "node" in body and "hostname" in body:
+        return "node, hostname: give one of them, not both"
+    return None
+
+
+NODE_REFERENCE = CheckedSchema(
     {Optional("node"): _text("node"), Optional("hostname"): _text("hostname")},
     name="node_reference",
     ignore_extra_keys=True,
+    check=_one_node,
 )
 
 
 _EMULATE = And(bool, error="emulate: true or false")
 
-ASSIGN = NodeReferenceSchema(
+ASSIGN = CheckedSchema(
     {
         Optional("node"): _text("node"),
         Optional("hostname"): _text("hostname"),
@@ -72,9 +91,10 @@ ASSIGN = NodeReferenceSchema(
     },
     name="vm_assign",
     ignore_extra_keys=True,
+    check=_one_node,
 )
 
-RELEASE = NodeReferenceSchema(
+RELEASE = CheckedSchema(
     {
         Optional("node"): _text("node"),
         Optional("hostname"): _text("hostname"),
@@ -82,6 +102,85 @@ RELEASE = NodeReferenceSchema(
     },
     name="vm_release",
     ignore_extra_keys=True,
+    check=_one_node,
+)
+
+
+def _port(field: str):
+    return And(
+        int,
+        lambda port: not isinstance(port, bool) and 0 <= port <= 65535,
+        error=f"{field}: a whole number from 0 to 65535",
+    )
+
+
+def _network(cidr: str) -> str:
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
+def _port_range(body: dict) -> str | None:
+    if body.get("to_port", body["from_port"]) < body["from_port"]:
+        return "to_port: not below from_port"
+    return None
+
+
+PORT_RULE = CheckedSchema(
+    {
+        "group": _text("group"),
+        Optional("protocol", default="tcp"): And(
+            str,
+            Use(str.lower),
+            lambda p: p in ("tcp", "udp", "icmp"),
+            error="protocol: tcp, udp or icmp",
+        ),
+        "from_port": _port("from_port"),
+        Optional("to_port"): _port("to_port"),
+        Optional("cidr", default="0.0.0.0/0"): And(
+            str, Use(_network), error="cidr: an IPv4 or IPv6 network, like 10.0.0.0/8"
+        ),
+    },
+    name="port_rule",
+    ignore_extra_keys=True,
+    check=_port_range,
+)
+
+SECURITY_GROUP = Schema(
+    {
+        "name": _text("name"),
+        Optional("description", default=""): And(str, error="description: string"),
+    },
+    name="security_group",
+    ignore_extra_keys=True,
+)
+
+VOLUME = Schema(
+    {
+        "name": _text("name"),
+        "size": And(
+            int,
+            lambda size: not isinstance(size, bool) and size > 0,
+            error="size: a whole number of GB above 0",
+        ),
+        Optional("location"): _text("location"),
+    },
+    name="volume",
+    ignore_extra_keys=True,
+)
+
+VOLUME_REFERENCE = Schema(
+    {"volume": _text("volume")}, name="volume_reference", ignore_extra_keys=True
+)
+
+VOLUME_ATTACHMENT = CheckedSchema(
+    {
+        "volume": _text("volume"),
+        Optional("node"): _text("node"),
+        Optional("hostname"): _text("hostname"),
+        Optional("device"): _text("device"),
+    },
+    name="volume_attachment",
+    ignore_extra_keys=True,
+    check=_one_node,
 )
 
 

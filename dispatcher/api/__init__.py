@@ -5,6 +5,7 @@ from flask import Blueprint
 from .assignments import AssignAPI, AssignmentStatusAPI, HistoryAPI, ReleaseAPI
 from .auth import AuthAPI, TokenCheckAPI
 from .listings import CloudAPI, HomeAPI, ListingAPI
+from .resources import FirewallAPI, FirewallRuleAPI, VolumeActionAPI, VolumeCreateAPI
 from .vm import NodeAPI, PowerAPI, StartAPI, StopAPI
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -12,11 +13,14 @@ bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 bp_v2 = Blueprint("api_v2", __name__, url_prefix="/api/v2")
 
 
-def route(blueprint, view, rule, name):
-    """Register ``rule`` and ``rule/<cloud>``; without a cloud the view gets None."""
+def route(blueprint, view, rule, name, **defaults):
+    """Register ``rule`` and ``rule/<cloud>``; without a cloud the view gets None.
+
+    ``defaults`` are more arguments of the view that the rule itself fixes.
+    """
     func = view.as_view(name)
-    blueprint.add_url_rule(rule, view_func=func, defaults={"cloud": None})
-    blueprint.add_url_rule(f"{rule}/<cloud>", view_func=func)
+    blueprint.add_url_rule(rule, view_func=func, defaults={"cloud": None, **defaults})
+    blueprint.add_url_rule(f"{rule}/<cloud>", view_func=func, defaults=defaults)
 
 
 bp.add_url_rule("/", view_func=HomeAPI.as_view("home"))
@@ -31,6 +35,12 @@ route(bp, PowerAPI, "/vm/action/<any(reboot, poweron, poweroff):action>", "vm_po
 route(bp, AssignAPI, "/vm/action/assign", "vm_assign")
 route(bp, ReleaseAPI, "/vm/action/release", "vm_release")
 route(bp, AssignmentStatusAPI, "/vm/status", "vm_status")
+route(bp, FirewallAPI, "/fw", "fw")
+for action in ("open", "close"):
+    route(bp, FirewallRuleAPI, f"/fw/{action}", f"fw_{action}", action=action)
+route(bp, VolumeCreateAPI, "/storage/create", "storage_create")
+for action in ("attach", "detach", "destroy"):
+    route(bp, VolumeActionAPI, f"/storage/{action}", f"storage_{action}", action=action)
 route(bp, HistoryAPI, "/vm/history", "vm_history")
 route(bp_v2, ListingAPI, "/<action>", "listing")
 

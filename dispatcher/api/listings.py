@@ -11,6 +11,9 @@ LISTINGS = {
     "flavors": ("flavors", "list_sizes"),
     "sizes": ("flavors", "list_sizes"),
     "tenants": ("tenants", "list_tenants"),
+    "locations": ("locations", "list_locations"),
+    "keypairs": ("keypairs", "list_key_pairs"),
+    "volumes": ("volumes", "list_volumes"),
 }
 
 
@@ -33,7 +36,8 @@ class CloudAPI(ApiView):
 
 
 class ListingAPI(ApiView):
-    """``/api/v1/<action>[/<cloud>]``: nodes, images, flavors (sizes) or tenants."""
+    """``/api/v1/<action>[/<cloud>]``: nodes, images, flavors (sizes), tenants, locations,
+    key pairs or volumes."""
 
     def get(self, action, cloud):
         if action not in LISTINGS:

@@ -2,10 +2,19 @@
 
 from flask import current_app
 
+from .firewall import Rule
 from .pool import DEFAULT_CLOUD, CloudSpec, DriverPool, parse_farm
 from .service import CloudService
 
-__all__ = ["DEFAULT_CLOUD", "CloudService", "CloudSpec", "DriverPool", "init_app", "service"]
+__all__ = [
+    "DEFAULT_CLOUD",
+    "CloudService",
+    "CloudSpec",
+    "DriverPool",
+    "firewall_rule",
+    "init_app",
+    "service",
+]
 
 EXTENSION = "dispatcher.clouds"
 
@@ -27,3 +36,8 @@ def init_app(app) -> None:
 def service() -> CloudService:
     """The cloud service of the current app."""
     return current_app.extensions[EXTENSION]
+
+
+def firewall_rule(protocol: str, from_port: int, to_port: int | None, cidr: str) -> Rule:
+    """A port range to open or close; ``to_port`` defaults to ``from_port``."""
+    return Rule(protocol, from_port, from_port if to_port is None else to_port, cidr)

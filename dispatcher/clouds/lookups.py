@@ -25,6 +25,12 @@ def takes(function, parameter: str) -> bool:
     return parameter in inspect.signature(function).parameters
 
 
+def requires(function, parameter: str) -> bool:
+    """Whether ``function`` has the parameter ``parameter`` without a default."""
+    found = inspect.signature(function).parameters.get(parameter)
+    return found is not None and found.default is inspect.Parameter.empty
+
+
 def _names_nothing(exc: Exception) -> bool:
     if isinstance(exc, IndexError | KeyError):
         return True
@@ -73,3 +79,17 @@ def nodes_by_name(driver, hostname: str) -> list:
     return [
         node for node in candidates if node.name == hostname and node.state != NodeState.TERMINATED
     ]
+
+
+def volume_by_id(driver, volume_id: str):
+    """The volume ``volume_id``, or None: filtered by the cloud where it can filter."""
+    try:
+        if takes(driver.list_volumes, "ex_filters"):  # EC2: DescribeVolumes by id
+            return _by_id(driver.list_volumes(ex_filters={"volume-id": volume_id}), volume_id)
+        if hasattr(driver, "ex_get_volume"):  # OpenStack: GET /os-volumes/<id>
+            return driver.ex_get_volume(volume_id)
+    except Exception as exc:
+        if _names_nothing(exc):
+            return None
+        raise
+    return _by_id(driver.list_volumes(), volume_id)

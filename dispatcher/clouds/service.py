@@ -19,11 +19,13 @@ from ..errors import (
     AmbiguousHostnameError,
     CloudError,
     CloudTimeoutError,
+    ConflictError,
     InvalidRequestError,
     NotFoundError,
     NotSupportedError,
 )
-from .lookups import image_by_id, node_by_id, nodes_by_name, takes
+from . import firewall
+from .lookups import image_by_id, node_by_id, nodes_by_name, requires, takes, volume_by_id
 from .pool import DriverPool
 
 log = logging.getLogger(__name__)
@@ -173,6 +175,7 @@ class CloudService:
         keyname: str | None = None,
         metadata: dict | None = None,
         location: str | None = None,
+        security_groups: list[str] | None = None,
     ) -> dict:
         """Create a node and return it as a NODE dict.
 
@@ -183,7 +186,12 @@ class CloudService:
             option the driver cannot honour.
         """
         driver = self.pool.get(cloud)
-        options = {"ex_keyname": keyname, "ex_metadata": metadata, "location": location}
+        options = {
+            "ex_keyname": keyname,
+            "ex_metadata": metadata,
+            "location": location,
+            "ex_security_groups": security_groups,
+        }
         options = {key: value for key, value in options.items() if value is not None}
         for key in options:
             if not takes(driver.create_node, key):
@@ -191,6 +199,8 @@ class CloudService:
                 raise InvalidRequestError(f"{field}: the {driver.name} driver does not take it")
         if location is not None:
             options["location"] = self._location(cloud, location)
+        if security_groups is not None:
+            options["ex_security_groups"] = self._start_groups(cloud, security_groups)
         node = self.call(
             cloud,
             "create_node",
@@ -200,6 +210,14 @@ class CloudService:
             **options,
         )
         return serializers.node_to_dict(node)
+
+    def _start_groups(self, cloud, names: list[str]) -> list:
+        value, missing = self.run(
+            cloud, "security groups", lambda driver: firewall.start_option(driver, names)
+        )
+        if missing:
+            raise InvalidRequestError(f"security_groups: no group {', '.join(missing)}")
+        return value
 
     def destroy_node(self, cloud: str | None, node_id=None, hostname=None) -> str:
         """Destroy the node; return its id.
@@ -275,6 +293,141 @@ class CloudService:
         if location is None:
             raise InvalidRequestError(f"location: no location {wanted} in this cloud")
         return location
+
+    def list_locations(self, cloud: str | None) -> list[dict]:
+        """Every location (region, zone) of the cloud."""
+        return [serializers.location_to_dict(loc) for loc in self.call(cloud, "list_locations")]
+
+    def list_key_pairs(self, cloud: str | None) -> list[dict]:
+        """The cloud's key pairs, by name and fingerprint only."""
+        return [serializers.key_pair_to_dict(pair) for pair in self.call(cloud, "list_key_pairs")]
+
+    def list_volumes(self, cloud: str | None) -> list[dict]:
+        """Every volume of the cloud."""
+        volumes = self.run(cloud, "volumes", lambda driver: driver.list_volumes())
+        return [serializers.volume_to_dict(volume) for volume in volumes]
+
+    def create_volume(self, cloud: str | None, name: str, size: int, location=None) -> dict:
+        """Create a volume of ``size`` GB.
+
+        :raises NotSupportedError: the driver has no volumes.
+        :raises InvalidRequestError: an unknown location.
+        """
+        options = {"location": self._location(cloud, location)} if location else {}
+        volume = self.run(
+            cloud, "volumes", lambda driver: driver.create_volume(size, name, **options)
+        )
+        return serializers.volume_to_dict(volume)
+
+    def attach_volume(
+        self, cloud, volume_id: str, node_id=None, hostname=None, device=None
+    ) -> tuple[str, str]:
+        """Attach the volume to the node; return both ids.
+
+        :raises NotFoundError: no such volume or node.
+        :raises InvalidRequestError: the driver needs a device and none was given.
+        """
+        volume = self._volume(cloud, volume_id)
+        node = self._node(cloud, node_id, hostname)
+        driver = self.pool.get(cloud)
+        if device is None and requires(driver.attach_volume, "device"):
+            raise InvalidRequestError(f"device: the {driver.name} driver needs one")
+        options = {"device": device} if device is not None else {}
+        self._confirm(
+            cloud,
+            "attach volume",
+            volume_id,
+            self.call(cloud, "attach_volume", node, volume, **options),
+        )
+        return str(volume.id), str(node.id)
+
+    def detach_volume(self, cloud, volume_id: str) -> str:
+        """Detach the volume from its node; return its id.
+
+        :raises NotFoundError: no such volume.
+        """
+        volume = self._volume(cloud, volume_id)
+        self._confirm(cloud, "detach volume", volume_id, self.call(cloud, "detach_volume", volume))
+        return str(volume.id)
+
+    def destroy_volume(self, cloud, volume_id: str) -> str:
+        """Destroy the volume; return its id.
+
+        :raises NotFoundError: no such volume.
+        """
+        volume = self._volume(cloud, volume_id)
+        self._confirm(
+            cloud, "destroy volume", volume_id, self.call(cloud, "destroy_volume", volume)
+        )
+        return str(volume.id)
+
+    def _confirm(self, cloud, what: str, thing: str, done) -> None:
+        if done is False:
+            raise CloudError(f"{self.cloud_name(cloud)}: the cloud did not {what} {thing}")
+
+    def _volume(self, cloud, volume_id: str):
+        volume = self.run(cloud, "volumes", lambda driver: volume_by_id(driver, volume_id))
+        if volume is None:
+            raise NotFoundError(f"no volume {volume_id}")
+        return volume
+
+    def list_security_groups(self, cloud: str | None) -> list[dict]:
+        """Every security group with its ingress rules."""
+        return [group.as_dict() for group in self._groups(cloud)]
+
+    def create_security_group(self, cloud: str | None, name: str, description: str) -> dict:
+        """Create a security group; return it.
+
+        :raises ConflictError: a group of that name exists.
+        :raises NotSupportedError: the driver has no security groups.
+        """
+        if any(group.name == name for group in self._groups(cloud)):
+            raise ConflictError(f"a security group called {name} exists already")
+        group_id = self.run(
+            cloud,
+            "security groups",
+            lambda driver: firewall.create_group(driver, name, description),
+        )
+        return self._group(cloud, group_id).as_dict()
+
+    def open_port(self, cloud, group: str, rule: firewall.Rule) -> tuple[dict, bool]:
+        """Let ``rule`` in through the group; return the group and whether it changed.
+
+        :raises NotFoundError: no such group.
+        :raises NotSupportedError: the driver has no security groups.
+        """
+        found = self._group(cloud, group)
+        if rule in found.rules:
+            return found.as_dict(), False
+        self.run(cloud, "security groups", lambda driver: firewall.open_rule(driver, found, rule))
+        return self._group(cloud, found.id).as_dict(), True
+
+    def close_port(self, cloud, group: str, rule: firewall.Rule) -> dict:
+        """Remove ``rule`` from the group; return the group.
+
+        :raises NotFoundError: no such group, or the group has no such rule.
+        :raises NotSupportedError: the driver has no security groups.
+        """
+        found = self._group(cloud, group)
+        if rule not in found.rules:
+            raise NotFoundError(
+                f"group {found.name} has no rule {rule.protocol} {rule.from_port}-{rule.to_port}"
+                f" from {rule.cidr}"
+            )
+        self.run(cloud, "security groups", lambda driver: firewall.close_rule(driver, found, rule))
+        return self._group(cloud, found.id).as_dict()
+
+    def _groups(self, cloud) -> list:
+        return self.run(cloud, "security groups", firewall.list_groups)
+
+    def _group(self, cloud, wanted: str):
+        groups = self._groups(cloud)
+        found = next((group for group in groups if group.id == wanted), None) or next(
+            (group for group in groups if group.name == wanted), None
+        )
+        if found is None:
+            raise NotFoundError(f"no security group {wanted}")
+        return found
 
     def list_tenants(self, cloud: str | None) -> list[dict]:
         """The tenants the cloud's credentials can see; empty where the provider has none."""

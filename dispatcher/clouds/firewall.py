@@ -1,0 +1,157 @@
+"""Security groups over the two shapes libcloud gives them: EC2's and OpenStack's.
+
+libcloud has no common firewall API: EC2 (and Eucalyptus) drivers speak of groups
+with ingress permissions, OpenStack drivers of groups with rule objects. Each
+function here takes a driver and hides which of the two it is.
+"""
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One open port range: protocol, ports and the network allowed in."""
+
+    protocol: str
+    from_port: int | None
+    to_port: int | None
+    cidr: str | None
+
+    def as_dict(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "from_port": self.from_port,
+            "to_port": self.to_port,
+            "cidr": self.cidr,
+        }
+
+
+@dataclass
+class Group:
+    """A security group and its ingress rules; ``native`` is the driver's own object."""
+
+    id: str
+    name: str
+    description: str | None
+    rules: list[Rule] = field(default_factory=list)
+    native: object = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "rules": [rule.as_dict() for rule in self.rules],
+        }
+
+
+def _port(value) -> int | None:
+    return None if value in (None, "", "-1") else int(value)
+
+
+def _network(cidr) -> str | None:
+    return str(ipaddress.ip_network(cidr, strict=False)) if cidr else None
+
+
+def is_ec2_family(driver) -> bool:
+    return hasattr(driver, "ex_get_security_groups") and hasattr(
+        driver, "ex_authorize_security_group_ingress"
+    )
+
+
+def is_openstack_family(driver) -> bool:
+    return hasattr(driver, "ex_create_security_group_rule")
+
+
+def supported(driver) -> bool:
+    """Whether the driver has security groups this module can drive."""
+    return is_ec2_family(driver) or is_openstack_family(driver)
+
+
+def _from_ec2(group) -> Group:
+    rules = [
+        Rule(rule["protocol"], _port(rule["from_port"]), _port(rule["to_port"]), _network(cidr))
+        for rule in group.ingress_rules
+        for cidr in rule.get("cidr_ips") or [None]
+    ]
+    return Group(group.id, group.name, group.extra.get("description"), rules, group)
+
+
+def _from_openstack(group) -> Group:
+    rules = [
+        Rule(rule.ip_protocol, _port(rule.from_port), _port(rule.to_port), _network(rule.ip_range))
+        for rule in group.rules
+        if rule.direction in (None, "ingress")
+    ]
+    return Group(str(group.id), group.name, group.description, rules, group)
+
+
+def list_groups(driver) -> list[Group]:
+    """Every security group the driver sees.
+
+    :raises NotImplementedError: the driver has no security groups.
+    """
+    if is_ec2_family(driver):
+        return [_from_ec2(group) for group in driver.ex_get_security_groups()]
+    if is_openstack_family(driver):
+        return [_from_openstack(group) for group in driver.ex_list_security_groups()]
+    raise NotImplementedError("security groups")
+
+
+def create_group(driver, name: str, description: str) -> str:
+    """Create a group; return its id.
+
+    :raises NotImplementedError: the driver has no security groups.
+    """
+    if is_ec2_family(driver):
+        return driver.ex_create_security_group(name, description)["group_id"]
+    if is_openstack_family(driver):
+        return str(driver.ex_create_security_group(name, description).id)
+    raise NotImplementedError("security groups")
+
+
+def open_rule(driver, group: Group, rule: Rule) -> None:
+    """Add ``rule`` to ``group``."""
+    if is_ec2_family(driver):
+        driver.ex_authorize_security_group_ingress(
+            group.id, rule.from_port, rule.to_port, cidr_ips=[rule.cidr], protocol=rule.protocol
+        )
+    else:
+        driver.ex_create_security_group_rule(
+            group.native, rule.protocol, rule.from_port, rule.to_port, cidr=rule.cidr
+        )
+
+
+def close_rule(driver, group: Group, rule: Rule) -> None:
+    """Remove ``rule``, which ``group`` has, from it."""
+    if is_ec2_family(driver):
+        driver.ex_revoke_security_group_ingress(
+            group.id, rule.from_port, rule.to_port, cidr_ips=[rule.cidr], protocol=rule.protocol
+        )
+        return
+    native = next(
+        candidate
+        for candidate in group.native.rules
+        if Rule(
+            candidate.ip_protocol,
+            _port(candidate.from_port),
+            _port(candidate.to_port),
+            _network(candidate.ip_range),
+        )
+        == rule
+    )
+    driver.ex_delete_security_group_rule(native)
+
+
+def start_option(driver, names: list[str]) -> tuple[list, list[str]]:
+    """What create_node takes as ``ex_security_groups`` for these names, and the unknown names.
+
+    EC2 takes the names (and checks them itself); OpenStack the group objects,
+    looked up here.
+    """
+    if is_openstack_family(driver):
+        groups = {group.name: group for group in driver.ex_list_security_groups()}
+        missing = [name for name in names if name not in groups]
+        return [groups[name] for name in names if name in groups], missing
+    return list(names), []
