@@ -1,0 +1,70 @@
+"""The firewall and storage examples, run against a live server whose cloud is moto's EC2."""
+
+import json
+import os
+import subprocess
+
+import pytest
+from ec2_cloud import Ec2Cloud
+from test_server import ADMIN_PASSWORD, EXAMPLES, Server
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with Ec2Cloud() as moto:
+        yield moto
+
+
+@pytest.fixture
+def server(tmp_path, cloud):
+    """`dispatcher run` with the clouds default (Dummy) and aws (moto), from a settings file."""
+    cloud.reset()
+    settings = tmp_path / "settings.py"
+    farm = {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()}
+    settings.write_text(f"CLOUD_FARM = {farm!r}\n")
+    server = Server(
+        tmp_path / "instance",
+        DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        DISPATCHER_SETTINGS=str(settings),
+    )
+    yield server
+    server.stop()
+
+
+def run_example(server, *args):
+    env = {**os.environ, "BASE_URL": server.base, "DISPATCHER_PASSWORD": ADMIN_PASSWORD}
+    result = subprocess.run(
+        [str(EXAMPLES / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(answer["status"] == "ok" for answer in answers)
+    return answers
+
+
+def test_firewall_example(server, cloud):
+    """firewall.sh creates a group, opens and closes tcp 22 from 10.0.0.0/8."""
+    created, opened, listed, closed = run_example(server, "firewall.sh", "aws")
+    rule = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.0.0.0/8"}
+    assert opened["result"] == "opened"
+    assert opened["group"]["rules"] == [rule]
+    assert created["group"]["name"] in [group["name"] for group in listed["groups"]]
+    assert closed == {"status": "ok", "group": {**opened["group"], "rules": []}, "result": "closed"}
+    group_id = created["group"]["id"]
+    described = cloud.boto3_client().describe_security_groups(GroupIds=[group_id])
+    assert described["SecurityGroups"][0]["IpPermissions"] == []
+
+
+def test_storage_example(server, cloud):
+    """storage.sh runs a volume through create, attach, detach and destroy around a VM."""
+    answers = run_example(server, "storage.sh", "aws", cloud.default_image_id(), "t2.micro")
+    volume = answers[1]["volume"]["id"]
+    node = answers[0]["nodes"]["id"]
+    assert [answer.get("result") for answer in answers[2:]] == [
+        f"Volume {volume} attached to node {node}",
+        f"Volume {volume} detached",
+        f"Volume {volume} destroyed",
+        f"Node {node} deleted",
+    ]
+    ec2 = cloud.boto3_client()
+    assert volume not in [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]]
