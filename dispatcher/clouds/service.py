@@ -238,10 +238,7 @@ class CloudService:
 
     def _act(self, cloud, method: str, verb: str, node_id, hostname) -> str:
         node = self._node(cloud, node_id, hostname)
-        if not self.call(cloud, method, node):
-            raise CloudError(
-                f"{self.pool.spec(cloud).name}: the cloud did not {verb} node {node.id}"
-            )
+        self._confirm(cloud, verb, f"node {node.id}", self.call(cloud, method, node))
         return str(node.id)
 
     def _node(self, cloud, node_id, hostname):
@@ -362,6 +359,7 @@ class CloudService:
         return str(volume.id)
 
     def _confirm(self, cloud, what: str, thing: str, done) -> None:
+        # Drivers answer True, or a new object, when done; only False means refused.
         if done is False:
             raise CloudError(f"{self.cloud_name(cloud)}: the cloud did not {what} {thing}")
 
