@@ -124,13 +124,16 @@ class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
 
     ``failures`` maps a path to the statuses it answers, one per request, before
     libcloud's fixtures answer it. A path the mocks have no handler for answers
-    404, as nova and keystone do for an id they do not know.
+    404, as nova and keystone do for an id they do not know. ``security_groups``
+    are nova's groups, those of openstack_v1_1/_os_security_groups.json at first:
+    what a test creates or deletes shows in the next listing, as in nova.
     """
 
     __test__ = False  # a unittest.TestCase by inheritance, not a test
     type = None
     requests: list = []
     failures: dict = {}
+    security_groups: list = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,6 +170,62 @@ class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
         assert method == "POST" and set(json.loads(body)) <= {"reboot", "os-start", "os-stop"}
         return httplib.ACCEPTED, "", {}, httplib.responses[httplib.ACCEPTED]
 
+    def _v2_1337_servers_12065(self, method, url, body, headers):
+        # libcloud's handler answers DELETE only; nova's GET answers the server as listed.
+        if method == "GET":
+            servers = self._fixture("_servers_detail.json")["servers"]
+            return self._json({"server": next(s for s in servers if s["id"] == 12065)})
+        return super()._v1_1_slug_servers_12065(method, url, body, headers)
+
+    def _v2_1337_os_security_groups(self, method, url, body, headers):
+        # libcloud's handler answers the same two fixtures whatever was created before.
+        if method == "GET":
+            return self._json({"security_groups": self.security_groups})
+        assert method == "POST"
+        group = self._fixture("_os_security_groups_create.json")["security_group"]
+        group.update(json.loads(body)["security_group"])
+        self.security_groups.append(group)
+        return self._json({"security_group": group})
+
+    def _v2_1337_os_security_group_rules(self, method, url, body, headers):
+        # Nova answers the rule it made of the request, in the fixture's shape.
+        assert method == "POST"
+        sent = json.loads(body)["security_group_rule"]
+        parent = next(g for g in self.security_groups if g["id"] == sent["parent_group_id"])
+        rule = self._fixture("_os_security_group_rules_create.json")["security_group_rule"]
+        rule.update(
+            id=1 + max((r["id"] for g in self.security_groups for r in g["rules"]), default=0),
+            parent_group_id=parent["id"],
+            ip_protocol=sent["ip_protocol"],
+            from_port=sent["from_port"],
+            to_port=sent["to_port"],
+            ip_range={"cidr": sent["cidr"]},
+        )
+        parent["rules"].append(rule)
+        return self._json({"security_group_rule": rule})
+
+    def _v2_1337_os_security_group_rules_1(self, method, url, body, headers):
+        return self._delete_security_group_rule(method, 1)
+
+    def _v2_1337_os_security_group_rules_2(self, method, url, body, headers):
+        return self._delete_security_group_rule(method, 2)
+
+    def _delete_security_group_rule(self, method, rule_id):
+        # Nova deletes a rule with a 202 (libcloud's mock answers 204), an unknown one 404s.
+        assert method == "DELETE"
+        groups = [g for g in self.security_groups if any(r["id"] == rule_id for r in g["rules"])]
+        if not groups:
+            return self._json(ERROR_BODIES[404], httplib.NOT_FOUND)
+        for group in groups:
+            group["rules"] = [r for r in group["rules"] if r["id"] != rule_id]
+        return httplib.ACCEPTED, "", {}, httplib.responses[httplib.ACCEPTED]
+
+    def _fixture(self, name: str) -> dict:
+        return json.loads(self.fixtures.load(name))
+
+    def _json(self, answer, status=httplib.OK):
+        return status, json.dumps(answer), self.json_content_headers, httplib.responses[status]
+
     def _v2_0_tenants(self, method, url, body, headers):
         return self.keystone_v2._v2_0_tenants(method, url, body, headers)
 
@@ -201,7 +260,12 @@ def no_network(monkeypatch):
 @pytest.fixture
 def openstack(monkeypatch):
     """A fresh mock cloud that every libcloud OpenStack connection talks to in this test."""
-    cloud = type("Cloud", (OpenStackCloud,), {"requests": [], "failures": {}})
+    groups = json.loads(OpenStackCloud.fixtures.load("_os_security_groups.json"))
+    cloud = type(
+        "Cloud",
+        (OpenStackCloud,),
+        {"requests": [], "failures": {}, "security_groups": groups["security_groups"]},
+    )
     # Every compute, image, network and identity connection inherits conn_class
     # from OpenStackBaseConnection (identity ones copy their parent's).
     monkeypatch.setattr(OpenStackBaseConnection, "conn_class", cloud)
@@ -658,3 +722,345 @@ def test_stop_by_unknown_hostname_is_404(client, openstack):
     assert response.status_code == 404
     assert response.get_json()["message"] == "no useful node id here: no node is called nobody"
     assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", V2_SERVERS)]
+
+
+# Nova's security groups, volumes and key pairs, as the catalog of _v2_0__auth.json
+# places them, and what openstack_v1_1's fixtures hold there.
+GROUPS = "/v2/1337/os-security-groups"
+RULES = "/v2/1337/os-security-group-rules"
+VOLUMES = "/v2/1337/os-volumes"
+KEYPAIRS = "/v2/1337/os-keypairs"
+# _os_volumes.json's first volume, attached to server 12065 (GET: _os_volumes_cd76...json).
+VOLUME_ID = "cd76a3a1-c4ce-40f6-9b9f-07a61508938d"
+VOLUME = f"{VOLUMES}/{VOLUME_ID}"
+ATTACHMENTS = "/v2/1337/servers/12065/os-volume_attachments"
+DEFAULT_GROUP = {"id": "2", "name": "default", "description": "default", "rules": []}
+FTP_RULE = {"protocol": "tcp", "from_port": 20, "to_port": 21, "cidr": "0.0.0.0/0"}
+FTP_GROUP = {
+    "id": "4",
+    "name": "ftp",
+    "description": "FTP Client-Server - Open 20-21 ports",
+    "rules": [FTP_RULE],
+}
+
+
+def sent(cloud, method: str, path: str) -> list:
+    """The JSON bodies of the ``method`` requests to ``path`` the cloud has seen."""
+    return [json.loads(seen[2]) for seen in cloud.requests if seen[:2] == (method, path)]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/fw", "/api/v1/fw/default"])
+def test_fw_lists_fixture_groups_with_rules(client, openstack, path):
+    """GET /fw answers the groups of _os_security_groups.json with their ingress rules."""
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "groups": [DEFAULT_GROUP, FTP_GROUP]}
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS)]
+
+
+def test_fw_create_group(client, openstack):
+    """POST /fw sends name and description and answers _os_security_groups_create.json's group."""
+    response = client.post(
+        "/api/v1/fw", json={"name": "test", "description": "Test Security Group"}
+    )
+    assert response.status_code == 200
+    created = {"id": "6", "name": "test", "description": "Test Security Group", "rules": []}
+    assert response.get_json() == {"status": "ok", "group": created}
+    assert sent(openstack, "POST", GROUPS) == [
+        {"security_group": {"name": "test", "description": "Test Security Group"}}
+    ]
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", GROUPS),
+        ("POST", GROUPS),
+        ("GET", GROUPS),
+    ]
+    groups = client.get("/api/v1/fw").get_json()["groups"]
+    assert groups == [DEFAULT_GROUP, FTP_GROUP, created]
+
+
+def test_fw_create_existing_name_is_409(client, openstack):
+    """A group name the fixture has: 409 after one listing, and nothing created."""
+    response = client.post("/api/v1/fw", json={"name": "ftp"})
+    assert response.status_code == 409
+    assert response.get_json()["message"] == "a security group called ftp exists already"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS)]
+
+
+def test_fw_open_port(client, openstack):
+    """Opening 8080 on "ftp" POSTs one rule with the group's id and answers the group with it."""
+    response = client.put("/api/v1/fw/open", json={"group": "ftp", "from_port": 8080})
+    assert response.status_code == 200
+    opened = {"protocol": "tcp", "from_port": 8080, "to_port": 8080, "cidr": "0.0.0.0/0"}
+    assert response.get_json() == {
+        "status": "ok",
+        "group": {**FTP_GROUP, "rules": [FTP_RULE, opened]},
+        "result": "opened",
+    }
+    assert sent(openstack, "POST", RULES) == [
+        {
+            "security_group_rule": {
+                "ip_protocol": "tcp",
+                "from_port": 8080,
+                "to_port": 8080,
+                "cidr": "0.0.0.0/0",
+                "group_id": None,
+                "parent_group_id": 4,
+            }
+        }
+    ]
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", GROUPS),
+        ("POST", RULES),
+        ("GET", GROUPS),
+    ]
+
+
+def test_fw_open_range_by_group_id(client, openstack):
+    """By group id, a udp range from a network given by one of its addresses, on a named cloud."""
+    rule = {
+        "group": "2",
+        "protocol": "UDP",
+        "from_port": 5000,
+        "to_port": 5010,
+        "cidr": "10.1.2.3/16",
+    }
+    response = client.put("/api/v1/fw/open/default", json=rule)
+    assert response.status_code == 200
+    opened = {"protocol": "udp", "from_port": 5000, "to_port": 5010, "cidr": "10.1.0.0/16"}
+    assert response.get_json()["group"] == {**DEFAULT_GROUP, "rules": [opened]}
+    assert sent(openstack, "POST", RULES) == [
+        {
+            "security_group_rule": {
+                "ip_protocol": "udp",
+                "from_port": 5000,
+                "to_port": 5010,
+                "cidr": "10.1.0.0/16",
+                "group_id": None,
+                "parent_group_id": 2,
+            }
+        }
+    ]
+
+
+def test_fw_open_rule_the_fixture_has_is_already_open(client, openstack):
+    """tcp 20-21 from anywhere is the fixture's rule of "ftp": "already open", no POST."""
+    response = client.put("/api/v1/fw/open", json={"group": "ftp", "from_port": 20, "to_port": 21})
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "group": FTP_GROUP, "result": "already open"}
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS)]
+
+
+def test_fw_close_fixture_rule(client, openstack):
+    """Closing tcp 20-21 of group 4 DELETEs the fixture's rule 1; the group has no rule left."""
+    response = client.put("/api/v1/fw/close", json={"group": "4", "from_port": 20, "to_port": 21})
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ok",
+        "group": {**FTP_GROUP, "rules": []},
+        "result": "closed",
+    }
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", GROUPS),
+        ("DELETE", f"{RULES}/1"),
+        ("GET", GROUPS),
+    ]
+
+
+def test_fw_open_then_close_deletes_the_new_rule(client, openstack):
+    """A rule opened through the API is closed by the id nova gave it (2, as in the fixture)."""
+    rule = {"group": "ftp", "from_port": 8080}
+    assert client.put("/api/v1/fw/open", json=rule).get_json()["result"] == "opened"
+    upstream(openstack)
+    response = client.put("/api/v1/fw/close", json=rule)
+    assert response.status_code == 200
+    assert response.get_json()["group"] == FTP_GROUP
+    assert upstream(openstack) == [("GET", GROUPS), ("DELETE", f"{RULES}/2"), ("GET", GROUPS)]
+
+
+def test_fw_close_absent_rule_is_404(client, openstack):
+    """Closing a port "ftp" does not open: 404 naming the rule, after one listing."""
+    response = client.put("/api/v1/fw/close", json={"group": "ftp", "from_port": 22})
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "group ftp has no rule tcp 22-22 from 0.0.0.0/0"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS)]
+
+
+@pytest.mark.parametrize("action", ["open", "close"])
+def test_fw_unknown_group_is_404(client, openstack, action):
+    """A group neither id nor name of any: 404, after one listing."""
+    response = client.put(f"/api/v1/fw/{action}", json={"group": "nobody", "from_port": 22})
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "no security group nobody"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS)]
+
+
+def test_fw_open_refused_by_nova_is_502(client, openstack):
+    """A 500 on POST /os-security-group-rules is a 502, with no listing after it."""
+    openstack.failures[RULES] = [500]
+    response = client.put("/api/v1/fw/open", json={"group": "ftp", "from_port": 8080})
+    assert response.status_code == 502
+    assert "The server has either erred" in response.get_json()["message"]
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS), ("POST", RULES)]
+
+
+def test_volumes_lists_fixture_volumes(client, openstack):
+    """GET /volumes answers the two volumes of _os_volumes.json."""
+    response = client.get("/api/v1/volumes")
+    assert response.status_code == 200
+    volumes = response.get_json()["volumes"]
+    assert [(v["id"], v["name"], v["size"], v["state"]) for v in volumes] == [
+        (VOLUME_ID, "test_volume_2", 2, "available"),
+        ("cfcec3bc-b736-4db5-9535-4c24112691b5", "test_volume", 50, "unknown"),
+    ]
+    assert all((v["provider"], v["cloud_type"]) == ("openstack", "OpenStack") for v in volumes)
+    assert volumes[0]["extra"]["attachments"] == [
+        {"device": "/dev/vdb", "id": VOLUME_ID, "serverId": "12065", "volumeId": VOLUME_ID}
+    ]
+    assert volumes[1]["extra"]["attachments"] == []
+    assert volumes[1]["extra"]["description"] == "some description"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", VOLUMES)]
+
+
+def test_storage_create(client, openstack):
+    """POST /storage/create sends size and name and answers _os_volumes_create.json's volume."""
+    response = client.post("/api/v1/storage/create", json={"name": "test", "size": 1})
+    assert response.status_code == 200
+    volume = response.get_json()["volume"]
+    assert (volume["id"], volume["name"], volume["size"], volume["state"]) == (
+        "43b7db44-0497-40fa-b817-c906f13bbea3",
+        "test",
+        1,
+        "creating",
+    )
+    assert sent(openstack, "POST", VOLUMES) == [
+        {
+            "volume": {
+                "display_name": "test",
+                "display_description": "test",
+                "size": 1,
+                "metadata": {"contents": "test"},
+            }
+        }
+    ]
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("POST", VOLUMES)]
+
+
+def test_storage_attach_to_server(client, openstack):
+    """Attach: the volume and the server by id, then one POST with the volume id and device."""
+    response = client.put(
+        "/api/v1/storage/attach",
+        json={"volume": VOLUME_ID, "node": "12065", "device": "/dev/sdb"},
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ok",
+        "result": f"Volume {VOLUME_ID} attached to node 12065",
+    }
+    assert sent(openstack, "POST", ATTACHMENTS) == [
+        {"volumeAttachment": {"volumeId": VOLUME_ID, "device": "/dev/sdb"}}
+    ]
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", VOLUME),
+        ("GET", "/v2/1337/servers/12065"),
+        ("POST", ATTACHMENTS),
+    ]
+
+
+def test_storage_attach_by_hostname(client, openstack):
+    """By hostname, the server is found in the listing ("lc-test-2" is 12065)."""
+    response = client.put(
+        "/api/v1/storage/attach",
+        json={"volume": VOLUME_ID, "hostname": "lc-test-2", "device": "/dev/sdb"},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["result"] == f"Volume {VOLUME_ID} attached to node 12065"
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", VOLUME),
+        ("GET", V2_SERVERS),
+        ("POST", ATTACHMENTS),
+    ]
+
+
+def test_storage_detach(client, openstack):
+    """Detach DELETEs the attachment the volume's fixture names, on its server."""
+    response = client.put("/api/v1/storage/detach", json={"volume": VOLUME_ID})
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "result": f"Volume {VOLUME_ID} detached"}
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", VOLUME),
+        ("DELETE", f"{ATTACHMENTS}/{VOLUME_ID}"),
+    ]
+
+
+def test_storage_destroy(client, openstack):
+    """Destroy DELETEs /os-volumes/<id> after looking the volume up."""
+    response = client.put("/api/v1/storage/destroy", json={"volume": VOLUME_ID})
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "result": f"Volume {VOLUME_ID} destroyed"}
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", VOLUME), ("DELETE", VOLUME)]
+
+
+@pytest.mark.parametrize("action", ["attach", "detach", "destroy"])
+def test_storage_unknown_volume_is_404(client, openstack, action):
+    """GET /os-volumes/<id> answering 404 is a 404, with no server looked up or changed."""
+    response = client.put(f"/api/v1/storage/{action}", json={"volume": "nope", "node": "12065"})
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "no volume nope"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", f"{VOLUMES}/nope")]
+
+
+def test_keypairs_by_name_and_fingerprint_only(client, openstack):
+    """GET /keypairs answers _os_keypairs.json's names and fingerprints, no key material."""
+    response = client.get("/api/v1/keypairs")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ok",
+        "keypairs": [
+            {"name": "key1", "fingerprint": "22:0e:d6:f7:bd:5e:ee:49:cf:1f:10:d5:9c:a8:35:64"},
+            {"name": "key2", "fingerprint": "5d:66:33:ae:99:0f:fb:cb:86:f2:bc:ae:53:99:b6:ed"},
+        ],
+    }
+    assert "ssh-rsa" not in response.get_data(as_text=True)
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", KEYPAIRS)]
+
+
+def test_start_vm_with_security_group(client, openstack):
+    """A start with security_groups looks the names up and POSTs /servers with them."""
+    response = client.post("/api/v1/vm/start", json={**START_VM, "security_groups": ["ftp"]})
+    assert response.status_code == 200
+    assert response.get_json()["nodes"]["id"] == CREATED_ID
+    assert sent(openstack, "POST", V2_CREATE) == [
+        {
+            "server": {
+                "name": "web-1",
+                "imageRef": "13",
+                "flavorRef": "1",
+                "key_name": "my-key",
+                "metadata": {"team": "a"},
+                "security_groups": [{"name": "ftp"}],
+            }
+        }
+    ]
+    assert upstream(openstack) == [
+        ("POST", V2_TOKENS),
+        ("GET", GROUPS),
+        ("GET", V2_IMAGE_13),
+        ("GET", V2_FLAVORS),
+        ("POST", V2_CREATE),
+        ("GET", CREATED),
+    ]
+
+
+def test_start_vm_with_unknown_security_group_is_400(client, openstack):
+    """A group name nova does not have: 400 naming it, after the group listing alone."""
+    body = {**START_VM, "security_groups": ["ftp", "nobody"]}
+    response = client.post("/api/v1/vm/start", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "security_groups: no group nobody"
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS)]

@@ -47,7 +47,8 @@ class Group:
 
 
 def _port(value) -> int | None:
-    return None if value in (None, "", "-1") else int(value)
+    # -1 is "any" (ICMP, all protocols): EC2 sends it as text, Nova as a number.
+    return None if value in (None, "", "-1", -1) else int(value)
 
 
 def _network(cidr) -> str | None:
