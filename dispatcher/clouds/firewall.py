@@ -70,6 +70,15 @@ def supported(driver) -> bool:
     return is_ec2_family(driver) or is_openstack_family(driver)
 
 
+def takes_network(driver, cidr: str | None) -> bool:
+    """Whether the driver can open a rule for ``cidr``.
+
+    libcloud's EC2 driver sends every network as an IPv4 range (IpRanges) and reads
+    only those back, which EC2 refuses for an IPv6 network.
+    """
+    return not (is_ec2_family(driver) and cidr and ipaddress.ip_network(cidr).version == 6)
+
+
 def _from_ec2(group) -> Group:
     rules = [
         Rule(rule["protocol"], _port(rule["from_port"]), _port(rule["to_port"]), _network(cidr))

@@ -324,11 +324,11 @@ class CloudService:
         :raises NotFoundError: no such volume or node.
         :raises InvalidRequestError: the driver needs a device and none was given.
         """
-        volume = self._volume(cloud, volume_id)
-        node = self._node(cloud, node_id, hostname)
         driver = self.pool.get(cloud)
         if device is None and requires(driver.attach_volume, "device"):
             raise InvalidRequestError(f"device: the {driver.name} driver needs one")
+        volume = self._volume(cloud, volume_id)
+        node = self._node(cloud, node_id, hostname)
         options = {"device": device} if device is not None else {}
         self._confirm(
             cloud,
@@ -394,6 +394,7 @@ class CloudService:
         :raises NotFoundError: no such group.
         :raises NotSupportedError: the driver has no security groups.
         """
+        self._check_network(cloud, rule)
         found = self._group(cloud, group)
         if rule in found.rules:
             return found.as_dict(), False
@@ -406,6 +407,7 @@ class CloudService:
         :raises NotFoundError: no such group, or the group has no such rule.
         :raises NotSupportedError: the driver has no security groups.
         """
+        self._check_network(cloud, rule)
         found = self._group(cloud, group)
         if rule not in found.rules:
             raise NotFoundError(
@@ -414,6 +416,11 @@ class CloudService:
             )
         self.run(cloud, "security groups", lambda driver: firewall.close_rule(driver, found, rule))
         return self._group(cloud, found.id).as_dict()
+
+    def _check_network(self, cloud, rule: firewall.Rule) -> None:
+        driver = self.pool.get(cloud)
+        if not firewall.takes_network(driver, rule.cidr):
+            raise InvalidRequestError(f"cidr: the {driver.name} driver takes IPv4 networks only")
 
     def _groups(self, cloud) -> list:
         return self.run(cloud, "security groups", firewall.list_groups)
