@@ -119,6 +119,9 @@ def _network(cidr: str) -> str:
 
 
 def _port_range(body: dict) -> str | None:
+    if body["protocol"] == "icmp":
+        # Clouds read an ICMP rule's ports as the ICMP type and code: no range.
+        return None if "to_port" in body else "to_port: the ICMP code, needed with icmp"
     if body.get("to_port", body["from_port"]) < body["from_port"]:
         return "to_port: not below from_port"
     return None

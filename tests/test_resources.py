@@ -189,3 +189,13 @@ def test_bad_security_groups_on_start_is_400(client, groups):
     response = client.post("/api/v1/vm/start/fake_driver", json=body)
     assert response.status_code == 400
     assert response.json["message"].startswith("security_groups: ")
+
+
+def test_icmp_rules_name_type_and_code(client):
+    """With icmp the ports are the ICMP type and code: the code is needed, not a range."""
+    body = {"group": "web", "protocol": "icmp", "from_port": 8}
+    response = client.put("/api/v1/fw/open/fake_driver", json=body)
+    assert response.status_code == 400
+    assert response.json["message"] == "to_port: the ICMP code, needed with icmp"
+    echo_request = client.put("/api/v1/fw/open/fake_driver", json={**body, "to_port": 0})
+    assert echo_request.status_code == 501  # valid: only the Dummy driver lacks groups

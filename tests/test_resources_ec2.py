@@ -157,7 +157,7 @@ def test_open_reopen_close_and_close_again(client, cloud):
     ("rule", "expected"),
     [
         ({"protocol": "udp", "from_port": 53}, ("udp", 53, 53, "0.0.0.0/0")),
-        ({"protocol": "icmp", "from_port": 8}, ("icmp", 8, 8, "0.0.0.0/0")),
+        ({"protocol": "icmp", "from_port": 8, "to_port": 0}, ("icmp", 8, 0, "0.0.0.0/0")),
         ({"from_port": 8000, "to_port": 8080}, ("tcp", 8000, 8080, "0.0.0.0/0")),
         ({"from_port": 443, "cidr": "172.16.5.4/12"}, ("tcp", 443, 443, "172.16.0.0/12")),
     ],
