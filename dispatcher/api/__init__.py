@@ -5,7 +5,13 @@ from flask import Blueprint
 from .assignments import AssignAPI, AssignmentStatusAPI, HistoryAPI, ReleaseAPI
 from .auth import AuthAPI, TokenCheckAPI
 from .listings import CloudAPI, HomeAPI, ListingAPI
-from .resources import FirewallAPI, FirewallRuleAPI, VolumeActionAPI, VolumeCreateAPI
+from .resources import (
+    FirewallAPI,
+    FirewallRuleAPI,
+    VolumeAttachAPI,
+    VolumeChangeAPI,
+    VolumeCreateAPI,
+)
 from .vm import NodeAPI, PowerAPI, StartAPI, StopAPI
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -39,8 +45,9 @@ route(bp, FirewallAPI, "/fw", "fw")
 for action in ("open", "close"):
     route(bp, FirewallRuleAPI, f"/fw/{action}", f"fw_{action}", action=action)
 route(bp, VolumeCreateAPI, "/storage/create", "storage_create")
-for action in ("attach", "detach", "destroy"):
-    route(bp, VolumeActionAPI, f"/storage/{action}", f"storage_{action}", action=action)
+route(bp, VolumeAttachAPI, "/storage/attach", "storage_attach")
+for action in ("detach", "destroy"):
+    route(bp, VolumeChangeAPI, f"/storage/{action}", f"storage_{action}", action=action)
 route(bp, HistoryAPI, "/vm/history", "vm_history")
 route(bp_v2, ListingAPI, "/<action>", "listing")
 

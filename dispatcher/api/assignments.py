@@ -4,8 +4,8 @@ from flask import request
 from flask_security import current_user
 
 from .. import operations
-from ..validation import ASSIGN, RELEASE, limit, validate
-from .base import ApiView, agent_required, json_body, ok
+from ..validation import ASSIGN, RELEASE, limit
+from .base import ApiView, accepts, agent_required, ok
 
 HISTORY_LIMIT_DEFAULT = 50
 
@@ -14,8 +14,9 @@ class AssignAPI(ApiView):
     """``PUT /api/v1/vm/action/assign[/<cloud>]``: give a free VM to a user."""
 
     @agent_required
-    def put(self, cloud):
-        body = validate(ASSIGN, json_body())
+    @accepts(ASSIGN)
+    def put(self, cloud, body):
+        """Assign a free VM to a user for an application (vm_type)."""
         return ok(**operations.assign_vm(cloud, current_user.username, **body))
 
 
@@ -23,8 +24,9 @@ class ReleaseAPI(ApiView):
     """``PUT /api/v1/vm/action/release[/<cloud>]``: free an assigned VM and destroy it."""
 
     @agent_required
-    def put(self, cloud):
-        body = validate(RELEASE, json_body())
+    @accepts(RELEASE)
+    def put(self, cloud, body):
+        """Release an assigned VM, then destroy it."""
         return ok(**operations.release_vm(cloud, current_user.username, **body))
 
 
@@ -32,6 +34,7 @@ class AssignmentStatusAPI(ApiView):
     """``GET /api/v1/vm/status[/<cloud>]``: the free and assigned VMs."""
 
     def get(self, cloud):
+        """The free and assigned VMs of the cloud."""
         return ok(**operations.assignment_status(cloud))
 
 
@@ -39,6 +42,7 @@ class HistoryAPI(ApiView):
     """``GET /api/v1/vm/history[/<cloud>]?limit=N``: assigns and releases, newest first."""
 
     def get(self, cloud):
+        """The assigns and releases of the cloud, newest first."""
         count = limit(
             request.args.get("limit"), HISTORY_LIMIT_DEFAULT, operations.HISTORY_LIMIT_MAX
         )

@@ -1,5 +1,6 @@
 """What every view shares: the base classes (token auth lives here) and the envelope."""
 
+import functools
 import json
 
 from flask import jsonify, request
@@ -8,9 +9,40 @@ from flask_security import auth_required, roles_accepted
 
 from ..errors import InvalidRequestError
 from ..models import ADMIN, AGENT
+from ..validation import validate
 
-# Anything that changes a cloud or an assignment: on top of a valid token.
-agent_required = roles_accepted(AGENT, ADMIN)
+CHANGE_ROLES = (AGENT, ADMIN)
+
+
+def agent_required(view):
+    """Only for role agent or admin (403 otherwise): whatever changes a cloud or an assignment."""
+    guarded = roles_accepted(*CHANGE_ROLES)(view)
+    guarded.roles = CHANGE_ROLES  # read by the OpenAPI document
+    return guarded
+
+
+def token_required(view):
+    """A valid token, on a method of a view that is otherwise public."""
+    guarded = auth_required("token")(view)
+    guarded.token_required = True  # read by the OpenAPI document
+    return guarded
+
+
+def accepts(schema):
+    """Validate the JSON body with ``schema`` and hand it to the view as ``body``.
+
+    The OpenAPI document takes the request schema from here: one source for both.
+    """
+
+    def decorate(view):
+        @functools.wraps(view)
+        def validated(*args, **kwargs):
+            return view(*args, body=validate(schema, json_body()), **kwargs)
+
+        validated.request_schema = schema
+        return validated
+
+    return decorate
 
 
 class PublicView(MethodView):

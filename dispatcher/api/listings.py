@@ -21,9 +21,11 @@ class HomeAPI(PublicView):
     """``/api/v1/``: a liveness answer that needs no token."""
 
     def get(self):
+        """Is the service up? (no token needed)"""
         return ok()
 
     def post(self):
+        """Is the service up? A body, if any, must be JSON (no token needed)."""
         json_body()  # the original parsed the body; a malformed one is still a 400
         return ok()
 
@@ -32,6 +34,7 @@ class CloudAPI(ApiView):
     """``/api/v1/cloud``: the clouds this dispatcher serves."""
 
     def get(self):
+        """The clouds this dispatcher serves."""
         return ok(served_cloud=clouds.service().served_clouds())
 
 
@@ -40,6 +43,8 @@ class ListingAPI(ApiView):
     key pairs or volumes."""
 
     def get(self, action, cloud):
+        """What the cloud has: nodes, images, flavors, sizes, tenants, locations, keypairs
+        or volumes."""
         if action not in LISTINGS:
             raise UnrecognizedActionError(f"Unrecognized action found: {action}")
         key, method = LISTINGS[action]

@@ -7,20 +7,21 @@ from ..validation import (
     VOLUME,
     VOLUME_ATTACHMENT,
     VOLUME_REFERENCE,
-    validate,
 )
-from .base import ApiView, agent_required, json_body, ok
+from .base import ApiView, accepts, agent_required, ok
 
 
 class FirewallAPI(ApiView):
-    """``/api/v1/fw[/<cloud>]``: GET the security groups and their rules; POST a new group."""
+    """``/api/v1/fw[/<cloud>]``: the security groups and their rules; a new group."""
 
     def get(self, cloud):
+        """The security groups with their ingress rules."""
         return ok(groups=clouds.service().list_security_groups(cloud))
 
     @agent_required
-    def post(self, cloud):
-        body = validate(SECURITY_GROUP, json_body())
+    @accepts(SECURITY_GROUP)
+    def post(self, cloud, body):
+        """Create a security group."""
         return ok(**operations.create_security_group(cloud, **body))
 
 
@@ -28,8 +29,10 @@ class FirewallRuleAPI(ApiView):
     """``/api/v1/fw/<open|close>[/<cloud>]``: open or close a port range (PUT, or POST)."""
 
     @agent_required
-    def put(self, action, cloud):
-        return ok(**operations.change_port(cloud, action, **validate(PORT_RULE, json_body())))
+    @accepts(PORT_RULE)
+    def put(self, action, cloud, body):
+        """Open or close a port range of a security group."""
+        return ok(**operations.change_port(cloud, action, **body))
 
     post = put  # the original routed both
 
@@ -38,17 +41,28 @@ class VolumeCreateAPI(ApiView):
     """``POST /api/v1/storage/create[/<cloud>]``: a new volume."""
 
     @agent_required
-    def post(self, cloud):
-        return ok(**operations.create_volume(cloud, **validate(VOLUME, json_body())))
+    @accepts(VOLUME)
+    def post(self, cloud, body):
+        """Create a volume."""
+        return ok(**operations.create_volume(cloud, **body))
 
 
-class VolumeActionAPI(ApiView):
-    """``PUT /api/v1/storage/<attach|detach|destroy>[/<cloud>]``."""
+class VolumeAttachAPI(ApiView):
+    """``PUT /api/v1/storage/attach[/<cloud>]``: attach a volume to a node."""
 
     @agent_required
-    def put(self, action, cloud):
-        if action == "attach":
-            return ok(**operations.attach_volume(cloud, **validate(VOLUME_ATTACHMENT, json_body())))
-        volume = validate(VOLUME_REFERENCE, json_body())["volume"]
+    @accepts(VOLUME_ATTACHMENT)
+    def put(self, cloud, body):
+        """Attach a volume to a node."""
+        return ok(**operations.attach_volume(cloud, **body))
+
+
+class VolumeChangeAPI(ApiView):
+    """``PUT /api/v1/storage/<detach|destroy>[/<cloud>]``."""
+
+    @agent_required
+    @accepts(VOLUME_REFERENCE)
+    def put(self, action, cloud, body):
+        """Detach or destroy a volume."""
         change = operations.detach_volume if action == "detach" else operations.destroy_volume
-        return ok(**change(cloud, volume))
+        return ok(**change(cloud, body["volume"]))
