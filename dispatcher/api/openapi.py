@@ -185,6 +185,9 @@ ANSWERS = {
     ("storage_destroy", "put"): _RESULT,
 }
 
+# The endpoints that answer something else than JSON.
+OTHER_CONTENT = {"docs": "text/html", "docs_asset": "*/*"}
+
 _CONVERTER = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 
 
@@ -205,22 +208,23 @@ def _path(rule) -> tuple[str, list[dict]]:
 
 def _operation(rule, view_class, method: str, endpoint: str) -> dict:
     handler = getattr(view_class, method)
-    summary = (handler.__doc__ or view_class.__doc__ or "").strip().splitlines()[0]
+    paragraph = (handler.__doc__ or view_class.__doc__ or "").strip().split("\n\n")[0]
+    summary = " ".join(line.strip() for line in paragraph.splitlines())
     answer = ANSWERS.get((endpoint, method))
     if answer is None and endpoint == "listing":
         answer = {"anyOf": [_object({key: shape}) for key, shape in _LISTINGS.items()]}
         ok_schema = {"allOf": [_object({"status": {"const": "ok"}}), answer]}
     else:
         ok_schema = _object({"status": {"const": "ok"}, **(answer or {})})
+    content = {"application/json": {"schema": ok_schema}}
+    if endpoint in OTHER_CONTENT:
+        content = {OTHER_CONTENT[endpoint]: {"schema": {"type": "string"}}}
     operation = {
         "operationId": f"{rule.endpoint.replace('.', '_')}_{method}"
         + ("_cloud" if "<cloud>" in rule.rule else ""),
         "summary": summary,
         "responses": {
-            "200": {
-                "description": "ok",
-                "content": {"application/json": {"schema": ok_schema}},
-            },
+            "200": {"description": "ok", "content": content},
             "default": {
                 "description": "the error envelope, with the status of the failure",
                 "content": {"application/json": {"schema": _ref("Error")}},
