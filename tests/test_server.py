@@ -136,6 +136,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
     "script",
     [
         "root.sh",
+        "openapi.sh",
         "token.sh",
         "check_token.sh",
         "clouds.sh",
@@ -160,11 +161,14 @@ def test_example_scripts_run_green(server, script):
     if script == "token.sh":
         assert len(lines) == 1 and len(lines[0]) > 40
         return
+    if script == "openapi.sh":
+        assert json.loads(result.stdout)["openapi"] == "3.1.0"
+        return
     answers = [json.loads(line) for line in lines]
     assert answers and all(answer["status"] == "ok" for answer in answers)
     if script == "listings.sh":
         assert [node["name"] for node in answers[0]["nodes"]] == ["dummy-1", "dummy-2"]
-        assert len(answers) == 6
+        assert len(answers) == 7
     if script == "vm.sh":
         assert [answer.get("result") for answer in answers[2:]] == [
             "Node 3 rebooted",
