@@ -1,13 +1,18 @@
-"""The OpenAPI document and its browsable page (Swagger UI from the installed package)."""
+"""The OpenAPI document and its browsable page (Swagger UI from an installed package)."""
 
+from pathlib import Path
+
+import flask_swagger_ui
 from flask import current_app, jsonify, send_from_directory, url_for
-from swagger_ui_bundle import swagger_ui_path
 
 from .base import PublicView
 from .openapi import build_document
 
-# Swagger UI from the swagger-ui-bundle package, not a CDN: operators' networks are
-# often closed. The page itself is ours: it points Swagger UI at our document.
+# Swagger UI's files from the flask-swagger-ui package, not a CDN: operators' networks
+# are often closed. It ships Swagger UI 5, the first to read OpenAPI 3.1 (the
+# swagger-ui-bundle package stops at 4.15, which refuses our document). Only the
+# files are used; the page is ours and points Swagger UI at our document.
+SWAGGER_UI_FILES = Path(flask_swagger_ui.__file__).with_name("dist")
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -54,4 +59,4 @@ class DocsAssetAPI(PublicView):
 
     def get(self, filename):
         """One of Swagger UI's files."""
-        return send_from_directory(swagger_ui_path, filename)
+        return send_from_directory(SWAGGER_UI_FILES, filename)
