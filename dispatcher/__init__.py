@@ -6,12 +6,26 @@ import secrets
 from pathlib import Path
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
 
 from .errors import ConfigurationError
 
 SETTINGS_VARIABLES = ("DISPATCHER_SETTINGS", "MIDDLEWARE_SETTINGS")
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a body nested too deeply to parse is malformed, not a crash."""
+
+    def loads(self, s, **kwargs):
+        """Parse ``s``; a ValueError for what cannot be parsed, whatever its depth."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            # Werkzeug's get_json (used by Flask-Security-Too for the auth_token key)
+            # treats only a ValueError as malformed JSON.
+            raise ValueError("JSON nested too deeply") from None
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -27,6 +41,9 @@ def create_app(config: dict | None = None) -> Flask:
         instance_path=os.environ.get("DISPATCHER_INSTANCE_PATH") or None,
         instance_relative_config=True,
     )
+    # Before Flask-Security-Too, which builds its provider on this class.
+    app.json_provider_class = JSONProvider
+    app.json = JSONProvider(app)
     app.config.from_object(config_class())
     _load_settings_file(app)
     app.config.update(settings_from_env())

@@ -6,13 +6,55 @@ from schema import And, Optional, Schema, SchemaError, Use
 
 from .errors import InvalidRequestError
 
+# The longest text a field may hold: the database's columns for hostnames, users, ids
+# and the like hold 255 characters. PostgreSQL refuses longer text, and NUL in any text.
+TEXT_MAX = 255
 
-def _text(field: str):
-    return And(str, len, error=f"{field}: non-empty string")
+
+def _unicode(text: str) -> bool:
+    # JSON's "\\ud800" decodes to a lone surrogate, which no database driver, password
+    # hasher or HTTP client can encode.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Text:
+    """A ``schema`` validator: a non-empty string of valid Unicode without NUL, of at most
+    ``longest`` characters (None: any length).
+
+    Its message names the field and the rule broken, never the value.
+    """
+
+    def __init__(self, field: str, longest: int | None = TEXT_MAX):
+        self.field = field
+        self.longest = longest
+
+    def validate(self, data, **kwargs):
+        """Return ``data``, or raise SchemaError naming the rule it breaks."""
+        if not isinstance(data, str) or not data:
+            message = "non-empty string"
+        elif self.longest is not None and len(data) > self.longest:
+            message = f"at most {self.longest} characters"
+        elif "\x00" in data:
+            message = "no NUL character"
+        elif not _unicode(data):
+            message = "not valid Unicode"
+        else:
+            return data
+        raise SchemaError(None, f"{self.field}: {message}")
+
+
+def _text(field: str, longest: int | None = TEXT_MAX):
+    # `str` after Text only for json_schema(), which cannot read Text.
+    return And(Text(field, longest), str)
 
 
 CREDENTIALS = Schema(
-    {"username": _text("username"), "password": _text("password")},
+    # The password is only ever hashed: any length.
+    {"username": _text("username"), "password": _text("password", longest=None)},
     name="credentials",
     ignore_extra_keys=True,
 )
@@ -21,7 +63,10 @@ CREDENTIALS = Schema(
 def _strings(field: str):
     return And(
         dict,
-        lambda mapping: all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()),
+        lambda mapping: all(
+            isinstance(k, str) and isinstance(v, str) and _unicode(k) and _unicode(v)
+            for k, v in mapping.items()
+        ),
         error=f"{field}: object of string values",
     )
 
@@ -150,7 +195,7 @@ PORT_RULE = CheckedSchema(
 SECURITY_GROUP = Schema(
     {
         "name": _text("name"),
-        Optional("description", default=""): And(str, error="description: string"),
+        Optional("description", default=""): And(str, _unicode, error="description: string"),
     },
     name="security_group",
     ignore_extra_keys=True,
@@ -208,7 +253,8 @@ def limit(value: str | None, default: int, maximum: int) -> int:
     """
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
         raise InvalidRequestError(f"limit: a whole number from 1 to {maximum}")
     return int(value)
 

@@ -1,9 +1,8 @@
 """What every view shares: the base classes (token auth lives here) and the envelope."""
 
 import functools
-import json
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from flask.views import MethodView
 from flask_security import auth_required, roles_accepted
 
@@ -71,6 +70,6 @@ def json_body() -> dict | list | None:
     if not data.strip():
         return None
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+        return current_app.json.loads(data)
+    except ValueError:  # UnicodeDecodeError too, and a body nested too deeply
         raise InvalidRequestError("Malformed JSON stream") from None

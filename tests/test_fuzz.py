@@ -1,0 +1,178 @@
+"""Schemathesis against a live `dispatcher run`: no 5xx answer, every answer as documented.
+
+Run alone: ``pytest tests/test_fuzz.py``; each run prints its number of requests.
+"""
+
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pytest
+import requests
+import schemathesis
+from conftest import ENVIRONMENT
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from test_server import ADMIN_PASSWORD, DISPATCHER, Server
+
+# Per operation: the deterministic cases of the coverage phase (boundaries, wrong types,
+# methods the document lacks) plus this many of the fuzzing phase. Measured on two cores:
+# 45 to 60 seconds per database. With this seed, 100 do not reach the NUL in a username
+# that PostgreSQL refused with a 500 (docs/testing.md); 150 do.
+MAX_EXAMPLES = 150
+SEED = 20240601
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+# DELETE /auth revokes every token of its caller: it runs with a second user's token,
+# fresh for each case, so that the admin token of every other operation stays valid.
+REVOKING = "DELETE /api/v1/auth"
+REVOKER = ("fuzz-revoker", "fuzz-revoker-password")
+# Values the Dummy clouds know, drawn most of the time instead of random text, so that
+# cases get past "unknown cloud" and "no such node" into the operations themselves.
+DICTIONARIES = {
+    "clouds": ["default", "fake_driver"],
+    "listings": ["nodes", "images", "flavors", "sizes", "tenants", "locations", "keypairs"],
+    "ids": ["1", "2", "3", "4", "dummy-1", "dummy-2", "dummy-3"],
+}
+PARAMETERS = {
+    "path.cloud": "clouds",
+    "path.action": "listings",
+    "path.node_id": "ids",
+    "body.image": "ids",
+    "body.size": "ids",
+    "body.location": "ids",
+    "body.node": "ids",
+    "body.hostname": "ids",
+}
+
+
+class Run:
+    """The live server of a run, its tokens, and what it answered."""
+
+    def __init__(self, server: Server, token: str):
+        self.server = server
+        self.token = token
+        self.statuses = Counter()
+        self.session = requests.Session()
+
+    def revoker_token(self) -> str:
+        """A fresh token of the second user, for a case of DELETE /auth."""
+        username, password = REVOKER
+        response = self.session.post(
+            f"{self.server.base}/auth",
+            json={"username": username, "password": password},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["token"]
+
+
+def _show(request, line: str) -> None:
+    """Print ``line`` past pytest's output capture."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}")
+
+
+@pytest.fixture
+def run(any_database_url, tmp_path, monkeypatch, request):
+    """A `dispatcher run` on SQLite or PostgreSQL with the admin and a second user."""
+    for variable in ENVIRONMENT:
+        monkeypatch.delenv(variable, raising=False)
+    instance = tmp_path / "instance"
+    server = Server(
+        instance, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD, DATABASE_URL=any_database_url
+    )
+    # The server logs every request to a pipe: read it all along, or the pipe fills
+    # and the server blocks on its next log line.
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(server.process.stdout), daemon=True)
+    reader.start()
+    username, password = REVOKER
+    subprocess.run(
+        [str(DISPATCHER), "users", "create", username, "--role", "agent", "--password", password],
+        env={
+            **os.environ,
+            "DISPATCHER_INSTANCE_PATH": str(instance),
+            "DATABASE_URL": any_database_url,
+        },
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    response = requests.post(
+        f"{server.base}/auth", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
+    )
+    assert response.status_code == 200
+    started = time.monotonic()
+    current = Run(server, response.json()["token"])
+    yield current
+    seconds = time.monotonic() - started
+    # The run only meant something if the admin token outlived it.
+    still_valid = current.session.put(
+        f"{server.base}/test/start", headers={"X-Auth-Token": current.token}, timeout=10
+    )
+    current.session.close()
+    server.process.terminate()
+    server.process.wait(timeout=10)
+    reader.join(timeout=10)
+    statuses = ", ".join(f"{code}: {count}" for code, count in sorted(current.statuses.items()))
+    _show(
+        request,
+        f"schemathesis on {request.node.callspec.id}: {current.statuses.total()} requests"
+        f" in {seconds:.0f} s ({statuses})",
+    )
+    assert still_valid.status_code == 200
+
+
+@pytest.fixture
+def api_schema(run, request):
+    """The document the live server serves, with a fixed seed and a bound on the examples."""
+    if not hasattr(request.node, "_nodeid"):
+        # schemathesis' lazy schema renames the test per operation through the private
+        # `_nodeid`, which pytest 9.2 no longer has; only the report's names depend on it.
+        request.node._nodeid = request.node.nodeid
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "generation": {
+                "mode": "all",
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+                # The token is ours: a generated auth_token would take precedence over it.
+                "with-security-parameters": False,
+            },
+            # The v1 contract's 501s: a method a view lacks, what the Dummy driver lacks.
+            "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 501]}},
+            "dictionaries": {name: {"values": values} for name, values in DICTIONARIES.items()},
+            "parameters": {
+                key: {"dictionary": name, "probability": 0.8} for key, name in PARAMETERS.items()
+            },
+        }
+    )
+    return schemathesis.openapi.from_url(f"{run.server.base}/openapi.json", config=config)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+def test_every_operation_answers_as_documented(case, run):
+    """Every operation, with valid and invalid input, answers below 500 and as documented."""
+    token = run.revoker_token() if case.operation.label == REVOKING else run.token
+    response = case.call(session=run.session, headers={"X-Auth-Token": token}, timeout=30)
+    run.statuses[response.status_code] += 1
+    case.validate_response(response, checks=CHECKS)

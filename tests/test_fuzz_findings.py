@@ -1,0 +1,88 @@
+"""What fuzzing the live server found (docs/testing.md), each kept fixed by a focused test."""
+
+import pytest
+
+# Deeper than Python's recursion limit: the json module gives up with a RecursionError.
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.fixture
+def database_url(any_database_url):
+    """SQLite, and PostgreSQL where it answers: the text findings were PostgreSQL's 500s."""
+    return any_database_url
+
+
+def test_username_with_nul_is_400_not_500(anonymous):
+    """POST /auth with a NUL in the username: 400 naming the field (PostgreSQL said 500)."""
+    response = anonymous.post("/api/v1/auth", json={"username": "ad\x00min", "password": "x" * 8})
+    assert response.status_code == 400
+    assert response.json["message"] == "username: no NUL character"
+
+
+@pytest.mark.parametrize("field", ["user", "vm_type", "hostname"])
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [("zep\x00polo", "no NUL character"), ("z" * 256, "at most 255 characters")],
+)
+def test_assign_text_with_nul_or_too_long_is_400_and_not_recorded(client, field, text, rule):
+    """A NUL or more than 255 characters in a stored field is a 400 before anything happens."""
+    body = {"node": "1", "user": "zeppolo", "vm_type": "app", field: text}
+    if field == "hostname":
+        del body["node"]
+    response = client.put("/api/v1/vm/action/assign/fake_driver", json=body)
+    assert response.status_code == 400
+    assert response.json["message"] == f"{field}: {rule}"
+    assert client.get("/api/v1/vm/history/fake_driver").json["history"] == []
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_credentials_with_a_lone_surrogate_are_400_not_500(anonymous, field):
+    """JSON's "\\ud800" cannot be encoded for the database or the hasher: 400, not 500."""
+    body = {"username": "admin", "password": "x" * 8, field: "ad\ud800min"}
+    response = anonymous.post("/api/v1/auth", json=body)
+    assert response.status_code == 400
+    assert response.json["message"] == f"{field}: not valid Unicode"
+
+
+def test_assign_user_with_a_lone_surrogate_is_400_not_500(client):
+    """A lone surrogate in a stored field: 400 naming the field, nothing recorded."""
+    body = {"node": "1", "user": "zep\udc00polo", "vm_type": "app"}
+    response = client.put("/api/v1/vm/action/assign/fake_driver", json=body)
+    assert response.status_code == 400
+    assert response.json["message"] == "user: not valid Unicode"
+    assert client.get("/api/v1/vm/history/fake_driver").json["history"] == []
+
+
+def test_assign_text_of_255_characters_is_stored(client):
+    """The longest text a field takes fits its column, on every database."""
+    body = {"node": "1", "user": "u" * 255, "vm_type": "v" * 255}
+    response = client.put("/api/v1/vm/action/assign/fake_driver", json=body)
+    assert response.status_code == 200, response.json
+    [row] = client.get("/api/v1/vm/status/fake_driver").json["nodes"]
+    assert (row["user"], row["recipe"]) == ("u" * 255, "v" * 255)
+
+
+@pytest.mark.parametrize("value", ["²", "1²"])
+def test_history_limit_of_other_digits_is_400_not_500(client, value):
+    """?limit= takes ASCII digits only: "²" passed str.isdigit() and crashed int() (500)."""
+    response = client.get("/api/v1/vm/history/fake_driver", query_string={"limit": value})
+    assert response.status_code == 400
+    assert response.json["message"] == "limit: a whole number from 1 to 1000"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_body_nested_too_deeply_is_malformed_json_not_500(client, content_type):
+    """A body nested deeper than the parser's recursion: 400 "Malformed JSON stream"."""
+    response = client.put("/api/v1/vm/stop", data=DEEP_JSON, content_type=content_type)
+    assert response.status_code == 400
+    assert response.json["message"].startswith("Malformed JSON stream")
+
+
+def test_body_nested_too_deeply_does_not_break_token_auth(client, anonymous):
+    """Flask-Security reads auth_token from a JSON body: a too deep one is no token, not a 500."""
+    response = client.put("/api/v1/test/start", data=DEEP_JSON, content_type="application/json")
+    assert response.status_code == 200
+    response = anonymous.put("/api/v1/test/start", data=DEEP_JSON, content_type="application/json")
+    assert response.status_code == 401
+    response = anonymous.post("/api/v1/", data=DEEP_JSON, content_type="application/json")
+    assert response.status_code == 400
