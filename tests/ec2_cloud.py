@@ -385,3 +385,17 @@ def ec2_cloud() -> Iterator[Ec2Cloud]:
     """A fresh moto EC2 server, stopped after the test."""
     with Ec2Cloud() as cloud:
         yield cloud
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Ec2Cloud]:
+    """One moto server for a test module; with ``cloud``, each test starts from a wiped state."""
+    with Ec2Cloud() as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def cloud(moto: Ec2Cloud) -> Ec2Cloud:
+    """The module's moto server, wiped for this test."""
+    moto.reset()
+    return moto

@@ -3,22 +3,10 @@
 import pytest
 from botocore.exceptions import ClientError
 from conftest import token_client
-from ec2_cloud import Ec2Cloud
+from ec2_cloud import cloud as cloud
+from ec2_cloud import moto as moto
 
 SIZE = "t2.micro"
-
-
-@pytest.fixture(scope="module")
-def moto():
-    """One moto server for the module; each test starts from a wiped state."""
-    with Ec2Cloud() as cloud:
-        yield cloud
-
-
-@pytest.fixture
-def cloud(moto):
-    moto.reset()
-    return moto
 
 
 @pytest.fixture
