@@ -9,7 +9,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from test_server import ADMIN_PASSWORD, Server
+from test_server import server as server
 
 # Debian's chromium and chromium-driver: .ci/run installs them where missing. Selenium is
 # given both paths, so it never runs Selenium Manager (which would download a browser).
@@ -65,13 +65,6 @@ return performance.getEntriesByType('navigation')
   .concat(performance.getEntriesByType('resource'))
   .map(entry => entry.name);
 """
-
-
-@pytest.fixture
-def server(tmp_path):
-    server = Server(tmp_path / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
