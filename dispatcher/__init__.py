@@ -5,7 +5,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Config, Flask
 from flask.json.provider import DefaultJSONProvider
 
 from config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
@@ -44,10 +44,7 @@ def create_app(config: dict | None = None) -> Flask:
     # Before Flask-Security-Too, which builds its provider on this class.
     app.json_provider_class = JSONProvider
     app.json = JSONProvider(app)
-    app.config.from_object(config_class())
-    _load_settings_file(app)
-    app.config.update(settings_from_env())
-    app.config.update(config or {})
+    app.config.update(load_config(config, root_path=app.root_path))
     _fill_instance_defaults(app)
     _configure_logging(app)
 
@@ -60,13 +57,23 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def _load_settings_file(app: Flask) -> None:
+def load_config(config: dict | None = None, root_path: str | None = None) -> Config:
+    """The settings in their layers, without building an app (gunicorn's config reads it).
+
+    The class ``DISPATCHER_CONFIG`` names, the file ``DISPATCHER_SETTINGS`` names,
+    the environment, then ``config``.
+    """
+    settings = Config(root_path or os.path.dirname(os.path.abspath(__file__)))
+    settings.from_object(config_class())
     for variable in SETTINGS_VARIABLES:
         path = os.environ.get(variable)
         if path:
             # Not silent: a settings file that is named but missing is an error.
-            app.config.from_pyfile(os.path.abspath(path))
-            return
+            settings.from_pyfile(os.path.abspath(path))
+            break
+    settings.update(settings_from_env())
+    settings.update(config or {})
+    return settings
 
 
 # Secrets the embedded default generates into the instance folder when neither the

@@ -3,6 +3,8 @@
 import logging
 
 from flask import jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -98,6 +100,12 @@ class BookkeepingUnavailableError(DispatcherError):
     status = 503
 
 
+class DatabaseUnavailableError(DispatcherError):
+    """The database cannot be reached, or is too busy to answer now."""
+
+    status = 503
+
+
 class ConfigurationError(Exception):
     """The configuration cannot work; raised at start-up, never answered to a client."""
 
@@ -136,6 +144,16 @@ def handle_http_exception(exc: HTTPException):
     return error_envelope(exc.code, message)
 
 
+def handle_database_error(exc: Exception):
+    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError):
+        if not exc.connection_invalidated:
+            return handle_unexpected_error(exc)  # a bug in a query, not an outage
+    # The driver's own text may name the host and user; the class says enough.
+    cause = type(getattr(exc, "orig", None) or exc).__name__
+    log.warning("database unavailable: %s", cause)
+    return error_envelope(503, "Database unavailable: try again later")
+
+
 def handle_unexpected_error(exc: Exception):
     log.exception("unhandled error")
     return error_envelope(500, "Internal server error")
@@ -145,4 +163,8 @@ def init_app(app):
     """Register the handlers that turn every error into the envelope."""
     app.register_error_handler(DispatcherError, handle_dispatcher_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    # The connection pool checks a connection before use (pool_pre_ping): once the
+    # database is back, the next request gets a fresh connection.
+    for error in (OperationalError, DBAPIError, PoolTimeoutError):
+        app.register_error_handler(error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -1,0 +1,58 @@
+"""gunicorn's settings for the dispatcher: ``gunicorn -c python:dispatcher.gunicorn_config``.
+
+The checkout's ``gunicorn.conf.py`` imports this module, so that a plain ``gunicorn
+wsgi:app`` in a checkout and the command above from an installed package agree.
+Command-line options and ``GUNICORN_CMD_ARGS`` win over everything here.
+"""
+
+import multiprocessing
+import os
+import tempfile
+from pathlib import Path
+
+from dispatcher import load_config
+
+_settings = load_config()
+
+# Where to listen: loopback, behind a TLS proxy (docs/deployment.md).
+bind = os.environ.get("DISPATCHER_BIND", "127.0.0.1:5070")
+
+# Sync workers: one request at a time each, in a process of its own. A request waits
+# on clouds, so more workers than cores pay off; WEB_CONCURRENCY is gunicorn's own
+# variable for the count.
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count() + 1))
+
+# The longest request makes a few cloud calls in a row (starting a VM: the image, the
+# sizes, the creation), each allowed CLOUD_TIMEOUT seconds: a worker is killed only
+# well after the dispatcher itself has answered 504.
+timeout = 4 * int(_settings["CLOUD_TIMEOUT"]) + 10
+graceful_timeout = timeout
+# Behind a proxy that keeps connections open: a little longer than gunicorn's 2 s.
+keepalive = 5
+
+# One access line per request with the request id the dispatcher answers in
+# X-Request-ID. %(U)s is the path without the query string: a ?auth_token= never
+# reaches the log.
+accesslog = "-"
+access_log_format = '%(h)s %({x-request-id}o)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+errorlog = "-"
+
+# /metrics adds up what every worker counted: prometheus_client keeps each worker's
+# figures in files of this folder. It must be empty when the server starts.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dispatcher-metrics-")
+
+
+def on_starting(server):
+    """Forget the figures of an earlier server that used the same metrics folder."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """Drop the live figures (gauges) of a worker that is gone; its counts stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
