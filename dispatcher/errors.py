@@ -145,9 +145,9 @@ def handle_http_exception(exc: HTTPException):
 
 
 def handle_database_error(exc: Exception):
-    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError):
-        if not exc.connection_invalidated:
-            return handle_unexpected_error(exc)  # a bug in a query, not an outage
+    outage = isinstance(exc, OperationalError | PoolTimeoutError) or exc.connection_invalidated
+    if not outage:
+        return handle_unexpected_error(exc)  # a bug in a query, not an outage
     # The driver's own text may name the host and user; the class says enough.
     cause = type(getattr(exc, "orig", None) or exc).__name__
     log.warning("database unavailable: %s", cause)
