@@ -1,0 +1,320 @@
+"""The README's production setting, run for real: its commands, gunicorn, and a cuttable proxy.
+
+``production_commands`` reads the first ``sh`` block under README.md's "## Production";
+``ProductionServer`` runs those commands (with the test's database, secrets and settings)
+and keeps the gunicorn they start; ``TcpProxy`` sits between gunicorn and PostgreSQL and
+can take the database away and give it back.
+"""
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BIN = Path(sys.executable).parent
+WORKERS = 4
+ADMIN = "admin"
+ADMIN_PASSWORD = "production-test-password"
+SECRET_KEY = "production-test-secret-key"
+PASSWORD_SALT = "production-test-password-salt"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+# The access line of dispatcher/gunicorn_config.py with the worker's pid in front, to see
+# which worker served a request. Only this log format is changed (GUNICORN_CMD_ARGS).
+ACCESS_LOG_FORMAT = 'pid=%(p)s %({x-request-id}o)s "%(m)s %(U)s %(H)s" %(s)s'
+ACCESS_LINE = re.compile(r'^pid=<(\d+)> \S* "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
+
+
+def production_commands(readme: Path = README) -> list[list[str]]:
+    """The command lines of the first ``sh`` block under "## Production", split as sh would."""
+    text = readme.read_text()
+    section = re.search(r"^## Production\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert section, "README.md has no '## Production' section"
+    block = re.search(r"^```sh\n(.*?)^```", section[1], re.MULTILINE | re.DOTALL)
+    assert block, "README.md's '## Production' has no ```sh block"
+    lines = [line.strip() for line in block[1].splitlines()]
+    return [shlex.split(line) for line in lines if line and not line.startswith("#")]
+
+
+def redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class ProductionServer:
+    """The README's production commands, run in order; the gunicorn of the last one.
+
+    ``substitutions`` replaces the values of the README's ``export`` lines (None drops
+    the variable). Those of ``REQUIRED`` must be exported by the README, so that the
+    README and the test cannot drift apart unnoticed; a value the README computes with
+    ``$(...)`` must be substituted. ``extra_env`` comes on top (settings file, instance
+    folder). ``pip install`` is skipped: the package is installed.
+    ``dispatcher users create`` gets ``--password``. gunicorn gets its bind address and an
+    access log line with the worker's pid through GUNICORN_CMD_ARGS, which its
+    command-line options still override.
+    """
+
+    REQUIRED = ("DATABASE_URL", "DISPATCHER_SECRET_KEY", "DISPATCHER_PASSWORD_SALT")
+
+    def __init__(self, folder: Path, substitutions: dict, extra_env: dict):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/api/v1"
+        self.log = folder / "gunicorn.log"
+        self.process = None
+        self.token = None
+        env = {**os.environ, **extra_env}
+        # The workers' metrics files in the test's folder rather than a new /tmp folder.
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(folder / "metrics")
+        *commands, gunicorn = production_commands()
+        exported = set()
+        for argv in commands:
+            if argv[:2] == ["pip", "install"]:
+                continue
+            if argv[0] == "export":
+                variable, _, value = argv[1].partition("=")
+                exported.add(variable)
+                if variable in substitutions:
+                    value = substitutions[variable]
+                elif "$(" in value:
+                    pytest.fail(f"README exports {variable} from a command the test cannot run")
+                if value is None:
+                    env.pop(variable, None)
+                else:
+                    env[variable] = value
+                continue
+            assert argv[0] == "dispatcher", f"README's production block runs {argv}"
+            if argv[1:3] == ["users", "create"]:
+                argv = [*argv, f"--password={ADMIN_PASSWORD}"]
+            self._run(argv, env)
+        missing = set(self.REQUIRED) - exported
+        assert not missing, f"README's production block no longer exports {sorted(missing)}"
+        assert gunicorn[0] == "gunicorn", f"README's production block ends with {gunicorn}"
+        env["GUNICORN_CMD_ARGS"] = shlex.join(
+            [f"--bind=127.0.0.1:{self.port}", f"--access-logformat={ACCESS_LOG_FORMAT}"]
+        )
+        self.command = [str(BIN / "gunicorn"), *gunicorn[1:]]
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
+        # A session of its own: its workers can be killed with it if it does not stop.
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_until_ready()
+            self.token = self.login()
+        except BaseException:
+            # Nobody else holds it yet: the fixture only learns of a started server.
+            self.stop()
+            print(self.output())
+            raise
+
+    def _run(self, argv: list[str], env: dict) -> None:
+        program = str(BIN / argv[0])
+        done = subprocess.run(
+            [program, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        shown = shlex.join(argv).replace(ADMIN_PASSWORD, "***")
+        assert done.returncode == 0, f"{shown} failed:\n{done.stdout}{done.stderr}"
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{self.base}/", timeout=2).status_code == 200:
+                    return
+            # Refused before the master binds; a timeout while the workers still load the app.
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"gunicorn did not start:\n{self.output()}")
+            time.sleep(0.1)
+
+    def login(self) -> str:
+        """A token of the README's admin, from POST /api/v1/auth."""
+        answer = requests.post(
+            f"{self.base}/auth",
+            json={"username": ADMIN, "password": ADMIN_PASSWORD},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["token"]
+
+    def get(self, path: str, session=requests, **kwargs) -> requests.Response:
+        """GET /api/v1<path> with the admin's token."""
+        return session.get(
+            f"{self.base}{path}", headers={"X-Auth-Token": self.token}, timeout=60, **kwargs
+        )
+
+    def output(self) -> str:
+        """What gunicorn and its workers printed so far."""
+        return self.log.read_text() if self.log.exists() else ""
+
+    def access(self, since: int = 0) -> list[tuple[int, str, str, int]]:
+        """(pid, method, path, status) of each request logged after offset ``since``."""
+        text = self.output()[since:]
+        return [(int(m[1]), m[2], m[3], int(m[4])) for m in ACCESS_LINE.finditer(text)]
+
+    def mark(self) -> int:
+        """An offset in the log: ``access(since=mark)`` sees only later requests."""
+        return len(self.output())
+
+    def workers(self) -> set[int]:
+        """The pids of the master's children right now: its workers."""
+        master = self.process.pid
+        try:
+            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+            return {int(pid) for pid in children}
+        except OSError:
+            found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+            return {int(pid) for pid in found.stdout.split()}
+
+    def serve_on_every_worker(self, path: str, status: int = 200, deadline: float = 30) -> set:
+        """Send concurrent GETs of ``path`` until every worker answered one with ``status``.
+
+        Each answer must have ``status``. Returns the pids that served them.
+        """
+        since = self.mark()
+        end = time.monotonic() + deadline
+        while True:
+            answers = race(2 * WORKERS, lambda index, session: self.get(path, session))
+            unexpected = [(a.status_code, a.text) for a in answers if a.status_code != status]
+            assert not unexpected, unexpected
+            # A worker logs its request after sending the answer: give the lines a moment.
+            time.sleep(0.1)
+            logged = self.access(since)
+            pids = {pid for pid, _, served, _ in logged if served == f"/api/v1{path}"}
+            if len(pids) >= WORKERS:
+                return pids
+            if time.monotonic() > end:
+                pytest.fail(f"only workers {pids} answered {path}:\n{self.output()}")
+
+    def stop(self) -> None:
+        """SIGTERM (gunicorn's graceful stop), then SIGKILL to its whole session if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def race(count: int, send) -> list:
+    """Call ``send(index, session)`` from ``count`` threads released at once; their answers."""
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        with requests.Session() as session:
+            barrier.wait(timeout=30)
+            return send(index, session)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to ``target``, one thread per direction of each connection.
+
+    ``stop()`` closes the listener and cuts every open connection: to the client it is as
+    if the database went away. ``start()`` listens again on the same port.
+    """
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener = None
+        self._thread = None
+        self._stopping = threading.Event()
+
+    def start(self) -> "TcpProxy":
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self._listener = listener
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._listener is None:
+            return
+        self._stopping.set()
+        self._thread.join()
+        self._listener.close()
+        self._listener = None
+        with self._lock:
+            cut, self._sockets = self._sockets, set()
+        for sock in cut:
+            self._close(sock)
+
+    @property
+    def connections(self) -> int:
+        """Sockets open now (two per proxied connection)."""
+        with self._lock:
+            return len(self._sockets)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                self._close(client)
+                continue
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        # One side ended: end both, as a dying connection would.
+        with self._lock:
+            self._sockets -= {source, sink}
+        self._close(source)
+        self._close(sink)
+
+    @staticmethod
+    def _close(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
