@@ -1,0 +1,104 @@
+"""Where one authenticated request spends its time: ``python bench/profile_request.py``.
+
+Sends ``--requests`` authenticated GETs of ``--path`` (``/api/v1/nodes/fake_driver``) through
+Flask's test client, in-process, with the production settings, on PostgreSQL where a server
+answers (else SQLite; ``--sqlite`` forces it), under cProfile; prints the time per request,
+the share of each package (by the time spent in its own functions) and the functions with
+the most cumulative time. It explains benchmark (a)'s figures; it measures no target.
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+from collections import defaultdict
+
+import common
+
+# Packages grouped as what they do for the request.
+GROUPS = {
+    "database (SQLAlchemy, psycopg, sqlite3)": ("sqlalchemy", "psycopg", "sqlite3", "_sqlite3"),
+    "auth (Flask-Security, -Login, -Principal, itsdangerous)": (
+        "flask_security",
+        "flask_login",
+        "flask_principal",
+        "itsdangerous",
+        "blinker",
+    ),
+    "Flask and Werkzeug (incl. the test client)": ("flask", "werkzeug"),
+    "the dispatcher": ("dispatcher",),
+    "JSON": ("json",),
+}
+
+
+def group_of(filename: str) -> str:
+    parts = filename.replace("\\", "/").split("/")
+    for group, packages in GROUPS.items():
+        if any(package in parts or f"{package}.py" in parts for package in packages):
+            return group
+    return "other (stdlib, builtins)"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--path", default="/api/v1/nodes/fake_driver")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument(
+        "--sqlite", action="store_true", help="SQLite even where PostgreSQL answers"
+    )
+    parser.add_argument("--top", type=int, default=25, help="how many functions to list")
+    args = parser.parse_args(argv)
+    os.environ["DISPATCHER_CONFIG"] = "production"
+    with (
+        common.scratch_folder("bench-profile-") as folder,
+        common.preferred_database(folder) as (
+            url,
+            name,
+        ),
+    ):
+        if args.sqlite:
+            url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
+        app = common.make_app(url, CLOUD_FARM=common.DUMMY_FARM)
+        client = app.test_client()
+        client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
+        for _ in range(100):  # warm-up
+            client.get(args.path)
+        started = time.perf_counter()
+        for _ in range(args.requests):
+            client.get(args.path)
+        plain = (time.perf_counter() - started) / args.requests
+        started = time.perf_counter()
+        for _ in range(args.requests):
+            client.get("/api/v1/")
+        root = (time.perf_counter() - started) / args.requests
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.requests):
+            response = client.get(args.path)
+        profiler.disable()
+        if response.status_code != 200:
+            sys.exit(f"{args.path}: {response.status_code} {response.data[:300]!r}")
+        common.dispose(app)
+
+    stats = pstats.Stats(profiler)
+    per_group = defaultdict(float)
+    total = 0.0
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
+        per_group[group_of(filename)] += tottime
+        total += tottime
+    print(
+        f"GET {args.path} with a token, {name}, in-process: {common.ms(plain)} per request "
+        f"without the profiler (GET /api/v1/ without a token: {common.ms(root)})"
+    )
+    print(f"\nunder cProfile, {common.ms(total / args.requests)} per request:")
+    for group, seconds in sorted(per_group.items(), key=lambda item: -item[1]):
+        print(f"  {seconds / total:5.0%}  {common.ms(seconds / args.requests):>9}  {group}")
+    print()
+    stats.sort_stats("cumulative").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The dispatcher's benchmarks: ``python bench/run.py [--quick] [--only a,b,c,d]``.
+
+(a) authenticated GET /api/v1/nodes/fake_driver under gunicorn -w 2, against a bare Flask app;
+(b) vm/start on moto's EC2: upstream requests and latency, against the 2015 dispatcher's lookups;
+(c) listing a Dummy cloud of 10, 1,000 and 10,000 nodes in-process;
+(d) assign and release through gunicorn -w 4 on PostgreSQL: throughput and double assignments.
+
+Each prints its details as it finishes; a table of the four against their targets comes last.
+docs/performance.md says what each measures and what the last full run measured.
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+import traceback
+
+import common  # noqa: F401 (puts the checkout and tests/ on sys.path first)
+
+BENCHMARKS = {
+    "a": ("bench_gunicorn", "(a) GET /nodes, gunicorn -w 2", "ratio >= 0.7"),
+    "b": ("bench_ec2", "(b) vm/start on EC2 (moto)", "no more requests, faster"),
+    "c": ("bench_listing", "(c) listing N Dummy nodes", "linear; 10,000 < 1 s"),
+    "d": ("bench_assign", "(d) assign/release, gunicorn -w 4", "0 double assignments"),
+}
+ALIASES = {"gunicorn": "a", "ec2": "b", "listing": "c", "assign": "d"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run the dispatcher's benchmarks and print a table of the results."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a fast smoke run: shorter loads, fewer repetitions"
+    )
+    parser.add_argument(
+        "--only",
+        default="a,b,c,d",
+        help="comma-separated benchmarks to run: a (or gunicorn), b (ec2), c (listing), "
+        "d (assign); all by default",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    args = parser.parse_args(argv)
+    selected = []
+    for name in (part.strip().lower() for part in args.only.split(",") if part.strip()):
+        key = ALIASES.get(name, name)
+        if key not in BENCHMARKS:
+            parser.error(f"--only: unknown benchmark {name!r} (a, b, c, d)")
+        if key not in selected:
+            selected.append(key)
+    args.selected = sorted(selected)
+    return args
+
+
+def table(rows: list[list[str]], widths: list[int]) -> str:
+    """Rows as a plain text table, each cell wrapped to at most its column's width;
+    the first row is the header."""
+    wrapped = [
+        [textwrap.wrap(cell, width) or [""] for cell, width in zip(row, widths, strict=True)]
+        for row in rows
+    ]
+    columns = [max(len(line) for row in wrapped for line in row[i]) for i in range(len(widths))]
+    lines = []
+    for index, row in enumerate(wrapped):
+        for depth in range(max(len(cell) for cell in row)):
+            parts = [
+                (cell[depth] if depth < len(cell) else "").ljust(width)
+                for cell, width in zip(row, columns, strict=True)
+            ]
+            lines.append("  ".join(parts).rstrip())
+        lines.append("  ".join("-" * width for width in columns) if index == 0 else "")
+    return "\n".join(lines).rstrip()
+
+
+def revision() -> str:
+    """The checkout's commit, and whether the code under test differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "dispatcher", "config.py", "wsgi.py"],
+            cwd=common.ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "not a git checkout"
+    if not commit:
+        return "not a git checkout"
+    return f"commit {commit}" + (" with uncommitted changes to the code" if changed else "")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # The in-process benchmarks would print the app's INFO lines (users created, requests).
+    logging.disable(logging.INFO)
+    print(
+        f"dispatcher benchmarks{' (quick)' if args.quick else ''}: {', '.join(args.selected)}; "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, {revision()}",
+        flush=True,
+    )
+    results, failed = [], False
+    started = time.monotonic()
+    for key in args.selected:
+        module_name, title, target = BENCHMARKS[key]
+        print(f"\n== {title}", flush=True)
+        began = time.monotonic()
+        try:
+            module = importlib.import_module(module_name)
+            result = module.run(quick=args.quick)
+        except common.Skipped as exc:
+            result = common.Result(key, title, f"not run: {exc}", target, "skipped")
+        except Exception as exc:
+            traceback.print_exc()
+            failed = True
+            result = common.Result(key, title, f"failed: {type(exc).__name__}", target, "error")
+        for line in result.details:
+            print(f"  {line}", flush=True)
+        print(f"  ({time.monotonic() - began:.0f} s)", flush=True)
+        results.append(result)
+
+    print(f"\nResults ({time.monotonic() - started:.0f} s in all):\n")
+    rows = [["benchmark", "measured", "target", "verdict"]]
+    rows += [[r.title, r.measured, r.target, r.verdict] for r in results]
+    print(table(rows, [34, 70, 24, 36]))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(
+                {r.key: {"title": r.title, "verdict": r.verdict, **r.figures} for r in results},
+                handle,
+                indent=2,
+                default=str,
+            )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
