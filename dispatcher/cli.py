@@ -5,11 +5,12 @@ import os
 import re
 
 import click
-from flask import current_app
+from flask import current_app, g
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
+from flask_migrate.cli import db as migrate_commands
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import auth, clouds, operations
+from . import auth, clouds, operations, schema
 from .errors import DispatcherError
 from .extensions import db
 from .models import AGENT, ROLES
@@ -19,7 +20,10 @@ _TOKEN_IN_QUERY = re.compile(r"(auth_token=)[^&\s]*")
 
 
 class RedactingRequestHandler(WSGIRequestHandler):
-    """The development server's request log, with ``?auth_token=`` values hidden."""
+    """The development server's own lines, with ``?auth_token=`` values hidden."""
+
+    def log_request(self, code="-", size="-"):
+        """Nothing: the dispatcher logs every request itself, with its request id."""
 
     def log(self, type, message, *args):  # noqa: A002 (werkzeug's signature)
         super().log(type, _redact(message), *(_redact(arg) for arg in args))
@@ -50,7 +54,7 @@ def _show_generated_password(username: str, password: str) -> None:
 
 def bootstrap() -> None:
     """Make a fresh installation usable: the schema, the roles and a first admin."""
-    db.create_all()
+    schema.upgrade()
     generated = auth.bootstrap_admin(os.environ.get("DISPATCHER_ADMIN_PASSWORD"))
     if generated:
         _show_generated_password(auth.BOOTSTRAP_ADMIN, generated)
@@ -79,10 +83,10 @@ def run_command(host, port):
 @with_appcontext
 @service_errors
 def init_db_command():
-    """Create the tables and roles that do not exist yet; existing rows are kept."""
-    db.create_all()
+    """Bring the schema up to date (as `db upgrade`) and create the roles; rows are kept."""
+    schema.upgrade()
     auth.ensure_roles()
-    click.echo("database ready: tables and roles admin, agent")
+    click.echo(f"database ready at revision {schema.current()}: tables and roles admin, agent")
 
 
 @click.command("reset-db")
@@ -96,8 +100,8 @@ def reset_db_command(yes):
             f"Drop every table of {db.engine.url.render_as_string(hide_password=True)}?",
             abort=True,
         )
-    db.drop_all()
-    db.create_all()
+    schema.drop()
+    schema.upgrade()
     auth.ensure_roles()
     click.echo("database reset: empty tables and roles admin, agent")
 
@@ -108,7 +112,7 @@ def reset_db_command(yes):
 @service_errors
 def populate_db_command(password):
     """Create the roles and a demo user `demo` with role agent."""
-    db.create_all()
+    schema.upgrade()
     auth.ensure_roles()
     try:
         auth.get_user(DEMO_USER)
@@ -217,6 +221,39 @@ def revoke_tokens_command(username):
     click.echo(f"tokens of {username!r} revoked")
 
 
+@click.group("db")
+@with_appcontext
+def db_group():
+    """The database schema: upgrade it, and the migrations behind it (Alembic)."""
+    # What flask-migrate's own group sets for its commands: the folder Migrate was
+    # given, and no extra arguments for env.py.
+    g.directory, g.x_arg = None, ()
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", help="Where to stop [default: the newest].")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@with_appcontext
+def db_upgrade_command(revision, sql):
+    """Create the schema, or bring it up to date; no user, token or assignment is lost.
+
+    A database made before the migrations existed is recognised and upgraded in place.
+    """
+    before = None if sql else schema.current()
+    adopted = schema.upgrade(revision, sql=sql)
+    if adopted:
+        before = f"{schema.BASELINE}, the schema made before migrations"
+    if not sql:
+        click.echo(f"database at revision {schema.current()} (was {before or 'empty'})")
+
+
+# Alembic's other commands for the dispatcher's own migrations folder: current,
+# history, downgrade, stamp, migrate (a new revision from the models) and the like.
+for _name, _command in migrate_commands.commands.items():
+    if _name not in {"upgrade", "init", "list-templates"}:
+        db_group.add_command(_command)
+
+
 @click.command("ledger-sync")
 @click.option("--cloud", "names", multiple=True, help="A cloud to sync [default: every cloud].")
 @with_appcontext
@@ -235,6 +272,7 @@ COMMANDS = (
     populate_db_command,
     users_group,
     ledger_sync_command,
+    db_group,
 )
 
 

@@ -1,12 +1,34 @@
 """Extension objects, unbound: ``create_app`` binds them to an app."""
 
+from pathlib import Path
+
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
 from flask_security import Security
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
 
-db = SQLAlchemy()
+# Constraint names as PostgreSQL gives them by default, so that the databases made
+# before the migrations existed and those made by them agree, and a migration can
+# name a constraint on SQLite too.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 security = Security()
+# Only the limits views ask for (the login throttle); storage from RATELIMIT_STORAGE_URI.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+migrate = Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=True)
 
 
 def init_app(app) -> None:
-    """Bind the database to ``app``; ``auth.init_app`` binds ``security``."""
+    """Bind the database, migrations and limiter; ``auth.init_app`` binds ``security``."""
     db.init_app(app)
+    migrate.init_app(app, db)
+    limiter.init_app(app)

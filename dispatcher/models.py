@@ -102,3 +102,5 @@ class AuditEntry(db.Model):
     vm_type = db.Column(db.String(255))
     outcome = db.Column(db.String(20), nullable=False)  # ok, or the error's HTTP status
     message = db.Column(db.String(1000))
+    # The X-Request-ID of the request, as in its log line: from the history to the logs.
+    request_id = db.Column(db.String(128))

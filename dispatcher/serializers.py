@@ -143,4 +143,5 @@ def audit_entry_to_dict(entry) -> dict:
         "vm_type": entry.vm_type,
         "outcome": entry.outcome,
         "message": entry.message,
+        "request_id": entry.request_id,
     }

@@ -1,0 +1,182 @@
+"""`dispatcher db upgrade`: the schema the Alembic migrations make, and upgrades keeping rows."""
+
+import pytest
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from conftest import DUMMY_FARM
+
+from dispatcher import auth, create_app, schema
+from dispatcher.extensions import db
+from dispatcher.models import AGENT, ASSIGNED
+
+HEAD = "0002"
+PASSWORD = "a-long-enough-password"
+
+
+@pytest.fixture
+def app(any_database_url):
+    """An app on an empty database: no table, no revision (not the suite's stamped schema)."""
+    app = create_app(
+        {"TESTING": True, "CLOUD_FARM": DUMMY_FARM, "SQLALCHEMY_DATABASE_URI": any_database_url}
+    )
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def cli(app):
+    runner = app.test_cli_runner()
+
+    def invoke(*args):
+        result = runner.invoke(args=list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return invoke
+
+
+def tables(app) -> set[str]:
+    with app.app_context():
+        return set(sqlalchemy.inspect(db.engine).get_table_names())
+
+
+def revision(app) -> str | None:
+    with app.app_context():
+        return schema.current()
+
+
+def fill_at_first_revision(app) -> str:
+    """Rows of every kind at revision 0001: a user with a token, an assignment, a history line.
+
+    Returns the token. The history line is written as 0001 knew it, without request_id.
+    """
+    with app.app_context():
+        auth.ensure_roles()
+        user = auth.create_user("keeper", PASSWORD, roles=(AGENT,))
+        token = user.get_auth_token()
+        db.session.execute(
+            sqlalchemy.text(
+                'INSERT INTO assignments (cloud, id_vm, hostname, recipe, "user", status)'
+                " VALUES ('fake_driver', '1', 'dummy-1', 'app', 'alice', :status)"
+            ),
+            {"status": ASSIGNED},
+        )
+        db.session.execute(
+            sqlalchemy.text(
+                'INSERT INTO audit_entries (cloud, action, id_vm, hostname, caller, "user",'
+                " vm_type, outcome, message) VALUES ('fake_driver', 'assign', '1', 'dummy-1',"
+                " 'keeper', 'alice', 'app', 'ok', 'Node 1 assigned')"
+            )
+        )
+        db.session.commit()
+    return token
+
+
+def assert_rows_kept(app, token: str) -> None:
+    """What fill_at_first_revision wrote still works: the login, the token, the ledger, history."""
+    client = app.test_client()
+    login = client.post("/api/v1/auth", json={"username": "keeper", "password": PASSWORD})
+    assert login.status_code == 200, login.json
+    headers = {"X-Auth-Token": token}
+    assert client.put("/api/v1/test/start", headers=headers).status_code == 200
+    status = client.get("/api/v1/vm/status/fake_driver", headers=headers).json
+    assert [(row["id_vm"], row["user"], row["status"]) for row in status["nodes"]] == [
+        ("1", "alice", ASSIGNED)
+    ]
+    history = client.get("/api/v1/vm/history/fake_driver", headers=headers).json["history"]
+    assert [(entry["caller"], entry["outcome"], entry["request_id"]) for entry in history] == [
+        ("keeper", "ok", None)
+    ]
+
+
+def test_upgrade_makes_the_schema_of_the_models(app, cli):
+    """On an empty database: every table, at the newest revision, exactly as the models say."""
+    output = cli("db", "upgrade")
+
+    assert f"database at revision {HEAD} (was empty)" in output
+    assert tables(app) == {
+        "alembic_version",
+        "users",
+        "roles",
+        "roles_users",
+        "assignments",
+        "audit_entries",
+    }
+    with app.app_context(), db.engine.connect() as connection:
+        differences = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), db.metadata
+        )
+    assert differences == []
+
+
+def test_upgrade_from_the_first_migration_keeps_users_tokens_and_assignments(app, cli):
+    """A database made by migration 0001, with rows: upgraded, every row and token still works."""
+    cli("db", "upgrade", "--revision", "0001")
+    assert revision(app) == "0001"
+    token = fill_at_first_revision(app)
+
+    output = cli("db", "upgrade")
+
+    assert f"database at revision {HEAD} (was 0001)" in output
+    assert_rows_kept(app, token)
+
+
+def test_upgrade_adopts_a_database_made_before_the_migrations(app, cli):
+    """Tables without any revision (what init-db made before): recognised, upgraded, rows kept."""
+    cli("db", "upgrade", "--revision", "0001")
+    token = fill_at_first_revision(app)
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DROP TABLE alembic_version"))
+    assert revision(app) is None
+
+    output = cli("db", "upgrade")
+
+    assert f"database at revision {HEAD} (was 0001, the schema made before migrations)" in output
+    assert_rows_kept(app, token)
+
+
+def test_upgrade_twice_changes_nothing_the_second_time(app, cli):
+    """An upgrade of an up-to-date database is a no-op that keeps the rows."""
+    cli("db", "upgrade", "--revision", "0001")
+    token = fill_at_first_revision(app)
+    cli("db", "upgrade")
+
+    output = cli("db", "upgrade")
+
+    assert f"database at revision {HEAD} (was {HEAD})" in output
+    assert_rows_kept(app, token)
+
+
+def test_downgrade_then_upgrade_keeps_the_rows(app, cli):
+    """Back to 0001 (the request id column goes) and forward again: the rows stay."""
+    cli("db", "upgrade", "--revision", "0001")
+    token = fill_at_first_revision(app)
+    cli("db", "upgrade")
+
+    cli("db", "downgrade", "0001")
+    assert revision(app) == "0001"
+    with app.app_context():
+        columns = {c["name"] for c in sqlalchemy.inspect(db.engine).get_columns("audit_entries")}
+    assert "request_id" not in columns
+    cli("db", "upgrade")
+
+    assert_rows_kept(app, token)
+
+
+def test_upgrade_sql_prints_the_statements_and_changes_nothing(app, cli):
+    """--sql shows what the upgrade would run; the database stays empty."""
+    output = cli("db", "upgrade", "--sql")
+
+    assert "CREATE TABLE users" in output
+    assert "ALTER TABLE audit_entries ADD COLUMN request_id" in output
+    assert tables(app) == set()
+
+
+def test_init_db_and_run_upgrade_too(app, cli):
+    """init-db brings the schema to the newest revision, as `db upgrade` does."""
+    output = cli("init-db")
+
+    assert f"database ready at revision {HEAD}" in output
+    assert revision(app) == HEAD
