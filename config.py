@@ -39,6 +39,23 @@ class Config:
     SIZE_CACHE_SECONDS = 3600
 
     LOG_LEVEL = "INFO"
+    # The dispatcher's log lines: "plain" text or "json", one object a line.
+    LOG_FORMAT = "plain"
+    # One line per request (request id, caller, endpoint, status, duration), at any
+    # LOG_LEVEL; False turns it off.
+    REQUEST_LOG = True
+    # Failed logins (POST /api/v1/auth answered 403) allowed per username and client
+    # address before the next attempt is a 429; Flask-Limiter's notation.
+    LOGIN_FAILURE_LIMIT = "5 per minute"
+    # Where the login throttle counts: this process's memory, or a shared store such
+    # as redis://host:6379/0 (DISPATCHER_RATELIMIT_STORAGE_URI) so that every worker
+    # and host counts together.
+    RATELIMIT_STORAGE_URI = "memory://"
+    # With the shared store down, count in memory rather than refuse every login.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # Reverse proxies in front of the service whose X-Forwarded-For to trust, so that
+    # the client address (login throttle, request log) is the client's, not the proxy's.
+    TRUSTED_PROXIES = 0
 
     # Who holds which VM: "local" (this database) or "cistern" (a Cistern service).
     ASSIGNMENT_BACKEND = "local"
@@ -109,6 +126,8 @@ ENVIRONMENT_SETTINGS = {
     "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
     "DISPATCHER_SECRET_KEY": "SECRET_KEY",
     "DISPATCHER_PASSWORD_SALT": "SECURITY_PASSWORD_SALT",
+    # A Redis URI may hold a password.
+    "DISPATCHER_RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
 }
 
 

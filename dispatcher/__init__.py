@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Config, Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
 
@@ -47,10 +48,14 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config(config, root_path=app.root_path))
     _fill_instance_defaults(app)
     _configure_logging(app)
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
-    from . import api, auth, bookkeeping, cli, clouds, errors, extensions
+    from . import api, auth, bookkeeping, cli, clouds, errors, extensions, metrics, requestlog
 
-    for part in (extensions, auth, clouds, bookkeeping, errors, api, cli):
+    # requestlog first: its request id is there before any other hook can fail.
+    for part in (requestlog, metrics, extensions, auth, clouds, bookkeeping, errors, api, cli):
         part.init_app(app)
     # After Flask-Security-Too, which installs a JSON provider of its own.
     app.json.sort_keys = False  # "status" first in every answer, as the original's
@@ -122,9 +127,20 @@ def _instance_secret(path: Path) -> str:
 
 
 def _configure_logging(app: Flask) -> None:
+    """The dispatcher's loggers: LOG_LEVEL, and a handler in LOG_FORMAT on standard error.
+
+    Where the host program configured logging itself (a root handler), records go
+    there instead, still with their request id.
+    """
+    from .requestlog import RequestIdFilter, formatter
+
     logger = logging.getLogger(__name__)
     logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
-    if not logging.getLogger().handlers and not logger.handlers:
+    for handler in [h for h in logger.handlers if getattr(h, "dispatcher", False)]:
+        logger.removeHandler(handler)
+    if not logging.getLogger().handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.dispatcher = True  # ours, replaced by the next app's
+        handler.setFormatter(formatter(app.config.get("LOG_FORMAT", "plain")))
+        handler.addFilter(RequestIdFilter())
         logger.addHandler(handler)

@@ -2,7 +2,7 @@
 
 from flask import current_app
 
-from . import bookkeeping, clouds
+from . import bookkeeping, clouds, metrics
 from .bookkeeping.base import describe_holder
 from .clouds import firewall_rule
 from .errors import (
@@ -14,6 +14,7 @@ from .errors import (
 )
 from .extensions import db
 from .models import ASSIGNED, FREE, AuditEntry
+from .requestlog import current_request_id
 from .serializers import audit_entry_to_dict
 
 # action of /vm/action/<action> -> the past tense its answer uses
@@ -150,8 +151,9 @@ def _resolve(cloud: str, node: str | None, hostname: str | None, emulate: bool) 
 
 
 def _record(**entry) -> None:
-    db.session.add(AuditEntry(**entry))
+    db.session.add(AuditEntry(**entry, request_id=current_request_id()))
     db.session.commit()
+    metrics.count_assignment(entry["cloud"], entry["action"], entry["outcome"])
 
 
 def _audited(action: str, cloud: str | None, caller: str, reference: dict, emulate: bool, change):

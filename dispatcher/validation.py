@@ -259,6 +259,19 @@ def limit(value: str | None, default: int, maximum: int) -> int:
     return int(value)
 
 
+def marker(value: str | None) -> str | None:
+    """A ``marker`` query parameter: the id of the last item of the page before.
+
+    :raises InvalidRequestError: not a text of 1 to 255 characters without NUL.
+    """
+    if value is None:
+        return None
+    try:
+        return Text("marker").validate(value)
+    except SchemaError as exc:
+        raise InvalidRequestError(exc.code) from None
+
+
 def _field_message(exc: SchemaError) -> str:
     # The schemas' own messages name the field; of schema's automatic ones only the
     # missing-key message is passed on (it names keys, not values). Anything else is

@@ -12,6 +12,7 @@ PUBLIC = {
     ("/api/v1/", "get"),
     ("/api/v1/", "post"),
     ("/api/v1/auth", "post"),
+    ("/api/v1/health", "get"),
     ("/api/v1/openapi.json", "get"),
     ("/api/v1/docs", "get"),
     ("/api/v1/docs/{filename}", "get"),

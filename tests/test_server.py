@@ -105,7 +105,7 @@ def test_request_log_hides_tokens_and_passwords(server, token):
     """The server's output never shows the token sent in ?auth_token= nor the password."""
     requests.get(f"{server.base}/images", params={"auth_token": token}, timeout=10)
     output = server.stop()
-    assert "GET /api/v1/images?auth_token=[redacted]" in output
+    assert "method=GET endpoint=api_v1.listing path=/api/v1/images status=200" in output
     assert token not in output
     assert ADMIN_PASSWORD not in output
 

@@ -5,6 +5,7 @@ from flask import Blueprint
 from .assignments import AssignAPI, AssignmentStatusAPI, HistoryAPI, ReleaseAPI
 from .auth import AuthAPI, TokenCheckAPI
 from .docs import DocsAssetAPI, DocsPageAPI, OpenAPIDocumentAPI
+from .health import HealthAPI
 from .listings import CloudAPI, HomeAPI, ListingAPI
 from .resources import (
     FirewallAPI,
@@ -34,6 +35,7 @@ bp.add_url_rule("/", view_func=HomeAPI.as_view("home"))
 bp.add_url_rule("/openapi.json", view_func=OpenAPIDocumentAPI.as_view("openapi"))
 bp.add_url_rule("/docs", view_func=DocsPageAPI.as_view("docs"))
 bp.add_url_rule("/docs/<path:filename>", view_func=DocsAssetAPI.as_view("docs_asset"))
+bp.add_url_rule("/health", view_func=HealthAPI.as_view("health"))
 bp.add_url_rule("/auth", view_func=AuthAPI.as_view("auth"))
 bp.add_url_rule("/test/start", view_func=TokenCheckAPI.as_view("token_check"))
 bp.add_url_rule("/cloud", view_func=CloudAPI.as_view("cloud"))

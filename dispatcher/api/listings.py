@@ -1,7 +1,11 @@
 """Views that read: the root, the served clouds and the per-cloud listings."""
 
+from flask import request
+
 from .. import clouds
 from ..errors import UnrecognizedActionError
+from ..paging import page
+from ..validation import limit, marker
 from .base import ApiView, PublicView, json_body, ok
 
 # action in the URL -> (key of the answer, CloudService method)
@@ -15,6 +19,10 @@ LISTINGS = {
     "keypairs": ("keypairs", "list_key_pairs"),
     "volumes": ("volumes", "list_volumes"),
 }
+# Key pairs have no id: their name marks a page.
+PAGE_KEYS = {"keypairs": "name"}
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
 
 
 class HomeAPI(PublicView):
@@ -44,8 +52,21 @@ class ListingAPI(ApiView):
 
     def get(self, action, cloud):
         """What the cloud has: nodes, images, flavors, sizes, tenants, locations, keypairs
-        or volumes."""
+        or volumes.
+
+        With ``limit`` or ``marker`` one page of it: ``limit`` items (100 by default, at
+        most 1000) after the one whose id is ``marker``, and ``next_marker``, the
+        ``marker`` of the next page (null on the last). Without either, everything.
+        """
         if action not in LISTINGS:
             raise UnrecognizedActionError(f"Unrecognized action found: {action}")
         key, method = LISTINGS[action]
-        return ok(**{key: getattr(clouds.service(), method)(cloud)})
+        # Checked before the cloud is asked: a bad parameter costs no upstream call.
+        paged = "limit" in request.args or "marker" in request.args
+        count = limit(request.args.get("limit"), PAGE_DEFAULT, PAGE_MAX)
+        after = marker(request.args.get("marker"))
+        items = getattr(clouds.service(), method)(cloud)
+        if not paged:
+            return ok(**{key: items})
+        chosen, next_marker = page(items, count, after, PAGE_KEYS.get(action, "id"))
+        return ok(**{key: chosen, "next_marker": next_marker})

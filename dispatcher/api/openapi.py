@@ -87,6 +87,10 @@ SHAPES = {
         }
     ),
     "KeyPair": _object({"name": _TEXT, "fingerprint": _TEXT_OR_NULL}),
+    "CloudHealth": _object(
+        {"name": _TEXT, "reachable": {"type": "boolean"}, "latency_ms": {"type": "number"}},
+        {"message": _TEXT},
+    ),
     "Volume": _object(
         {
             "id": _TEXT,
@@ -140,6 +144,7 @@ SHAPES = {
             "vm_type": _TEXT_OR_NULL,
             "outcome": _TEXT,
             "message": _TEXT_OR_NULL,
+            "request_id": _TEXT_OR_NULL,
         }
     ),
     "Cloud": _object({"name": _TEXT, "type": _TEXT, "host": _TEXT_OR_NULL}),
@@ -161,6 +166,7 @@ _LISTINGS = {
 ANSWERS = {
     ("home", "get"): {},
     ("home", "post"): {},
+    ("health", "get"): {"database": {"const": "ok"}},
     ("auth", "post"): {"status_code": {"const": 200}, "token": _TEXT},
     ("auth", "delete"): _RESULT,
     ("token_check", "put"): {"test": {"const": "passed"}, "authenticated": {"const": "yes"}},
@@ -183,6 +189,28 @@ ANSWERS = {
     ("storage_attach", "put"): _RESULT,
     ("storage_detach", "put"): _RESULT,
     ("storage_destroy", "put"): _RESULT,
+}
+
+
+def _query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+# endpoint -> its query parameters
+QUERY_PARAMETERS = {
+    "vm_history": [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50})
+    ],
+    "listing": [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+        _query("marker", {"type": "string", "minLength": 1, "maxLength": 255}),
+    ],
+    "health": [_query("deep", {"type": "string", "enum": ["0", "1"], "default": "0"})],
+}
+
+# (endpoint, method) -> fields of the ok envelope that only some answers have
+OPTIONAL_ANSWERS = {
+    ("health", "get"): {"clouds": _list_of("CloudHealth")},  # with ?deep=1
 }
 
 # The endpoints that answer something else than JSON.
@@ -212,10 +240,18 @@ def _operation(rule, view_class, method: str, endpoint: str) -> dict:
     summary = " ".join(line.strip() for line in paragraph.splitlines())
     answer = ANSWERS.get((endpoint, method))
     if answer is None and endpoint == "listing":
-        answer = {"anyOf": [_object({key: shape}) for key, shape in _LISTINGS.items()]}
+        # next_marker only in a paged answer (limit or marker given).
+        answer = {
+            "anyOf": [
+                _object({key: shape}, {"next_marker": _TEXT_OR_NULL})
+                for key, shape in _LISTINGS.items()
+            ]
+        }
         ok_schema = {"allOf": [_object({"status": {"const": "ok"}}), answer]}
     else:
-        ok_schema = _object({"status": {"const": "ok"}, **(answer or {})})
+        ok_schema = _object(
+            {"status": {"const": "ok"}, **(answer or {})}, OPTIONAL_ANSWERS.get((endpoint, method))
+        )
     content = {"application/json": {"schema": ok_schema}}
     if endpoint in OTHER_CONTENT:
         content = {OTHER_CONTENT[endpoint]: {"schema": {"type": "string"}}}
@@ -242,15 +278,9 @@ def _operation(rule, view_class, method: str, endpoint: str) -> dict:
     roles = getattr(handler, "roles", None)
     if roles:
         operation["description"] = f"Needs the role {' or '.join(roles)}."
-    if endpoint == "vm_history":
-        operation["parameters"] = [
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
-            }
-        ]
+    operation["parameters"] = QUERY_PARAMETERS.get(endpoint, [])
+    if not operation["parameters"]:
+        del operation["parameters"]
     return operation
 
 

@@ -4,7 +4,9 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import SimpleNamespace
 from typing import Any
@@ -13,13 +15,15 @@ import requests
 from cachetools import TTLCache
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError, LibcloudError
+from libcloud.compute.base import NodeDriver
 
-from .. import serializers
+from .. import metrics, serializers
 from ..errors import (
     AmbiguousHostnameError,
     CloudError,
     CloudTimeoutError,
     ConflictError,
+    DispatcherError,
     InvalidRequestError,
     NotFoundError,
     NotSupportedError,
@@ -116,7 +120,8 @@ class CloudService:
         for _ in range(self.max_iterations):
             driver = self.pool.get(name)
             try:
-                return operation(driver)
+                with metrics.cloud_call(name, what):
+                    return operation(driver)
             except NotImplementedError as exc:
                 raise NotSupportedError(f"{name}: the {driver.name} driver has no {what}") from exc
             except (requests.Timeout, TimeoutError) as exc:
@@ -145,6 +150,32 @@ class CloudService:
             {"name": spec.name, "type": spec.engine, "host": spec.host}
             for spec in self.pool.specs.values()
         ]
+
+    def probe(self, cloud: str) -> dict:
+        """Whether the cloud answers an authenticated call, and how fast.
+
+        The call is the cheapest one the driver has that needs the credentials: its
+        key pairs where it lists them (one short answer on EC2 and OpenStack),
+        otherwise its nodes.
+        """
+        started = time.perf_counter()
+        answer = {"name": cloud, "reachable": True}
+        try:
+            driver = self.pool.get(cloud)
+            method = "list_key_pairs"
+            if type(driver).list_key_pairs is NodeDriver.list_key_pairs:
+                method = "list_nodes"
+            self.call(cloud, method)
+        except DispatcherError as exc:
+            answer.update(reachable=False, message=exc.message)
+        answer["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return answer
+
+    def probe_all(self) -> list[dict]:
+        """``probe`` every cloud of the pool at once: as slow as the slowest, not the sum."""
+        names = list(self.pool.specs)
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as executor:
+            return list(executor.map(self.probe, names))
 
     def list_nodes(self, cloud: str | None) -> list[dict]:
         """Every node of the cloud, as NODE dicts."""

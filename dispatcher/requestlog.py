@@ -1,0 +1,97 @@
+"""One log line per request, under a request id that the answer carries in X-Request-ID.
+
+The line holds the request id, the caller, the method, the endpoint, the path (never
+the query string, where ``?auth_token=`` may be), the status and the duration: never a
+body, a password or a token. ``LOG_FORMAT`` picks plain ``key=value`` text or JSON;
+either way every record of the dispatcher's loggers carries the request id.
+"""
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming id is kept when it is one token of these characters; anything else
+# (spaces, quotes, line breaks that could forge log lines) gets a new id instead.
+_ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+FORMATS = ("plain", "json")
+
+log = logging.getLogger("dispatcher.requests")
+
+# The fields of a request's line, in order.
+FIELDS = ("request_id", "caller", "method", "endpoint", "path", "status", "duration_ms", "remote")
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+class RequestIdFilter(logging.Filter):
+    """Give every record the id of the request it was logged in, or ``-``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+def formatter(kind: str) -> logging.Formatter:
+    """The formatter of ``LOG_FORMAT``: ``plain`` or ``json``."""
+    if kind == "json":
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    return logging.Formatter(PLAIN_FORMAT)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served; None outside a request."""
+    return g.get("request_id") if has_request_context() else None
+
+
+def _begin() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _ACCEPTED_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _caller() -> str:
+    # The user the token check loaded, if a view checked one. Not current_user:
+    # that would check a token now, a database query in every public request.
+    user = g.get("_login_user")
+    return getattr(user, "username", None) or "-"
+
+
+def _finish(response):
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    started = g.get("request_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    fields = {
+        "request_id": request_id,
+        "caller": _caller(),
+        "method": request.method,
+        "endpoint": request.endpoint or "-",
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": duration_ms,
+        "remote": request.remote_addr or "-",
+    }
+    log.info(" ".join(f"{key}={fields[key]}" for key in FIELDS[1:]), extra=fields)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Log every request of ``app`` (``REQUEST_LOG``), in ``LOG_FORMAT``.
+
+    :raises ValueError: an unknown LOG_FORMAT.
+    """
+    kind = app.config["LOG_FORMAT"]
+    if kind not in FORMATS:
+        raise ValueError(f"LOG_FORMAT={kind!r} is not one of {', '.join(FORMATS)}")
+    app.before_request(_begin)
+    app.after_request(_finish)
+    # The request lines are INFO: kept at a higher LOG_LEVEL too, unless turned off.
+    log.setLevel(logging.INFO if app.config["REQUEST_LOG"] else logging.WARNING)
