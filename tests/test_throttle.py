@@ -1,0 +1,181 @@
+"""The login throttle: failed logins per client address and username, then 429."""
+
+import pytest
+import redis
+
+from dispatcher import auth
+
+PASSWORD = "correct horse battery"
+WRONG = "wrong horse battery"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+ERROR_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
+THROTTLED = "Too many failed logins: try again later"
+
+
+@pytest.fixture
+def app(make_app):
+    """An app with the users alice and bob (role agent); the throttle counts in memory."""
+    return with_users(make_app())
+
+
+def with_users(app):
+    with app.app_context():
+        for name in ("alice", "bob"):
+            auth.create_user(name, PASSWORD, roles=("agent",))
+    return app
+
+
+def login(client, username="alice", password=PASSWORD):
+    return client.post("/api/v1/auth", json={"username": username, "password": password})
+
+
+def assert_forbidden(response):
+    """The original's 403 envelope for a refused login."""
+    assert response.status_code == 403
+    assert set(response.json) == ERROR_KEYS
+    assert response.json["status"] == "error"
+    assert response.json["status_code"] == 403
+    assert response.json["message"] == "Forbidden"
+
+
+def assert_throttled(response):
+    """The 429 envelope, with a Retry-After of at most the minute, and no token."""
+    assert response.status_code == 429
+    assert set(response.json) == ERROR_KEYS
+    assert response.json["status"] == "error"
+    assert response.json["status_code"] == 429
+    assert response.json["status_short_message"] == "Too Many Requests"
+    assert response.json["message"] == THROTTLED
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert "token" not in response.json
+
+
+def fail_five_times(client, username="alice"):
+    for _ in range(5):
+        assert_forbidden(login(client, username, WRONG))
+
+
+def test_sixth_attempt_is_429_even_with_the_right_password(anonymous):
+    """Five refused logins are 403 "Forbidden"; the sixth is a 429 with Retry-After, whatever
+    the password."""
+    fail_five_times(anonymous)
+    assert_throttled(login(anonymous))
+    assert_throttled(login(anonymous, password=WRONG))
+    assert_throttled(login(anonymous))
+
+
+def test_unknown_username_is_throttled_too(anonymous):
+    """Guessing at a username that does not exist is counted the same way."""
+    fail_five_times(anonymous, "mallory")
+    assert_throttled(login(anonymous, "mallory", WRONG))
+
+
+def test_another_username_from_the_same_client_is_not_throttled(anonymous):
+    """alice throttled: bob, from the same address, logs in, and his failures are 403s."""
+    fail_five_times(anonymous)
+    assert_throttled(login(anonymous))
+    assert login(anonymous, "bob").status_code == 200
+    assert_forbidden(login(anonymous, "bob", WRONG))
+
+
+def test_same_username_from_another_address_is_not_throttled(app, anonymous):
+    """alice throttled at 192.0.2.1: from 192.0.2.2 her right password still gets a token."""
+    anonymous.environ_base["REMOTE_ADDR"] = "192.0.2.1"
+    fail_five_times(anonymous)
+    assert_throttled(login(anonymous))
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "192.0.2.2"
+    response = login(elsewhere)
+    assert response.status_code == 200
+    assert response.json["token"]
+    assert_throttled(login(anonymous))
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_throttle(anonymous):
+    """With no trusted proxy, an X-Forwarded-For header the client sends changes nothing."""
+    fail_five_times(anonymous)
+    response = anonymous.post(
+        "/api/v1/auth",
+        json={"username": "alice", "password": PASSWORD},
+        headers={"X-Forwarded-For": "198.51.100.7"},
+    )
+    assert_throttled(response)
+
+
+def test_successful_logins_are_never_counted(anonymous):
+    """Twenty logins with the right password in a row: twenty tokens."""
+    statuses = [login(anonymous).status_code for _ in range(20)]
+    assert statuses == [200] * 20
+
+
+def test_a_success_neither_counts_nor_resets_the_failures(anonymous):
+    """Four failures, a success, then the fifth failure is a 403 and the next attempt a 429."""
+    for _ in range(4):
+        assert_forbidden(login(anonymous, password=WRONG))
+    assert login(anonymous).status_code == 200
+    assert_forbidden(login(anonymous, password=WRONG))
+    assert_throttled(login(anonymous))
+
+
+def test_malformed_logins_are_not_counted(anonymous):
+    """Bodies refused as 400 (no password, not JSON) are not failed logins."""
+    for _ in range(6):
+        assert login(anonymous, password="").status_code == 400
+        response = anonymous.post("/api/v1/auth", data="{", content_type="application/json")
+        assert response.status_code == 400
+    assert login(anonymous).status_code == 200
+
+
+def test_the_limit_comes_from_the_configuration(make_app):
+    """LOGIN_FAILURE_LIMIT = "2 per minute": the third attempt is already a 429."""
+    client = with_users(make_app(LOGIN_FAILURE_LIMIT="2 per minute")).test_client()
+    assert_forbidden(login(client, password=WRONG))
+    assert_forbidden(login(client, password=WRONG))
+    assert_throttled(login(client))
+
+
+def test_a_throttled_user_keeps_the_tokens_she_has(app, anonymous):
+    """Only the login is throttled: a token alice got before still works."""
+    token = login(anonymous).json["token"]
+    fail_five_times(anonymous)
+    assert_throttled(login(anonymous))
+    response = anonymous.get("/api/v1/nodes", headers={"X-Auth-Token": token})
+    assert response.status_code == 200
+    assert len(response.json["nodes"]) == 2
+
+
+@pytest.fixture
+def redis_db():
+    """Redis database 15, emptied before and after; a skip where no server answers."""
+    server = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        server.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {type(exc).__name__}")
+    server.flushdb()
+    yield server
+    server.flushdb()
+    server.close()
+
+
+def test_throttle_counts_in_redis(make_app, redis_db):
+    """With RATELIMIT_STORAGE_URI on Redis: the same 403s then 429, counted in Redis, and
+    allowed again once Redis forgets the count."""
+    app = with_users(make_app(RATELIMIT_STORAGE_URI=REDIS_URL))
+    client = app.test_client()
+    fail_five_times(client)
+    assert_throttled(login(client))
+    assert login(client, "bob").status_code == 200
+    keys = [key.decode() for key in redis_db.keys("*")]
+    assert len(keys) == 1
+    assert "alice" in keys[0]
+    redis_db.flushdb()
+    assert login(client).status_code == 200
+
+
+def test_redis_storage_from_the_environment(make_app, redis_db, monkeypatch):
+    """DISPATCHER_RATELIMIT_STORAGE_URI chooses the store: the counts land in Redis."""
+    monkeypatch.setenv("DISPATCHER_RATELIMIT_STORAGE_URI", REDIS_URL)
+    client = with_users(make_app()).test_client()
+    assert_forbidden(login(client, password=WRONG))
+    assert len(redis_db.keys("*")) == 1
