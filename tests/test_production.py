@@ -277,4 +277,6 @@ def test_worker_killed_during_concurrent_assigns_leaves_the_ledger_whole(product
             assert holders.get(vm) == [HOLDER.match(body["message"])[2]], body
         else:
             # A cut connection: applied whole (audit and ledger) or not at all.
-            assert (granted[(vm, user)] == 1) == (holders.get(vm) == [user]), (vm, user)
+            applied = granted[(vm, user)] == 1
+            print(f"cut: {user} on VM {vm}, {'applied' if applied else 'not applied'}")
+            assert applied == (holders.get(vm) == [user]), (vm, user)
