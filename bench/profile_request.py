@@ -5,9 +5,11 @@ Flask's test client, in-process, with the production settings, on PostgreSQL whe
 answers (else SQLite; ``--sqlite`` forces it), under cProfile; prints the time per request,
 the share of each package (by the time spent in its own functions) and the functions with
 the most cumulative time. It explains benchmark (a)'s figures; it measures no target.
+The app's log lines (the request log) are written, to /dev/null.
 """
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -29,6 +31,8 @@ GROUPS = {
     ),
     "Flask and Werkzeug (incl. the test client)": ("flask", "werkzeug"),
     "the dispatcher": ("dispatcher",),
+    "metrics (prometheus_client)": ("prometheus_client",),
+    "logging": ("logging",),
     "JSON": ("json",),
 }
 
@@ -39,6 +43,22 @@ def group_of(filename: str) -> str:
         if any(package in parts or f"{package}.py" in parts for package in packages):
             return group
     return "other (stdlib, builtins)"
+
+
+@contextlib.contextmanager
+def stderr_to_devnull():
+    """File descriptor 2 to /dev/null (where the app's log handlers write), then back."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def main(argv=None) -> int:
@@ -63,21 +83,23 @@ def main(argv=None) -> int:
         app = common.make_app(url, CLOUD_FARM=common.DUMMY_FARM)
         client = app.test_client()
         client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
-        for _ in range(100):  # warm-up
-            client.get(args.path)
-        started = time.perf_counter()
-        for _ in range(args.requests):
-            client.get(args.path)
-        plain = (time.perf_counter() - started) / args.requests
-        started = time.perf_counter()
-        for _ in range(args.requests):
-            client.get("/api/v1/")
-        root = (time.perf_counter() - started) / args.requests
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(args.requests):
-            response = client.get(args.path)
-        profiler.disable()
+        with stderr_to_devnull():
+            for _ in range(100):  # warm-up
+                client.get(args.path)
+            started = time.perf_counter()
+            for _ in range(args.requests):
+                client.get(args.path)
+            plain = (time.perf_counter() - started) / args.requests
+            anonymous = app.test_client()
+            started = time.perf_counter()
+            for _ in range(args.requests):
+                anonymous.get("/api/v1/")
+            root = (time.perf_counter() - started) / args.requests
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(args.requests):
+                response = client.get(args.path)
+            profiler.disable()
         if response.status_code != 200:
             sys.exit(f"{args.path}: {response.status_code} {response.data[:300]!r}")
         common.dispose(app)

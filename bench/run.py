@@ -91,7 +91,7 @@ def revision() -> str:
             text=True,
         ).stdout.strip()
     except OSError:
-        return "not a git checkout"
+        return "commit unknown (no git)"
     if not commit:
         return "not a git checkout"
     return f"commit {commit}" + (" with uncommitted changes to the code" if changed else "")
