@@ -132,8 +132,9 @@ def _configure_logging(app: Flask) -> None:
     Where the host program configured logging itself (a root handler), records go
     there instead, still with their request id.
     """
-    from .requestlog import RequestIdFilter, formatter
+    from .requestlog import formatter, install_record_factory
 
+    install_record_factory()  # before any record our handler formats
     logger = logging.getLogger(__name__)
     logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
     for handler in [h for h in logger.handlers if getattr(h, "dispatcher", False)]:
@@ -142,5 +143,4 @@ def _configure_logging(app: Flask) -> None:
         handler = logging.StreamHandler()
         handler.dispatcher = True  # ours, replaced by the next app's
         handler.setFormatter(formatter(app.config.get("LOG_FORMAT", "plain")))
-        handler.addFilter(RequestIdFilter())
         logger.addHandler(handler)

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from urllib.parse import quote
 
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
@@ -27,13 +28,23 @@ FIELDS = ("request_id", "caller", "method", "endpoint", "path", "status", "durat
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-class RequestIdFilter(logging.Filter):
-    """Give every record the id of the request it was logged in, or ``-``."""
+def install_record_factory() -> None:
+    """Give every log record the id of the request it is logged in (``-`` outside one).
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id", "-") if has_request_context() else "-"
-        return True
+    A record factory rather than a filter: a filter on the dispatcher's handler misses
+    the handlers a host program installs, and one on a logger misses its children.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "adds_request_id", False):
+        return
+
+    def make_record(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return record
+
+    make_record.adds_request_id = True
+    logging.setLogRecordFactory(make_record)
 
 
 def formatter(kind: str) -> logging.Formatter:
@@ -61,11 +72,17 @@ def _caller() -> str:
     # The user the token check loaded, if a view checked one. Not current_user:
     # that would check a token now, a database query in every public request.
     user = g.get("_login_user")
-    return getattr(user, "username", None) or "-"
+    return _escaped(getattr(user, "username", None) or "-")
+
+
+def _escaped(text: str) -> str:
+    # No line break or other control character reaches a plain line, where it
+    # could start a forged one.
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def _finish(response):
-    request_id = g.get("request_id") or uuid.uuid4().hex
+    request_id = g.request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
@@ -73,13 +90,16 @@ def _finish(response):
         "request_id": request_id,
         "caller": _caller(),
         "method": request.method,
-        "endpoint": request.endpoint or "-",
-        "path": request.path,
+        "endpoint": request.endpoint or "unmatched",
+        # Percent-encoded as it came (spaces, line breaks), never the query string.
+        "path": quote(request.path, safe="/:@!$&'()*+,;=-._~"),
         "status": response.status_code,
         "duration_ms": duration_ms,
         "remote": request.remote_addr or "-",
     }
-    log.info(" ".join(f"{key}={fields[key]}" for key in FIELDS[1:]), extra=fields)
+    # request_id is the record's own (install_record_factory); extra may not set it.
+    extra = {key: value for key, value in fields.items() if key != "request_id"}
+    log.info(" ".join(f"{key}={fields[key]}" for key in FIELDS[1:]), extra=extra)
     return response
 
 

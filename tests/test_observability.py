@@ -63,7 +63,6 @@ def is_fresh_id(value):
 
 def formatted(record):
     """The record as the plain and the JSON formatter write it (with its request id)."""
-    requestlog.RequestIdFilter().filter(record)
     return [requestlog.formatter(kind).format(record) for kind in requestlog.FORMATS]
 
 
@@ -225,7 +224,8 @@ def test_public_request_logs_caller_dash(anonymous, caplog):
 
 def test_every_request_logs_exactly_one_line(refusing_app, caplog):
     """Answers of every kind (200, 401, 403, 404, 400, 501, 502, /metrics) log one line each,
-    in order, with the answer's id and status; no route matched (404, 501): endpoint "-"."""
+    in order, with the answer's id and status; no route matched (404, 501): endpoint
+    "unmatched", as in the metrics."""
     client = token_client(refusing_app)
     anonymous = refusing_app.test_client()
     caplog.clear()
@@ -253,9 +253,9 @@ def test_every_request_logs_exactly_one_line(refusing_app, caplog):
         "api_v1.listing",
         "api_v1.listing",
         "api_v1.auth",
-        "-",
+        "unmatched",
         "api_v1.listing",
-        "-",
+        "unmatched",
         "api_v1.listing",
         "metrics",
         "api_v1.health",
