@@ -6,6 +6,7 @@ import secrets
 from flask import current_app
 from flask_security import SQLAlchemyUserDatastore
 from flask_security.utils import hash_password, verify_and_update_password, verify_password
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .errors import (
@@ -31,6 +32,11 @@ def init_app(app) -> None:
 
 
 def _unauthenticated(mechanisms=None, headers=None):
+    # Flask-Security-Too takes any failure to load the token's user for a bad token:
+    # with the database away, that would be a 401 telling clients to log in again.
+    # Ask the database first, so that an outage is the 503 it is.
+    db.session.rollback()
+    db.session.execute(select(1))
     raise AuthenticationRequiredError("Unauthorized: a valid auth token is required")
 
 

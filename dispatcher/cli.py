@@ -235,16 +235,19 @@ def db_group():
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
 @with_appcontext
 def db_upgrade_command(revision, sql):
-    """Create the schema, or bring it up to date; no user, token or assignment is lost.
+    """Create the schema and the roles, or bring them up to date; no row is lost.
 
     A database made before the migrations existed is recognised and upgraded in place.
     """
     before = None if sql else schema.current()
     adopted = schema.upgrade(revision, sql=sql)
+    if sql:
+        return
     if adopted:
         before = f"{schema.BASELINE}, the schema made before migrations"
-    if not sql:
-        click.echo(f"database at revision {schema.current()} (was {before or 'empty'})")
+    # The rows the service cannot work without, as init-db makes them.
+    auth.ensure_roles()
+    click.echo(f"database at revision {schema.current()} (was {before or 'empty'})")
 
 
 # Alembic's other commands for the dispatcher's own migrations folder: current,
