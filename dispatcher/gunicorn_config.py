@@ -7,6 +7,7 @@ Command-line options and ``GUNICORN_CMD_ARGS`` win over everything here.
 
 import multiprocessing
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -39,7 +40,8 @@ errorlog = "-"
 
 # /metrics adds up what every worker counted: prometheus_client keeps each worker's
 # figures in files of this folder. It must be empty when the server starts.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_own_metrics_folder = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_folder:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dispatcher-metrics-")
 
 
@@ -49,6 +51,12 @@ def on_starting(server):
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink()
+
+
+def on_exit(server):
+    """Remove the metrics folder made above; one the environment named stays."""
+    if _own_metrics_folder:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):
