@@ -51,7 +51,9 @@ def run(quick: bool = False, **_) -> common.Result:
         )
         with common.Gunicorn("wsgi:app", WORKERS, env, folder, OPTIONS) as server:
             vms = warm_up(server.port, token)
+            cpu_before = server.worker_cpu_seconds()
             client_side = hammer(server.port, token, vms, seconds)
+            cpu_after = server.worker_cpu_seconds()
         database = check_database(url)
 
     counts = client_side["counts"]
@@ -78,12 +80,18 @@ def run(quick: bool = False, **_) -> common.Result:
         gaps.append(
             f"{counts['assign 200']} assigns answered 200, the history has {database['ok_assigns']}"
         )
+    cpu_per_request = (
+        (cpu_after - cpu_before) / requests
+        if cpu_before is not None and cpu_after is not None and requests
+        else None
+    )
     details = [
         f"{THREADS} client threads, {NODES} VMs, {WORKERS} workers, {elapsed:.1f} s; "
         f"hold {HOLD_SECONDS[0] * 1000:.0f}-{HOLD_SECONDS[1] * 1000:.0f} ms",
         "answers: " + ", ".join(f"{key}: {n}" for key, n in sorted(counts.items())),
         f"assign latency p50 {common.ms(client_side['assign_p50'])}, "
-        f"p99 {common.ms(client_side['assign_p99'])}",
+        f"p99 {common.ms(client_side['assign_p99'])}"
+        + ("" if cpu_per_request is None else f"; worker CPU {common.ms(cpu_per_request)}/request"),
         f"database: {database['audit_entries']} audit entries, {database['ok_assigns']} ok "
         f"assigns, {database['ok_releases']} ok releases, {doubles_db} assigns of a held VM, "
         f"{database['double_releases']} releases of a free VM; "
@@ -111,6 +119,7 @@ def run(quick: bool = False, **_) -> common.Result:
             "seconds": elapsed,
             "assign_p50": client_side["assign_p50"],
             "assign_p99": client_side["assign_p99"],
+            "worker_cpu_per_request": cpu_per_request,
         },
     )
 
