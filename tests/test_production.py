@@ -280,3 +280,96 @@ def test_worker_killed_during_concurrent_assigns_leaves_the_ledger_whole(product
             applied = granted[(vm, user)] == 1
             print(f"cut: {user} on VM {vm}, {'applied' if applied else 'not applied'}")
             assert applied == (holders.get(vm) == [user]), (vm, user)
+
+
+def metric(server: ProductionServer, name: str, **labels) -> float:
+    """One sample of GET /metrics (no token), summed over every worker; 0 if never counted."""
+    answer = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in answer.text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == f"{name}{{{wanted}}}":
+            return float(value)
+    return 0.0
+
+
+def test_metrics_add_up_what_every_worker_counted(production):
+    """/metrics, whichever worker answers it, counts the requests and cloud calls of all four."""
+    server = production(DUMMY_FARM)
+    listing = {"endpoint": "api_v1.listing", "method": "GET", "status": "200"}
+    calls = {"cloud": "fake_driver", "method": "list_nodes"}
+    before = metric(server, "dispatcher_http_requests_total", **listing)
+    calls_before = metric(server, "dispatcher_cloud_call_duration_seconds_count", **calls)
+    since = server.mark()
+
+    answers = race(40, lambda index, session: server.get("/nodes/fake_driver", session))
+
+    assert {answer.status_code for answer in answers} == {200}
+    time.sleep(0.2)  # a worker logs its access line after answering
+    served_by = {pid for pid, _, path, _ in server.access(since) if path.endswith("fake_driver")}
+    assert len(served_by) > 1
+    for _ in range(WORKERS):  # each of several /metrics answers, from any worker, agrees
+        assert metric(server, "dispatcher_http_requests_total", **listing) == before + 40
+        assert (
+            metric(server, "dispatcher_cloud_call_duration_seconds_count", **calls)
+            == calls_before + 40
+        )
+
+
+def test_request_log_line_has_the_request_id_and_no_token(production):
+    """Under gunicorn: one request line with the client's X-Request-ID, the caller, no token."""
+    server = production(DUMMY_FARM)
+
+    answer = requests.get(
+        f"{server.base}/nodes/fake_driver",
+        params={"auth_token": server.token},
+        headers={"X-Request-ID": "production-log-check-1"},
+        timeout=30,
+    )
+
+    assert answer.status_code == 200
+    assert answer.headers["X-Request-ID"] == "production-log-check-1"
+    time.sleep(0.2)
+    output = server.output()
+    lines = [line for line in output.splitlines() if "production-log-check-1" in line]
+    request_lines = [line for line in lines if "dispatcher.requests" in line]
+    assert len(request_lines) == 1, output
+    assert (
+        "[production-log-check-1] caller=admin method=GET endpoint=api_v1.listing"
+        " path=/api/v1/nodes/fake_driver status=200" in request_lines[0]
+    )
+    # gunicorn's access line carries the same id, without the query string.
+    assert any('"GET /api/v1/nodes/fake_driver HTTP/1.1" 200' in line for line in lines)
+    assert server.token not in output
+    assert ADMIN_PASSWORD not in output
+
+
+@pytest.mark.skipif(not redis_answers(), reason="no Redis server at 127.0.0.1:6379")
+def test_failed_logins_are_counted_across_workers_in_redis(production):
+    """Five failed logins spread over the workers, then a 429 from whichever worker answers."""
+    server = production(DUMMY_FARM)
+    username = f"intruder-{os.getpid()}-{time.monotonic_ns()}"
+    since = server.mark()
+
+    def attempt(password: str) -> requests.Response:
+        # A connection of its own each time: gunicorn hands it to any worker.
+        with requests.Session() as session:
+            return session.post(
+                f"{server.base}/auth",
+                json={"username": username, "password": password},
+                timeout=30,
+            )
+
+    # At once, so that several workers take them; each is counted after its answer.
+    failed = race(5, lambda index, session: attempt("not the password"))
+    throttled = [attempt("not the password") for _ in range(3)]
+
+    assert [answer.status_code for answer in failed] == [403] * 5
+    assert {answer.status_code for answer in throttled} == {429}
+    assert throttled[0].json()["message"] == "Too many failed logins: try again later"
+    assert int(throttled[0].headers["Retry-After"]) > 0
+    time.sleep(0.2)
+    served_by = {pid for pid, method, path, _ in server.access(since) if path == "/api/v1/auth"}
+    assert len(served_by) > 1  # the count was shared, not one worker's own
