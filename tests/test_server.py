@@ -141,6 +141,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
         "check_token.sh",
         "clouds.sh",
         "listings.sh",
+        "pages.sh",
+        "health.sh",
+        "metrics.sh",
         "vm.sh",
         "assignments.sh",
         "revoke_tokens.sh",
@@ -154,7 +157,8 @@ def test_example_scripts_run_green(server, script):
         "DISPATCHER_USER": "admin",
         "DISPATCHER_PASSWORD": ADMIN_PASSWORD,
     }
-    args = [str(EXAMPLES / script)] + (["fake_driver"] if script == "listings.sh" else [])
+    arguments = {"listings.sh": ["fake_driver"], "pages.sh": ["fake_driver", "1"]}
+    args = [str(EXAMPLES / script), *arguments.get(script, [])]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -164,11 +168,23 @@ def test_example_scripts_run_green(server, script):
     if script == "openapi.sh":
         assert json.loads(result.stdout)["openapi"] == "3.1.0"
         return
+    if script == "metrics.sh":
+        assert "dispatcher_http_requests_total{" in result.stdout
+        return
     answers = [json.loads(line) for line in lines]
     assert answers and all(answer["status"] == "ok" for answer in answers)
     if script == "listings.sh":
         assert [node["name"] for node in answers[0]["nodes"]] == ["dummy-1", "dummy-2"]
         assert len(answers) == 7
+    if script == "pages.sh":
+        assert [[node["name"] for node in answer["nodes"]] for answer in answers] == [
+            ["dummy-1"],
+            ["dummy-2"],
+        ]
+        assert [answer["next_marker"] for answer in answers] == ["1", None]
+    if script == "health.sh":
+        assert answers[0] == {"status": "ok", "database": "ok"}
+        assert [cloud["reachable"] for cloud in answers[1]["clouds"]] == [True, True]
     if script == "vm.sh":
         assert [answer.get("result") for answer in answers[2:]] == [
             "Node 3 rebooted",
