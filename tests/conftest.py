@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import flask_migrate
 import pytest
 import sqlalchemy
+from prometheus_client import REGISTRY
 
 from dispatcher import auth, create_app, schema
 from dispatcher.errors import NotFoundError
@@ -40,6 +41,35 @@ NODE_KEYS = {
     "state",
     "extra",
 }
+
+# The keys of the error envelope.
+ERROR_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
+
+
+def assert_error(response, status: int, message: str, prefix: bool = False) -> dict:
+    """``response`` (of the test client) is the error envelope of ``status`` saying
+    ``message`` (or, with ``prefix``, beginning with it); returns its body."""
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert set(body) == ERROR_KEYS
+    assert body["status"] == "error"
+    assert body["status_code"] == status
+    if prefix:
+        assert body["message"].startswith(message), body["message"]
+    else:
+        assert body["message"] == message
+    return body
+
+
+def metric(name: str, **labels) -> float:
+    """One sample of this process's Prometheus figures; 0 where it was never counted."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def cloud_calls(cloud: str, method: str) -> float:
+    """How many calls of ``method`` this process has made to ``cloud`` so far."""
+    return metric("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
+
 
 # Keys that a test must not inherit from the environment it runs in.
 ENVIRONMENT = (

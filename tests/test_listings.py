@@ -1,19 +1,13 @@
 """The v1 listing endpoints and the error envelope, on libcloud's Dummy driver."""
 
+import conftest
 import pytest
 from conftest import NODE_KEYS, token_client
 
-ERROR_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
-
 
 def assert_error(response, status, message):
-    body = response.get_json()
-    assert response.status_code == status
-    assert set(body) == ERROR_KEYS
-    assert body["status"] == "error"
-    assert body["status_code"] == status
-    assert body["message"].startswith(message)
-    return body
+    """The error envelope, its message beginning with ``message``."""
+    return conftest.assert_error(response, status, message, prefix=True)
 
 
 @pytest.mark.parametrize("method", ["get", "post"])

@@ -8,15 +8,22 @@ import time
 import uuid
 
 import pytest
-from conftest import DUMMY_FARM, ec2_cloud, free_port, token_client
-from prometheus_client import REGISTRY
+from conftest import (
+    DUMMY_FARM,
+    ERROR_KEYS,
+    assert_error,
+    cloud_calls,
+    ec2_cloud,
+    free_port,
+    metric,
+    token_client,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher import auth, create_app, requestlog
 from dispatcher.extensions import db
 from dispatcher.models import AuditEntry
 
-ERROR_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
 REQUEST_FIELDS = {
     "request_id",
     "caller",
@@ -30,16 +37,6 @@ REQUEST_FIELDS = {
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
 RELEASE = "/api/v1/vm/action/release/fake_driver"
 PASSWORD = "s3cret-horse-battery-staple"
-
-
-def assert_error(response, status, message):
-    body = response.get_json()
-    assert response.status_code == status
-    assert set(body) == ERROR_KEYS
-    assert body["status"] == "error"
-    assert body["status_code"] == status
-    assert body["message"] == message
-    return body
 
 
 def request_records(caplog):
@@ -66,21 +63,12 @@ def formatted(record):
     return [requestlog.formatter(kind).format(record) for kind in requestlog.FORMATS]
 
 
-def sample(name, **labels):
-    """The value of one sample of the process's metrics; 0 where it was never counted."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 def requests_counted(endpoint, status, method="GET"):
-    return sample("dispatcher_http_requests_total", endpoint=endpoint, method=method, status=status)
-
-
-def cloud_calls(cloud, method):
-    return sample("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
+    return metric("dispatcher_http_requests_total", endpoint=endpoint, method=method, status=status)
 
 
 def assignments_counted(outcome, action="assign", cloud="fake_driver"):
-    return sample("dispatcher_assignments_total", cloud=cloud, action=action, outcome=outcome)
+    return metric("dispatcher_assignments_total", cloud=cloud, action=action, outcome=outcome)
 
 
 def assign(client, user="zeppolo", **headers):
@@ -500,14 +488,14 @@ def test_one_listing_counts_one_request(client):
     labels = {"endpoint": "api_v1.listing", "method": "GET", "status": "200"}
     shown = scraped(client, "dispatcher_http_requests_total", labels)
     before = requests_counted("api_v1.listing", "200")
-    durations = sample(
+    durations = metric(
         "dispatcher_http_request_duration_seconds_count", endpoint="api_v1.listing", method="GET"
     )
     assert client.get("/api/v1/nodes/fake_driver").status_code == 200
     assert requests_counted("api_v1.listing", "200") == before + 1
     assert scraped(client, "dispatcher_http_requests_total", labels) == shown + 1
     assert (
-        sample(
+        metric(
             "dispatcher_http_request_duration_seconds_count",
             endpoint="api_v1.listing",
             method="GET",
@@ -534,12 +522,12 @@ def test_refusing_cloud_counts_an_error_and_answers_502(refusing_app):
     """A cloud that refuses connections: 502 naming it, one call and one error counted."""
     client = token_client(refusing_app)
     labels = {"cloud": "bad", "method": "list_nodes", "error": "ConnectionError"}
-    errors = sample("dispatcher_cloud_call_errors_total", **labels)
+    errors = metric("dispatcher_cloud_call_errors_total", **labels)
     calls = cloud_calls("bad", "list_nodes")
     answered = requests_counted("api_v1.listing", "502")
     response = client.get("/api/v1/nodes/bad")
     assert_error(response, 502, "bad: Connection refused")
-    assert sample("dispatcher_cloud_call_errors_total", **labels) == errors + 1
+    assert metric("dispatcher_cloud_call_errors_total", **labels) == errors + 1
     assert cloud_calls("bad", "list_nodes") == calls + 1
     assert requests_counted("api_v1.listing", "502") == answered + 1
 

@@ -1,12 +1,10 @@
 """Paging of the listings (limit and marker), on a Dummy cloud of 25 nodes."""
 
 import pytest
-from conftest import token_client
+from conftest import assert_error, cloud_calls, token_client
 from ec2_cloud import cloud as cloud
 from ec2_cloud import moto as moto
-from prometheus_client import REGISTRY
 
-ERROR_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
 # libcloud's DummyNodeDriver(25): dummy-0 to dummy-24, ids 0 to 24; libcloud's Node
 # keeps a falsy id as None, so the first node's id reads "None".
 NODE_IDS = ["None"] + [str(number) for number in range(1, 25)]
@@ -19,21 +17,6 @@ def app(make_app):
     return make_app(
         CLOUD_FARM={"default": {"ENGINE": "dummy"}, "big": {"ENGINE": "dummy", "USER": 25}}
     )
-
-
-def assert_error(response, status, message):
-    body = response.get_json()
-    assert response.status_code == status
-    assert set(body) == ERROR_KEYS
-    assert body["status"] == "error"
-    assert body["status_code"] == status
-    assert body["message"] == message
-
-
-def cloud_calls(cloud_name, method):
-    """How many calls of ``method`` the process has made to ``cloud_name`` so far."""
-    labels = {"cloud": cloud_name, "method": method}
-    return REGISTRY.get_sample_value("dispatcher_cloud_call_duration_seconds_count", labels) or 0
 
 
 def walk(client, path, key, limit, id_key="id"):
