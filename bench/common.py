@@ -5,13 +5,10 @@ import http.client
 import json
 import math
 import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +22,8 @@ TESTS = ROOT / "tests"
 for path in (TESTS, ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+from gunicorn_server import GunicornServer  # noqa: E402 (tests/ is on the path from here)
 
 POSTGRESQL_URL = os.environ.get(
     "DISPATCHER_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -176,7 +175,7 @@ def dispose(app) -> None:
 # -- gunicorn ----------------------------------------------------------------------------
 
 
-class Gunicorn:
+class Gunicorn(GunicornServer):
     """``python -m gunicorn -c python:dispatcher.gunicorn_config`` on a free loopback port.
 
     ``app`` is the WSGI app to serve (``wsgi:app``, the dispatcher; ``bench.bare_app:app``);
@@ -185,49 +184,19 @@ class Gunicorn:
     """
 
     def __init__(self, app: str, workers: int, env: dict, folder: Path, options=()):
-        self.port = free_port()
-        self.log = folder / f"gunicorn-{self.port}.log"
-        self.args = [
+        port = free_port()
+        args = [
             sys.executable,
             "-m",
             "gunicorn",
             "-c",
             "python:dispatcher.gunicorn_config",
             f"--workers={workers}",
-            f"--bind=127.0.0.1:{self.port}",
+            f"--bind=127.0.0.1:{port}",
             *options,
             app,
         ]
-        with self.log.open("w") as output:
-            self.process = subprocess.Popen(
-                self.args,
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, _ = request(self.port, "GET", "/api/v1/", timeout=2)
-                if status == 200:
-                    return
-            except OSError:  # refused before the master binds; a timeout while workers load
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start: {self.args}\n{self.output()}")
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(args, env, folder / f"gunicorn-{port}.log", port)
 
     def worker_cpu_seconds(self) -> float | None:
         """CPU time (user + system) the workers have used so far; None without Linux's /proc."""
@@ -248,22 +217,6 @@ class Gunicorn:
             return total / tick
         except (OSError, ValueError):
             return None
-
-    def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop), then SIGKILL if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self) -> "Gunicorn":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
 
 def server_env(database_url: str, folder: Path, **settings) -> dict:

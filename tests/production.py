@@ -10,20 +10,18 @@ import contextlib
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import free_port
+from gunicorn_server import ROOT, GunicornServer, race
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 WORKERS = 4
@@ -58,7 +56,7 @@ def redis_answers() -> bool:
         return False
 
 
-class ProductionServer:
+class ProductionServer(GunicornServer):
     """The README's production commands, run in order; the gunicorn of the last one.
 
     ``substitutions`` replaces the values of the README's ``export`` lines (None drops
@@ -76,8 +74,6 @@ class ProductionServer:
     def __init__(self, folder: Path, substitutions: dict, extra_env: dict):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        self.log = folder / "gunicorn.log"
-        self.process = None
         self.token = None
         env = {**os.environ, **extra_env}
         # The workers' metrics files in the test's folder rather than a new /tmp folder.
@@ -110,19 +106,11 @@ class ProductionServer:
             [f"--bind=127.0.0.1:{self.port}", f"--access-logformat={ACCESS_LOG_FORMAT}"]
         )
         self.command = [str(BIN / "gunicorn"), *gunicorn[1:]]
-        # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
-        # A session of its own: its workers can be killed with it if it does not stop.
-        with self.log.open("w") as output:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
         try:
-            self._wait_until_ready()
+            super().__init__(self.command, env, folder / "gunicorn.log", self.port)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        try:
             self.token = self.login()
         except BaseException:
             # Nobody else holds it yet: the fixture only learns of a started server.
@@ -137,19 +125,6 @@ class ProductionServer:
         )
         shown = shlex.join(argv).replace(ADMIN_PASSWORD, "***")
         assert done.returncode == 0, f"{shown} failed:\n{done.stdout}{done.stderr}"
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{self.base}/", timeout=2).status_code == 200:
-                    return
-            # Refused before the master binds; a timeout while the workers still load the app.
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start:\n{self.output()}")
-            time.sleep(0.1)
 
     def login(self) -> str:
         """A token of the README's admin, from POST /api/v1/auth."""
@@ -167,10 +142,6 @@ class ProductionServer:
             f"{self.base}{path}", headers={"X-Auth-Token": self.token}, timeout=60, **kwargs
         )
 
-    def output(self) -> str:
-        """What gunicorn and its workers printed so far."""
-        return self.log.read_text() if self.log.exists() else ""
-
     def access(self, since: int = 0) -> list[tuple[int, str, str, int]]:
         """(pid, method, path, status) of each request logged after offset ``since``."""
         text = self.output()[since:]
@@ -179,16 +150,6 @@ class ProductionServer:
     def mark(self) -> int:
         """An offset in the log: ``access(since=mark)`` sees only later requests."""
         return len(self.output())
-
-    def workers(self) -> set[int]:
-        """The pids of the master's children right now: its workers."""
-        master = self.process.pid
-        try:
-            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-            return {int(pid) for pid in children}
-        except OSError:
-            found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
-            return {int(pid) for pid in found.stdout.split()}
 
     def serve_on_every_worker(self, path: str, status: int = 200, deadline: float = 30) -> set:
         """Send concurrent GETs of ``path`` until every worker answered one with ``status``.
@@ -209,30 +170,6 @@ class ProductionServer:
                 return pids
             if time.monotonic() > end:
                 pytest.fail(f"only workers {pids} answered {path}:\n{self.output()}")
-
-    def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop), then SIGKILL to its whole session if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def race(count: int, send) -> list:
-    """Call ``send(index, session)`` from ``count`` threads released at once; their answers."""
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        with requests.Session() as session:
-            barrier.wait(timeout=30)
-            return send(index, session)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 class TcpProxy:

@@ -2,19 +2,16 @@
 
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy
 from conftest import free_port, prepare_database
+from gunicorn_server import ROOT, GunicornServer, race
 from sqlalchemy import select
 
 from dispatcher import auth, create_app
@@ -22,7 +19,6 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
 # The test process issues the token, the workers check it: both need the same secrets.
 SECRET_KEY = "concurrency-test-secret-key"
@@ -34,50 +30,26 @@ ACCESS_LOG_FORMAT = 'pid=%(p)s "%(r)s" %(s)s'
 ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
 
 
-class Gunicorn:
+class Gunicorn(GunicornServer):
     """A `gunicorn -w 4 wsgi:app` process on a free loopback port; its output in a file."""
 
     def __init__(self, folder: Path, env: dict):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        self.log = folder / "gunicorn.log"
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}/api/v1"
         args = [
             str(GUNICORN),
             f"--workers={WORKERS}",
-            f"--bind=127.0.0.1:{self.port}",
+            f"--bind=127.0.0.1:{port}",
             f"--chdir={ROOT}",
             "--graceful-timeout=5",
             "--access-logfile=-",
             f"--access-logformat={ACCESS_LOG_FORMAT}",
             "wsgi:app",
         ]
-        # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
-        with self.log.open("w") as output:
-            self.process = subprocess.Popen(
-                args, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
-            )
         try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()  # nobody else holds it yet: the fixture only learns of a started server
-            raise
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{self.base}/", timeout=2)
-                return
-            # Refused before the master binds; a timeout while the workers still load the app.
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start:\n{self.output()}")
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        """What gunicorn and its workers printed so far."""
-        return self.log.read_text()
+            super().__init__(args, env, folder / "gunicorn.log", port)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
     def put(self, session: requests.Session, action: str, token: str, **body):
         """PUT /vm/action/<action>/fake_driver with ``body`` and the token in X-Auth-Token."""
@@ -118,16 +90,6 @@ class Gunicorn:
             if len(lines) >= count or time.monotonic() > deadline:
                 return {int(m[1]) for m in lines}
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop), then kill if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture
@@ -181,19 +143,6 @@ def gunicorn(tmp_path, any_database_url, agent_token):
         server.stop()
         # pytest shows a teardown's output only when the test failed: the server's log then.
         print(server.output())
-
-
-def race(count: int, send) -> list[requests.Response]:
-    """Call ``send(index, session)`` from ``count`` threads released at once; their answers."""
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        with requests.Session() as session:
-            barrier.wait(timeout=30)
-            return send(index, session)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def ledger(engine) -> list[tuple]:

@@ -17,6 +17,7 @@ import pytest
 import requests
 import sqlalchemy
 from conftest import DUMMY_FARM, POSTGRESQL_URL, ec2_cloud
+from gunicorn_server import race
 from production import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -26,7 +27,6 @@ from production import (
     WORKERS,
     ProductionServer,
     TcpProxy,
-    race,
     redis_answers,
 )
 from sqlalchemy import select
