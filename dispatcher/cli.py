@@ -8,6 +8,7 @@ import click
 from flask import current_app, g
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 from flask_migrate.cli import db as migrate_commands
+from sqlalchemy.exc import OperationalError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from . import auth, clouds, operations, schema
@@ -34,7 +35,8 @@ def _redact(value):
 
 
 def service_errors(command):
-    """Turn a service's DispatcherError into a one-line CLI error, exit status 1."""
+    """Turn a service's DispatcherError, or a database that does not answer, into a
+    one-line CLI error, exit status 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -43,6 +45,11 @@ def service_errors(command):
         except DispatcherError as exc:
             db.session.rollback()
             raise click.ClickException(exc.message) from None
+        except OperationalError as exc:
+            # The driver's first line says what failed (refused, unknown host, bad
+            # password) and never the password itself.
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise click.ClickException(f"cannot use the database: {reason}") from None
 
     return wrapper
 
@@ -234,6 +241,7 @@ def db_group():
 @click.option("--revision", default="head", help="Where to stop [default: the newest].")
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
 @with_appcontext
+@service_errors
 def db_upgrade_command(revision, sql):
     """Create the schema and the roles, or bring them up to date; no row is lost.
 

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import DUMMY_FARM
+from conftest import DUMMY_FARM, free_port
 
 from dispatcher import auth, create_app, schema
 from dispatcher.extensions import db
@@ -180,3 +180,17 @@ def test_init_db_and_run_upgrade_too(app, cli):
 
     assert f"database ready at revision {HEAD}" in output
     assert revision(app) == HEAD
+
+
+def test_upgrade_of_a_database_that_does_not_answer_is_a_one_line_error():
+    """No traceback and no password: what failed, and exit status 1."""
+    url = f"postgresql+psycopg://postgres:a-secret-password@127.0.0.1:{free_port()}/test"
+    app = create_app({"TESTING": True, "CLOUD_FARM": DUMMY_FARM, "SQLALCHEMY_DATABASE_URI": url})
+
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot use the database: connection failed")
+    assert "Connection refused" in result.output
+    assert "Traceback" not in result.output
+    assert "a-secret-password" not in result.output
