@@ -1,6 +1,9 @@
 """Configuration in layers: class, settings file, environment, then the factory's argument."""
 
+import importlib
+import os
 import stat
+from pathlib import Path
 
 import pytest
 from conftest import token_client
@@ -99,3 +102,70 @@ def test_unknown_configuration_name(monkeypatch):
     monkeypatch.setenv("DISPATCHER_CONFIG", "staging")
     with pytest.raises(ValueError, match="development, production, testing"):
         create_app()
+
+
+@pytest.fixture
+def gunicorn_settings(monkeypatch):
+    """dispatcher.gunicorn_config as gunicorn loads it, read afresh in the test's environment."""
+    for variable in ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY", "DISPATCHER_BIND"):
+        monkeypatch.delenv(variable, raising=False)
+
+    loaded = []
+
+    def load():
+        import dispatcher.gunicorn_config as module
+
+        loaded.append(importlib.reload(module))
+        return loaded[-1]
+
+    yield load
+    # The module set the variable itself, behind monkeypatch's back.
+    for module in loaded:
+        module.on_exit(server=None)
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def test_gunicorn_kills_a_worker_only_well_after_the_cloud_timeout(
+    monkeypatch, tmp_path, gunicorn_settings
+):
+    """The worker timeout follows CLOUD_TIMEOUT of the settings file: 4 calls' worth and 10 s."""
+    settings = tmp_path / "settings.py"
+    settings.write_text("CLOUD_TIMEOUT = 7\n")
+    monkeypatch.setenv("DISPATCHER_SETTINGS", str(settings))
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+
+    config = gunicorn_settings()
+
+    assert (config.timeout, config.graceful_timeout) == (38, 38)
+    assert config.workers == 3
+    assert config.bind == "127.0.0.1:5070"
+    assert "%(U)s" in config.access_log_format and "%(r)s" not in config.access_log_format
+    assert "{x-request-id}o" in config.access_log_format
+
+
+def test_gunicorn_metrics_folder_is_made_emptied_and_removed(gunicorn_settings):
+    """Without PROMETHEUS_MULTIPROC_DIR a folder is made; a start empties it, an exit
+    removes it."""
+    config = gunicorn_settings()
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.is_dir()
+    (folder / "counter_123.db").write_bytes(b"stale")
+
+    config.on_starting(server=None)
+    assert list(folder.iterdir()) == []
+    config.on_exit(server=None)
+
+    assert not folder.exists()
+
+
+def test_gunicorn_keeps_a_metrics_folder_the_environment_names(
+    monkeypatch, tmp_path, gunicorn_settings
+):
+    """A folder named by PROMETHEUS_MULTIPROC_DIR is used and left in place at exit."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+
+    config = gunicorn_settings()
+    config.on_starting(server=None)
+    config.on_exit(server=None)
+
+    assert (tmp_path / "metrics").is_dir()
