@@ -373,3 +373,24 @@ def test_failed_logins_are_counted_across_workers_in_redis(production):
     time.sleep(0.2)
     served_by = {pid for pid, method, path, _ in server.access(since) if path == "/api/v1/auth"}
     assert len(served_by) > 1  # the count was shared, not one worker's own
+
+
+def test_health_and_listing_pages_under_gunicorn(production):
+    """The health check (plain and deep) and a listing walked page by page, on the workers."""
+    server = production(DUMMY_FARM)
+
+    plain = requests.get(f"{server.base}/health", timeout=30)
+    deep = server.get("/health?deep=1")
+    first = server.get("/nodes/fake_driver?limit=1")
+    second = server.get(f"/nodes/fake_driver?limit=1&marker={first.json()['next_marker']}")
+
+    assert plain.status_code == 200 and plain.json() == {"status": "ok", "database": "ok"}
+    assert requests.get(f"{server.base}/health?deep=1", timeout=30).status_code == 401
+    assert deep.status_code == 200
+    assert [(c["name"], c["reachable"]) for c in deep.json()["clouds"]] == [
+        ("default", True),
+        ("fake_driver", True),
+    ]
+    assert [n["name"] for n in first.json()["nodes"]] == ["dummy-1"]
+    assert [n["name"] for n in second.json()["nodes"]] == ["dummy-2"]
+    assert second.json()["next_marker"] is None
