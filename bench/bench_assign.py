@@ -164,18 +164,15 @@ def hammer(port: int, token: str, vms: list[str], seconds: float) -> dict:
     doubles = []
     samples: dict[str, bytes] = {}  # the first body of each unexpected answer
     assign_latencies: list[float] = []
-    barrier = threading.Barrier(THREADS + 1)
-    deadline = {}
 
-    def client_loop(index: int) -> None:
+    def client_loop(index: int, deadline: float) -> None:
         me = f"bench-user-{index:02d}"
         rng = random.Random(index)
         client = common.HttpClient(port, token)
         mine: Counter = Counter()
         latencies = []
-        barrier.wait()
         try:
-            while time.monotonic() < deadline["at"]:
+            while time.monotonic() < deadline:
                 vm = rng.choice(vms)
                 started = time.perf_counter()
                 status, body = client.send(
@@ -209,15 +206,7 @@ def hammer(port: int, token: str, vms: list[str], seconds: float) -> dict:
                 counts.update(mine)
                 assign_latencies.extend(latencies)
 
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    started = time.monotonic()
-    deadline["at"] = started + seconds
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
+    elapsed = common.run_clients(THREADS, client_loop, seconds)
     return {
         "counts": counts,
         "doubles": len(doubles),

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 
 import common
@@ -55,21 +54,15 @@ def wrk_load(port: int, token: str | None, seconds: float) -> dict:
 
 def python_load(port: int, token: str | None, seconds: float) -> dict:
     """The fallback load: CONNECTIONS threads, each with a keep-alive http.client connection."""
-    deadline_box = {}
     latencies: list[list[float]] = [[] for _ in range(CONNECTIONS)]
     errors = [0] * CONNECTIONS
-    barrier = threading.Barrier(CONNECTIONS + 1)
 
-    def run(index: int) -> None:
+    def run(index: int, deadline: float) -> None:
         client = common.HttpClient(port, token, timeout=10)
-        barrier.wait()
-        deadline = deadline_box["at"]
         mine = latencies[index]
         try:
-            while True:
+            while time.monotonic() < deadline:
                 started = time.perf_counter()
-                if started >= deadline:
-                    return
                 try:
                     status, _ = client.send("GET", PATH)
                 except OSError:
@@ -80,15 +73,7 @@ def python_load(port: int, token: str | None, seconds: float) -> dict:
         finally:
             client.close()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(CONNECTIONS)]
-    for thread in threads:
-        thread.start()
-    started = time.perf_counter()
-    deadline_box["at"] = started + seconds
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = common.run_clients(CONNECTIONS, run, seconds)
     merged = [value for values in latencies for value in values]
     return {
         "requests": len(merged),

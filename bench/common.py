@@ -9,6 +9,8 @@ import socket
 import statistics
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +252,27 @@ def scratch_folder(prefix: str):
 
 
 # -- HTTP --------------------------------------------------------------------------------
+
+
+def run_clients(count: int, client, seconds: float) -> float:
+    """Run ``client(index, deadline)`` in ``count`` threads released together, each until
+    the ``time.monotonic()`` deadline ``seconds`` away; return how long they ran."""
+    barrier = threading.Barrier(count + 1)
+    deadline = {}
+
+    def run(index: int) -> None:
+        barrier.wait()
+        client(index, deadline["at"])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    deadline["at"] = started + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
 
 
 class HttpClient:
