@@ -100,12 +100,6 @@ class BookkeepingUnavailableError(DispatcherError):
     status = 503
 
 
-class DatabaseUnavailableError(DispatcherError):
-    """The database cannot be reached, or is too busy to answer now."""
-
-    status = 503
-
-
 class ConfigurationError(Exception):
     """The configuration cannot work; raised at start-up, never answered to a client."""
 
@@ -165,6 +159,6 @@ def init_app(app):
     app.register_error_handler(HTTPException, handle_http_exception)
     # The connection pool checks a connection before use (pool_pre_ping): once the
     # database is back, the next request gets a fresh connection.
-    for error in (OperationalError, DBAPIError, PoolTimeoutError):
+    for error in (DBAPIError, PoolTimeoutError):  # OperationalError is a DBAPIError
         app.register_error_handler(error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected_error)

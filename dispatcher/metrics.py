@@ -10,7 +10,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -20,6 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from .requestlog import elapsed_seconds
 
 # Labels take a bounded set of values: the endpoint name of a route (not the path,
 # which holds ids), a known method, the status.
@@ -71,17 +73,13 @@ def count_assignment(cloud: str, action: str, outcome: str) -> None:
     ASSIGNMENTS.labels(cloud, action, outcome).inc()
 
 
-def _begin() -> None:
-    g.metrics_started = time.perf_counter()
-
-
 def _finish(response):
     endpoint = request.endpoint or "unmatched"
     method = request.method if request.method in METHODS else "other"
     REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-    started = g.get("metrics_started")
-    if started is not None:
-        REQUEST_SECONDS.labels(endpoint, method).observe(time.perf_counter() - started)
+    elapsed = elapsed_seconds()  # from requestlog's clock, started before any other hook
+    if elapsed is not None:
+        REQUEST_SECONDS.labels(endpoint, method).observe(elapsed)
     return response
 
 
@@ -96,6 +94,5 @@ def exposition() -> Response:
 
 def init_app(app: Flask) -> None:
     """Count the requests of ``app`` and serve ``GET /metrics`` (no token: counts only)."""
-    app.before_request(_begin)
     app.after_request(_finish)
     app.add_url_rule("/metrics", "metrics", exposition, methods=["GET"])

@@ -81,11 +81,17 @@ def _escaped(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
+def elapsed_seconds() -> float | None:
+    """How long the request being served has taken so far; None before it began."""
+    started = g.get("request_started")
+    return None if started is None else time.perf_counter() - started
+
+
 def _finish(response):
     request_id = g.request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
-    started = g.get("request_started")
-    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    elapsed = elapsed_seconds()
+    duration_ms = None if elapsed is None else round(elapsed * 1000, 2)
     fields = {
         "request_id": request_id,
         "caller": _caller(),
