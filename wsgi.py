@@ -1,5 +1,7 @@
-"""WSGI entry point: ``gunicorn wsgi:app``."""
+"""The checkout's WSGI entry point: ``gunicorn wsgi:app`` serves ``dispatcher.wsgi:app``.
 
-from dispatcher import create_app
+Not installed with the package; an installed dispatcher is served as
+``gunicorn dispatcher.wsgi:app``.
+"""
 
-app = create_app()
+from dispatcher.wsgi import app  # noqa: F401

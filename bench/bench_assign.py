@@ -49,7 +49,7 @@ def run(quick: bool = False, **_) -> common.Result:
             },
             RELEASE_KEEPS_NODE=True,
         )
-        with common.Gunicorn("wsgi:app", WORKERS, env, folder, OPTIONS) as server:
+        with common.Gunicorn("dispatcher.wsgi:app", WORKERS, env, folder, OPTIONS) as server:
             vms = warm_up(server.port, token)
             cpu_before = server.worker_cpu_seconds()
             client_side = hammer(server.port, token, vms, seconds)

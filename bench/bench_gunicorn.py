@@ -115,7 +115,7 @@ def run(quick: bool = False, **_) -> common.Result:
         token = common.agent_token(app)
         common.dispose(app)
         env = common.server_env(url, folder, CLOUD_FARM=common.DUMMY_FARM)
-        with common.Gunicorn("wsgi:app", WORKERS, env, folder, OPTIONS) as dispatcher:
+        with common.Gunicorn("dispatcher.wsgi:app", WORKERS, env, folder, OPTIONS) as dispatcher:
             status, body = common.request(dispatcher.port, "GET", PATH, token)
             if status != 200:
                 raise RuntimeError(f"dispatcher answered {status}: {body[:500]!r}")

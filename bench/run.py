@@ -85,7 +85,7 @@ def revision() -> str:
             ["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "dispatcher", "config.py", "wsgi.py"],
+            ["git", "status", "--porcelain", "--", "dispatcher"],
             cwd=common.ROOT,
             capture_output=True,
             text=True,

@@ -9,8 +9,7 @@ from flask import Config, Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
-
+from .config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
 from .errors import ConfigurationError
 
 SETTINGS_VARIABLES = ("DISPATCHER_SETTINGS", "MIDDLEWARE_SETTINGS")

@@ -1,7 +1,7 @@
 """gunicorn's settings for the dispatcher: ``gunicorn -c python:dispatcher.gunicorn_config``.
 
 The checkout's ``gunicorn.conf.py`` imports this module, so that a plain ``gunicorn
-wsgi:app`` in a checkout and the command above from an installed package agree.
+dispatcher.wsgi:app`` in a checkout and the command above from an installed package agree.
 Command-line options and ``GUNICORN_CMD_ARGS`` win over everything here.
 """
 

@@ -13,10 +13,10 @@ import sqlalchemy
 from prometheus_client import REGISTRY
 
 from dispatcher import auth, create_app, schema
+from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
 
-DUMMY_FARM = {"default": {"ENGINE": "dummy"}, "fake_driver": {"ENGINE": "dummy"}}
 # The keys of DESIGN.md's ASSIGNMENT (Cistern's row shape).
 ASSIGNMENT_KEYS = {
     "id",

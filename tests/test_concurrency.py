@@ -31,7 +31,7 @@ ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILIN
 
 
 class Gunicorn(GunicornServer):
-    """A `gunicorn -w 4 wsgi:app` process on a free loopback port; its output in a file."""
+    """A `gunicorn -w 4 dispatcher.wsgi:app` process on a free loopback port; its output in a file."""
 
     def __init__(self, folder: Path, env: dict):
         port = free_port()
@@ -44,7 +44,7 @@ class Gunicorn(GunicornServer):
             "--graceful-timeout=5",
             "--access-logfile=-",
             f"--access-logformat={ACCESS_LOG_FORMAT}",
-            "wsgi:app",
+            "dispatcher.wsgi:app",
         ]
         try:
             super().__init__(args, env, folder / "gunicorn.log", port)

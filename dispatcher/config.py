@@ -1,4 +1,4 @@
-"""Configuration classes of the dispatcher, and the settings read from the environment.
+"""The dispatcher's configuration classes, and the settings read from the environment.
 
 Layers, later ones winning: a class below (``DISPATCHER_CONFIG`` picks it), the
 Python file named by ``DISPATCHER_SETTINGS`` (or the original ``MIDDLEWARE_SETTINGS``),
@@ -93,17 +93,9 @@ class ProductionConfig(Config):
     LOG_LEVEL = "WARNING"
 
 
-class TestingConfig(Config):
-    """The test suite: short cloud timeout, no retries beyond the original's."""
-
-    TESTING = True
-    CLOUD_TIMEOUT = 5
-
-
 CONFIGS = {
     "development": DevelopmentConfig,
     "production": ProductionConfig,
-    "testing": TestingConfig,
 }
 
 
