@@ -271,9 +271,11 @@ for _name, _command in migrate_commands.commands.items():
 @service_errors
 def ledger_sync_command(names):
     """Record the VMs the clouds have and the ledger lacks; mark vanished ones faulty."""
-    for name in names or [cloud["name"] for cloud in clouds.service().served_clouds()]:
-        counts = operations.sync_ledger(name)
-        click.echo(f"{name}: {counts['registered']} registered, {counts['faulty']} marked faulty")
+    for cloud in [clouds.get(name) for name in names] or clouds.every():
+        counts = operations.sync_ledger(cloud)
+        click.echo(
+            f"{cloud.name}: {counts['registered']} registered, {counts['faulty']} marked faulty"
+        )
 
 
 COMMANDS = (

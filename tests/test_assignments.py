@@ -190,7 +190,7 @@ def test_a_failing_delete_after_release_is_502_and_leaves_the_vm_free(app, clien
     """Released but not destroyed: the answer says so, and the ledger keeps the VM free."""
     assign(client)
     with app.app_context():
-        driver = clouds.service().pool.get("fake_driver")
+        driver = clouds.get("fake_driver").driver
     monkeypatch.setattr(driver, "destroy_node", lambda node: False)
     response = client.put(RELEASE, json={"node": "1"})
     assert response.status_code == 502
@@ -204,7 +204,7 @@ def test_faulty_vm_is_not_assigned(app, client):
     """ledger-sync marks a vanished VM faulty; it is then neither listed nor assignable."""
     assign(client, hostname="dummy-2")
     with app.app_context():
-        driver = clouds.service().pool.get("fake_driver")
+        driver = clouds.get("fake_driver").driver
         driver.destroy_node(driver.list_nodes()[1])
     result = app.test_cli_runner().invoke(args=["ledger-sync", "--cloud", "fake_driver"])
     assert result.output == "fake_driver: 1 registered, 1 marked faulty\n"

@@ -107,7 +107,7 @@ def test_original_ec2_engine_names_are_the_ec2_driver_with_a_region(make_app, en
     """The original's per-region EC2 engine names still work."""
     app = make_app(CLOUD_FARM={"default": {"ENGINE": engine, "USER": "k", "PASSWORD": "s"}})
     with app.app_context():
-        driver = clouds.service().pool.get(None)
+        driver = clouds.get(None).driver
     assert driver.type == "ec2"
     assert driver.region_name == region
     assert driver.connection.timeout == 2
@@ -131,7 +131,7 @@ def test_any_libcloud_provider_name_is_an_engine(make_app, engine, params, drive
         entry["PASSWORD"] = "s"
     app = make_app(CLOUD_FARM={"default": entry})
     with app.app_context():
-        driver = clouds.service().pool.get(None)
+        driver = clouds.get(None).driver
     assert type(driver).__name__ == driver_class
     assert driver.connection.timeout == 2
 
@@ -160,3 +160,58 @@ def test_farm_that_cannot_work_stops_the_start(make_app, farm, message):
     """A CLOUD_FARM that cannot work is refused when the app is built, with the reason."""
     with pytest.raises(ConfigurationError, match=message):
         make_app(CLOUD_FARM=farm)
+
+
+@pytest.fixture
+def cloud_lookups(app, monkeypatch):
+    """The names the app's cloud pool is asked for, in order, from now on."""
+    pool = app.extensions["dispatcher.clouds"]
+    asked, resolve = [], pool.get
+
+    def counted(name):
+        asked.append(name)
+        return resolve(name)
+
+    monkeypatch.setattr(pool, "get", counted)
+    return asked
+
+
+def test_a_request_resolves_its_cloud_once(client, cloud_lookups):
+    """vm/start, an assign and a release each look their cloud up once, however many
+    calls to it and to the bookkeeping they make."""
+    body = {"name": "web-1", "image": "1", "size": "2", "vm_type": "web"}
+    started = client.post("/api/v1/vm/start/fake_driver", json=body)
+    assert started.status_code == 200, started.get_json()
+    assert cloud_lookups == ["fake_driver"]
+
+    node = started.get_json()["nodes"]["id"]
+    cloud_lookups.clear()
+    assign = {"node": node, "user": "alice", "vm_type": "web"}
+    assert client.put("/api/v1/vm/action/assign/fake_driver", json=assign).status_code == 200
+    assert cloud_lookups == ["fake_driver"]
+
+    cloud_lookups.clear()
+    release = client.put("/api/v1/vm/action/release", json={"hostname": "no-such-vm"})
+    assert release.status_code == 404
+    assert cloud_lookups == [None]
+    cloud_lookups.clear()
+    assert (
+        client.put("/api/v1/vm/action/release/fake_driver", json={"node": node}).status_code == 200
+    )
+    assert cloud_lookups == ["fake_driver"]
+
+
+def test_a_cloud_builds_its_driver_once(app, client):
+    """One driver per cloud per process: listings and a start on one cloud share it."""
+    with app.app_context():
+        cloud = clouds.get("fake_driver")
+    assert client.get("/api/v1/nodes/fake_driver").status_code == 200
+    driver = cloud.driver
+    assert (
+        client.post(
+            "/api/v1/vm/start/fake_driver", json={"name": "a", "image": "1", "size": "2"}
+        ).status_code
+        == 200
+    )
+    assert client.get("/api/v1/images/fake_driver").status_code == 200
+    assert cloud.driver is driver

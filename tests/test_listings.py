@@ -151,7 +151,7 @@ def test_state_of_the_dummy_pool_lasts_across_requests(app, client):
     from dispatcher import clouds
 
     with app.app_context():
-        driver = clouds.service().pool.get("fake_driver")
+        driver = clouds.get("fake_driver").driver
         driver.create_node(name="kept", size=driver.list_sizes()[0], image=driver.list_images()[0])
     names = [node["name"] for node in client.get("/api/v1/nodes/fake_driver").get_json()["nodes"]]
     assert names == ["dummy-1", "dummy-2", "dummy-3"]

@@ -182,7 +182,7 @@ def test_changes_need_a_token(anonymous):
 def test_start_looks_up_sizes_once(app, client, monkeypatch):
     """Sizes are static: two starts list them once (then from the cache)."""
     with app.app_context():
-        driver = clouds.service().pool.get("fake_driver")
+        driver = clouds.get("fake_driver").driver
     calls = []
     real = driver.list_sizes
     monkeypatch.setattr(driver, "list_sizes", lambda *a: calls.append(a) or real(*a))

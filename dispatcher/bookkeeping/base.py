@@ -1,7 +1,9 @@
 """The bookkeeping interface: who holds which VM of which cloud."""
 
 import abc
+from collections.abc import Callable
 
+from ..errors import InvalidRequestError, NotFoundError
 from ..models import ASSIGNED, DELETED, FAULTY
 
 
@@ -19,14 +21,16 @@ def describe_holder(row: dict) -> str:
 class Bookkeeper(abc.ABC):
     """A backend of the assignment bookkeeping.
 
-    Rows are ASSIGNMENT dicts (DESIGN.md): ``id``, ``id_vm``, ``hostname``, ``cloud``,
+    Rows are ASSIGNMENT dicts (``serializers.assignment_to_dict``): ``id``, ``id_vm``, ``hostname``, ``cloud``,
     ``recipe``, ``recipe_id``, ``user``, ``status``, ``status_desc``. ``assign`` and
     ``release`` leave committing to the caller, who records the audit entry in the
     same transaction.
     """
 
-    #: Whether the dispatcher itself learns VMs (vm/start, ledger-sync) into this backend.
-    registers_nodes = False
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config) -> "Bookkeeper":
+        """The backend as the app's settings configure it."""
 
     @abc.abstractmethod
     def nodes(self, cloud: str, with_faulty: bool = False) -> list[dict]:
@@ -62,9 +66,31 @@ class Bookkeeper(abc.ABC):
         """
 
     def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict | None:
-        """Record a VM the cloud has (a NODE dict) as free; None where the backend learns alone."""
+        """Record a VM the dispatcher started (a NODE dict) as free; None where the
+        backend learns its VMs elsewhere."""
         return None
 
     def forget(self, cloud: str, node_id: str) -> None:
-        """Note that the VM was destroyed through the dispatcher; nothing where it learns alone."""
+        """Note that the VM was destroyed through the dispatcher; nothing where the
+        backend learns it elsewhere."""
         return None
+
+    def adopt(self, cloud: str, wanted: str, fetch_node: Callable[[], dict], emulate: bool) -> dict:
+        """The row of a VM the bookkeeping does not know, which a request names (``wanted``,
+        its id or hostname); ``fetch_node`` asks the cloud for its NODE dict.
+
+        A backend that learns its VMs elsewhere knows none beyond its rows.
+
+        :raises NotFoundError: the VM cannot be adopted, or the cloud has no such node.
+        """
+        raise NotFoundError(f"no useful node id here: the bookkeeping has no {wanted}")
+
+    def sync(self, cloud: str, list_nodes: Callable[[], list[dict]]) -> dict:
+        """Bring the rows of ``cloud`` in line with its nodes (``list_nodes`` asks the
+        cloud); ``{"registered": n, "faulty": m}``.
+
+        :raises InvalidRequestError: the backend keeps its rows itself.
+        """
+        raise InvalidRequestError(
+            "ledger-sync works on the local ledger (ASSIGNMENT_BACKEND=local)"
+        )

@@ -1,4 +1,14 @@
-"""CisternBookkeeper: the bookkeeping kept by a remote Cistern service, over HTTP."""
+"""CisternBookkeeper: the bookkeeping kept by a remote Cistern service, over HTTP.
+
+Cistern's contract, as the original dispatcher's client spoke it, from its API root:
+
+- ``GET /nodes/<cloud>`` with ``{"with_faulty_nodes": bool}``: ``{"status": "ok",
+  "nodes": [ASSIGNMENT]}``;
+- ``POST /vm/assign/<cloud>`` with ``{"hostname", "user", "vm_type"}`` and
+  ``PUT /vm/release/<cloud>`` with ``{"hostname"}``: ``{"status": "ok", "id_vm", "id",
+  "result"}``;
+- any of them: ``{"status": "error", "message"}`` when Cistern refuses.
+"""
 
 import logging
 
@@ -29,13 +39,28 @@ def cistern_session(retries: int) -> requests.Session:
     return session
 
 
+def cistern_url(config) -> str:
+    """CISTERN_URL, or the original's CISTERN_HOST, CISTERN_PORT and CISTERN_API."""
+    if config.get("CISTERN_URL"):
+        return config["CISTERN_URL"]
+    return f"http://{config['CISTERN_HOST']}:{config['CISTERN_PORT']}/api/{config['CISTERN_API']}"
+
+
 class CisternBookkeeper(Bookkeeper):
-    """Speaks the original's Cistern contract (DESIGN.md) with one session and timeouts."""
+    """Speaks Cistern's contract (above) with one session and timeouts."""
 
     def __init__(self, session: requests.Session, base_url: str, timeout: tuple[float, float]):
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+
+    @classmethod
+    def from_config(cls, config) -> "CisternBookkeeper":
+        return cls(
+            cistern_session(config["CISTERN_RETRIES"]),
+            cistern_url(config),
+            timeout=tuple(config["CISTERN_TIMEOUT"]),
+        )
 
     def _call(self, method: str, path: str, payload: dict) -> dict:
         url = f"{self.base_url}{path}"

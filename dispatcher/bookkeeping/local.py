@@ -13,7 +13,9 @@ from .base import Bookkeeper, describe_holder
 class LocalBookkeeper(Bookkeeper):
     """Assignment rows in the dispatcher's database; one winner by conditional UPDATE."""
 
-    registers_nodes = True
+    @classmethod
+    def from_config(cls, config) -> "LocalBookkeeper":
+        return cls()
 
     def nodes(self, cloud: str, with_faulty: bool = False) -> list[dict]:
         statuses = [FREE, ASSIGNED] + ([FAULTY] if with_faulty else [])
@@ -64,6 +66,13 @@ class LocalBookkeeper(Bookkeeper):
         db.session.commit()
         return assignment_to_dict(row)
 
+    def adopt(self, cloud: str, wanted: str, fetch_node, emulate: bool) -> dict:
+        """Register the VM the cloud has (only pictured, in a dry run)."""
+        found = fetch_node()
+        if emulate:
+            return {"id": None, "id_vm": found["id"], "hostname": found["name"], "status": FREE}
+        return self.register(cloud, found)
+
     def _change(self, row: dict, expected: int, **values) -> Assignment:
         won = db.session.execute(
             update(Assignment)
@@ -101,11 +110,9 @@ class LocalBookkeeper(Bookkeeper):
         )
         db.session.commit()
 
-    def sync(self, cloud: str, nodes: list[dict]) -> dict:
-        """Register the cloud's nodes the ledger lacks; mark faulty the rows whose VM is gone.
-
-        Returns the counts: ``registered`` and ``faulty``.
-        """
+    def sync(self, cloud: str, list_nodes) -> dict:
+        """Register the cloud's nodes the ledger lacks; mark faulty the rows whose VM is gone."""
+        nodes = list_nodes()
         known = set(
             db.session.scalars(
                 select(Assignment.id_vm).where(

@@ -1,43 +1,57 @@
-"""The clouds: the configured pool of libcloud drivers and the service over it."""
+"""The clouds: the configured pool, and what can be done on one cloud, by resource.
+
+A request resolves its cloud once, at the edge (``get``), and hands the ``Cloud`` to
+the functions of ``nodes``, ``catalog``, ``volumes``, ``firewall`` and ``health``.
+"""
 
 from flask import current_app
 
-from .firewall import Rule
-from .pool import DEFAULT_CLOUD, CloudSpec, DriverPool, parse_farm
-from .service import CloudService
+from .. import serializers
+from .cloud import Cloud
+from .pool import DEFAULT_CLOUD, CloudPool, CloudSpec, parse_farm
 
-__all__ = [
-    "DEFAULT_CLOUD",
-    "CloudService",
-    "CloudSpec",
-    "DriverPool",
-    "firewall_rule",
-    "init_app",
-    "service",
-]
+__all__ = ["DEFAULT_CLOUD", "Cloud", "CloudPool", "CloudSpec", "every", "get", "init_app", "served"]
 
 EXTENSION = "dispatcher.clouds"
 
 
 def init_app(app) -> None:
-    """Parse CLOUD_FARM and attach the cloud service to ``app``.
+    """Parse CLOUD_FARM into the app's cloud pool; drivers are built on first use.
 
     :raises ConfigurationError: the farm cannot work (see ``parse_farm``).
     """
-    pool = DriverPool(parse_farm(app.config["CLOUD_FARM"]), timeout=app.config["CLOUD_TIMEOUT"])
-    app.extensions[EXTENSION] = CloudService(
-        pool,
-        max_iterations=app.config["MAX_ITERATIONS"],
-        image_cache_seconds=app.config["IMAGE_CACHE_SECONDS"],
-        static_cache_seconds=app.config["SIZE_CACHE_SECONDS"],
+    config = app.config
+    app.extensions[EXTENSION] = CloudPool(
+        {
+            name: Cloud(
+                spec,
+                timeout=config["CLOUD_TIMEOUT"],
+                max_iterations=config["MAX_ITERATIONS"],
+                image_cache_seconds=config["IMAGE_CACHE_SECONDS"],
+                static_cache_seconds=config["SIZE_CACHE_SECONDS"],
+            )
+            for name, spec in parse_farm(config["CLOUD_FARM"]).items()
+        }
     )
 
 
-def service() -> CloudService:
-    """The cloud service of the current app."""
+def _pool() -> CloudPool:
     return current_app.extensions[EXTENSION]
 
 
-def firewall_rule(protocol: str, from_port: int, to_port: int | None, cidr: str) -> Rule:
-    """A port range to open or close; ``to_port`` defaults to ``from_port``."""
-    return Rule(protocol, from_port, from_port if to_port is None else to_port, cidr)
+def get(name: str | None) -> Cloud:
+    """The cloud called ``name`` (``default`` for None).
+
+    :raises UnknownCloudError: no such cloud.
+    """
+    return _pool().get(name)
+
+
+def every() -> list[Cloud]:
+    """Every cloud of the pool, ``default`` first."""
+    return list(_pool())
+
+
+def served() -> list[dict]:
+    """The pool as the original listed it: name, engine and host of each cloud."""
+    return [serializers.cloud_to_dict(cloud) for cloud in every()]

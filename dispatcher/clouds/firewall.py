@@ -1,167 +1,97 @@
-"""Security groups over the two shapes libcloud gives them: EC2's and OpenStack's.
+"""The firewall of one cloud: its security groups and the port ranges they let in."""
 
-libcloud has no common firewall API: EC2 (and Eucalyptus) drivers speak of groups
-with ingress permissions, OpenStack drivers of groups with rule objects. Each
-function here takes a driver and hides which of the two it is.
-"""
+from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from . import groups
+from .cloud import Cloud
+from .groups import Rule
 
-import ipaddress
-from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One open port range: protocol, ports and the network allowed in."""
-
-    protocol: str
-    from_port: int | None
-    to_port: int | None
-    cidr: str | None
-
-    def as_dict(self) -> dict:
-        return {
-            "protocol": self.protocol,
-            "from_port": self.from_port,
-            "to_port": self.to_port,
-            "cidr": self.cidr,
-        }
+WHAT = "security groups"  # how calls and a driver without them are named
 
 
-@dataclass
-class Group:
-    """A security group and its ingress rules; ``native`` is the driver's own object."""
-
-    id: str
-    name: str
-    description: str | None
-    rules: list[Rule] = field(default_factory=list)
-    native: object = None
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "rules": [rule.as_dict() for rule in self.rules],
-        }
+def rule(protocol: str, from_port: int, to_port: int | None, cidr: str) -> Rule:
+    """A port range to open or close; ``to_port`` defaults to ``from_port``."""
+    return Rule(protocol, from_port, from_port if to_port is None else to_port, cidr)
 
 
-def _port(value) -> int | None:
-    # -1 is "any" (ICMP, all protocols): EC2 sends it as text, Nova as a number.
-    return None if value in (None, "", "-1", -1) else int(value)
+def list_security_groups(cloud: Cloud) -> list[dict]:
+    """Every security group with its ingress rules.
+
+    :raises NotSupportedError: the driver has no security groups.
+    """
+    return [group.as_dict() for group in _groups(cloud)]
 
 
-def _network(cidr) -> str | None:
-    return str(ipaddress.ip_network(cidr, strict=False)) if cidr else None
+def create_security_group(cloud: Cloud, name: str, description: str) -> dict:
+    """Create a security group; return it.
 
-
-def is_ec2_family(driver) -> bool:
-    return hasattr(driver, "ex_get_security_groups") and hasattr(
-        driver, "ex_authorize_security_group_ingress"
+    :raises ConflictError: a group of that name exists.
+    :raises NotSupportedError: the driver has no security groups.
+    """
+    if any(group.name == name for group in _groups(cloud)):
+        raise ConflictError(f"a security group called {name} exists already")
+    group_id = cloud.with_driver(
+        WHAT, lambda driver: groups.create_group(driver, name, description)
     )
+    return _group(cloud, group_id).as_dict()
 
 
-def is_openstack_family(driver) -> bool:
-    return hasattr(driver, "ex_create_security_group_rule")
+def open_port(cloud: Cloud, group: str, wanted: Rule) -> tuple[dict, bool]:
+    """Let ``wanted`` in through the group; return the group and whether it changed.
 
-
-def supported(driver) -> bool:
-    """Whether the driver has security groups this module can drive."""
-    return is_ec2_family(driver) or is_openstack_family(driver)
-
-
-def takes_network(driver, cidr: str | None) -> bool:
-    """Whether the driver can open a rule for ``cidr``.
-
-    libcloud's EC2 driver sends every network as an IPv4 range (IpRanges) and reads
-    only those back, which EC2 refuses for an IPv6 network.
+    :raises NotFoundError: no such group.
+    :raises NotSupportedError: the driver has no security groups.
     """
-    return not (is_ec2_family(driver) and cidr and ipaddress.ip_network(cidr).version == 6)
+    _check_network(cloud, wanted)
+    found = _group(cloud, group)
+    if wanted in found.rules:
+        return found.as_dict(), False
+    cloud.with_driver(WHAT, lambda driver: groups.open_rule(driver, found, wanted))
+    return _group(cloud, found.id).as_dict(), True
 
 
-def _from_ec2(group) -> Group:
-    rules = [
-        Rule(rule["protocol"], _port(rule["from_port"]), _port(rule["to_port"]), _network(cidr))
-        for rule in group.ingress_rules
-        for cidr in rule.get("cidr_ips") or [None]
-    ]
-    return Group(group.id, group.name, group.extra.get("description"), rules, group)
+def close_port(cloud: Cloud, group: str, wanted: Rule) -> dict:
+    """Remove ``wanted`` from the group; return the group.
 
-
-def _from_openstack(group) -> Group:
-    rules = [
-        Rule(rule.ip_protocol, _port(rule.from_port), _port(rule.to_port), _network(rule.ip_range))
-        for rule in group.rules
-        if rule.direction in (None, "ingress")
-    ]
-    return Group(str(group.id), group.name, group.description, rules, group)
-
-
-def list_groups(driver) -> list[Group]:
-    """Every security group the driver sees.
-
-    :raises NotImplementedError: the driver has no security groups.
+    :raises NotFoundError: no such group, or the group has no such rule.
+    :raises NotSupportedError: the driver has no security groups.
     """
-    if is_ec2_family(driver):
-        return [_from_ec2(group) for group in driver.ex_get_security_groups()]
-    if is_openstack_family(driver):
-        return [_from_openstack(group) for group in driver.ex_list_security_groups()]
-    raise NotImplementedError("security groups")
+    _check_network(cloud, wanted)
+    found = _group(cloud, group)
+    if wanted not in found.rules:
+        raise NotFoundError(
+            f"group {found.name} has no rule {wanted.protocol} {wanted.from_port}-{wanted.to_port}"
+            f" from {wanted.cidr}"
+        )
+    cloud.with_driver(WHAT, lambda driver: groups.close_rule(driver, found, wanted))
+    return _group(cloud, found.id).as_dict()
 
 
-def create_group(driver, name: str, description: str) -> str:
-    """Create a group; return its id.
+def start_option(cloud: Cloud, names: list[str]) -> list:
+    """What the driver's create_node takes as ``ex_security_groups`` for these names.
 
-    :raises NotImplementedError: the driver has no security groups.
+    :raises InvalidRequestError: a group the cloud does not have.
     """
-    if is_ec2_family(driver):
-        return driver.ex_create_security_group(name, description)["group_id"]
-    if is_openstack_family(driver):
-        return str(driver.ex_create_security_group(name, description).id)
-    raise NotImplementedError("security groups")
+    value, missing = cloud.with_driver(WHAT, lambda driver: groups.start_groups(driver, names))
+    if missing:
+        raise InvalidRequestError(f"security_groups: no group {', '.join(missing)}")
+    return value
 
 
-def open_rule(driver, group: Group, rule: Rule) -> None:
-    """Add ``rule`` to ``group``."""
-    if is_ec2_family(driver):
-        driver.ex_authorize_security_group_ingress(
-            group.id, rule.from_port, rule.to_port, cidr_ips=[rule.cidr], protocol=rule.protocol
-        )
-    else:
-        driver.ex_create_security_group_rule(
-            group.native, rule.protocol, rule.from_port, rule.to_port, cidr=rule.cidr
-        )
+def _check_network(cloud: Cloud, wanted: Rule) -> None:
+    driver = cloud.driver
+    if not groups.takes_network(driver, wanted.cidr):
+        raise InvalidRequestError(f"cidr: the {driver.name} driver takes IPv4 networks only")
 
 
-def close_rule(driver, group: Group, rule: Rule) -> None:
-    """Remove ``rule``, which ``group`` has, from it."""
-    if is_ec2_family(driver):
-        driver.ex_revoke_security_group_ingress(
-            group.id, rule.from_port, rule.to_port, cidr_ips=[rule.cidr], protocol=rule.protocol
-        )
-        return
-    native = next(
-        candidate
-        for candidate in group.native.rules
-        if Rule(
-            candidate.ip_protocol,
-            _port(candidate.from_port),
-            _port(candidate.to_port),
-            _network(candidate.ip_range),
-        )
-        == rule
+def _groups(cloud: Cloud) -> list[groups.Group]:
+    return cloud.with_driver(WHAT, groups.list_groups)
+
+
+def _group(cloud: Cloud, wanted: str) -> groups.Group:
+    found = _groups(cloud)
+    group = next((group for group in found if group.id == wanted), None) or next(
+        (group for group in found if group.name == wanted), None
     )
-    driver.ex_delete_security_group_rule(native)
-
-
-def start_option(driver, names: list[str]) -> tuple[list, list[str]]:
-    """What create_node takes as ``ex_security_groups`` for these names, and the unknown names.
-
-    EC2 takes the names (and checks them itself); OpenStack the group objects,
-    looked up here.
-    """
-    if is_openstack_family(driver):
-        groups = {group.name: group for group in driver.ex_list_security_groups()}
-        missing = [name for name in names if name not in groups]
-        return [groups[name] for name in names if name in groups], missing
-    return list(names), []
+    if group is None:
+        raise NotFoundError(f"no security group {wanted}")
+    return group

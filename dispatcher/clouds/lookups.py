@@ -11,6 +11,7 @@ import inspect
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import LibcloudError
 from libcloud.compute.types import NodeState
+from libcloud.storage.types import ObjectDoesNotExistError
 
 # HTTP statuses with which providers say that an id names nothing (EC2 answers
 # 400 InvalidAMIID.NotFound / InvalidInstanceID.Malformed, OpenStack 404).
@@ -32,9 +33,8 @@ def requires(function, parameter: str) -> bool:
 
 
 def _names_nothing(exc: Exception) -> bool:
-    if isinstance(exc, IndexError | KeyError):
-        return True
-    if type(exc).__name__ == "ObjectDoesNotExistError":
+    # Some compute drivers (Azure ARM) raise the storage API's "no such object".
+    if isinstance(exc, IndexError | KeyError | ObjectDoesNotExistError):
         return True
     status = getattr(exc, "code", None) or getattr(exc, "http_code", None)
     return isinstance(exc, BaseHTTPError | LibcloudError) and status in _NOT_FOUND_STATUSES

@@ -1,16 +1,18 @@
-"""The cloud pool: CLOUD_FARM entries parsed once, libcloud drivers built on first use."""
+"""The cloud pool: CLOUD_FARM entries parsed once into the clouds the dispatcher serves."""
 
 import os
-import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from libcloud.common.types import LibcloudError
 from libcloud.compute.providers import get_driver
 from libcloud.compute.types import Provider
 
-from ..errors import CloudError, ConfigurationError, UnknownCloudError
+from ..errors import ConfigurationError, UnknownCloudError
+
+if TYPE_CHECKING:
+    from .cloud import Cloud
 
 DEFAULT_CLOUD = "default"
 
@@ -104,60 +106,25 @@ def parse_farm(farm: dict, environ=os.environ) -> dict[str, CloudSpec]:
     return {name: parse_cloud(name, farm[name], environ) for name in names}
 
 
-class DriverPool:
-    """One libcloud driver per cloud per process, built on first use."""
+class CloudPool:
+    """The configured clouds by name, ``default`` first; each resolved once per request."""
 
-    def __init__(self, specs: dict[str, CloudSpec], timeout: float):
-        self.specs = specs
-        self.timeout = timeout
-        self._drivers: dict[str, Any] = {}
-        self._lock = threading.Lock()
+    def __init__(self, clouds: dict[str, "Cloud"]):
+        self._clouds = clouds
 
-    def spec(self, cloud: str | None) -> CloudSpec:
-        """Return the spec of ``cloud`` (``default`` for None).
+    def get(self, name: str | None) -> "Cloud":
+        """Return the cloud called ``name`` (``default`` for None).
 
         :raises UnknownCloudError: the pool has no such cloud.
         """
-        name = DEFAULT_CLOUD if cloud is None else cloud
+        name = DEFAULT_CLOUD if name is None else name
         try:
-            return self.specs[name]
+            return self._clouds[name]
         except KeyError:
             raise UnknownCloudError(f"Unknown cloud: {name}") from None
 
-    def get(self, cloud: str | None):
-        """Return the driver of ``cloud``, building it the first time.
+    def __iter__(self) -> Iterator["Cloud"]:
+        return iter(self._clouds.values())
 
-        :raises UnknownCloudError: the pool has no such cloud.
-        :raises CloudError: the driver refuses the configured parameters.
-        """
-        spec = self.spec(cloud)
-        driver = self._drivers.get(spec.name)
-        if driver is None:
-            with self._lock:
-                driver = self._drivers.get(spec.name) or self._build(spec)
-                self._drivers[spec.name] = driver
-        return driver
-
-    def discard(self, cloud: str | None) -> None:
-        """Forget the driver of ``cloud`` so that the next ``get`` builds a new one."""
-        self._drivers.pop(self.spec(cloud).name, None)
-
-    def _build(self, spec: CloudSpec):
-        driver_class = get_driver(spec.provider)
-        args = [spec.key] + ([spec.secret] if spec.secret is not None else [])
-        try:
-            driver = driver_class(*args, **spec.params)
-        except (TypeError, ValueError, LibcloudError) as exc:
-            # The driver's own words name the parameter; the arguments, which
-            # hold the credentials, are never part of the message.
-            raise CloudError(
-                f"{spec.name}: the {spec.engine} driver refuses its configuration: {exc}"
-            ) from None
-        connection = getattr(driver, "connection", None)
-        if connection is not None and "timeout" not in spec.params:
-            # Set on the connection, not passed to the constructor: some drivers
-            # take no `timeout` (Eucalyptus) or break on it (DigitalOcean). The
-            # constructor connected without it; connect again, as it did.
-            connection.timeout = self.timeout
-            connection.connect()
-        return driver
+    def __len__(self) -> int:
+        return len(self._clouds)
