@@ -8,6 +8,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
+from .shapes import INTEGER, TEXT, const, describes
+
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +106,16 @@ class ConfigurationError(Exception):
     """The configuration cannot work; raised at start-up, never answered to a client."""
 
 
+@describes(
+    "Error",
+    {
+        "status": const("error"),
+        "status_code": INTEGER,
+        "status_short_message": TEXT,
+        "status_long_message": TEXT,
+        "message": TEXT,
+    },
+)
 def error_envelope(status: int, message: str):
     """Return the original's error body for ``status`` and the HTTP status itself."""
     exception = default_exceptions.get(status)
@@ -117,11 +129,9 @@ def error_envelope(status: int, message: str):
     return jsonify(body), status
 
 
-# Messages of the original kept for the routing failures clients already match on.
-HTTP_MESSAGES = {
-    404: "Page not found",
-    405: "Not implemented",
-}
+# Messages of the original kept for the routing failures clients already match on
+# (a 405 is answered as the original's 501 "Not implemented", below).
+HTTP_MESSAGES = {404: "Page not found"}
 
 
 def handle_dispatcher_error(exc: DispatcherError):

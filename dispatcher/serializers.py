@@ -1,9 +1,20 @@
-"""Plain, JSON-safe dicts of libcloud objects, in the shapes of DESIGN.md."""
+"""Plain, JSON-safe dicts of libcloud objects and ledger rows, each with its shape."""
 
 import datetime
 import enum
 
 from .models import STATUS_NAMES
+from .shapes import (
+    ANY,
+    ARRAY,
+    INTEGER,
+    INTEGER_OR_NULL,
+    OBJECT,
+    TEXT,
+    TEXT_OR_NULL,
+    describes,
+    one_of,
+)
 
 
 def json_safe(value, depth: int = 0):
@@ -31,10 +42,30 @@ def json_safe(value, depth: int = 0):
     return str(value)
 
 
+@describes("Cloud", {"name": TEXT, "type": TEXT, "host": TEXT_OR_NULL})
+def cloud_to_dict(cloud) -> dict:
+    """A cloud of the pool as the original listed it: name, engine and host."""
+    return {"name": cloud.name, "type": cloud.spec.engine, "host": cloud.spec.host}
+
+
 def _driver_fields(obj) -> dict:
     return {"provider": str(obj.driver.type), "cloud_type": obj.driver.name}
 
 
+@describes(
+    "Node",
+    {
+        "name": TEXT_OR_NULL,
+        "uuid": TEXT,
+        "id": TEXT,
+        "provider": TEXT,
+        "public_ips": ARRAY,
+        "private_ips": ARRAY,
+        "cloud_type": TEXT,
+        "state": TEXT,
+        "extra": OBJECT,
+    },
+)
 def node_to_dict(node) -> dict:
     """NODE: a libcloud ``Node`` as clients of the original receive it."""
     return {
@@ -49,11 +80,24 @@ def node_to_dict(node) -> dict:
     }
 
 
+@describes("Image", {"id": TEXT, "name": TEXT_OR_NULL, "provider": TEXT, "cloud_type": TEXT})
 def image_to_dict(image) -> dict:
     """An image: id, name, provider and cloud type."""
     return {"id": str(image.id), "name": image.name, **_driver_fields(image)}
 
 
+@describes(
+    "Flavor",
+    {
+        "id": TEXT,
+        "name": TEXT_OR_NULL,
+        "ram": ANY,
+        "cpu": ANY,
+        "disk": ANY,
+        "provider": TEXT,
+        "cloud_type": TEXT,
+    },
+)
 def size_to_dict(size) -> dict:
     """A size (flavor); ``cpu`` is what the provider reports, 0 where it reports nothing."""
     extra = size.extra or {}
@@ -68,6 +112,18 @@ def size_to_dict(size) -> dict:
     }
 
 
+@describes(
+    "Volume",
+    {
+        "id": TEXT,
+        "name": TEXT_OR_NULL,
+        "size": INTEGER_OR_NULL,
+        "state": TEXT,
+        "provider": TEXT,
+        "cloud_type": TEXT,
+        "extra": OBJECT,
+    },
+)
 def volume_to_dict(volume) -> dict:
     """A volume: id, name, size in GB, state, and what else the provider tells."""
     return {
@@ -80,6 +136,16 @@ def volume_to_dict(volume) -> dict:
     }
 
 
+@describes(
+    "Location",
+    {
+        "id": TEXT,
+        "name": TEXT_OR_NULL,
+        "country": TEXT_OR_NULL,
+        "provider": TEXT,
+        "cloud_type": TEXT,
+    },
+)
 def location_to_dict(location) -> dict:
     """A location (region, zone): id, name and country."""
     return {
@@ -90,11 +156,13 @@ def location_to_dict(location) -> dict:
     }
 
 
+@describes("KeyPair", {"name": TEXT, "fingerprint": TEXT_OR_NULL})
 def key_pair_to_dict(key_pair) -> dict:
     """A key pair by name and fingerprint: never its key material."""
     return {"name": key_pair.name, "fingerprint": key_pair.fingerprint}
 
 
+@describes("Tenant", {"id": TEXT, "name": TEXT_OR_NULL, "provider": TEXT, "cloud_type": TEXT})
 def tenant_to_dict(tenant, driver) -> dict:
     """A tenant (OpenStack project): id, name, and the driver it was listed through."""
     return {
@@ -105,6 +173,20 @@ def tenant_to_dict(tenant, driver) -> dict:
     }
 
 
+@describes(
+    "Assignment",
+    {
+        "id": ANY,
+        "id_vm": ANY,
+        "hostname": TEXT_OR_NULL,
+        "cloud": TEXT_OR_NULL,
+        "recipe": TEXT_OR_NULL,
+        "recipe_id": ANY,
+        "user": TEXT_OR_NULL,
+        "status": {**INTEGER, "description": "1 FREE, 2 ASSIGNED, 3 FAULTY"},
+        "status_desc": TEXT,
+    },
+)
 def assignment_to_dict(row) -> dict:
     """ASSIGNMENT: a local ledger row in the shape Cistern answers."""
     return {
@@ -129,6 +211,23 @@ def _utc(moment: datetime.datetime | None) -> str | None:
     return moment.astimezone(datetime.UTC).isoformat()
 
 
+@describes(
+    "HistoryEntry",
+    {
+        "id": INTEGER,
+        "time": TEXT_OR_NULL,
+        "cloud": TEXT,
+        "action": one_of("assign", "release"),
+        "id_vm": TEXT_OR_NULL,
+        "hostname": TEXT_OR_NULL,
+        "caller": TEXT_OR_NULL,
+        "user": TEXT_OR_NULL,
+        "vm_type": TEXT_OR_NULL,
+        "outcome": TEXT,
+        "message": TEXT_OR_NULL,
+        "request_id": TEXT_OR_NULL,
+    },
+)
 def audit_entry_to_dict(entry) -> dict:
     """One line of the assignment history."""
     return {

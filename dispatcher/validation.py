@@ -1,9 +1,8 @@
 """Request schemas (``schema`` library) and the one function that applies them."""
 
-import ipaddress
-
 from schema import And, Optional, Schema, SchemaError, Use
 
+from .clouds.groups import network
 from .errors import InvalidRequestError
 
 # The longest text a field may hold: the database's columns for hostnames, users, ids
@@ -159,10 +158,6 @@ def _port(field: str):
     )
 
 
-def _network(cidr: str) -> str:
-    return str(ipaddress.ip_network(cidr, strict=False))
-
-
 def _port_range(body: dict) -> str | None:
     if body["protocol"] == "icmp":
         # Clouds read an ICMP rule's ports as the ICMP type and code: no range.
@@ -184,7 +179,7 @@ PORT_RULE = CheckedSchema(
         "from_port": _port("from_port"),
         Optional("to_port"): _port("to_port"),
         Optional("cidr", default="0.0.0.0/0"): And(
-            str, Use(_network), error="cidr: an IPv4 or IPv6 network, like 10.0.0.0/8"
+            str, Use(network), error="cidr: an IPv4 or IPv6 network, like 10.0.0.0/8"
         ),
     },
     name="port_rule",
@@ -244,32 +239,6 @@ def validate(schema: Schema, body) -> dict:
         return schema.validate(body)
     except SchemaError as exc:
         raise InvalidRequestError(_field_message(exc)) from None
-
-
-def limit(value: str | None, default: int, maximum: int) -> int:
-    """A ``limit`` query parameter: a whole number from 1 to ``maximum``.
-
-    :raises InvalidRequestError: anything else.
-    """
-    if value is None:
-        return default
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
-        raise InvalidRequestError(f"limit: a whole number from 1 to {maximum}")
-    return int(value)
-
-
-def marker(value: str | None) -> str | None:
-    """A ``marker`` query parameter: the id of the last item of the page before.
-
-    :raises InvalidRequestError: not a text of 1 to 255 characters without NUL.
-    """
-    if value is None:
-        return None
-    try:
-        return Text("marker").validate(value)
-    except SchemaError as exc:
-        raise InvalidRequestError(exc.code) from None
 
 
 def _field_message(exc: SchemaError) -> str:

@@ -14,11 +14,10 @@ HEADER = """# API reference
 Generated from the OpenAPI document (`GET /api/v1/openapi.json`) by
 `python docs/generate_api_reference.py`; do not edit by hand. The same document is
 browsable at `/api/v1/docs`. Every answer is JSON with `"status": "ok"` or, on
-failure, the error envelope `{"status": "error", "status_code", "status_short_message",
-"status_long_message", "message"}` with the HTTP status of the failure.
+failure, the error envelope (`Error` below: {error_fields}) with the HTTP status of
+the failure.
 
-A token goes in the `X-Auth-Token` header, the `auth_token` query parameter or the
-`auth_token` key of a JSON body.
+{description}
 """
 
 
@@ -68,8 +67,9 @@ def _answer(operation: dict) -> list[str]:
 
 def render(document: dict) -> str:
     """The reference as Markdown."""
-    lines = [HEADER]
     components = document["components"]["schemas"]
+    error_fields = ", ".join(f"`{name}`" for name in components["Error"]["properties"])
+    lines = [HEADER.format(error_fields=error_fields, description=document["info"]["description"])]
     for path, item in document["paths"].items():
         parameters = {p["name"]: p for p in item.get("parameters", [])}
         for method, operation in item.items():

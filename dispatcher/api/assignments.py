@@ -1,13 +1,16 @@
 """Views of the assignment bookkeeping: assign, release, status and history."""
 
-from flask import request
 from flask_security import current_user
 
-from .. import operations
-from ..validation import ASSIGN, RELEASE, limit
-from .base import ApiView, accepts, agent_required, ok
+from .. import bookkeeping, clouds, history, operations
+from ..serializers import assignment_to_dict, audit_entry_to_dict
+from ..shapes import ANY, TEXT_OR_NULL, list_of
+from ..validation import ASSIGN, RELEASE
+from .base import ApiView, accepts, agent_required, answers, ok, query
+from .parameters import limit
 
-HISTORY_LIMIT_DEFAULT = 50
+# What an assign or a release answers, as Cistern does.
+BOOKKEEPING_ANSWER = {"id_vm": ANY, "id": ANY, "result": TEXT_OR_NULL}
 
 
 class AssignAPI(ApiView):
@@ -15,9 +18,10 @@ class AssignAPI(ApiView):
 
     @agent_required
     @accepts(ASSIGN)
+    @answers(BOOKKEEPING_ANSWER)
     def put(self, cloud, body):
         """Assign a free VM to a user for an application (vm_type)."""
-        return ok(**operations.assign_vm(cloud, current_user.username, **body))
+        return ok(**operations.assign_vm(clouds.get(cloud), current_user.username, **body))
 
 
 class ReleaseAPI(ApiView):
@@ -25,25 +29,27 @@ class ReleaseAPI(ApiView):
 
     @agent_required
     @accepts(RELEASE)
+    @answers(BOOKKEEPING_ANSWER)
     def put(self, cloud, body):
         """Release an assigned VM, then destroy it."""
-        return ok(**operations.release_vm(cloud, current_user.username, **body))
+        return ok(**operations.release_vm(clouds.get(cloud), current_user.username, **body))
 
 
 class AssignmentStatusAPI(ApiView):
     """``GET /api/v1/vm/status[/<cloud>]``: the free and assigned VMs."""
 
+    @answers({"nodes": list_of(assignment_to_dict)})
     def get(self, cloud):
         """The free and assigned VMs of the cloud."""
-        return ok(**operations.assignment_status(cloud))
+        return ok(nodes=bookkeeping.backend().nodes(clouds.get(cloud).name))
 
 
 class HistoryAPI(ApiView):
     """``GET /api/v1/vm/history[/<cloud>]?limit=N``: assigns and releases, newest first."""
 
-    def get(self, cloud):
+    @query(limit=limit(history.LIMIT_MAX, history.LIMIT_DEFAULT))
+    @answers({"history": list_of(audit_entry_to_dict)})
+    def get(self, cloud, limit):
         """The assigns and releases of the cloud, newest first."""
-        count = limit(
-            request.args.get("limit"), HISTORY_LIMIT_DEFAULT, operations.HISTORY_LIMIT_MAX
-        )
-        return ok(**operations.assignment_history(cloud, count))
+        entries = history.entries(clouds.get(cloud).name, limit or history.LIMIT_DEFAULT)
+        return ok(history=entries)

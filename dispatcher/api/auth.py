@@ -6,8 +6,9 @@ from flask_security import current_user
 from .. import auth
 from ..errors import InvalidRequestError
 from ..extensions import limiter
+from ..shapes import TEXT, const
 from ..validation import CREDENTIALS
-from .base import ApiView, PublicView, accepts, json_body, ok, token_required
+from .base import ApiView, PublicView, accepts, answers, json_body, ok, token_required
 
 
 def _login_attempt_key() -> str:
@@ -37,11 +38,13 @@ class AuthAPI(PublicView):
     decorators = [login_throttle]
 
     @accepts(CREDENTIALS)
+    @answers({"status_code": const(200), "token": TEXT})
     def post(self, body):
         """A token for a username and password (no token needed)."""
         return ok(status_code=200, token=auth.issue_token(**body))
 
     @token_required
+    @answers({"result": TEXT})
     def delete(self):
         """Revoke every token of the caller."""
         auth.revoke_tokens(current_user)
@@ -51,6 +54,7 @@ class AuthAPI(PublicView):
 class TokenCheckAPI(ApiView):
     """``/api/v1/test/start``: the original's connection check for a token."""
 
+    @answers({"test": const("passed"), "authenticated": const("yes")})
     def put(self):
         """Check that the token is valid."""
         return ok(test="passed", authenticated="yes")

@@ -1,6 +1,8 @@
-"""What every view shares: the base classes (token auth lives here) and the envelope."""
+"""What every view shares: the base classes (token auth lives here), the envelope, and
+the declarations of what a view takes and answers, which the OpenAPI document reads."""
 
 import functools
+from dataclasses import dataclass, field
 
 from flask import current_app, jsonify, request
 from flask.views import MethodView
@@ -9,6 +11,7 @@ from flask_security import auth_required, roles_accepted
 from ..errors import InvalidRequestError
 from ..models import ADMIN, AGENT
 from ..validation import validate
+from .parameters import QueryParameter
 
 CHANGE_ROLES = (AGENT, ADMIN)
 
@@ -40,6 +43,46 @@ def accepts(schema):
 
         validated.request_schema = schema
         return validated
+
+    return decorate
+
+
+def query(**parameters: QueryParameter):
+    """Read these query parameters and hand them to the view as keyword arguments
+    (None where absent); the OpenAPI document lists them from here.
+
+    :raises InvalidRequestError: a parameter's value is refused.
+    """
+
+    def decorate(view):
+        @functools.wraps(view)
+        def read(*args, **kwargs):
+            values = {name: rule.parse(request.args.get(name)) for name, rule in parameters.items()}
+            return view(*args, **values, **kwargs)
+
+        read.query_parameters = parameters
+        return read
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A view's ok answer: the fields beside ``status`` (types as in ``shapes``), those
+    only some answers have, or alternatives (``variants``), and its content type."""
+
+    fields: dict = field(default_factory=dict)
+    optional: dict = field(default_factory=dict)
+    variants: list = field(default_factory=list)
+    content_type: str = "application/json"
+
+
+def answers(fields: dict | None = None, **declared):
+    """Declare the view's ok answer (see ``Answer``) for the OpenAPI document."""
+
+    def decorate(view):
+        view.answer = Answer(fields or {}, **declared)
+        return view
 
     return decorate
 

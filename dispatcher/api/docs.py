@@ -5,7 +5,7 @@ from pathlib import Path
 import flask_swagger_ui
 from flask import current_app, jsonify, send_from_directory, url_for
 
-from .base import PublicView
+from .base import PublicView, answers
 from .openapi import build_document
 
 # Swagger UI's files from the flask-swagger-ui package, not a CDN: operators' networks
@@ -34,6 +34,7 @@ PAGE = """<!DOCTYPE html>
 class OpenAPIDocumentAPI(PublicView):
     """``GET /api/v1/openapi.json``: the OpenAPI 3.1 document of the API (no token needed)."""
 
+    @answers(content_type="application/json")
     def get(self):
         """The OpenAPI document of this API."""
         cache = current_app.extensions.setdefault("dispatcher.openapi", {})
@@ -45,6 +46,7 @@ class OpenAPIDocumentAPI(PublicView):
 class DocsPageAPI(PublicView):
     """``GET /api/v1/docs``: the document as a browsable page (no token needed)."""
 
+    @answers(content_type="text/html")
     def get(self):
         """A browsable page of the OpenAPI document."""
         page = PAGE.format(
@@ -57,6 +59,7 @@ class DocsPageAPI(PublicView):
 class DocsAssetAPI(PublicView):
     """``GET /api/v1/docs/<file>``: Swagger UI's own files."""
 
+    @answers(content_type="*/*")
     def get(self, filename):
         """One of Swagger UI's files."""
         return send_from_directory(SWAGGER_UI_FILES, filename)

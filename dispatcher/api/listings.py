@@ -1,23 +1,24 @@
 """Views that read: the root, the served clouds and the per-cloud listings."""
 
-from flask import request
-
-from .. import clouds
+from .. import clouds, serializers
+from ..clouds import catalog, nodes, volumes
 from ..errors import UnrecognizedActionError
 from ..paging import page
-from ..validation import limit, marker
-from .base import ApiView, PublicView, json_body, ok
+from ..serializers import cloud_to_dict
+from ..shapes import TEXT_OR_NULL, list_of
+from .base import ApiView, PublicView, answers, json_body, ok, query
+from .parameters import MARKER, limit
 
-# action in the URL -> (key of the answer, CloudService method)
+# action in the URL -> (key of the answer, the read, what builds each item)
 LISTINGS = {
-    "nodes": ("nodes", "list_nodes"),
-    "images": ("images", "list_images"),
-    "flavors": ("flavors", "list_sizes"),
-    "sizes": ("flavors", "list_sizes"),
-    "tenants": ("tenants", "list_tenants"),
-    "locations": ("locations", "list_locations"),
-    "keypairs": ("keypairs", "list_key_pairs"),
-    "volumes": ("volumes", "list_volumes"),
+    "nodes": ("nodes", nodes.list_nodes, serializers.node_to_dict),
+    "images": ("images", catalog.list_images, serializers.image_to_dict),
+    "flavors": ("flavors", catalog.list_sizes, serializers.size_to_dict),
+    "sizes": ("flavors", catalog.list_sizes, serializers.size_to_dict),
+    "tenants": ("tenants", catalog.list_tenants, serializers.tenant_to_dict),
+    "locations": ("locations", catalog.list_locations, serializers.location_to_dict),
+    "keypairs": ("keypairs", catalog.list_key_pairs, serializers.key_pair_to_dict),
+    "volumes": ("volumes", volumes.list_volumes, serializers.volume_to_dict),
 }
 # Key pairs have no id: their name marks a page.
 PAGE_KEYS = {"keypairs": "name"}
@@ -28,10 +29,12 @@ PAGE_MAX = 1000
 class HomeAPI(PublicView):
     """``/api/v1/``: a liveness answer that needs no token."""
 
+    @answers()
     def get(self):
         """Is the service up? (no token needed)"""
         return ok()
 
+    @answers()
     def post(self):
         """Is the service up? A body, if any, must be JSON (no token needed)."""
         json_body()  # the original parsed the body; a malformed one is still a 400
@@ -41,16 +44,23 @@ class HomeAPI(PublicView):
 class CloudAPI(ApiView):
     """``/api/v1/cloud``: the clouds this dispatcher serves."""
 
+    @answers({"served_cloud": list_of(cloud_to_dict)})
     def get(self):
         """The clouds this dispatcher serves."""
-        return ok(served_cloud=clouds.service().served_clouds())
+        return ok(served_cloud=clouds.served())
 
 
 class ListingAPI(ApiView):
     """``/api/v1/<action>[/<cloud>]``: nodes, images, flavors (sizes), tenants, locations,
     key pairs or volumes."""
 
-    def get(self, action, cloud):
+    @query(limit=limit(PAGE_MAX, PAGE_DEFAULT), marker=MARKER)
+    @answers(
+        # next_marker only in a paged answer (limit or marker given)
+        variants=[{key: list_of(item)} for key, _, item in dict.fromkeys(LISTINGS.values())],
+        optional={"next_marker": TEXT_OR_NULL},
+    )
+    def get(self, action, cloud, limit, marker):
         """What the cloud has: nodes, images, flavors, sizes, tenants, locations, keypairs
         or volumes.
 
@@ -60,13 +70,11 @@ class ListingAPI(ApiView):
         """
         if action not in LISTINGS:
             raise UnrecognizedActionError(f"Unrecognized action found: {action}")
-        key, method = LISTINGS[action]
-        # Checked before the cloud is asked: a bad parameter costs no upstream call.
-        paged = "limit" in request.args or "marker" in request.args
-        count = limit(request.args.get("limit"), PAGE_DEFAULT, PAGE_MAX)
-        after = marker(request.args.get("marker"))
-        items = getattr(clouds.service(), method)(cloud)
-        if not paged:
+        key, read, _ = LISTINGS[action]
+        items = read(clouds.get(cloud))
+        if limit is None and marker is None:
             return ok(**{key: items})
-        chosen, next_marker = page(items, count, after, PAGE_KEYS.get(action, "id"))
+        chosen, next_marker = page(
+            items, limit or PAGE_DEFAULT, marker, PAGE_KEYS.get(action, "id")
+        )
         return ok(**{key: chosen, "next_marker": next_marker})

@@ -1,6 +1,10 @@
 """Views of firewalls (security groups) and storage (volumes)."""
 
 from .. import clouds, operations
+from ..clouds import firewall
+from ..clouds.groups import Group
+from ..serializers import volume_to_dict
+from ..shapes import TEXT, list_of
 from ..validation import (
     PORT_RULE,
     SECURITY_GROUP,
@@ -8,21 +12,23 @@ from ..validation import (
     VOLUME_ATTACHMENT,
     VOLUME_REFERENCE,
 )
-from .base import ApiView, accepts, agent_required, ok
+from .base import ApiView, accepts, agent_required, answers, ok
 
 
 class FirewallAPI(ApiView):
     """``/api/v1/fw[/<cloud>]``: the security groups and their rules; a new group."""
 
+    @answers({"groups": list_of(Group.as_dict)})
     def get(self, cloud):
         """The security groups with their ingress rules."""
-        return ok(groups=clouds.service().list_security_groups(cloud))
+        return ok(groups=firewall.list_security_groups(clouds.get(cloud)))
 
     @agent_required
     @accepts(SECURITY_GROUP)
+    @answers({"group": Group.as_dict})
     def post(self, cloud, body):
         """Create a security group."""
-        return ok(**operations.create_security_group(cloud, **body))
+        return ok(**operations.create_security_group(clouds.get(cloud), **body))
 
 
 class FirewallRuleAPI(ApiView):
@@ -30,9 +36,10 @@ class FirewallRuleAPI(ApiView):
 
     @agent_required
     @accepts(PORT_RULE)
+    @answers({"group": Group.as_dict, "result": TEXT})
     def put(self, action, cloud, body):
         """Open or close a port range of a security group."""
-        return ok(**operations.change_port(cloud, action, **body))
+        return ok(**operations.change_port(clouds.get(cloud), action, **body))
 
     post = put  # the original routed both
 
@@ -42,9 +49,10 @@ class VolumeCreateAPI(ApiView):
 
     @agent_required
     @accepts(VOLUME)
+    @answers({"volume": volume_to_dict})
     def post(self, cloud, body):
         """Create a volume."""
-        return ok(**operations.create_volume(cloud, **body))
+        return ok(**operations.create_volume(clouds.get(cloud), **body))
 
 
 class VolumeAttachAPI(ApiView):
@@ -52,9 +60,10 @@ class VolumeAttachAPI(ApiView):
 
     @agent_required
     @accepts(VOLUME_ATTACHMENT)
+    @answers({"result": TEXT})
     def put(self, cloud, body):
         """Attach a volume to a node."""
-        return ok(**operations.attach_volume(cloud, **body))
+        return ok(**operations.attach_volume(clouds.get(cloud), **body))
 
 
 class VolumeChangeAPI(ApiView):
@@ -62,7 +71,8 @@ class VolumeChangeAPI(ApiView):
 
     @agent_required
     @accepts(VOLUME_REFERENCE)
+    @answers({"result": TEXT})
     def put(self, action, cloud, body):
         """Detach or destroy a volume."""
         change = operations.detach_volume if action == "detach" else operations.destroy_volume
-        return ok(**change(cloud, body["volume"]))
+        return ok(**change(clouds.get(cloud), body["volume"]))

@@ -1,8 +1,11 @@
 """Views that change VMs: start, stop, reboot and power; and one node's details."""
 
-from .. import operations
+from .. import clouds, operations
+from ..clouds import nodes
+from ..serializers import node_to_dict
+from ..shapes import TEXT
 from ..validation import NODE_REFERENCE, START
-from .base import ApiView, accepts, agent_required, ok
+from .base import ApiView, accepts, agent_required, answers, ok
 
 
 class StartAPI(ApiView):
@@ -10,9 +13,10 @@ class StartAPI(ApiView):
 
     @agent_required
     @accepts(START)
+    @answers({"nodes": node_to_dict})
     def post(self, cloud, body):
         """Start a VM."""
-        return ok(**operations.start_vm(cloud, **body))
+        return ok(**operations.start_vm(clouds.get(cloud), **body))
 
 
 class StopAPI(ApiView):
@@ -20,9 +24,10 @@ class StopAPI(ApiView):
 
     @agent_required
     @accepts(NODE_REFERENCE)
+    @answers({"result": TEXT})
     def put(self, cloud, body):
         """Destroy a VM."""
-        return ok(**operations.stop_vm(cloud, **body))
+        return ok(**operations.stop_vm(clouds.get(cloud), **body))
 
 
 class PowerAPI(ApiView):
@@ -30,14 +35,16 @@ class PowerAPI(ApiView):
 
     @agent_required
     @accepts(NODE_REFERENCE)
+    @answers({"result": TEXT})
     def put(self, action, cloud, body):
         """Reboot, power on or power off a VM."""
-        return ok(**operations.power_vm(cloud, action, **body))
+        return ok(**operations.power_vm(clouds.get(cloud), action, **body))
 
 
 class NodeAPI(ApiView):
     """``GET /api/v1/nodes/<cloud>/<node_id>``: one node."""
 
+    @answers({"node": node_to_dict})
     def get(self, cloud, node_id):
         """One node's details."""
-        return ok(**operations.node_details(cloud, node_id))
+        return ok(node=nodes.get_node(clouds.get(cloud), node_id=node_id))

@@ -1,0 +1,55 @@
+"""Query parameters: how each is read, and its schema for the OpenAPI document."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schema import SchemaError
+
+from ..errors import InvalidRequestError
+from ..validation import TEXT_MAX, Text
+
+
+@dataclass(frozen=True)
+class QueryParameter:
+    """A query parameter: ``parse`` turns its text (None when absent) into the view's
+    argument or raises InvalidRequestError; ``schema`` describes it in OpenAPI."""
+
+    schema: dict
+    parse: Callable[[str | None], object]
+
+
+def limit(maximum: int, default: int) -> QueryParameter:
+    """A ``limit`` query parameter: a whole number from 1 to ``maximum`` (``default``
+    when absent, which the view applies: it is None)."""
+
+    def parse(value: str | None) -> int | None:
+        if value is None:
+            return None
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
+            raise InvalidRequestError(f"limit: a whole number from 1 to {maximum}")
+        return int(value)
+
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    return QueryParameter(schema, parse)
+
+
+def _marker(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return Text("marker").validate(value)
+    except SchemaError as exc:
+        raise InvalidRequestError(exc.code) from None
+
+
+# The id of the last item of the page before: a text of 1 to TEXT_MAX characters.
+MARKER = QueryParameter({"type": "string", "minLength": 1, "maxLength": TEXT_MAX}, _marker)
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value not in ("", "0", "false", "no")
+
+
+# A yes-or-no switch: absent, empty, 0, false or no is off.
+FLAG = QueryParameter({"type": "string", "enum": ["0", "1"], "default": "0"}, _flag)
