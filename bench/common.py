@@ -179,7 +179,7 @@ def dispose(app) -> None:
 class Gunicorn(GunicornServer):
     """``python -m gunicorn -c python:dispatcher.gunicorn_config`` on a free loopback port.
 
-    ``app`` is the WSGI app to serve (``dispatcher.wsgi:app``, the dispatcher; ``bench.bare_app:app``);
+    ``app`` is the WSGI app to serve (``dispatcher.wsgi:app``; ``bench.bare_app:app``);
     ``options`` are more command-line options, the same for every server of a benchmark.
     Its output goes to a file, shown when it fails to start.
     """

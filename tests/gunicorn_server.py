@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class GunicornServer:
-    """A gunicorn process (``args``) in the checkout, its output in the file ``log``.
+    """A gunicorn process (``args``) in ``cwd`` (the checkout), its output in the file ``log``.
 
     It is ready once ``GET http://127.0.0.1:<port><ready_path>`` answers 200; a server
     that exits or is not ready within ``timeout`` seconds raises RuntimeError with its
@@ -32,6 +32,7 @@ class GunicornServer:
         port: int,
         ready_path: str = "/api/v1/",
         timeout: float = 60,
+        cwd: Path = ROOT,
     ):
         self.args = args
         self.log = log
@@ -40,7 +41,7 @@ class GunicornServer:
         with log.open("w") as output:
             self.process = subprocess.Popen(
                 args,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,

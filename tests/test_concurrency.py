@@ -31,7 +31,7 @@ ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILIN
 
 
 class Gunicorn(GunicornServer):
-    """A `gunicorn -w 4 dispatcher.wsgi:app` process on a free loopback port; its output in a file."""
+    """`gunicorn -w 4 dispatcher.wsgi:app` on a free loopback port; its output in a file."""
 
     def __init__(self, folder: Path, env: dict):
         port = free_port()

@@ -1,0 +1,47 @@
+"""What `pip install .` puts in site-packages: the dispatcher package and nothing else."""
+
+import importlib.metadata
+import os
+import sys
+import sysconfig
+from pathlib import PurePosixPath
+
+import requests
+from conftest import free_port
+from gunicorn_server import GunicornServer
+
+
+def test_the_distribution_installs_only_the_dispatcher_package():
+    """No top-level module beside `dispatcher` (no `config` or `wsgi` to collide with)."""
+    # The installed one, not the egg-info a build leaves in the checkout (on sys.path).
+    site_packages = sysconfig.get_paths()["purelib"]
+    (distribution,) = importlib.metadata.distributions(name="dispatcher", path=[site_packages])
+    assert distribution.read_text("top_level.txt").split() == ["dispatcher"]
+    installed = {PurePosixPath(str(path)).parts[0] for path in distribution.files}
+    # Beside the package: its metadata, the console script (../bin) and, in an
+    # editable install, setuptools' path hook (the package itself stays in the checkout).
+    others = {
+        part
+        for part in installed
+        if not part.endswith(".dist-info")
+        and part not in ("..", "__pycache__")
+        and not part.startswith("__editable__")
+    }
+    assert others <= {"dispatcher"}
+
+
+def test_gunicorn_serves_the_installed_app_from_anywhere(tmp_path):
+    """`gunicorn dispatcher.wsgi:app` serves from a folder that holds no checkout."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
+        "GUNICORN_CMD_ARGS": "",
+    }
+    args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    with GunicornServer(
+        [*args, "dispatcher.wsgi:app"], env, tmp_path / "gunicorn.log", port, cwd=tmp_path
+    ):
+        answer = requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=10)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
