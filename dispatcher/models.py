@@ -1,4 +1,5 @@
-"""Database rows: users and roles (Flask-Security-Too's mixins)."""
+"""Database rows: users and roles (Flask-Security-Too's mixins), the assignment ledger
+and its history."""
 
 from flask_security import RoleMixin, UserMixin
 from sqlalchemy import func
