@@ -178,7 +178,7 @@ def test_history_records_every_outcome_newest_first(app, client):
     assert client.get("/api/v1/vm/history/default").json["history"] == []
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "x", "1001"])
+@pytest.mark.parametrize("limit", ["0", "-1", "x", "1001", "9" * 5000])
 def test_history_limit_must_be_sensible(client, limit):
     """A limit that is no whole number from 1 to 1000 is a 400 naming it."""
     response = client.get("/api/v1/vm/history/fake_driver", query_string={"limit": limit})

@@ -148,7 +148,9 @@ def test_keypairs_page_by_name(make_app, cloud):
     )
 
 
-@pytest.mark.parametrize("limit", ["0", "1001", "x", "²", "-1", "1.5", "", " 5", "+5"])
+@pytest.mark.parametrize(
+    "limit", ["0", "1001", "x", "²", "-1", "1.5", "", " 5", "+5", "9" * 5000, "0" * 5000 + "1001"]
+)
 def test_bad_limit_is_400_without_asking_the_cloud(client, limit):
     """A limit that is not a whole number from 1 to 1000 is a 400; the cloud is not asked."""
     before = cloud_calls("big", "list_nodes")
@@ -170,6 +172,14 @@ def test_malformed_marker_is_400_without_asking_the_cloud(client, marker, messag
     before = cloud_calls("big", "list_nodes")
     assert_error(client.get("/api/v1/nodes/big", query_string={"marker": marker}), 400, message)
     assert cloud_calls("big", "list_nodes") == before
+
+
+def test_leading_zeros_of_a_limit_do_not_count(client):
+    """A limit is read as the number it is, however many zeros come first."""
+    response = client.get("/api/v1/nodes/big", query_string={"limit": "0" * 5000 + "3"})
+    assert response.status_code == 200
+    assert len(response.json["nodes"]) == 3
+    assert response.json["next_marker"] == response.json["nodes"][-1]["id"]
 
 
 def test_a_good_page_asks_the_cloud_once(client):

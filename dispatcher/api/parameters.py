@@ -25,10 +25,13 @@ def limit(maximum: int, default: int) -> QueryParameter:
     def parse(value: str | None) -> int | None:
         if value is None:
             return None
-        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses. Their
+        # count is checked before int() reads them: it refuses more than 4,300 digits.
+        significant = value.lstrip("0")
+        digits = value.isascii() and value.isdigit() and len(significant) <= len(str(maximum))
+        if not digits or not 1 <= int(significant or "0") <= maximum:
             raise InvalidRequestError(f"limit: a whole number from 1 to {maximum}")
-        return int(value)
+        return int(significant)
 
     schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
     return QueryParameter(schema, parse)
