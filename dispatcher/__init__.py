@@ -6,26 +6,13 @@ import secrets
 from pathlib import Path
 
 from flask import Config, Flask
-from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import ENVIRONMENT_SETTINGS, config_class, settings_from_env
 from .errors import ConfigurationError
+from .jsonparsing import JSONProvider
 
 SETTINGS_VARIABLES = ("DISPATCHER_SETTINGS", "MIDDLEWARE_SETTINGS")
-
-
-class JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, where a body nested too deeply to parse is malformed, not a crash."""
-
-    def loads(self, s, **kwargs):
-        """Parse ``s``; a ValueError for what cannot be parsed, whatever its depth."""
-        try:
-            return super().loads(s, **kwargs)
-        except RecursionError:
-            # Werkzeug's get_json (used by Flask-Security-Too for the auth_token key)
-            # treats only a ValueError as malformed JSON.
-            raise ValueError("JSON nested too deeply") from None
 
 
 def create_app(config: dict | None = None) -> Flask:

@@ -4,20 +4,12 @@ from schema import And, Optional, Schema, SchemaError, Use
 
 from .clouds.groups import network
 from .errors import InvalidRequestError
+from .jsonparsing import encodable
 
 # The longest text a field may hold: the database's columns for hostnames, users, ids
 # and the like hold 255 characters. PostgreSQL refuses longer text, and NUL in any text.
 TEXT_MAX = 255
 
-
-def _unicode(text: str) -> bool:
-    # JSON's "\\ud800" decodes to a lone surrogate, which no database driver, password
-    # hasher or HTTP client can encode.
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Text:
@@ -39,7 +31,7 @@ class Text:
             message = f"at most {self.longest} characters"
         elif "\x00" in data:
             message = "no NUL character"
-        elif not _unicode(data):
+        elif not encodable(data):
             message = "not valid Unicode"
         else:
             return data
@@ -63,7 +55,7 @@ def _strings(field: str):
     return And(
         dict,
         lambda mapping: all(
-            isinstance(k, str) and isinstance(v, str) and _unicode(k) and _unicode(v)
+            isinstance(k, str) and isinstance(v, str) and encodable(k) and encodable(v)
             for k, v in mapping.items()
         ),
         error=f"{field}: object of string values",
@@ -190,7 +182,7 @@ PORT_RULE = CheckedSchema(
 SECURITY_GROUP = Schema(
     {
         "name": _text("name"),
-        Optional("description", default=""): And(str, _unicode, error="description: string"),
+        Optional("description", default=""): And(str, encodable, error="description: string"),
     },
     name="security_group",
     ignore_extra_keys=True,

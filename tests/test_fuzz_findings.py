@@ -1,6 +1,7 @@
 """What fuzzing the live server found (docs/testing.md), each kept fixed by a focused test."""
 
 import pytest
+from conftest import assert_error
 
 # Deeper than Python's recursion limit: the json module gives up with a RecursionError.
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
@@ -86,3 +87,39 @@ def test_body_nested_too_deeply_does_not_break_token_auth(client, anonymous):
     assert response.status_code == 401
     response = anonymous.post("/api/v1/", data=DEEP_JSON, content_type="application/json")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("path", ["/api/v1/", "/api/v1/auth"])
+def test_json_constants_that_are_not_json_are_400(anonymous, path, constant):
+    """Python's json reads NaN and Infinity; JSON has neither: 400 naming it, anywhere."""
+    body = f'{{"username": "admin", "password": "xxxxxxxx", "extra": [1, {constant}]}}'
+    response = anonymous.post(path, data=body, content_type="application/json")
+    assert_error(response, 400, f"Malformed JSON stream: {constant} is not JSON")
+
+
+def test_a_lone_surrogate_anywhere_in_a_body_is_400_naming_where(client):
+    """A field the view ignores is refused too, named by its path, never by its value."""
+    body = '{"node": "1", "user": "u", "vm_type": "v", "note": {"tags": ["ok", "a\\ud800"]}}'
+    response = client.put(
+        "/api/v1/vm/action/assign/fake_driver", data=body, content_type="application/json"
+    )
+    assert_error(response, 400, "note.tags[1]: not valid Unicode")
+    assert client.get("/api/v1/vm/history/fake_driver").json["history"] == []
+    key = '{"node": "1", "user": "u", "vm_type": "v", "\\udc00": 1}'
+    response = client.put(
+        "/api/v1/vm/action/assign/fake_driver", data=key, content_type="application/json"
+    )
+    assert_error(response, 400, "Malformed JSON stream: a key is not valid Unicode")
+
+
+def test_a_token_in_a_body_with_nan_is_no_token(client, anonymous):
+    """Flask-Security-Too reads auth_token with the same parser: a valid token in a body
+    that is not strict JSON is no token."""
+    token = client.environ_base["HTTP_X_AUTH_TOKEN"]
+    body = f'{{"auth_token": "{token}", "n": NaN}}'
+    response = anonymous.put("/api/v1/test/start", data=body, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json["status"] == "error"
+    good = anonymous.put("/api/v1/test/start", json={"auth_token": token, "n": 1})
+    assert good.status_code == 200

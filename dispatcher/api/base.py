@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_security import auth_required, roles_accepted
 
 from ..errors import InvalidRequestError
+from ..jsonparsing import RefusedJSONError
 from ..models import ADMIN, AGENT
 from ..validation import validate
 from .parameters import QueryParameter
@@ -114,5 +115,7 @@ def json_body() -> dict | list | None:
         return None
     try:
         return current_app.json.loads(data)
+    except RefusedJSONError as exc:
+        raise InvalidRequestError(str(exc)) from None
     except ValueError:  # UnicodeDecodeError too, and a body nested too deeply
         raise InvalidRequestError("Malformed JSON stream") from None

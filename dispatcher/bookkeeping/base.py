@@ -21,8 +21,9 @@ def describe_holder(row: dict) -> str:
 class Bookkeeper(abc.ABC):
     """A backend of the assignment bookkeeping.
 
-    Rows are ASSIGNMENT dicts (``serializers.assignment_to_dict``): ``id``, ``id_vm``, ``hostname``, ``cloud``,
-    ``recipe``, ``recipe_id``, ``user``, ``status``, ``status_desc``. ``assign`` and
+    Rows are ASSIGNMENT dicts (``serializers.assignment_to_dict``): ``id``, ``id_vm``,
+    ``hostname``, ``cloud``, ``recipe``, ``recipe_id``, ``user``, ``status``,
+    ``status_desc``. ``assign`` and
     ``release`` leave committing to the caller, who records the audit entry in the
     same transaction.
     """
