@@ -56,6 +56,9 @@ class Config:
     # Reverse proxies in front of the service whose X-Forwarded-For to trust, so that
     # the client address (login throttle, request log) is the client's, not the proxy's.
     TRUSTED_PROXIES = 0
+    # The largest request body read, in bytes: a larger one is a 413 before it is read,
+    # whoever sends it (the login too). The API's bodies are a few hundred bytes.
+    MAX_CONTENT_LENGTH = 1024 * 1024
 
     # Who holds which VM: "local" (this database) or "cistern" (a Cistern service).
     ASSIGNMENT_BACKEND = "local"

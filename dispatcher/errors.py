@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import jsonify
+from flask import current_app, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, default_exceptions
@@ -144,6 +144,9 @@ def handle_http_exception(exc: HTTPException):
     if exc.code == 405:
         # The original answered 501 for any method a view did not implement.
         return error_envelope(501, "Not implemented")
+    if exc.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return error_envelope(413, f"Request body too large: at most {limit} bytes")
     message = HTTP_MESSAGES.get(exc.code) or exc.description or HTTP_STATUS_CODES.get(exc.code)
     return error_envelope(exc.code, message)
 

@@ -123,3 +123,31 @@ def test_a_token_in_a_body_with_nan_is_no_token(client, anonymous):
     assert response.json["status"] == "error"
     good = anonymous.put("/api/v1/test/start", json={"auth_token": token, "n": 1})
     assert good.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/"),
+        ("post", "/api/v1/auth"),
+        ("put", "/api/v1/test/start"),
+        ("put", "/api/v1/vm/action/assign/fake_driver"),
+    ],
+)
+def test_a_body_over_max_content_length_is_413_before_it_is_read(anonymous, method, path):
+    """MAX_CONTENT_LENGTH (1 MB by default) bounds every body, anonymous ones and the login."""
+    body = b'{"username": "' + b"a" * (1024 * 1024) + b'", "password": "xxxxxxxx"}'
+    response = getattr(anonymous, method)(path, data=body, content_type="application/json")
+    assert_error(response, 413, "Request body too large: at most 1048576 bytes")
+
+
+def test_max_content_length_is_a_setting(make_app):
+    """A smaller limit refuses a smaller body; a body under it is read as before."""
+    app = make_app(MAX_CONTENT_LENGTH=100)
+    client = app.test_client()
+    assert_error(
+        client.post("/api/v1/", json={"x": "y" * 100}),
+        413,
+        "Request body too large: at most 100 bytes",
+    )
+    assert client.post("/api/v1/", json={"x": "y"}).json == {"status": "ok"}
