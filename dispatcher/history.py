@@ -1,4 +1,5 @@
-"""The assignment history: every assign and release, who asked, and how it ended."""
+"""The assignment history: every assign and release, forced stops of assigned VMs, who
+asked, for whom, and how it ended."""
 
 from . import metrics
 from .extensions import db
@@ -10,14 +11,22 @@ LIMIT_DEFAULT = 50
 LIMIT_MAX = 1000
 
 
-def record(**entry) -> None:
+def record(**entry) -> AuditEntry:
     """Add ``entry`` (AuditEntry's columns) under the current request id, and commit.
 
     Whatever the session holds is committed with it: a change and its entry together.
     """
-    db.session.add(AuditEntry(**entry, request_id=current_request_id()))
+    row = AuditEntry(**entry, request_id=current_request_id())
+    db.session.add(row)
     db.session.commit()
     metrics.count_assignment(entry["cloud"], entry["action"], entry["outcome"])
+    return row
+
+
+def amend(row: AuditEntry, outcome: str, message: str) -> None:
+    """Say how a recorded change ended after its commit (what became of the VM)."""
+    row.outcome, row.message = outcome, message[:1000]
+    db.session.commit()
 
 
 def entries(cloud: str, limit: int = LIMIT_DEFAULT) -> list[dict]:

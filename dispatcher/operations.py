@@ -34,15 +34,42 @@ def start_vm(cloud: Cloud, vm_type: str | None = None, **request) -> dict:
     return {"nodes": node}
 
 
-def stop_vm(cloud: Cloud, node: str | None = None, hostname: str | None = None) -> dict:
+def stop_vm(
+    cloud: Cloud,
+    caller: str,
+    node: str | None = None,
+    hostname: str | None = None,
+    force: bool = False,
+) -> dict:
     """Destroy the VM named by its id or hostname; ``{"result": "Node <id> deleted"}``.
 
+    A VM assigned to someone is destroyed only with ``force``; the refusal, and the
+    forced end, are in the history with the holder.
+
     :raises NotFoundError: no such node.
+    :raises ConflictError: the VM is assigned and ``force`` is not given.
+    :raises BookkeepingUnavailableError: Cistern cannot be reached (nothing changed).
     :raises CloudError: the cloud failed.
     """
-    node_id = nodes.destroy_node(cloud, node_id=node, hostname=hostname)
-    bookkeeping.backend().forget(cloud.name, node_id)
-    return {"result": f"Node {node_id} deleted"}
+    found = nodes.find_node(cloud, node, hostname)
+    keeper = bookkeeping.backend()
+    row = keeper.find(cloud.name, node_id=str(found.id))
+    holder = row if row is not None and row["status"] == ASSIGNED else None
+    entry = {"cloud": cloud.name, "action": "stop", "caller": caller, "id_vm": str(found.id)}
+    if holder is not None:
+        entry.update(hostname=found.name, user=holder["user"], vm_type=holder["recipe"])
+        if not force:
+            message = f'{describe_holder(holder)}: give "force": true to stop it anyway'
+            history.record(**entry, outcome="409", message=message)
+            raise ConflictError(message)
+    node_id = nodes.destroy(cloud, found)
+    keeper.forget(cloud.name, node_id)
+    result = f"Node {node_id} deleted"
+    if holder is not None:
+        history.record(
+            **entry, outcome="ok", message=f"{result}; forced, it was {describe_holder(holder)}"
+        )
+    return {"result": result}
 
 
 def power_vm(cloud: Cloud, action: str, node: str | None = None, hostname=None) -> dict:
@@ -131,7 +158,8 @@ def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool
 
 
 def _audited(action: str, cloud: Cloud, caller: str, reference: dict, emulate: bool, change):
-    """Resolve the VM, run ``change(row)`` and record the outcome in the history.
+    """Resolve the VM, run ``change(row)`` and record the outcome in the history;
+    the answer and its history entry (None in a dry run).
 
     A success is committed together with its audit entry; a failure is rolled back
     and then recorded. A dry run records nothing.
@@ -140,15 +168,17 @@ def _audited(action: str, cloud: Cloud, caller: str, reference: dict, emulate: b
     try:
         row = _resolve(cloud, reference.get("id_vm"), reference.get("hostname"), emulate)
         entry.update(id_vm=row["id_vm"], hostname=row["hostname"])
+        if row["status"] == ASSIGNED and "user" not in reference:
+            entry.update(user=row["user"], vm_type=row["recipe"])  # whom a release frees
         answer = change(row)
     except DispatcherError as exc:
         db.session.rollback()
         if not emulate:
             history.record(**entry, outcome=str(exc.status), message=exc.message[:1000])
         raise
-    if not emulate:
-        history.record(**entry, outcome="ok", message=answer["result"])
-    return answer
+    if emulate:
+        return answer, None
+    return answer, history.record(**entry, outcome="ok", message=answer["result"])
 
 
 def _dry_run(row: dict, what: str) -> dict:
@@ -179,7 +209,7 @@ def assign_vm(
         return bookkeeping.backend().assign(cloud.name, row, user, vm_type)
 
     reference = {"id_vm": node, "hostname": hostname, "user": user, "vm_type": vm_type}
-    return _audited("assign", cloud, caller, reference, emulate, assign)
+    return _audited("assign", cloud, caller, reference, emulate, assign)[0]
 
 
 def release_vm(
@@ -208,19 +238,23 @@ def release_vm(
             return _dry_run(row, f"would be released{then} (emulated)")
         return bookkeeping.backend().release(cloud.name, row)
 
-    answer = _audited(
+    answer, entry = _audited(
         "release", cloud, caller, {"id_vm": node, "hostname": hostname}, emulate, release
     )
     if emulate or keep:
         return answer
     node_id = str(answer["id_vm"])
+    result = f"{answer['result']}{then}"
     try:
         nodes.destroy_node(cloud, node_id=node_id)
     except NotFoundError:
-        pass  # gone already: what release wanted
+        result = f"{answer['result']}; the node was gone already"  # what release wanted
     except DispatcherError as exc:
-        raise CloudError(f"{answer['result']}, but deleting it failed: {exc.message}") from exc
+        failure = CloudError(f"{answer['result']}, but deleting it failed: {exc.message}")
+        history.amend(entry, str(failure.status), failure.message)
+        raise failure from exc
     bookkeeping.backend().forget(cloud.name, node_id)
+    history.amend(entry, "ok", result)
     return {**answer, "result": f"{answer['result']}{then}"}
 
 

@@ -217,7 +217,7 @@ def _utc(moment: datetime.datetime | None) -> str | None:
         "id": INTEGER,
         "time": TEXT_OR_NULL,
         "cloud": TEXT,
-        "action": one_of("assign", "release"),
+        "action": one_of("assign", "release", "stop"),
         "id_vm": TEXT_OR_NULL,
         "hostname": TEXT_OR_NULL,
         "caller": TEXT_OR_NULL,

@@ -11,7 +11,6 @@ from .jsonparsing import encodable
 TEXT_MAX = 255
 
 
-
 class Text:
     """A ``schema`` validator: a non-empty string of valid Unicode without NUL, of at most
     ``longest`` characters (None: any length).
@@ -116,6 +115,18 @@ NODE_REFERENCE = CheckedSchema(
 
 
 _EMULATE = And(bool, error="emulate: true or false")
+
+STOP = CheckedSchema(
+    {
+        Optional("node"): _text("node"),
+        Optional("hostname"): _text("hostname"),
+        # Destroy a VM even while it is assigned to someone.
+        Optional("force", default=False): And(bool, error="force: true or false"),
+    },
+    name="vm_stop",
+    ignore_extra_keys=True,
+    check=_one_node,
+)
 
 ASSIGN = CheckedSchema(
     {

@@ -164,13 +164,14 @@ def test_history_records_every_outcome_newest_first(app, client):
     entries = client.get("/api/v1/vm/history/fake_driver").json["history"]
     assert [(e["action"], e["id_vm"], e["user"], e["outcome"]) for e in entries] == [
         ("release", "2", None, "409"),
-        ("release", "1", None, "ok"),
+        ("release", "1", "zeppolo", "ok"),
         ("assign", "1", "late", "409"),
         ("assign", "1", "zeppolo", "ok"),
     ]
     assert {e["caller"] for e in entries} == {"tester"}
     assert entries[3]["vm_type"] == "app"
     assert entries[2]["message"] == "node 1 is assigned to zeppolo (app)"
+    assert (entries[1]["vm_type"], entries[1]["message"]) == ("app", "Node 1 released and deleted")
     assert entries[0]["time"] >= entries[3]["time"]
     assert entries[0]["time"].endswith("+00:00")
     limited = client.get("/api/v1/vm/history/fake_driver", query_string={"limit": 2}).json
@@ -198,6 +199,14 @@ def test_a_failing_delete_after_release_is_502_and_leaves_the_vm_free(app, clien
         "Node 1 released, but deleting it failed: fake_driver: the cloud did not destroy node 1"
     )
     assert rows(app) == {"1": (FREE, None, "app")}
+    assert history(app)[-1] == ("release", "1", "502")
+    with app.app_context():
+        entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert (entry.user, entry.vm_type, entry.message) == (
+            "zeppolo",
+            "app",
+            response.json["message"],
+        )
 
 
 def test_faulty_vm_is_not_assigned(app, client):
@@ -230,9 +239,64 @@ def test_ledger_sync_of_every_cloud(app):
 def test_vm_stop_retires_the_ledger_row(app, client):
     """A VM stopped through the API leaves the status listing."""
     assign(client)
-    client.put("/api/v1/vm/stop/fake_driver", json={"node": "1"})
+    client.put("/api/v1/vm/stop/fake_driver", json={"node": "1", "force": True})
     assert rows(app)["1"][0] == DELETED
     assert client.get("/api/v1/vm/status/fake_driver").json["nodes"] == []
+
+
+def test_stopping_an_assigned_vm_is_409_naming_the_holder(app, client):
+    """vm/stop does not destroy a VM someone holds; the refusal is in the history."""
+    assign(client)
+    response = client.put("/api/v1/vm/stop/fake_driver", json={"hostname": "dummy-1"})
+    assert response.status_code == 409
+    assert response.json["message"] == (
+        'node 1 is assigned to zeppolo (app): give "force": true to stop it anyway'
+    )
+    assert "dummy-1" in node_names(client)
+    assert rows(app) == {"1": (ASSIGNED, "zeppolo", "app")}
+    [entry] = client.get("/api/v1/vm/history/fake_driver").json["history"][:1]
+    assert (entry["action"], entry["id_vm"], entry["user"], entry["outcome"]) == (
+        "stop",
+        "1",
+        "zeppolo",
+        "409",
+    )
+
+
+def test_a_forced_stop_ends_the_assignment_on_the_record(app, client):
+    """With "force": true the VM goes; the history says whose it was and who forced it."""
+    assign(client)
+    response = client.put("/api/v1/vm/stop/fake_driver", json={"node": "1", "force": True})
+    assert response.json == {"status": "ok", "result": "Node 1 deleted"}
+    assert "dummy-1" not in node_names(client)
+    assert rows(app)["1"][0] == DELETED
+    entry = client.get("/api/v1/vm/history/fake_driver").json["history"][0]
+    assert (entry["action"], entry["caller"], entry["user"], entry["vm_type"]) == (
+        "stop",
+        "tester",
+        "zeppolo",
+        "app",
+    )
+    assert entry["outcome"] == "ok"
+    assert entry["message"] == (
+        "Node 1 deleted; forced, it was node 1 is assigned to zeppolo (app)"
+    )
+
+
+def test_stopping_a_free_vm_needs_no_force_and_no_history(app, client):
+    """A VM nobody holds is stopped as before, and the history stays about assignments."""
+    assign(client)
+    client.put(RELEASE, json={"node": "1"})
+    before = history(app)
+    response = client.put("/api/v1/vm/stop/fake_driver", json={"node": "2"})
+    assert response.json == {"status": "ok", "result": "Node 2 deleted"}
+    assert history(app) == before
+
+
+def test_force_must_be_a_boolean(client):
+    response = client.put("/api/v1/vm/stop/fake_driver", json={"node": "1", "force": "yes"})
+    assert response.status_code == 400
+    assert response.json["message"] == "force: true or false"
 
 
 @pytest.mark.parametrize(

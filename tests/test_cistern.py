@@ -188,6 +188,30 @@ def test_assigning_a_held_vm_is_409_naming_the_holder_without_a_post(client, cis
     assert cistern.row("dummy-1")["user"] == "alice"
 
 
+def test_stopping_a_vm_cistern_says_is_assigned_is_409_unless_forced(client, cistern):
+    """vm/stop asks Cistern who holds the VM: a held one stays, unless forced."""
+    assert assign(client, hostname="dummy-1").status_code == 200
+    refused = client.put("/api/v1/vm/stop/fake_driver", json={"hostname": "dummy-1"})
+    assert refused.status_code == 409
+    assert refused.get_json()["message"].startswith("node 1 is assigned to alice (jupyter)")
+    assert dummy_names(client) == ["dummy-1", "dummy-2"]
+    forced = client.put("/api/v1/vm/stop/fake_driver", json={"node": "1", "force": True})
+    assert forced.get_json() == {"status": "ok", "result": "Node 1 deleted"}
+    assert dummy_names(client) == ["dummy-2"]
+    assert [(e["action"], e["user"], e["outcome"]) for e in history(client)][:2] == [
+        ("stop", "alice", "ok"),
+        ("stop", "alice", "409"),
+    ]
+
+
+def test_cistern_down_keeps_vm_stop_from_destroying(make_app, refusing_port):
+    """Who holds the VM cannot be asked: the stop is a 503 and the VM stays."""
+    client = cistern_client(make_app, f"http://127.0.0.1:{refusing_port}/api/v1")
+    response = client.put("/api/v1/vm/stop/fake_driver", json={"node": "2", "force": True})
+    assert_unavailable(response, "cistern: cannot connect")
+    assert dummy_names(client) == ["dummy-1", "dummy-2"]
+
+
 @pytest.mark.parametrize(
     "call, method, hostname, message",
     [

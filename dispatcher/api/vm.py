@@ -1,10 +1,12 @@
 """Views that change VMs: start, stop, reboot and power; and one node's details."""
 
+from flask_security import current_user
+
 from .. import clouds, operations
 from ..clouds import nodes
 from ..serializers import node_to_dict
 from ..shapes import TEXT
-from ..validation import NODE_REFERENCE, START
+from ..validation import NODE_REFERENCE, START, STOP
 from .base import ApiView, accepts, agent_required, answers, ok
 
 
@@ -23,11 +25,11 @@ class StopAPI(ApiView):
     """``PUT /api/v1/vm/stop[/<cloud>]``: destroy a VM named by id or hostname."""
 
     @agent_required
-    @accepts(NODE_REFERENCE)
+    @accepts(STOP)
     @answers({"result": TEXT})
     def put(self, cloud, body):
-        """Destroy a VM."""
-        return ok(**operations.stop_vm(clouds.get(cloud), **body))
+        """Destroy a VM; one assigned to someone only with ``"force": true``."""
+        return ok(**operations.stop_vm(clouds.get(cloud), current_user.username, **body))
 
 
 class PowerAPI(ApiView):

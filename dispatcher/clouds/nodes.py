@@ -95,7 +95,16 @@ def destroy_node(cloud: Cloud, node_id: str | None = None, hostname: str | None 
     :raises NotFoundError: no such node.
     :raises CloudError: the cloud refused.
     """
-    return _act(cloud, "destroy_node", "destroy", node_id, hostname)
+    return destroy(cloud, find_node(cloud, node_id, hostname))
+
+
+def destroy(cloud: Cloud, node) -> str:
+    """Destroy the libcloud node ``find_node`` found; return its id.
+
+    :raises CloudError: the cloud refused.
+    """
+    cloud.confirm("destroy", f"node {node.id}", cloud.call_driver("destroy_node", node))
+    return str(node.id)
 
 
 def power_node(
@@ -107,10 +116,6 @@ def power_node(
     :raises NotSupportedError: the driver cannot do it.
     """
     method, verb = POWER_ACTIONS[action]
-    return _act(cloud, method, verb, node_id, hostname)
-
-
-def _act(cloud: Cloud, method: str, verb: str, node_id, hostname) -> str:
     node = find_node(cloud, node_id, hostname)
     cloud.confirm(verb, f"node {node.id}", cloud.call_driver(method, node))
     return str(node.id)
