@@ -215,3 +215,38 @@ def test_a_cloud_builds_its_driver_once(app, client):
     )
     assert client.get("/api/v1/images/fake_driver").status_code == 200
     assert cloud.driver is driver
+
+
+def echoing_error(*texts: str):
+    """A 500 from an EC2 cloud whose error message echoes ``texts`` (as a request)."""
+    echoed = " ".join(texts)
+    return (
+        500,
+        "<Response><Errors><Error><Code>InternalError</Code>"
+        f"<Message>cannot parse request {echoed}</Message>"
+        "</Error></Errors><RequestID>r-4</RequestID></Response>",
+    )
+
+
+@pytest.mark.parametrize(
+    "password", ["loopback-secret-never-shown", "p@ss/word+1 &x=y"], ids=["plain", "special"]
+)
+def test_a_cloud_echoing_its_credentials_shows_none_of_them(make_app, caplog, password):
+    """A provider error that repeats the request: every configured credential of that
+    cloud, as is or URL-encoded, is redacted from the 502 and from the log."""
+    from urllib.parse import quote, quote_plus
+    from xml.sax.saxutils import escape
+
+    entry = ec2_cloud(0)
+    entry["PASSWORD"] = password
+    entry["EXTRA_PARAMS"]["token"] = "session-token-value"
+    echoed = [escape(value) for value in (password, quote(password, safe=""), quote_plus(password))]
+    with ScriptedCloud([echoing_error("AKIDLOOPBACKKEY", "session-token-value", *echoed)]) as cloud:
+        entry["EXTRA_PARAMS"]["port"] = cloud.port
+        response = get_nodes(make_app, entry)
+    message = response.get_json()["message"]
+    assert response.status_code == 502
+    assert message.startswith("ec2: InternalError: cannot parse request [redacted] [redacted]")
+    logged = caplog.text + message
+    for secret in ("AKIDLOOPBACKKEY", "session-token-value", password, quote(password, safe="")):
+        assert secret not in logged

@@ -6,6 +6,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import requests
 from cachetools import TTLCache, cachedmethod
@@ -55,6 +56,17 @@ def _provider_message(exc: Exception) -> str:
     return str(message).strip() or type(exc).__name__
 
 
+REDACTED = "[redacted]"
+
+
+def _redactions(credentials: list[str]) -> list[str]:
+    """Each credential as a provider may echo it: as is and URL-encoded; longest first."""
+    forms = set()
+    for value in credentials:
+        forms.update({value, quote(value, safe=""), quote_plus(value)})
+    return sorted(forms, key=len, reverse=True)
+
+
 class Cloud:
     """One cloud of the pool: its spec, one driver per process and the call boundary.
 
@@ -75,6 +87,7 @@ class Cloud:
         cache_size: int = 1024,
     ):
         self.spec = spec
+        self._redactions = _redactions(spec.credentials)
         self.timeout = timeout
         self.max_iterations = max(1, int(max_iterations))
         self._driver = None
@@ -90,6 +103,13 @@ class Cloud:
     def name(self) -> str:
         """The cloud's name in CLOUD_FARM."""
         return self.spec.name
+
+    def redact(self, text: str) -> str:
+        """``text`` without any of the cloud's credentials: a provider's error may echo
+        the request that carried them."""
+        for form in self._redactions:
+            text = text.replace(form, REDACTED)
+        return text
 
     @property
     def driver(self):
@@ -116,7 +136,8 @@ class Cloud:
             # The driver's own words name the parameter; the arguments, which
             # hold the credentials, are never part of the message.
             raise CloudError(
-                f"{spec.name}: the {spec.engine} driver refuses its configuration: {exc}"
+                f"{spec.name}: the {spec.engine} driver refuses its configuration: "
+                + self.redact(str(exc))
             ) from None
         connection = getattr(driver, "connection", None)
         if connection is not None and "timeout" not in spec.params:
@@ -163,7 +184,7 @@ class Cloud:
                 raise CloudError(f"{name}: {_transport_reason(exc)}") from exc
             except (LibcloudError, BaseHTTPError) as exc:
                 if not _rejects_credentials(exc):
-                    raise CloudError(f"{name}: {_provider_message(exc)}") from exc
+                    raise CloudError(f"{name}: {self.redact(_provider_message(exc))}") from exc
                 log.warning("%s: credentials rejected on %s, rebuilding the driver", name, what)
                 self.discard_driver()
         raise CloudError(f"{name}: credentials rejected")

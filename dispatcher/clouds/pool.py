@@ -25,6 +25,9 @@ ORIGINAL_ENGINES = {
     "ec2_eu_east": (Provider.EC2, "eu-central-1"),
 }
 
+# Words in the name of an EXTRA_PARAMS entry that make its value a credential.
+SECRET_PARAMETER_WORDS = ("token", "password", "secret", "key")
+
 FARM_KEYS = {"ENGINE", "USER", "PASSWORD", "USER_ENV", "PASSWORD_ENV", "EXTRA_PARAMS"}
 
 
@@ -38,6 +41,17 @@ class CloudSpec:
     key: Any = None
     secret: str | None = field(default=None, repr=False)
     params: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def credentials(self) -> list[str]:
+        """The configured values no answer or log line may show: the key, the secret, and
+        EXTRA_PARAMS whose name says token, password, secret or key."""
+        values = [self.key, self.secret] + [
+            value
+            for name, value in self.params.items()
+            if any(word in name.lower() for word in SECRET_PARAMETER_WORDS)
+        ]
+        return [value for value in values if isinstance(value, str) and value]
 
     @property
     def host(self) -> str | None:
