@@ -60,6 +60,10 @@ class Config:
     # whoever sends it (the login too). The API's bodies are a few hundred bytes.
     MAX_CONTENT_LENGTH = 1024 * 1024
 
+    # /metrics answers loopback clients only; with a bearer token set (best from
+    # DISPATCHER_METRICS_TOKEN), it answers whoever sends it, from anywhere, and nobody else.
+    METRICS_BEARER_TOKEN = None
+
     # Who holds which VM: "local" (this database) or "cistern" (a Cistern service).
     ASSIGNMENT_BACKEND = "local"
     # Cistern's API root: CISTERN_URL, or the original's three settings.
@@ -123,6 +127,7 @@ ENVIRONMENT_SETTINGS = {
     "DISPATCHER_PASSWORD_SALT": "SECURITY_PASSWORD_SALT",
     # A Redis URI may hold a password.
     "DISPATCHER_RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
+    "DISPATCHER_METRICS_TOKEN": "METRICS_BEARER_TOKEN",
 }
 
 

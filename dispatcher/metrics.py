@@ -6,11 +6,13 @@ every worker writes its figures to PROMETHEUS_MULTIPROC_DIR (set by
 dispatcher/gunicorn_config.py) and /metrics adds them up, whichever worker answers.
 """
 
+import hmac
+import ipaddress
 import os
 import time
 from contextlib import contextmanager
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -21,6 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .errors import AuthenticationRequiredError, ForbiddenError
 from .requestlog import elapsed_seconds
 
 # Labels take a bounded set of values: the endpoint name of a route (not the path,
@@ -83,8 +86,39 @@ def _finish(response):
     return response
 
 
+def _loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _check_access() -> None:
+    """Let the scraper in: the bearer token METRICS_BEARER_TOKEN, or else a loopback client.
+
+    :raises AuthenticationRequiredError: a token is set and the request lacks it.
+    :raises ForbiddenError: no token is set and the client is not on loopback.
+    """
+    token = current_app.config.get("METRICS_BEARER_TOKEN")
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise AuthenticationRequiredError(
+                "Unauthorized: /metrics needs the bearer token METRICS_BEARER_TOKEN"
+            )
+    elif not _loopback(request.remote_addr):
+        raise ForbiddenError(
+            "Forbidden: /metrics answers loopback clients only, or set METRICS_BEARER_TOKEN"
+        )
+
+
 def exposition() -> Response:
-    """Every figure in Prometheus' text format: of all workers under gunicorn."""
+    """Every figure in Prometheus' text format: of all workers under gunicorn.
+
+    :raises AuthenticationRequiredError: a bearer token is set and missing here.
+    :raises ForbiddenError: no token is set and the client is not on loopback.
+    """
+    _check_access()
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -93,6 +127,7 @@ def exposition() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Count the requests of ``app`` and serve ``GET /metrics`` (no token: counts only)."""
+    """Count the requests of ``app`` and serve ``GET /metrics`` to loopback clients, or to
+    the holder of METRICS_BEARER_TOKEN."""
     app.after_request(_finish)
     app.add_url_rule("/metrics", "metrics", exposition, methods=["GET"])

@@ -81,6 +81,7 @@ ENVIRONMENT = (
     "DISPATCHER_PASSWORD_SALT",
     "DISPATCHER_ADMIN_PASSWORD",
     "DISPATCHER_RATELIMIT_STORAGE_URI",
+    "DISPATCHER_METRICS_TOKEN",
 )
 
 # Where the PostgreSQL tests run; each test gets a schema of its own there.

@@ -473,6 +473,32 @@ def test_metrics_in_prometheus_text_without_a_token(anonymous):
     }.items() <= {name: family.type for name, family in families.items()}.items()
 
 
+@pytest.mark.parametrize("address", ["10.0.0.7", "192.0.2.1", "2001:db8::1"])
+def test_metrics_refuse_clients_off_loopback_by_default(anonymous, address):
+    """Without METRICS_BEARER_TOKEN, /metrics (which names every cloud) is for loopback only."""
+    response = anonymous.get("/metrics", environ_base={"REMOTE_ADDR": address})
+    assert_error(
+        response,
+        403,
+        "Forbidden: /metrics answers loopback clients only, or set METRICS_BEARER_TOKEN",
+    )
+    assert anonymous.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+
+
+def test_metrics_with_a_bearer_token_answer_its_holder_from_anywhere(make_app, monkeypatch):
+    """With a token (here from DISPATCHER_METRICS_TOKEN) only a scraper sending it is let in,
+    on loopback too."""
+    monkeypatch.setenv("DISPATCHER_METRICS_TOKEN", "scrape-me-8f2c")
+    client = make_app().test_client()
+    remote = {"REMOTE_ADDR": "10.0.0.7"}
+    refusal = "Unauthorized: /metrics needs the bearer token METRICS_BEARER_TOKEN"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-me-8f2c"}):
+        assert_error(client.get("/metrics", headers=headers), 401, refusal)
+    granted = {"Authorization": "Bearer scrape-me-8f2c"}
+    assert client.get("/metrics", headers=granted, environ_base=remote).status_code == 200
+    assert "scrape-me-8f2c" not in client.get("/metrics", headers=granted).text
+
+
 def scraped(client, name, labels):
     """The value of one sample as /metrics shows it; 0 where it is absent."""
     for family in text_string_to_metric_families(client.get("/metrics").text):
