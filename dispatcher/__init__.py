@@ -28,6 +28,10 @@ def create_app(config: dict | None = None) -> Flask:
         instance_path=os.environ.get("DISPATCHER_INSTANCE_PATH") or None,
         instance_relative_config=True,
     )
+    # Every path is answered by a route or the 404 envelope: Werkzeug's redirects for a
+    # missing or doubled slash are HTML pages that no error handler sees.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
     # Before Flask-Security-Too, which builds its provider on this class.
     app.json_provider_class = JSONProvider
     app.json = JSONProvider(app)

@@ -56,6 +56,9 @@ class Config:
     # Reverse proxies in front of the service whose X-Forwarded-For to trust, so that
     # the client address (login throttle, request log) is the client's, not the proxy's.
     TRUSTED_PROXIES = 0
+    # No automatic OPTIONS answers (an empty HTML page, even without a token): the API
+    # speaks no CORS, so OPTIONS is a method like any other a view lacks (501).
+    PROVIDE_AUTOMATIC_OPTIONS = False
     # The largest request body read, in bytes: a larger one is a 413 before it is read,
     # whoever sends it (the login too). The API's bodies are a few hundred bytes.
     MAX_CONTENT_LENGTH = 1024 * 1024

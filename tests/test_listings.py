@@ -155,3 +155,56 @@ def test_state_of_the_dummy_pool_lasts_across_requests(app, client):
         driver.create_node(name="kept", size=driver.list_sizes()[0], image=driver.list_images()[0])
     names = [node["name"] for node in client.get("/api/v1/nodes/fake_driver").get_json()["nodes"]]
     assert names == ["dummy-1", "dummy-2", "dummy-3"]
+
+
+# Every answer is the envelope: no redirect page, no empty OPTIONS page.
+
+
+@pytest.mark.parametrize("path", ["/api/v1", "/api/v1//"])
+def test_the_root_without_or_with_a_doubled_slash_answers_ok(anonymous, path):
+    """No 308 to an HTML page: the root answers where a client's slash is off."""
+    response = anonymous.get(path)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/nodes//fake_driver", 404),
+        ("/api/v1/nodes/fake%2Fdriver", 404),
+        ("/api/v1/nodes/fake_driver%2F", 200),
+        ("/api/v1/vm", 404),
+    ],
+)
+def test_odd_slashes_are_answered_in_the_envelope(client, path, status):
+    response = client.get(path)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    assert response.get_json()["status"] == ("ok" if status == 200 else "error")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/vm/stop", "/api/v1/vm/stop/fake_driver", "/api/v1/storage/attach"]
+)
+def test_get_of_a_url_that_only_changes_is_501_not_a_listing(client, path):
+    """GET /vm/stop is the PUT-only URL it is (501), not the listing `vm` of cloud `stop`."""
+    conftest.assert_error(client.get(path), 501, "Not implemented")
+
+
+def test_an_unknown_listing_is_still_400(client):
+    assert_error(client.get("/api/v1/gadgets/fake_driver"), 400, "Unrecognized action found")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nodes/fake_driver", "/api/v1/vm/stop", "/api/v1/", "/metrics"]
+)
+def test_options_is_a_method_like_any_other_the_views_lack(anonymous, path):
+    """No CORS, so no automatic OPTIONS answer (an empty HTML page, even without a token)."""
+    conftest.assert_error(anonymous.options(path), 501, "Not implemented")
+
+
+def test_the_docs_page_answers_with_a_trailing_slash(anonymous):
+    response = anonymous.get("/api/v1/docs/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"

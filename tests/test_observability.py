@@ -670,3 +670,10 @@ def test_health_with_the_database_gone_is_503(caplog):
             db.engine.dispose()
     statuses = [(r.request_id, r.status) for r in request_records(caplog)]
     assert statuses[0] == ("db-gone", 503)
+
+
+@pytest.mark.parametrize("deep", ["AAA", "2", "on", "True"])
+def test_a_deep_value_that_is_no_switch_is_400(anonymous, deep):
+    """?deep= takes the documented values only: anything else is refused, not taken for yes."""
+    response = anonymous.get("/api/v1/health", query_string={"deep": deep})
+    assert_error(response, 400, "deep: one of 0, 1, false, true, no, yes")

@@ -1,12 +1,15 @@
 """The HTTP API: the blueprints and the whole URL table."""
 
+import re
+
 from flask import Blueprint
+from werkzeug.routing import BaseConverter, ValidationError
 
 from .assignments import AssignAPI, AssignmentStatusAPI, HistoryAPI, ReleaseAPI
 from .auth import AuthAPI, TokenCheckAPI
 from .docs import DocsAssetAPI, DocsPageAPI, OpenAPIDocumentAPI
 from .health import HealthAPI
-from .listings import CloudAPI, HomeAPI, ListingAPI
+from .listings import LISTINGS, CloudAPI, HomeAPI, ListingAPI
 from .resources import (
     FirewallAPI,
     FirewallRuleAPI,
@@ -15,6 +18,27 @@ from .resources import (
     VolumeCreateAPI,
 )
 from .vm import NodeAPI, PowerAPI, StartAPI, StopAPI
+
+
+class ListingConverter(BaseConverter):
+    """The ``<listing:action>`` of ``/<action>[/<cloud>]``: any word but the first word of
+    another route (``vm``, ``fw``, ...), so that ``GET /vm/stop`` is not taken for the
+    listing ``vm`` of cloud ``stop`` but answered as the PUT-only URL it is."""
+
+    _FIRST_WORD = re.compile(r"^/api/v\d+/([^/<]+)")
+
+    def to_python(self, value: str) -> str:
+        if value in self._taken_words():
+            raise ValidationError()
+        return value
+
+    def _taken_words(self) -> set[str]:
+        words = getattr(self, "_words", None)
+        if words is None:
+            found = (self._FIRST_WORD.match(rule.rule) for rule in self.map.iter_rules())
+            words = self._words = {match[1] for match in found if match} - set(LISTINGS)
+        return words
+
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 # v2 is the original's template for a next dialect: today the v1 listings.
@@ -39,7 +63,7 @@ bp.add_url_rule("/health", view_func=HealthAPI.as_view("health"))
 bp.add_url_rule("/auth", view_func=AuthAPI.as_view("auth"))
 bp.add_url_rule("/test/start", view_func=TokenCheckAPI.as_view("token_check"))
 bp.add_url_rule("/cloud", view_func=CloudAPI.as_view("cloud"))
-route(bp, ListingAPI, "/<action>", "listing")
+route(bp, ListingAPI, "/<listing:action>", "listing")
 bp.add_url_rule("/nodes/<cloud>/<node_id>", view_func=NodeAPI.as_view("node"))
 route(bp, StartAPI, "/vm/start", "vm_start")
 route(bp, StopAPI, "/vm/stop", "vm_stop")
@@ -55,10 +79,11 @@ route(bp, VolumeAttachAPI, "/storage/attach", "storage_attach")
 for action in ("detach", "destroy"):
     route(bp, VolumeChangeAPI, f"/storage/{action}", f"storage_{action}", action=action)
 route(bp, HistoryAPI, "/vm/history", "vm_history")
-route(bp_v2, ListingAPI, "/<action>", "listing")
+route(bp_v2, ListingAPI, "/<listing:action>", "listing")
 
 
 def init_app(app) -> None:
     """Register the API blueprints on ``app``."""
+    app.url_map.converters["listing"] = ListingConverter
     app.register_blueprint(bp)
     app.register_blueprint(bp_v2)

@@ -5,13 +5,13 @@ from ..clouds import health
 from ..extensions import db
 from ..shapes import const, list_of
 from .base import PublicView, answers, ok, query, token_required
-from .parameters import FLAG
+from .parameters import flag
 
 
 class HealthAPI(PublicView):
     """``/api/v1/health[?deep=1]``: the database answers; deep, each cloud too."""
 
-    @query(deep=FLAG)
+    @query(deep=flag("deep"))
     @answers({"database": const("ok")}, optional={"clouds": list_of(health.probe)})
     def get(self, deep):
         """Is the service able to work? The database must answer (no token needed).

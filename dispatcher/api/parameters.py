@@ -50,9 +50,28 @@ def _marker(value: str | None) -> str | None:
 MARKER = QueryParameter({"type": "string", "minLength": 1, "maxLength": TEXT_MAX}, _marker)
 
 
-def _flag(value: str | None) -> bool:
-    return value is not None and value not in ("", "0", "false", "no")
+FLAG_VALUES = {
+    "": False,
+    "0": False,
+    "false": False,
+    "no": False,
+    "1": True,
+    "true": True,
+    "yes": True,
+}
 
 
-# A yes-or-no switch: absent, empty, 0, false or no is off.
-FLAG = QueryParameter({"type": "string", "enum": ["0", "1"], "default": "0"}, _flag)
+def flag(name: str) -> QueryParameter:
+    """A yes-or-no switch: absent, empty, 0, false or no is off; 1, true or yes is on.
+
+    Anything else is refused rather than taken for a yes.
+    """
+
+    def parse(value: str | None) -> bool:
+        if value is None:
+            return False
+        if value not in FLAG_VALUES:
+            raise InvalidRequestError(f"{name}: one of 0, 1, false, true, no, yes")
+        return FLAG_VALUES[value]
+
+    return QueryParameter({"type": "string", "enum": list(FLAG_VALUES), "default": "0"}, parse)
