@@ -11,7 +11,7 @@ from flask_migrate.cli import db as migrate_commands
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import auth, clouds, operations, schema
+from . import auth, clouds, database, operations
 from .errors import DispatcherError
 from .extensions import db
 from .models import AGENT, ROLES
@@ -61,7 +61,7 @@ def _show_generated_password(username: str, password: str) -> None:
 
 def bootstrap() -> None:
     """Make a fresh installation usable: the schema, the roles and a first admin."""
-    schema.upgrade()
+    database.upgrade()
     generated = auth.bootstrap_admin(os.environ.get("DISPATCHER_ADMIN_PASSWORD"))
     if generated:
         _show_generated_password(auth.BOOTSTRAP_ADMIN, generated)
@@ -91,9 +91,9 @@ def run_command(host, port):
 @service_errors
 def init_db_command():
     """Bring the schema up to date (as `db upgrade`) and create the roles; rows are kept."""
-    schema.upgrade()
+    database.upgrade()
     auth.ensure_roles()
-    click.echo(f"database ready at revision {schema.current()}: tables and roles admin, agent")
+    click.echo(f"database ready at revision {database.current()}: tables and roles admin, agent")
 
 
 @click.command("reset-db")
@@ -107,8 +107,8 @@ def reset_db_command(yes):
             f"Drop every table of {db.engine.url.render_as_string(hide_password=True)}?",
             abort=True,
         )
-    schema.drop()
-    schema.upgrade()
+    database.drop()
+    database.upgrade()
     auth.ensure_roles()
     click.echo("database reset: empty tables and roles admin, agent")
 
@@ -119,7 +119,7 @@ def reset_db_command(yes):
 @service_errors
 def populate_db_command(password):
     """Create the roles and a demo user `demo` with role agent."""
-    schema.upgrade()
+    database.upgrade()
     auth.ensure_roles()
     try:
         auth.get_user(DEMO_USER)
@@ -247,15 +247,15 @@ def db_upgrade_command(revision, sql):
 
     A database made before the migrations existed is recognised and upgraded in place.
     """
-    before = None if sql else schema.current()
-    adopted = schema.upgrade(revision, sql=sql)
+    before = None if sql else database.current()
+    adopted = database.upgrade(revision, sql=sql)
     if sql:
         return
     if adopted:
-        before = f"{schema.BASELINE}, the schema made before migrations"
+        before = f"{database.BASELINE}, the schema made before migrations"
     # The rows the service cannot work without, as init-db makes them.
     auth.ensure_roles()
-    click.echo(f"database at revision {schema.current()} (was {before or 'empty'})")
+    click.echo(f"database at revision {database.current()} (was {before or 'empty'})")
 
 
 # Alembic's other commands for the dispatcher's own migrations folder: current,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import auth, schema
+from dispatcher import auth, database
 from dispatcher.extensions import db
 from dispatcher.models import Role, User
 
@@ -47,7 +47,7 @@ def create(cli, username, *roles, password=PASSWORD):
 def test_init_db_creates_tables_and_roles_and_keeps_rows(app, cli):
     """init-db makes the roles; run again, it keeps the users there are."""
     with app.app_context():
-        schema.drop()
+        database.drop()
     result = cli("init-db")
     assert result.exit_code == 0, result.output
     assert create(cli, "carol", "agent").exit_code == 0

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import DUMMY_FARM, free_port
 
-from dispatcher import auth, create_app, schema
+from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 
@@ -44,7 +44,7 @@ def tables(app) -> set[str]:
 
 def revision(app) -> str | None:
     with app.app_context():
-        return schema.current()
+        return database.current()
 
 
 def fill_at_first_revision(app) -> str:
