@@ -5,9 +5,9 @@ import os
 import re
 
 import click
-from flask import current_app, g
+import flask_migrate
+from flask import current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
-from flask_migrate.cli import db as migrate_commands
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
@@ -229,12 +229,8 @@ def revoke_tokens_command(username):
 
 
 @click.group("db")
-@with_appcontext
 def db_group():
     """The database schema: upgrade it, and the migrations behind it (Alembic)."""
-    # What flask-migrate's own group sets for its commands: the folder Migrate was
-    # given, and no extra arguments for env.py.
-    g.directory, g.x_arg = None, ()
 
 
 @db_group.command("upgrade")
@@ -258,11 +254,64 @@ def db_upgrade_command(revision, sql):
     click.echo(f"database at revision {database.current()} (was {before or 'empty'})")
 
 
-# Alembic's other commands for the dispatcher's own migrations folder: current,
-# history, downgrade, stamp, migrate (a new revision from the models) and the like.
-for _name, _command in migrate_commands.commands.items():
-    if _name not in {"upgrade", "init", "list-templates"}:
-        db_group.add_command(_command)
+@db_group.command("current")
+@click.option("-v", "--verbose", is_flag=True, help="Also the revision's file and message.")
+@with_appcontext
+@service_errors
+def db_current_command(verbose):
+    """Show the revision the database is at (nothing for an empty database)."""
+    flask_migrate.current(verbose=verbose)
+
+
+@db_group.command("history")
+@click.option("-r", "--rev-range", default=None, help="Only these revisions: [start]:[end].")
+@click.option("-v", "--verbose", is_flag=True, help="Also each revision's file and date.")
+@click.option(
+    "-i", "--indicate-current", is_flag=True, help="Mark the revision the database is at."
+)
+@with_appcontext
+@service_errors
+def db_history_command(rev_range, verbose, indicate_current):
+    """List the migrations the dispatcher ships, newest first."""
+    flask_migrate.history(rev_range=rev_range, verbose=verbose, indicate_current=indicate_current)
+
+
+@db_group.command("downgrade")
+@click.argument("revision", default="-1")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@with_appcontext
+@service_errors
+def db_downgrade_command(revision, sql):
+    """Take the schema back to REVISION [default: -1, the one before the current].
+
+    What a later migration added is dropped, the values of its columns included.
+    """
+    flask_migrate.downgrade(revision=revision, sql=sql)
+
+
+@db_group.command("stamp")
+@click.argument("revision", default="head")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@click.option("--purge", is_flag=True, help="Forget the recorded revision first.")
+@with_appcontext
+@service_errors
+def db_stamp_command(revision, sql, purge):
+    """Record the database as being at REVISION [default: the newest]; run no migration."""
+    flask_migrate.stamp(revision=revision, sql=sql, purge=purge)
+
+
+@db_group.command("migrate")
+@click.option("-m", "--message", default=None, help="What the new revision changes.")
+@click.option("--rev-id", default=None, help="Its id, as 0003 [default: a random one].")
+@with_appcontext
+@service_errors
+def db_migrate_command(message, rev_id):
+    """Write the next migration from how the models differ from the database.
+
+    It lands in the package's migrations, for review; nothing is written when the
+    models did not change.
+    """
+    flask_migrate.migrate(message=message, rev_id=rev_id)
 
 
 @click.command("ledger-sync")

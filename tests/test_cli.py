@@ -235,3 +235,22 @@ def test_console_script_lists_the_commands():
     ).stdout
     for command in ("run", "init-db", "reset-db", "populate-db", "users"):
         assert f"  {command}" in output
+
+
+def test_db_commands_and_their_help_name_no_migrations_folder(cli):
+    """`db` offers the dispatcher's own commands, whose help names no folder to pass."""
+    output = cli("db", "--help").output
+    listed = output.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == [
+        "current",
+        "downgrade",
+        "history",
+        "migrate",
+        "stamp",
+        "upgrade",
+    ]
+    for command in ((), *[(line.split()[0],) for line in listed]):
+        result = cli("db", *command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "--directory" not in result.output
+        assert '"migrations"' not in result.output
