@@ -7,7 +7,7 @@ import re
 import click
 import flask_migrate
 from flask import current_app
-from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
@@ -342,6 +342,12 @@ def init_app(app) -> None:
         app.cli.add_command(command)
 
 
+@click.group("dispatcher", commands=COMMANDS)
+@click.version_option(package_name="dispatcher", message="%(prog)s %(version)s")
+def dispatcher_group():
+    """The dispatcher: one JSON API in front of a pool of clouds."""
+
+
 def _create_app():
     from . import create_app
 
@@ -350,11 +356,7 @@ def _create_app():
 
 def main() -> None:
     """Entry point of the ``dispatcher`` console script."""
-    group = FlaskGroup(
-        create_app=_create_app,
-        add_default_commands=False,
-        help="The dispatcher: one JSON API in front of a pool of clouds.",
-    )
-    group.add_command(routes_command)
-    group.add_command(shell_command)
-    group.main(prog_name="dispatcher")
+    # Not Flask's FlaskGroup, which adds its -A/--app and -e/--env-file and every
+    # command that an installed package registers with Flask. The ScriptInfo is what
+    # with_appcontext builds the app from.
+    dispatcher_group.main(prog_name="dispatcher", obj=ScriptInfo(create_app=_create_app))

@@ -1,5 +1,6 @@
 """The `dispatcher` commands that manage the database and the users."""
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import auth, database
+from dispatcher.cli import users_group
 from dispatcher.extensions import db
 from dispatcher.models import Role, User
 
@@ -254,3 +256,54 @@ def test_db_commands_and_their_help_name_no_migrations_folder(cli):
         assert result.exit_code == 0, result.output
         assert "--directory" not in result.output
         assert '"migrations"' not in result.output
+
+
+def console_script(*args: str) -> str:
+    """The standard output of the installed `dispatcher` command run with ``args``."""
+    dispatcher = Path(sys.executable).with_name("dispatcher")
+    return subprocess.run(
+        [str(dispatcher), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_console_script_offers_the_dispatchers_commands_only():
+    """`dispatcher --help` lists the dispatcher's commands and options, none that other
+    packages register with Flask (roles, limiter) and none of Flask's own (-A, -e)."""
+    output = console_script("--help")
+    options, commands = output.split("Options:\n", 1)[1].split("Commands:\n", 1)
+    assert [line.split()[0] for line in commands.splitlines()] == [
+        "db",
+        "init-db",
+        "ledger-sync",
+        "populate-db",
+        "reset-db",
+        "run",
+        "users",
+    ]
+    assert [line.split()[0] for line in options.splitlines() if line.strip()] == [
+        "--version",
+        "--help",
+    ]
+    for option in ("-e, --env-file", "-A, --app", "--debug"):
+        assert option not in output
+
+
+def test_console_script_version():
+    """`dispatcher --version` prints the dispatcher's version, not Flask's."""
+    version = importlib.metadata.version("dispatcher")
+    assert console_script("--version") == f"dispatcher {version}\n"
+
+
+def test_the_apps_commands_are_the_dispatchers_only(app):
+    """The app's command group holds the same commands: Flask-Security-Too's own users and
+    roles commands are turned off."""
+    assert sorted(app.cli.commands) == [
+        "db",
+        "init-db",
+        "ledger-sync",
+        "populate-db",
+        "reset-db",
+        "run",
+        "users",
+    ]
+    assert app.cli.commands["users"] is users_group
