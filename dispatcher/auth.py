@@ -4,8 +4,12 @@ import logging
 import secrets
 
 from flask import current_app
-from flask_security import SQLAlchemyUserDatastore
-from flask_security.utils import hash_password, verify_and_update_password, verify_password
+from flask_security import (
+    SQLAlchemyUserDatastore,
+    hash_password,
+    verify_and_update_password,
+    verify_password,
+)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -163,15 +167,17 @@ def set_password(username: str, password: str) -> User:
     return user
 
 
-def set_active(username: str, active: bool) -> User:
-    """Activate or deactivate a user; a deactivated user's tokens stop working.
+def set_active(username: str, active: bool) -> bool:
+    """Activate or deactivate a user; False if it was so already. A deactivated user
+    gets no token, and the tokens it holds stop working.
 
     :raises NotFoundError: no such user.
     """
     user = get_user(username)
-    user.active = active
+    datastore = _datastore()
+    changed = (datastore.activate_user if active else datastore.deactivate_user)(user)
     db.session.commit()
-    return user
+    return changed
 
 
 def add_role(username: str, role: str) -> bool:

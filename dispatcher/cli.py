@@ -5,13 +5,13 @@ import os
 import re
 
 import click
-from flask import current_app, g
-from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
-from flask_migrate.cli import db as migrate_commands
+import flask_migrate
+from flask import current_app
+from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import auth, clouds, operations, schema
+from . import auth, clouds, database, operations
 from .errors import DispatcherError
 from .extensions import db
 from .models import AGENT, ROLES
@@ -61,7 +61,7 @@ def _show_generated_password(username: str, password: str) -> None:
 
 def bootstrap() -> None:
     """Make a fresh installation usable: the schema, the roles and a first admin."""
-    schema.upgrade()
+    database.upgrade()
     generated = auth.bootstrap_admin(os.environ.get("DISPATCHER_ADMIN_PASSWORD"))
     if generated:
         _show_generated_password(auth.BOOTSTRAP_ADMIN, generated)
@@ -91,9 +91,9 @@ def run_command(host, port):
 @service_errors
 def init_db_command():
     """Bring the schema up to date (as `db upgrade`) and create the roles; rows are kept."""
-    schema.upgrade()
+    database.upgrade()
     auth.ensure_roles()
-    click.echo(f"database ready at revision {schema.current()}: tables and roles admin, agent")
+    click.echo(f"database ready at revision {database.current()}: tables and roles admin, agent")
 
 
 @click.command("reset-db")
@@ -107,8 +107,8 @@ def reset_db_command(yes):
             f"Drop every table of {db.engine.url.render_as_string(hide_password=True)}?",
             abort=True,
         )
-    schema.drop()
-    schema.upgrade()
+    database.drop()
+    database.upgrade()
     auth.ensure_roles()
     click.echo("database reset: empty tables and roles admin, agent")
 
@@ -119,7 +119,7 @@ def reset_db_command(yes):
 @service_errors
 def populate_db_command(password):
     """Create the roles and a demo user `demo` with role agent."""
-    schema.upgrade()
+    database.upgrade()
     auth.ensure_roles()
     try:
         auth.get_user(DEMO_USER)
@@ -229,12 +229,8 @@ def revoke_tokens_command(username):
 
 
 @click.group("db")
-@with_appcontext
 def db_group():
     """The database schema: upgrade it, and the migrations behind it (Alembic)."""
-    # What flask-migrate's own group sets for its commands: the folder Migrate was
-    # given, and no extra arguments for env.py.
-    g.directory, g.x_arg = None, ()
 
 
 @db_group.command("upgrade")
@@ -247,22 +243,75 @@ def db_upgrade_command(revision, sql):
 
     A database made before the migrations existed is recognised and upgraded in place.
     """
-    before = None if sql else schema.current()
-    adopted = schema.upgrade(revision, sql=sql)
+    before = None if sql else database.current()
+    adopted = database.upgrade(revision, sql=sql)
     if sql:
         return
     if adopted:
-        before = f"{schema.BASELINE}, the schema made before migrations"
+        before = f"{database.BASELINE}, the schema made before migrations"
     # The rows the service cannot work without, as init-db makes them.
     auth.ensure_roles()
-    click.echo(f"database at revision {schema.current()} (was {before or 'empty'})")
+    click.echo(f"database at revision {database.current()} (was {before or 'empty'})")
 
 
-# Alembic's other commands for the dispatcher's own migrations folder: current,
-# history, downgrade, stamp, migrate (a new revision from the models) and the like.
-for _name, _command in migrate_commands.commands.items():
-    if _name not in {"upgrade", "init", "list-templates"}:
-        db_group.add_command(_command)
+@db_group.command("current")
+@click.option("-v", "--verbose", is_flag=True, help="Also the revision's file and message.")
+@with_appcontext
+@service_errors
+def db_current_command(verbose):
+    """Show the revision the database is at (nothing for an empty database)."""
+    flask_migrate.current(verbose=verbose)
+
+
+@db_group.command("history")
+@click.option("-r", "--rev-range", default=None, help="Only these revisions: [start]:[end].")
+@click.option("-v", "--verbose", is_flag=True, help="Also each revision's file and date.")
+@click.option(
+    "-i", "--indicate-current", is_flag=True, help="Mark the revision the database is at."
+)
+@with_appcontext
+@service_errors
+def db_history_command(rev_range, verbose, indicate_current):
+    """List the migrations the dispatcher ships, newest first."""
+    flask_migrate.history(rev_range=rev_range, verbose=verbose, indicate_current=indicate_current)
+
+
+@db_group.command("downgrade")
+@click.argument("revision", default="-1")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@with_appcontext
+@service_errors
+def db_downgrade_command(revision, sql):
+    """Take the schema back to REVISION [default: -1, the one before the current].
+
+    What a later migration added is dropped, the values of its columns included.
+    """
+    flask_migrate.downgrade(revision=revision, sql=sql)
+
+
+@db_group.command("stamp")
+@click.argument("revision", default="head")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it.")
+@click.option("--purge", is_flag=True, help="Forget the recorded revision first.")
+@with_appcontext
+@service_errors
+def db_stamp_command(revision, sql, purge):
+    """Record the database as being at REVISION [default: the newest]; run no migration."""
+    flask_migrate.stamp(revision=revision, sql=sql, purge=purge)
+
+
+@db_group.command("migrate")
+@click.option("-m", "--message", default=None, help="What the new revision changes.")
+@click.option("--rev-id", default=None, help="Its id, as 0003 [default: a random one].")
+@with_appcontext
+@service_errors
+def db_migrate_command(message, rev_id):
+    """Write the next migration from how the models differ from the database.
+
+    It lands in the package's migrations, for review; nothing is written when the
+    models did not change.
+    """
+    flask_migrate.migrate(message=message, rev_id=rev_id)
 
 
 @click.command("ledger-sync")
@@ -295,6 +344,12 @@ def init_app(app) -> None:
         app.cli.add_command(command)
 
 
+@click.group("dispatcher", commands=COMMANDS)
+@click.version_option(package_name="dispatcher", message="%(prog)s %(version)s")
+def dispatcher_group():
+    """The dispatcher: one JSON API in front of a pool of clouds."""
+
+
 def _create_app():
     from . import create_app
 
@@ -303,11 +358,7 @@ def _create_app():
 
 def main() -> None:
     """Entry point of the ``dispatcher`` console script."""
-    group = FlaskGroup(
-        create_app=_create_app,
-        add_default_commands=False,
-        help="The dispatcher: one JSON API in front of a pool of clouds.",
-    )
-    group.add_command(routes_command)
-    group.add_command(shell_command)
-    group.main(prog_name="dispatcher")
+    # Not Flask's FlaskGroup, which adds its -A/--app and -e/--env-file and every
+    # command that an installed package registers with Flask. The ScriptInfo is what
+    # with_appcontext builds the app from.
+    dispatcher_group.main(prog_name="dispatcher", obj=ScriptInfo(create_app=_create_app))

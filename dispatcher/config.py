@@ -88,6 +88,9 @@ class Config:
     SECURITY_TOKEN_MAX_AGE = 24 * 3600
     SECURITY_PASSWORD_HASH = "argon2"
     SECURITY_PASSWORD_LENGTH_MIN = 8
+    # No `users` and `roles` commands of Flask-Security-Too's: the dispatcher has its own.
+    SECURITY_CLI_USERS_NAME = False
+    SECURITY_CLI_ROLES_NAME = False
 
 
 class DevelopmentConfig(Config):

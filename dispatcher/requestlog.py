@@ -13,6 +13,7 @@ import uuid
 from urllib.parse import quote
 
 from flask import Flask, g, has_request_context, request
+from flask_login import user_loaded_from_request
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -68,11 +69,15 @@ def _begin() -> None:
     g.request_started = time.perf_counter()
 
 
+def _remember_caller(app: Flask, user, **extra) -> None:
+    # Flask-Login sends this when a request's token has loaded its user. Asking
+    # current_user at the end instead would check a token then, a database query
+    # in every public request.
+    g.caller = getattr(user, "username", None)
+
+
 def _caller() -> str:
-    # The user the token check loaded, if a view checked one. Not current_user:
-    # that would check a token now, a database query in every public request.
-    user = g.get("_login_user")
-    return _escaped(getattr(user, "username", None) or "-")
+    return _escaped(g.get("caller") or "-")
 
 
 def _escaped(text: str) -> str:
@@ -119,5 +124,6 @@ def init_app(app: Flask) -> None:
         raise ValueError(f"LOG_FORMAT={kind!r} is not one of {', '.join(FORMATS)}")
     app.before_request(_begin)
     app.after_request(_finish)
+    user_loaded_from_request.connect(_remember_caller, app)
     # The request lines are INFO: kept at a higher LOG_LEVEL too, unless turned off.
     log.setLevel(logging.INFO if app.config["REQUEST_LOG"] else logging.WARNING)

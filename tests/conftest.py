@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 from prometheus_client import REGISTRY
 
-from dispatcher import auth, create_app, schema
+from dispatcher import auth, create_app, database
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
@@ -172,7 +172,7 @@ def prepare_database(app):
     test_migrations.py checks that both give the same schema.
     """
     with app.app_context():
-        if schema.current() is None:
+        if database.current() is None:
             db.create_all()
             flask_migrate.stamp()
         auth.ensure_roles()

@@ -1,12 +1,14 @@
 """The `dispatcher` commands that manage the database and the users."""
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from dispatcher import auth, schema
+from dispatcher import auth, database
+from dispatcher.cli import users_group
 from dispatcher.extensions import db
 from dispatcher.models import Role, User
 
@@ -47,7 +49,7 @@ def create(cli, username, *roles, password=PASSWORD):
 def test_init_db_creates_tables_and_roles_and_keeps_rows(app, cli):
     """init-db makes the roles; run again, it keeps the users there are."""
     with app.app_context():
-        schema.drop()
+        database.drop()
     result = cli("init-db")
     assert result.exit_code == 0, result.output
     assert create(cli, "carol", "agent").exit_code == 0
@@ -235,3 +237,73 @@ def test_console_script_lists_the_commands():
     ).stdout
     for command in ("run", "init-db", "reset-db", "populate-db", "users"):
         assert f"  {command}" in output
+
+
+def test_db_commands_and_their_help_name_no_migrations_folder(cli):
+    """`db` offers the dispatcher's own commands, whose help names no folder to pass."""
+    output = cli("db", "--help").output
+    listed = output.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in listed] == [
+        "current",
+        "downgrade",
+        "history",
+        "migrate",
+        "stamp",
+        "upgrade",
+    ]
+    for command in ((), *[(line.split()[0],) for line in listed]):
+        result = cli("db", *command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "--directory" not in result.output
+        assert '"migrations"' not in result.output
+
+
+def console_script(*args: str) -> str:
+    """The standard output of the installed `dispatcher` command run with ``args``."""
+    dispatcher = Path(sys.executable).with_name("dispatcher")
+    return subprocess.run(
+        [str(dispatcher), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_console_script_offers_the_dispatchers_commands_only():
+    """`dispatcher --help` lists the dispatcher's commands and options, none that other
+    packages register with Flask (roles, limiter) and none of Flask's own (-A, -e)."""
+    output = console_script("--help")
+    options, commands = output.split("Options:\n", 1)[1].split("Commands:\n", 1)
+    assert [line.split()[0] for line in commands.splitlines()] == [
+        "db",
+        "init-db",
+        "ledger-sync",
+        "populate-db",
+        "reset-db",
+        "run",
+        "users",
+    ]
+    assert [line.split()[0] for line in options.splitlines() if line.strip()] == [
+        "--version",
+        "--help",
+    ]
+    for option in ("-e, --env-file", "-A, --app", "--debug"):
+        assert option not in output
+
+
+def test_console_script_version():
+    """`dispatcher --version` prints the dispatcher's version, not Flask's."""
+    version = importlib.metadata.version("dispatcher")
+    assert console_script("--version") == f"dispatcher {version}\n"
+
+
+def test_the_apps_commands_are_the_dispatchers_only(app):
+    """The app's command group holds the same commands: Flask-Security-Too's own users and
+    roles commands are turned off."""
+    assert sorted(app.cli.commands) == [
+        "db",
+        "init-db",
+        "ledger-sync",
+        "populate-db",
+        "reset-db",
+        "run",
+        "users",
+    ]
+    assert app.cli.commands["users"] is users_group

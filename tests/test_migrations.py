@@ -1,12 +1,17 @@
 """`dispatcher db upgrade`: the schema the Alembic migrations make, and upgrades keeping rows."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import DUMMY_FARM, free_port
 
-from dispatcher import auth, create_app, schema
+from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 
@@ -44,7 +49,7 @@ def tables(app) -> set[str]:
 
 def revision(app) -> str | None:
     with app.app_context():
-        return schema.current()
+        return database.current()
 
 
 def fill_at_first_revision(app) -> str:
@@ -172,6 +177,32 @@ def test_upgrade_sql_prints_the_statements_and_changes_nothing(app, cli):
     assert "CREATE TABLE users" in output
     assert "ALTER TABLE audit_entries ADD COLUMN request_id" in output
     assert tables(app) == set()
+
+
+def test_current_and_history_on_an_empty_database(app, any_database_url, tmp_path):
+    """Before any upgrade `dispatcher db current` shows no revision and `db history` every
+    migration; after it, `db current` shows the newest."""
+
+    def dispatcher(*args: str) -> str:
+        env = {
+            **os.environ,
+            "DATABASE_URL": any_database_url,
+            "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
+        }
+        command = [str(Path(sys.executable).with_name("dispatcher")), *args]
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert dispatcher("db", "current") == ""
+    history = dispatcher("db", "history").splitlines()
+    assert history[0].split(",")[0].endswith(f"-> {HEAD} (head)")
+    assert history[-1].startswith("<base> -> 0001, ")
+    assert tables(app) == set()
+
+    dispatcher("db", "upgrade")
+
+    assert dispatcher("db", "current") == f"{HEAD} (head)\n"
 
 
 def test_init_db_and_run_upgrade_too(app, cli):
