@@ -27,6 +27,7 @@ def create_app(config: dict | None = None) -> Flask:
         __name__,
         instance_path=os.environ.get("DISPATCHER_INSTANCE_PATH") or None,
         instance_relative_config=True,
+        static_folder=None,  # no /static route: the docs page's files have their own view
     )
     # Every path is answered by a route or the 404 envelope: Werkzeug's redirects for a
     # missing or doubled slash are HTML pages that no error handler sees.

@@ -127,7 +127,5 @@ def exposition() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Count the requests of ``app`` and serve ``GET /metrics`` to loopback clients, or to
-    the holder of METRICS_BEARER_TOKEN."""
+    """Count the requests of ``app``; ``GET /metrics`` (api.metrics) shows the figures."""
     app.after_request(_finish)
-    app.add_url_rule("/metrics", "metrics", exposition, methods=["GET"])

@@ -1,57 +1,28 @@
-"""Request schemas (``schema`` library) and the one function that applies them."""
+"""Request schemas (``schema`` library, over ``fields``) and the one function that applies
+them; the OpenAPI document reads the same schemas (``fields.body_json_schema``)."""
 
-from schema import And, Optional, Schema, SchemaError, Use
+from schema import Optional, Schema, SchemaError, Use
 
 from .clouds.groups import network
 from .errors import InvalidRequestError
+from .fields import CheckedSchema, Field, Text, boolean, whole_number
 from .jsonparsing import encodable
 
-# The longest text a field may hold: the database's columns for hostnames, users, ids
-# and the like hold 255 characters. PostgreSQL refuses longer text, and NUL in any text.
-TEXT_MAX = 255
-
-
-class Text:
-    """A ``schema`` validator: a non-empty string of valid Unicode without NUL, of at most
-    ``longest`` characters (None: any length).
-
-    Its message names the field and the rule broken, never the value.
-    """
-
-    def __init__(self, field: str, longest: int | None = TEXT_MAX):
-        self.field = field
-        self.longest = longest
-
-    def validate(self, data, **kwargs):
-        """Return ``data``, or raise SchemaError naming the rule it breaks."""
-        if not isinstance(data, str) or not data:
-            message = "non-empty string"
-        elif self.longest is not None and len(data) > self.longest:
-            message = f"at most {self.longest} characters"
-        elif "\x00" in data:
-            message = "no NUL character"
-        elif not encodable(data):
-            message = "not valid Unicode"
-        else:
-            return data
-        raise SchemaError(None, f"{self.field}: {message}")
-
-
-def _text(field: str, longest: int | None = TEXT_MAX):
-    # `str` after Text only for json_schema(), which cannot read Text.
-    return And(Text(field, longest), str)
-
+# The largest volume, in GB: above any cloud's offer (64 TiB), below a number that only
+# a mistake or an attack sends.
+VOLUME_SIZE_MAX = 65536
 
 CREDENTIALS = Schema(
     # The password is only ever hashed: any length.
-    {"username": _text("username"), "password": _text("password", longest=None)},
+    {"username": Text("username"), "password": Text("password", longest=None)},
     name="credentials",
     ignore_extra_keys=True,
 )
 
 
-def _strings(field: str):
-    return And(
+def _strings(field: str) -> Field:
+    return Field(
+        {"type": "object", "additionalProperties": {"type": "string"}},
         dict,
         lambda mapping: all(
             isinstance(k, str) and isinstance(v, str) and encodable(k) and encodable(v)
@@ -63,39 +34,23 @@ def _strings(field: str):
 
 START = Schema(
     {
-        "name": _text("name"),
-        "image": _text("image"),
-        "size": _text("size"),
-        Optional("keyname"): _text("keyname"),
+        "name": Text("name"),
+        "image": Text("image"),
+        "size": Text("size"),
+        Optional("keyname"): Text("keyname"),
         Optional("metadata"): _strings("metadata"),
-        Optional("location"): _text("location"),
-        Optional("vm_type"): _text("vm_type"),
-        Optional("security_groups"): And(
-            [_text("security_groups")], len, error="security_groups: list of group names"
+        Optional("location"): Text("location"),
+        Optional("vm_type"): Text("vm_type"),
+        Optional("security_groups"): Field(
+            {"type": "array", "items": Text("security_groups").json, "minItems": 1},
+            [Text("security_groups")],
+            len,
+            error="security_groups: list of group names",
         ),
     },
     name="vm_start",
     ignore_extra_keys=True,
 )
-
-
-class CheckedSchema(Schema):
-    """A schema of a body with a check across its fields, run once on the whole body.
-
-    ``check`` returns the message of what is wrong, or None.
-    """
-
-    def __init__(self, *args, check=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.check = check
-
-    def validate(self, data, **kwargs):
-        data = super().validate(data, **kwargs)
-        # schema validates the values with this class too, without the check
-        message = self.check(data) if self.check and isinstance(self.schema, dict) else None
-        if message:
-            raise SchemaError(None, message)
-        return data
 
 
 def _one_node(body: dict) -> str | None:
@@ -106,59 +61,67 @@ def _one_node(body: dict) -> str | None:
     return None
 
 
+# Exactly one of node and hostname, as _one_node checks.
+ONE_NODE = {"oneOf": [{"required": ["node"]}, {"required": ["hostname"]}]}
+
 NODE_REFERENCE = CheckedSchema(
-    {Optional("node"): _text("node"), Optional("hostname"): _text("hostname")},
+    {Optional("node"): Text("node"), Optional("hostname"): Text("hostname")},
     name="node_reference",
     ignore_extra_keys=True,
     check=_one_node,
+    check_json=ONE_NODE,
 )
 
 
-_EMULATE = And(bool, error="emulate: true or false")
+_EMULATE = boolean("emulate")
 
 STOP = CheckedSchema(
     {
-        Optional("node"): _text("node"),
-        Optional("hostname"): _text("hostname"),
+        Optional("node"): Text("node"),
+        Optional("hostname"): Text("hostname"),
         # Destroy a VM even while it is assigned to someone.
-        Optional("force", default=False): And(bool, error="force: true or false"),
+        Optional("force", default=False): boolean("force"),
     },
     name="vm_stop",
     ignore_extra_keys=True,
     check=_one_node,
+    check_json=ONE_NODE,
 )
 
 ASSIGN = CheckedSchema(
     {
-        Optional("node"): _text("node"),
-        Optional("hostname"): _text("hostname"),
-        "user": _text("user"),
-        "vm_type": _text("vm_type"),
+        Optional("node"): Text("node"),
+        Optional("hostname"): Text("hostname"),
+        "user": Text("user"),
+        "vm_type": Text("vm_type"),
         Optional("emulate", default=False): _EMULATE,
     },
     name="vm_assign",
     ignore_extra_keys=True,
     check=_one_node,
+    check_json=ONE_NODE,
 )
 
 RELEASE = CheckedSchema(
     {
-        Optional("node"): _text("node"),
-        Optional("hostname"): _text("hostname"),
+        Optional("node"): Text("node"),
+        Optional("hostname"): Text("hostname"),
         Optional("emulate", default=False): _EMULATE,
     },
     name="vm_release",
     ignore_extra_keys=True,
     check=_one_node,
+    check_json=ONE_NODE,
 )
 
 
-def _port(field: str):
-    return And(
-        int,
-        lambda port: not isinstance(port, bool) and 0 <= port <= 65535,
-        error=f"{field}: a whole number from 0 to 65535",
-    )
+PROTOCOLS = ("tcp", "udp", "icmp")
+
+
+def _any_case(word: str) -> str:
+    # A pattern for `word` in any case, as the protocol is read: JSON Schema's regular
+    # expressions have no flag for it.
+    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
 
 
 def _port_range(body: dict) -> str | None:
@@ -172,28 +135,43 @@ def _port_range(body: dict) -> str | None:
 
 PORT_RULE = CheckedSchema(
     {
-        "group": _text("group"),
-        Optional("protocol", default="tcp"): And(
+        "group": Text("group"),
+        Optional("protocol", default="tcp"): Field(
+            {"type": "string", "pattern": f"^({'|'.join(map(_any_case, PROTOCOLS))})$"},
             str,
             Use(str.lower),
-            lambda p: p in ("tcp", "udp", "icmp"),
+            lambda protocol: protocol in PROTOCOLS,
             error="protocol: tcp, udp or icmp",
         ),
-        "from_port": _port("from_port"),
-        Optional("to_port"): _port("to_port"),
-        Optional("cidr", default="0.0.0.0/0"): And(
-            str, Use(network), error="cidr: an IPv4 or IPv6 network, like 10.0.0.0/8"
+        "from_port": whole_number("from_port", 0, 65535),
+        Optional("to_port"): whole_number("to_port", 0, 65535),
+        Optional("cidr", default="0.0.0.0/0"): Field(
+            {"type": "string", "description": "an IPv4 or IPv6 network, like 10.0.0.0/8"},
+            str,
+            Use(network),
+            error="cidr: an IPv4 or IPv6 network, like 10.0.0.0/8",
         ),
     },
     name="port_rule",
     ignore_extra_keys=True,
     check=_port_range,
+    check_json={
+        "description": "to_port, not below from_port, defaults to from_port; with icmp the "
+        "ports are the ICMP type and code, and to_port is needed",
+        "if": {
+            "properties": {"protocol": {"pattern": f"^{_any_case('icmp')}$"}},
+            "required": ["protocol"],
+        },
+        "then": {"required": ["to_port"]},
+    },
 )
 
 SECURITY_GROUP = Schema(
     {
-        "name": _text("name"),
-        Optional("description", default=""): And(str, encodable, error="description: string"),
+        "name": Text("name"),
+        Optional("description", default=""): Field(
+            {"type": "string"}, str, encodable, error="description: string"
+        ),
     },
     name="security_group",
     ignore_extra_keys=True,
@@ -201,32 +179,29 @@ SECURITY_GROUP = Schema(
 
 VOLUME = Schema(
     {
-        "name": _text("name"),
-        "size": And(
-            int,
-            lambda size: not isinstance(size, bool) and size > 0,
-            error="size: a whole number of GB above 0",
-        ),
-        Optional("location"): _text("location"),
+        "name": Text("name"),
+        "size": whole_number("size", 1, VOLUME_SIZE_MAX, unit=" of GB"),
+        Optional("location"): Text("location"),
     },
     name="volume",
     ignore_extra_keys=True,
 )
 
 VOLUME_REFERENCE = Schema(
-    {"volume": _text("volume")}, name="volume_reference", ignore_extra_keys=True
+    {"volume": Text("volume")}, name="volume_reference", ignore_extra_keys=True
 )
 
 VOLUME_ATTACHMENT = CheckedSchema(
     {
-        "volume": _text("volume"),
-        Optional("node"): _text("node"),
-        Optional("hostname"): _text("hostname"),
-        Optional("device"): _text("device"),
+        "volume": Text("volume"),
+        Optional("node"): Text("node"),
+        Optional("hostname"): Text("hostname"),
+        Optional("device"): Text("device"),
     },
     name="volume_attachment",
     ignore_extra_keys=True,
     check=_one_node,
+    check_json=ONE_NODE,
 )
 
 

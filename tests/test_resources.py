@@ -70,7 +70,7 @@ BAD_RULES = [
     ({"from_port": 65536}, PORT_MESSAGE.format("from_port")),
     ({"from_port": True}, PORT_MESSAGE.format("from_port")),
     ({"from_port": "22"}, PORT_MESSAGE.format("from_port")),
-    ({"from_port": 22.0}, PORT_MESSAGE.format("from_port")),
+    ({"from_port": 22.5}, PORT_MESSAGE.format("from_port")),
     ({"to_port": 65536}, PORT_MESSAGE.format("to_port")),
     ({"to_port": False}, PORT_MESSAGE.format("to_port")),
     ({"from_port": 80, "to_port": 79}, "to_port: not below from_port"),
@@ -126,7 +126,7 @@ def test_bad_security_group_is_400_naming_the_field(client, body, message):
     assert response.json["message"] == message
 
 
-SIZE_MESSAGE = "size: a whole number of GB above 0"
+SIZE_MESSAGE = "size: a whole number of GB from 1 to 65536"
 
 
 @pytest.mark.parametrize(
@@ -137,6 +137,8 @@ SIZE_MESSAGE = "size: a whole number of GB above 0"
         ({"name": "data", "size": "1"}, SIZE_MESSAGE),
         ({"name": "data", "size": True}, SIZE_MESSAGE),
         ({"name": "data", "size": 1.5}, SIZE_MESSAGE),
+        ({"name": "data", "size": 65537}, SIZE_MESSAGE),
+        ({"name": "data", "size": 10**400}, SIZE_MESSAGE),
         ({"name": "data"}, "missing field: 'size'"),
         ({"size": 1}, "missing field: 'name'"),
         ({"name": "", "size": 1}, "name: non-empty string"),

@@ -10,6 +10,7 @@ from .auth import AuthAPI, TokenCheckAPI
 from .docs import DocsAssetAPI, DocsPageAPI, OpenAPIDocumentAPI
 from .health import HealthAPI
 from .listings import LISTINGS, CloudAPI, HomeAPI, ListingAPI
+from .metrics import MetricsAPI
 from .resources import (
     FirewallAPI,
     FirewallRuleAPI,
@@ -26,6 +27,8 @@ class ListingConverter(BaseConverter):
     listing ``vm`` of cloud ``stop`` but answered as the PUT-only URL it is."""
 
     _FIRST_WORD = re.compile(r"^/api/v\d+/([^/<]+)")
+    # The listings, for the OpenAPI document; any other word is a 400 naming it.
+    choices = list(LISTINGS)
 
     def to_python(self, value: str) -> str:
         if value in self._taken_words():
@@ -85,5 +88,6 @@ route(bp_v2, ListingAPI, "/<listing:action>", "listing")
 def init_app(app) -> None:
     """Register the API blueprints on ``app``."""
     app.url_map.converters["listing"] = ListingConverter
+    app.add_url_rule("/metrics", view_func=MetricsAPI.as_view("metrics"))
     app.register_blueprint(bp)
     app.register_blueprint(bp_v2)

@@ -11,8 +11,9 @@ import re
 from flask import current_app
 
 from ..errors import error_envelope
+from ..fields import body_json_schema
 from ..shapes import ListOf, shape_of
-from .base import ApiView
+from .base import ApiView, PublicView
 
 METHODS = ("get", "post", "put", "delete", "patch")
 
@@ -55,8 +56,11 @@ def _path(rule) -> tuple[str, list[dict]]:
     def replace(match):
         name = match["name"]
         schema = {"type": "string"}
+        choices = getattr(rule.map.converters.get(match["converter"]), "choices", None)
         if match["converter"] == "any":
             schema["enum"] = [choice.strip() for choice in match["args"].split(",")]
+        elif choices:
+            schema["enum"] = list(choices)
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         return "{" + name + "}"
 
@@ -105,7 +109,7 @@ def _operation(rule, view_class, method: str, components: Components, security: 
     }
     request_schema = getattr(handler, "request_schema", None)
     if request_schema is not None:
-        components.schemas.setdefault(request_schema.name, _json_schema(request_schema))
+        components.schemas.setdefault(request_schema.name, body_json_schema(request_schema))
         operation["requestBody"] = {
             "required": True,
             "content": {
@@ -116,6 +120,9 @@ def _operation(rule, view_class, method: str, components: Components, security: 
         }
     secured = issubclass(view_class, ApiView) or getattr(handler, "token_required", False)
     operation["security"] = security if secured else []
+    own = getattr(view_class, "openapi_security", None)
+    if own:  # its own scheme, or nothing at all ({}): /metrics on loopback
+        operation["security"] = [{name: []} for name in own] + [{}]
     roles = getattr(handler, "roles", None)
     if roles:
         operation["description"] = f"Needs the role {' or '.join(roles)}."
@@ -126,13 +133,6 @@ def _operation(rule, view_class, method: str, components: Components, security: 
             for name, parameter in parameters.items()
         ]
     return operation
-
-
-def _json_schema(request_schema) -> dict:
-    document = request_schema.json_schema(request_schema.name, use_refs=False)
-    document.pop("$id", None)
-    document.pop("$schema", None)
-    return document
 
 
 def _token_schemes(config) -> dict:
@@ -163,12 +163,10 @@ def build_document(app=None) -> dict:
     security = [{name: []} for name in schemes]
     paths: dict = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
-        blueprint, _, endpoint = rule.endpoint.rpartition(".")
-        if blueprint not in ("api_v1", "api_v2"):
-            continue
         view_class = getattr(app.view_functions[rule.endpoint], "view_class", None)
-        if view_class is None:
-            continue
+        if view_class is None or not issubclass(view_class, PublicView):
+            continue  # not a view of the API (Flask's static files, say)
+        schemes.update(getattr(view_class, "openapi_security", {}))
         path, parameters = _path(rule)
         fixed = set(rule.defaults or {})
         parameters = [parameter for parameter in parameters if parameter["name"] not in fixed]
@@ -179,7 +177,7 @@ def build_document(app=None) -> dict:
             item[method.lower()] = _operation(
                 rule, view_class, method.lower(), components, security
             )
-    header, key = (scheme["name"] for scheme in schemes.values())
+    header, key = (scheme["name"] for scheme in list(schemes.values())[:2])
     return {
         "openapi": "3.1.0",
         "info": {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from schema import SchemaError
 
 from ..errors import InvalidRequestError
-from ..validation import TEXT_MAX, Text
+from ..fields import Text
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ def _marker(value: str | None) -> str | None:
         raise InvalidRequestError(exc.code) from None
 
 
-# The id of the last item of the page before: a text of 1 to TEXT_MAX characters.
-MARKER = QueryParameter({"type": "string", "minLength": 1, "maxLength": TEXT_MAX}, _marker)
+# The id of the last item of the page before.
+MARKER = QueryParameter(Text("marker").json, _marker)
 
 
 FLAG_VALUES = {

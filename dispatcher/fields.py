@@ -1,0 +1,124 @@
+"""The building blocks of the request schemas: each rule validates and documents itself.
+
+A ``schema`` validator alone says nothing the OpenAPI document can use (the library's
+``json_schema()`` sees ``str`` but neither a length nor a range), so each field here
+carries the JSON Schema of the very rule it checks, and ``body_json_schema`` builds a
+body's document from them: what the document allows is what the service accepts.
+"""
+
+from schema import And, Optional, Schema, SchemaError, Use
+
+from .jsonparsing import encodable
+
+# The longest text a field may hold: the database's columns for hostnames, users, ids
+# and the like hold 255 characters. PostgreSQL refuses longer text, and NUL in any text.
+TEXT_MAX = 255
+
+
+class Field:
+    """A ``schema`` validator (``validators`` in a row, ``error`` when one fails) and the
+    JSON Schema ``json`` that says the same."""
+
+    def __init__(self, json: dict, *validators, error: str):
+        self.json = json
+        self._validator = And(*validators, error=error)
+
+    def validate(self, data, **kwargs):
+        """Return ``data`` as the validators leave it, or raise their SchemaError."""
+        return self._validator.validate(data, **kwargs)
+
+
+class Text:
+    """A non-empty string of valid Unicode without NUL, of at most ``longest`` characters
+    (None: any length).
+
+    Its message names the field and the rule broken, never the value.
+    """
+
+    def __init__(self, field: str, longest: int | None = TEXT_MAX):
+        self.field = field
+        self.longest = longest
+        self.json = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]*$"}
+        if longest is not None:
+            self.json["maxLength"] = longest
+
+    def validate(self, data, **kwargs):
+        """Return ``data``, or raise SchemaError naming the rule it breaks."""
+        if not isinstance(data, str) or not data:
+            message = "non-empty string"
+        elif self.longest is not None and len(data) > self.longest:
+            message = f"at most {self.longest} characters"
+        elif "\x00" in data:
+            message = "no NUL character"
+        elif not encodable(data):
+            message = "not valid Unicode"
+        else:
+            return data
+        raise SchemaError(None, f"{self.field}: {message}")
+
+
+def boolean(field: str) -> Field:
+    """true or false."""
+    return Field({"type": "boolean"}, bool, error=f"{field}: true or false")
+
+
+def _whole(value) -> bool:
+    # JSON has numbers, not integers: 5.0 is the whole number 5 (as JSON Schema reads
+    # it); true and false are not numbers.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or value.is_integer()
+
+
+def whole_number(field: str, lowest: int, highest: int, unit: str = "") -> Field:
+    """A whole number from ``lowest`` to ``highest``, given as an int."""
+    return Field(
+        {"type": "integer", "minimum": lowest, "maximum": highest},
+        _whole,
+        lambda number: lowest <= number <= highest,
+        Use(int),
+        error=f"{field}: a whole number{unit} from {lowest} to {highest}",
+    )
+
+
+class CheckedSchema(Schema):
+    """A schema of a body with a check across its fields, run once on the whole body.
+
+    ``check`` returns the message of what is wrong, or None; ``check_json`` is the JSON
+    Schema of the same rule, merged into the body's document.
+    """
+
+    def __init__(self, *args, check=None, check_json: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check = check
+        self.check_json = check_json or {}
+
+    def validate(self, data, **kwargs):
+        data = super().validate(data, **kwargs)
+        # schema validates the values with this class too, without the check
+        message = self.check(data) if self.check and isinstance(self.schema, dict) else None
+        if message:
+            raise SchemaError(None, message)
+        return data
+
+
+def body_json_schema(schema: Schema) -> dict:
+    """The JSON Schema of a request body from the fields that validate it.
+
+    :raises TypeError: a field that does not document itself.
+    """
+    properties, required = {}, []
+    for key, value in schema.schema.items():
+        name = key.schema if isinstance(key, Optional) else key
+        json = getattr(value, "json", None)
+        if json is None:
+            raise TypeError(f"{schema.name}.{name}: a field without its JSON Schema")
+        properties[name] = dict(json)
+        if hasattr(key, "default"):
+            properties[name]["default"] = key.default
+        if not isinstance(key, Optional):
+            required.append(name)
+    document = {"title": schema.name, "type": "object", "properties": properties}
+    if required:
+        document["required"] = required
+    return {**document, **getattr(schema, "check_json", {})}
