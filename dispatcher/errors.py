@@ -116,17 +116,21 @@ class ConfigurationError(Exception):
         "message": TEXT,
     },
 )
-def error_envelope(status: int, message: str):
-    """Return the original's error body for ``status`` and the HTTP status itself."""
+def envelope(status: int, message: str) -> dict:
+    """The original's error body for ``status``."""
     exception = default_exceptions.get(status)
-    body = {
+    return {
         "status": "error",
         "status_code": status,
         "status_short_message": HTTP_STATUS_CODES.get(status, "Unknown Error"),
         "status_long_message": exception.description if exception else "",
         "message": message,
     }
-    return jsonify(body), status
+
+
+def error_envelope(status: int, message: str):
+    """Return the original's error body for ``status`` and the HTTP status itself."""
+    return jsonify(envelope(status, message)), status
 
 
 # Messages of the original kept for the routing failures clients already match on

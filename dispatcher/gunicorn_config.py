@@ -37,6 +37,18 @@ keepalive = 5
 accesslog = "-"
 access_log_format = '%(h)s %({x-request-id}o)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
+# No token in any line gunicorn logs (a malformed request line is logged whole), and
+# a request gunicorn cannot read is answered in the JSON envelope, not a page that
+# repeats it.
+logger_class = "dispatcher.serving.RedactingLogger"
+worker_class = "dispatcher.serving.EnvelopeWorker"
+
+# gunicorn's control socket (gunicornc) sits at one path per user by default, shared
+# by every gunicorn that user runs: off, unless DISPATCHER_CONTROL_SOCKET gives this
+# instance a path of its own.
+control_socket_disable = not os.environ.get("DISPATCHER_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["DISPATCHER_CONTROL_SOCKET"]
 
 # /metrics adds up what every worker counted: prometheus_client keeps each worker's
 # figures in files of this folder. It must be empty when the server starts.

@@ -10,7 +10,7 @@ import re
 
 from flask import current_app
 
-from ..errors import error_envelope
+from ..errors import envelope
 from ..fields import body_json_schema
 from ..shapes import ListOf, shape_of
 from .base import ApiView, PublicView
@@ -103,7 +103,7 @@ def _operation(rule, view_class, method: str, components: Components, security: 
             "200": {"description": "ok", "content": content},
             "default": {
                 "description": "the error envelope, with the status of the failure",
-                "content": {"application/json": {"schema": components.schema(error_envelope)}},
+                "content": {"application/json": {"schema": components.schema(envelope)}},
             },
         },
     }

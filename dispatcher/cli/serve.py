@@ -1,7 +1,6 @@
 """``dispatcher run``: the API on the built-in threaded server, on a fresh install too."""
 
 import os
-import re
 
 import click
 from flask import current_app
@@ -9,23 +8,32 @@ from flask.cli import with_appcontext
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from .. import auth, database
+from ..serving import redact, unreadable_answer
 from .base import service_errors, show_generated_password
-
-_TOKEN_IN_QUERY = re.compile(r"(auth_token=)[^&\s]*")
 
 
 class RedactingRequestHandler(WSGIRequestHandler):
-    """The development server's own lines, with ``?auth_token=`` values hidden."""
+    """The development server's own lines with tokens hidden, and its answer to a
+    request it cannot read in the JSON envelope, without repeating the request."""
 
     def log_request(self, code="-", size="-"):
         """Nothing: the dispatcher logs every request itself, with its request id."""
 
     def log(self, type, message, *args):  # noqa: A002 (werkzeug's signature)
-        super().log(type, _redact(message), *(_redact(arg) for arg in args))
+        super().log(type, redact(message), *(redact(arg) for arg in args))
 
-
-def _redact(value):
-    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+    def send_error(self, code, message=None, explain=None):
+        """The envelope of ``code``; http.server's page would repeat the request line."""
+        body = unreadable_answer(code)
+        self.log_error("code %d, request not read", code)
+        self.send_response(code)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def bootstrap() -> None:

@@ -1,0 +1,158 @@
+"""What the HTTP servers answer and log themselves: `dispatcher run` and gunicorn with the
+dispatcher's settings, sent requests they cannot read, with a token in them."""
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from gunicorn_server import GunicornServer
+from test_server import Server
+
+TOKEN = "WFhYLXNlY3JldC10b2tlbi12YWx1ZQ"  # never to be seen in an answer or a log
+
+# Request lines no server reads as HTTP, each with a token in its query string.
+MALFORMED = {
+    "raw UTF-8": f"GET /api/v1/nodes?auth_token={TOKEN}&n=\u00e9t\u00e9 HTTP/1.1".encode(),
+    "tab": f"GET /api/v1/nodes?auth_token={TOKEN}\tx HTTP/1.1".encode(),
+    "DEL": f"GET /api/v1/nodes?auth_token={TOKEN}\x7f HTTP/1.1".encode(),
+    "NUL": f"GET /api/v1/nodes?auth_token={TOKEN}\x00 HTTP/1.1".encode(),
+    "no version": f"GET /api/v1/nodes?auth_token={TOKEN} HTTP/9 x".encode(),
+}
+
+
+def exchange(port: int, request: bytes) -> tuple[int | None, dict, bytes]:
+    """Send ``request`` raw; the status, the headers and the body of the answer.
+
+    An answer without a status line (HTTP/0.9's, which http.server gives to a line it
+    cannot split into three words) is all body: no status, no headers.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    if not answer.startswith(b"HTTP/"):
+        return None, {}, answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ")[1]), headers, body
+
+
+def assert_answered_in_the_envelope(status, headers, body):
+    answer = json.loads(body)
+    assert answer["status"] == "error"
+    assert 400 <= answer["status_code"] < 500, answer
+    assert TOKEN.encode() not in body
+    if status is not None:
+        assert answer["status_code"] == status
+        assert headers["Content-Type"].startswith("application/json"), headers
+
+
+def long_header_request() -> bytes:
+    """A token of 100 KB in X-Auth-Token."""
+    return (
+        f"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {TOKEN}{'A' * 100_000}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+@pytest.fixture(scope="module")
+def development_server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("run") / "instance")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("line", MALFORMED.values(), ids=MALFORMED.keys())
+def test_dispatcher_run_answers_an_unreadable_request_in_the_envelope(development_server, line):
+    status, headers, body = exchange(development_server.port, line + b"\r\n\r\n")
+    assert_answered_in_the_envelope(status, headers, body)
+
+
+def test_dispatcher_run_answers_a_huge_token_header_in_the_envelope(development_server):
+    status, headers, body = exchange(development_server.port, long_header_request())
+    assert status == 431
+    assert_answered_in_the_envelope(status, headers, body)
+
+
+def test_dispatcher_run_logs_no_token_of_a_request_it_cannot_read(tmp_path):
+    server = Server(tmp_path / "instance")
+    try:
+        for line in MALFORMED.values():
+            exchange(server.port, line + b"\r\n\r\n")
+    finally:
+        output = server.stop()
+    assert "request not read" in output
+    assert TOKEN not in output
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory):
+    """gunicorn with the dispatcher's settings, its home and runtime folders its own."""
+    folder = tmp_path_factory.mktemp("gunicorn")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
+        "DISPATCHER_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "HOME": str(folder / "home"),
+        "XDG_RUNTIME_DIR": str(folder / "run"),
+        "GUNICORN_CMD_ARGS": "--log-level debug",
+    }
+    (folder / "run").mkdir()
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:dispatcher.gunicorn_config"]
+    server = GunicornServer([*args, "dispatcher.wsgi:app"], env, folder / "log", port)
+    server.folder = folder
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("line", MALFORMED.values(), ids=MALFORMED.keys())
+def test_gunicorn_answers_an_unreadable_request_in_the_envelope(gunicorn, line):
+    status, headers, body = exchange(gunicorn.port, line + b"\r\n\r\n")
+    assert_answered_in_the_envelope(status, headers, body)
+
+
+def test_gunicorn_answers_a_huge_token_header_in_the_envelope(gunicorn):
+    status, headers, body = exchange(gunicorn.port, long_header_request())
+    assert status == 431
+    assert_answered_in_the_envelope(status, headers, body)
+
+
+def test_gunicorn_logs_no_token_whatever_the_request_line(gunicorn):
+    """At debug level, after every malformed line above and a huge header."""
+    for line in MALFORMED.values():
+        exchange(gunicorn.port, line + b"\r\n\r\n")
+    exchange(gunicorn.port, long_header_request())
+    output = gunicorn.output()
+    assert "Invalid request from ip=127.0.0.1" in output
+    assert "[redacted]" in output
+    assert TOKEN not in output
+
+
+def test_gunicorn_opens_no_control_socket_shared_by_the_user(gunicorn):
+    """No gunicorn.ctl in the user's runtime folder or home, where every gunicorn the
+    user runs would share it."""
+    assert list((gunicorn.folder / "run").iterdir()) == []
+    assert not (gunicorn.folder / "home" / ".gunicorn").exists()
+
+
+def test_a_control_socket_is_the_instances_own_where_asked(tmp_path):
+    port = free_port()
+    control = tmp_path / "dispatcher.ctl"
+    env = {
+        **os.environ,
+        "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DISPATCHER_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "DISPATCHER_CONTROL_SOCKET": str(control),
+    }
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:dispatcher.gunicorn_config"]
+    with GunicornServer([*args, "dispatcher.wsgi:app"], env, tmp_path / "log", port):
+        assert Path(control).is_socket()
