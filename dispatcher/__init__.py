@@ -43,10 +43,22 @@ def create_app(config: dict | None = None) -> Flask:
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
-    from . import api, auth, bookkeeping, cli, clouds, errors, extensions, metrics, requestlog
+    from . import (
+        api,
+        auth,
+        bookkeeping,
+        cli,
+        clouds,
+        errors,
+        extensions,
+        metrics,
+        requestlog,
+        throttle,
+    )
 
     # requestlog first: its request id is there before any other hook can fail.
-    for part in (requestlog, metrics, extensions, auth, clouds, bookkeeping, errors, api, cli):
+    parts = (requestlog, metrics, extensions, auth, throttle, clouds, bookkeeping, errors, api, cli)
+    for part in parts:
         part.init_app(app)
     # After Flask-Security-Too, which installs a JSON provider of its own.
     app.json.sort_keys = False  # "status" first in every answer, as the original's

@@ -47,6 +47,16 @@ class ForbiddenError(DispatcherError):
     status = 403
 
 
+class TooManyRequestsError(DispatcherError):
+    """Too many attempts: the caller is told when to try again (Retry-After)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ConflictError(DispatcherError):
     """The request contradicts what exists (a user that exists already)."""
 
@@ -141,7 +151,8 @@ HTTP_MESSAGES = {404: "Page not found"}
 def handle_dispatcher_error(exc: DispatcherError):
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
-    return error_envelope(exc.status, exc.message)
+    body, status = error_envelope(exc.status, exc.message)
+    return body, status, getattr(exc, "headers", {})
 
 
 def handle_http_exception(exc: HTTPException):

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_security import Security
 from flask_sqlalchemy import SQLAlchemy
@@ -22,13 +20,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 security = Security()
-# Only the limits views ask for (the login throttle); storage from RATELIMIT_STORAGE_URI.
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 migrate = Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=True)
 
 
 def init_app(app) -> None:
-    """Bind the database, migrations and limiter; ``auth.init_app`` binds ``security``."""
+    """Bind the database and migrations; ``auth.init_app`` binds ``security``."""
     db.init_app(app)
     migrate.init_app(app, db)
-    limiter.init_app(app)

@@ -1,5 +1,8 @@
 """The login throttle: failed logins per client address and username, then 429."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import redis
 from conftest import assert_error
@@ -157,9 +160,9 @@ def test_throttle_counts_in_redis(make_app, redis_db):
     fail_five_times(client)
     assert_throttled(login(client))
     assert login(client, "bob").status_code == 200
-    keys = [key.decode() for key in redis_db.keys("*")]
-    assert len(keys) == 1
-    assert "alice" in keys[0]
+    counts = {key.decode(): int(redis_db.get(key)) for key in redis_db.keys("*")}
+    [(key, count)] = [(key, count) for key, count in counts.items() if count]
+    assert "alice" in key and count == 5
     redis_db.flushdb()
     assert login(client).status_code == 200
 
@@ -170,3 +173,28 @@ def test_redis_storage_from_the_environment(make_app, redis_db, monkeypatch):
     client = with_users(make_app()).test_client()
     assert_forbidden(login(client, password=WRONG))
     assert len(redis_db.keys("*")) == 1
+
+
+def concurrent_guesses(app, count: int) -> list[int]:
+    """``count`` logins of alice with a wrong password, all at once; their statuses."""
+    barrier = threading.Barrier(count)
+
+    def guess(_):
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        return login(client, password=WRONG).status_code
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return sorted(pool.map(guess, range(count)))
+
+
+def test_concurrent_guesses_evaluate_at_most_the_limit(app):
+    """30 wrong passwords at once: the throttle counts each before its password is
+    checked, so exactly 5 are evaluated (403) and 25 refused unchecked (429)."""
+    assert concurrent_guesses(app, 30) == [403] * 5 + [429] * 25
+    assert_throttled(login(app.test_client()))
+
+
+def test_concurrent_guesses_counted_in_redis_evaluate_at_most_the_limit(make_app, redis_db):
+    app = with_users(make_app(RATELIMIT_STORAGE_URI=REDIS_URL))
+    assert concurrent_guesses(app, 30) == [403] * 5 + [429] * 25

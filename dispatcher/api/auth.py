@@ -1,47 +1,29 @@
 """Views of authentication: getting a token, revoking it, checking it."""
 
-from flask import current_app, request
+from flask import request
 from flask_security import current_user
 
 from .. import auth
-from ..errors import InvalidRequestError
-from ..extensions import limiter
 from ..shapes import TEXT, const
+from ..throttle import login_attempt
 from ..validation import CREDENTIALS
-from .base import ApiView, PublicView, accepts, answers, json_body, ok, token_required
-
-
-def _login_attempt_key() -> str:
-    """Failed logins count per client address and username."""
-    try:
-        body = json_body()
-    except InvalidRequestError:
-        body = None
-    username = body.get("username") if isinstance(body, dict) else None
-    return f"{request.remote_addr}|{username if isinstance(username, str) else ''}"
-
-
-login_throttle = limiter.limit(
-    lambda: current_app.config["LOGIN_FAILURE_LIMIT"],
-    key_func=_login_attempt_key,
-    methods=["POST"],
-    # Only refusals count: an agent that logs in often with the right password is
-    # never throttled; once throttled, the right password waits too.
-    deduct_when=lambda response: response.status_code == 403,
-    error_message="Too many failed logins: try again later",
-)
+from .base import ApiView, PublicView, accepts, answers, ok, token_required
 
 
 class AuthAPI(PublicView):
     """``/api/v1/auth``: a token for a username and password; DELETE revokes the caller's."""
 
-    decorators = [login_throttle]
-
     @accepts(CREDENTIALS)
     @answers({"status_code": const(200), "token": TEXT})
     def post(self, body):
-        """A token for a username and password (no token needed)."""
-        return ok(status_code=200, token=auth.issue_token(**body))
+        """A token for a username and password (no token needed).
+
+        After LOGIN_FAILURE_LIMIT refusals for a username from one client, a 429 with
+        Retry-After until the window is over, whatever the password.
+        """
+        with login_attempt(body["username"], request.remote_addr or "-"):
+            token = auth.issue_token(**body)
+        return ok(status_code=200, token=token)
 
     @token_required
     @answers({"result": TEXT})
