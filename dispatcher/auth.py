@@ -10,6 +10,8 @@ from flask_security import (
     verify_and_update_password,
     verify_password,
 )
+from itsdangerous import BadData, BadSignature
+from itsdangerous.encoding import base64_decode, base64_encode
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -29,10 +31,52 @@ BOOTSTRAP_ADMIN = "admin"
 
 
 def init_app(app) -> None:
-    """Bind Flask-Security-Too to ``app``: token auth only, errors as the envelope."""
+    """Bind Flask-Security-Too to ``app``: token auth only, errors as the envelope, tokens
+    accepted only exactly as issued."""
     security.init_app(app, SQLAlchemyUserDatastore(db, User, Role), register_blueprint=False)
     security.unauthn_handler(_unauthenticated)
     security.unauthz_handler(_unauthorized)
+    serializer = security.remember_token_serializer
+    if not isinstance(serializer, AsIssuedTokenSerializer):
+        security.remember_token_serializer = AsIssuedTokenSerializer(serializer)
+
+
+def issued_form(token) -> bool:
+    """Whether ``token`` is written exactly as a serializer writes one.
+
+    Base64 decoding forgives padding (``=``) and the unused low bits of a last
+    character, so that several texts decode to one signed token: only the one the
+    dispatcher issued is accepted.
+    """
+    if not isinstance(token, str):
+        return False
+    parts = token.removeprefix(".").split(".")  # a leading dot marks a compressed payload
+    try:
+        return all(base64_encode(base64_decode(part)).decode() == part for part in parts)
+    except BadData:
+        return False
+
+
+class AsIssuedTokenSerializer:
+    """Flask-Security-Too's token serializer, reading only tokens in their issued form."""
+
+    def __init__(self, serializer):
+        self._serializer = serializer
+
+    def __getattr__(self, name):
+        return getattr(self._serializer, name)
+
+    def dumps(self, *args, **kwargs):
+        return self._serializer.dumps(*args, **kwargs)
+
+    def loads(self, token, *args, **kwargs):
+        """The token's data.
+
+        :raises BadSignature: the token is not in the form it was issued in.
+        """
+        if not issued_form(token):
+            raise BadSignature("token not in the form it was issued in")
+        return self._serializer.loads(token, *args, **kwargs)
 
 
 def _unauthenticated(mechanisms=None, headers=None):
@@ -154,8 +198,9 @@ def generate_password() -> str:
     return secrets.token_urlsafe(18)
 
 
-def set_password(username: str, password: str) -> User:
-    """Replace the user's password (stored hashed); tokens already issued stay valid.
+def set_password(username: str, password: str, keep_tokens: bool = False) -> User:
+    """Replace the user's password (stored hashed) and end the tokens it holds, unless
+    ``keep_tokens``.
 
     :raises NotFoundError: no such user.
     :raises InvalidRequestError: too short a password.
@@ -163,19 +208,23 @@ def set_password(username: str, password: str) -> User:
     _check_password(password)
     user = get_user(username)
     user.password = hash_password(password)
+    if not keep_tokens:
+        _datastore().set_token_uniquifier(user)
     db.session.commit()
     return user
 
 
 def set_active(username: str, active: bool) -> bool:
     """Activate or deactivate a user; False if it was so already. A deactivated user
-    gets no token, and the tokens it holds stop working.
+    gets no token, and the tokens it held end for good: activated again, it logs in anew.
 
     :raises NotFoundError: no such user.
     """
     user = get_user(username)
     datastore = _datastore()
     changed = (datastore.activate_user if active else datastore.deactivate_user)(user)
+    if not active:
+        datastore.set_token_uniquifier(user)
     db.session.commit()
     return changed
 

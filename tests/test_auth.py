@@ -259,3 +259,27 @@ def test_no_password_or_token_in_the_logs(app, anonymous, alice, caplog):
 def test_unused_auth_required_is_flask_security_s(app):
     """ApiView's guard is Flask-Security-Too's token check, not one of our own."""
     assert ApiView.decorators[0].__qualname__ == auth_required("token").__qualname__
+
+
+def altered(token: str) -> list[str]:
+    """Texts that decode to the same signed token: padding added, and the last
+    character with its unused low bits changed."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(token[-1]) ^ 1]
+    return [token + "=", token + "==", token[:-1] + last]
+
+
+def test_a_token_is_accepted_only_exactly_as_issued(anonymous, alice):
+    """Base64 forgives padding and unused bits; the dispatcher does not."""
+    token = get_token(anonymous)
+    check = "/api/v1/test/start"
+    assert anonymous.put(check, headers={"X-Auth-Token": token}).status_code == 200
+    for variant in altered(token):
+        for sent in (
+            {"headers": {"X-Auth-Token": variant}},
+            {"query_string": {"auth_token": variant}},
+            {"json": {"auth_token": variant}},
+        ):
+            response = anonymous.put(check, **sent)
+            assert response.status_code == 401, (variant, sent)
+            assert response.json["status"] == "error"

@@ -159,7 +159,8 @@ def test_users_list(cli):
 
 
 def test_deactivate_and_activate(app, cli):
-    """A deactivated user gets no token and its tokens stop; activated, it is back."""
+    """A deactivated user gets no token and its tokens end for good; activated, it logs
+    in anew, and the tokens of before stay dead."""
     create(cli, "kim", "agent")
     token = login(app, "kim").json["token"]
     assert cli("users", "deactivate", "kim").exit_code == 0
@@ -167,7 +168,9 @@ def test_deactivate_and_activate(app, cli):
     client = app.test_client()
     assert client.get("/api/v1/nodes", headers={"X-Auth-Token": token}).status_code == 401
     assert cli("users", "activate", "kim").exit_code == 0
-    assert client.get("/api/v1/nodes", headers={"X-Auth-Token": token}).status_code == 200
+    assert client.get("/api/v1/nodes", headers={"X-Auth-Token": token}).status_code == 401
+    fresh = login(app, "kim").json["token"]
+    assert client.get("/api/v1/nodes", headers={"X-Auth-Token": fresh}).status_code == 200
 
 
 def test_add_and_remove_role(app, cli):
@@ -195,13 +198,29 @@ def test_revoke_tokens(app, cli):
 
 
 def test_set_password(app, cli):
-    """set-password replaces the password; the old one stops working."""
+    """set-password replaces the password; the old one stops working, and so do the
+    tokens issued with it."""
     create(cli, "ned")
+    token = login(app, "ned").json["token"]
     new = "the-new-password"
     result = cli("users", "set-password", "ned", input=f"{new}\n{new}\n")
     assert result.exit_code == 0, result.output
+    assert "its tokens revoked" in result.output
     assert login(app, "ned").status_code == 403
     assert login(app, "ned", new).status_code == 200
+    client = app.test_client()
+    assert client.put("/api/v1/test/start", headers={"X-Auth-Token": token}).status_code == 401
+
+
+def test_set_password_keeping_the_tokens(app, cli):
+    """--keep-tokens, said explicitly, lets the tokens already issued keep working."""
+    create(cli, "ora")
+    token = login(app, "ora").json["token"]
+    new = "the-new-password"
+    result = cli("users", "set-password", "ora", "--keep-tokens", input=f"{new}\n{new}\n")
+    assert "its tokens kept" in result.output
+    client = app.test_client()
+    assert client.put("/api/v1/test/start", headers={"X-Auth-Token": token}).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def activate_command(username):
 @with_appcontext
 @service_errors
 def deactivate_command(username):
-    """Keep the user out: no new token, and the tokens held stop working."""
+    """Keep the user out: no new token, and the tokens held end for good."""
     auth.set_active(username, False)
     click.echo(f"user {username!r} deactivated")
 
@@ -83,12 +83,14 @@ def remove_role_command(username, role):
 @users_group.command("set-password")
 @click.argument("username")
 @click.password_option(help="The new password [default: asked for, twice].")
+@click.option("--keep-tokens", is_flag=True, help="Let the tokens the user holds keep working.")
 @with_appcontext
 @service_errors
-def set_password_command(username, password):
-    """Change the user's password; the tokens the user holds keep working."""
-    auth.set_password(username, password)
-    click.echo(f"password of {username!r} changed")
+def set_password_command(username, password, keep_tokens):
+    """Change the user's password; the tokens the user holds end, unless --keep-tokens."""
+    auth.set_password(username, password, keep_tokens=keep_tokens)
+    kept = "kept" if keep_tokens else "revoked"
+    click.echo(f"password of {username!r} changed; its tokens {kept}")
 
 
 @users_group.command("revoke-tokens")
