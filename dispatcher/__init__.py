@@ -20,8 +20,8 @@ def create_app(config: dict | None = None) -> Flask:
 
     ``config`` wins over every other layer (the tests use it).
 
-    :raises ConfigurationError: the configuration cannot work (a bad CLOUD_FARM,
-        a missing secret in production).
+    :raises ConfigurationError: the configuration cannot work (a bad CLOUD_FARM, a
+        missing secret in production, secrets other than the database was set up with).
     """
     app = Flask(
         __name__,
@@ -51,6 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
         clouds,
         errors,
         extensions,
+        fingerprints,
         metrics,
         requestlog,
         throttle,
@@ -62,6 +63,8 @@ def create_app(config: dict | None = None) -> Flask:
         part.init_app(app)
     # After Flask-Security-Too, which installs a JSON provider of its own.
     app.json.sort_keys = False  # "status" first in every answer, as the original's
+    with app.app_context():
+        fingerprints.check(app.config)
     return app
 
 
@@ -76,12 +79,26 @@ def load_config(config: dict | None = None, root_path: str | None = None) -> Con
     for variable in SETTINGS_VARIABLES:
         path = os.environ.get(variable)
         if path:
-            # Not silent: a settings file that is named but missing is an error.
-            settings.from_pyfile(os.path.abspath(path))
+            _read_settings_file(settings, variable, os.path.abspath(path))
             break
     settings.update(settings_from_env())
     settings.update(config or {})
     return settings
+
+
+def _read_settings_file(settings: Config, variable: str, path: str) -> None:
+    """Read the settings file ``variable`` names.
+
+    :raises ConfigurationError: it is missing, unreadable or not valid Python.
+    """
+    try:
+        settings.from_pyfile(path)
+    except OSError as exc:
+        raise ConfigurationError(f"{variable} names {path}: {exc.strerror}") from None
+    except SyntaxError as exc:
+        raise ConfigurationError(f"{variable} names {path}: line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # the file is Python: whatever it raises is its fault
+        raise ConfigurationError(f"{variable} names {path}: {type(exc).__name__}: {exc}") from None
 
 
 # Secrets the embedded default generates into the instance folder when neither the

@@ -8,6 +8,8 @@ default here.
 
 import os
 
+from .errors import ConfigurationError
+
 DUMMY_FARM = {
     "default": {"ENGINE": "dummy"},
     "fake_driver": {"ENGINE": "dummy"},
@@ -115,13 +117,13 @@ CONFIGS = {
 def config_class(name=None):
     """Return the configuration class named by ``name`` or ``DISPATCHER_CONFIG``.
 
-    :raises ValueError: for a name that is not one of ``CONFIGS``.
+    :raises ConfigurationError: for a name that is not one of ``CONFIGS``.
     """
     name = name or os.environ.get("DISPATCHER_CONFIG", "development")
     try:
         return CONFIGS[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigurationError(
             f"DISPATCHER_CONFIG={name!r} is not one of {', '.join(sorted(CONFIGS))}"
         ) from None
 

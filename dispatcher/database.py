@@ -2,8 +2,10 @@
 
 import flask_migrate
 from alembic.migration import MigrationContext
+from flask import current_app
 from sqlalchemy import MetaData, Table, inspect
 
+from . import fingerprints
 from .extensions import db
 
 # The first migration: the schema the dispatcher made with create_all before it had
@@ -19,11 +21,18 @@ def current() -> str | None:
 
 def upgrade(revision: str = "head", sql: bool = False) -> bool:
     """Bring the schema to ``revision``; True if the database was one made before the
-    migrations, which is first recorded as being at ``BASELINE``."""
+    migrations, which is first recorded as being at ``BASELINE``.
+
+    The database then knows the fingerprints of the app's secrets, if it did not.
+
+    :raises ConfigurationError: the app's secrets differ from the database's.
+    """
     adopted = not sql and current() is None and inspect(db.engine).has_table("users")
     if adopted:
         flask_migrate.stamp(revision=BASELINE)
     flask_migrate.upgrade(revision=revision, sql=sql)
+    if not sql:
+        fingerprints.check(current_app.config)
     return adopted
 
 

@@ -112,8 +112,11 @@ class BookkeepingUnavailableError(DispatcherError):
     status = 503
 
 
-class ConfigurationError(Exception):
-    """The configuration cannot work; raised at start-up, never answered to a client."""
+class ConfigurationError(ValueError):
+    """The configuration cannot work; raised at start-up, never answered to a client.
+
+    Its message is one line that names the setting or variable at fault.
+    """
 
 
 @describes(

@@ -8,12 +8,25 @@ Command-line options and ``GUNICORN_CMD_ARGS`` win over everything here.
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from dispatcher import load_config
+from dispatcher import create_app, load_config
+from dispatcher.errors import ConfigurationError
+from dispatcher.extensions import db
 
-_settings = load_config()
+
+def _refuse(error: ConfigurationError):
+    """Stop gunicorn with one line naming what is wrong, not a traceback per worker."""
+    print(f"dispatcher: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    _settings = load_config()
+except ConfigurationError as error:
+    _refuse(error)
 
 # Where to listen: loopback, behind a TLS proxy (docs/deployment.md).
 bind = os.environ.get("DISPATCHER_BIND", "127.0.0.1:5070")
@@ -58,7 +71,15 @@ if _own_metrics_folder:
 
 
 def on_starting(server):
-    """Forget the figures of an earlier server that used the same metrics folder."""
+    """Check that the app can start (its settings, its secrets against the database's),
+    once in the master; forget the figures of an earlier server in the metrics folder."""
+    try:
+        app = create_app()
+    except ConfigurationError as error:
+        on_exit(server)
+        _refuse(error)
+    with app.app_context():
+        db.engine.dispose()  # no connection of the master's reaches a worker
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):

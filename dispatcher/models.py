@@ -105,3 +105,17 @@ class AuditEntry(db.Model):
     message = db.Column(db.String(1000))
     # The X-Request-ID of the request, as in its log line: from the history to the logs.
     request_id = db.Column(db.String(128))
+
+
+class SecretFingerprint(db.Model):
+    """A fingerprint of a secret the database was set up with, never the secret itself.
+
+    A process started with another secret key or password salt would issue tokens and
+    hash passwords that this database's other processes cannot read: it refuses to start.
+    """
+
+    __tablename__ = "secret_fingerprints"
+
+    name = db.Column(db.String(80), primary_key=True)  # the setting: SECRET_KEY, ...
+    fingerprint = db.Column(db.String(64), nullable=False)
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=func.now())

@@ -16,6 +16,8 @@ from flask import Flask, g, has_request_context, request
 from flask_login import user_loaded_from_request
 from pythonjsonlogger.json import JsonFormatter
 
+from .errors import ConfigurationError
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept when it is one token of these characters; anything else
 # (spaces, quotes, line breaks that could forge log lines) gets a new id instead.
@@ -117,11 +119,11 @@ def _finish(response):
 def init_app(app: Flask) -> None:
     """Log every request of ``app`` (``REQUEST_LOG``), in ``LOG_FORMAT``.
 
-    :raises ValueError: an unknown LOG_FORMAT.
+    :raises ConfigurationError: an unknown LOG_FORMAT.
     """
     kind = app.config["LOG_FORMAT"]
     if kind not in FORMATS:
-        raise ValueError(f"LOG_FORMAT={kind!r} is not one of {', '.join(FORMATS)}")
+        raise ConfigurationError(f"LOG_FORMAT={kind!r} is not one of {', '.join(FORMATS)}")
     app.before_request(_begin)
     app.after_request(_finish)
     user_loaded_from_request.connect(_remember_caller, app)

@@ -27,8 +27,6 @@ BIN = Path(sys.executable).parent
 WORKERS = 4
 ADMIN = "admin"
 ADMIN_PASSWORD = "production-test-password"
-SECRET_KEY = "production-test-secret-key"
-PASSWORD_SALT = "production-test-password-salt"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 # The access line of dispatcher/gunicorn_config.py with the worker's pid in front, to see
 # which worker served a request. Only this log format is changed (GUNICORN_CMD_ARGS).
@@ -36,15 +34,15 @@ ACCESS_LOG_FORMAT = 'pid=%(p)s %({x-request-id}o)s "%(m)s %(U)s %(H)s" %(s)s'
 ACCESS_LINE = re.compile(r'^pid=<(\d+)> \S* "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
 
 
-def production_commands(readme: Path = README) -> list[list[str]]:
-    """The command lines of the first ``sh`` block under "## Production", split as sh would."""
+def production_commands(readme: Path = README) -> list[str]:
+    """The command lines of the first ``sh`` block under "## Production", as written."""
     text = readme.read_text()
     section = re.search(r"^## Production\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
     assert section, "README.md has no '## Production' section"
     block = re.search(r"^```sh\n(.*?)^```", section[1], re.MULTILINE | re.DOTALL)
     assert block, "README.md's '## Production' has no ```sh block"
     lines = [line.strip() for line in block[1].splitlines()]
-    return [shlex.split(line) for line in lines if line and not line.startswith("#")]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def redis_answers() -> bool:
@@ -57,57 +55,56 @@ def redis_answers() -> bool:
 
 
 class ProductionServer(GunicornServer):
-    """The README's production commands, run in order; the gunicorn of the last one.
+    """The README's production commands, each run by a shell of its own, in ``folder``;
+    the gunicorn of the last one.
 
-    ``substitutions`` replaces the values of the README's ``export`` lines (None drops
-    the variable). Those of ``REQUIRED`` must be exported by the README, so that the
-    README and the test cannot drift apart unnoticed; a value the README computes with
-    ``$(...)`` must be substituted. ``extra_env`` comes on top (settings file, instance
-    folder). ``pip install`` is skipped: the package is installed.
-    ``dispatcher users create`` gets ``--password``. gunicorn gets its bind address and an
-    access log line with the worker's pid through GUNICORN_CMD_ARGS, which its
-    command-line options still override.
+    The block writes its env file with ``dispatcher env-file`` and has every later shell
+    read it (``set -a; . ./FILE; set +a``), as a person following it in several shells
+    would. ``substitutions`` replaces the ``NAME=VALUE`` settings given to ``env-file``
+    (None drops one); those of ``REQUIRED`` must be given by the README, so that the
+    README and the test cannot drift apart unnoticed. ``extra_env`` is in every shell's
+    environment (settings file, instance folder). ``pip install`` is skipped: the package
+    is installed. ``dispatcher users create`` gets ``--password``. gunicorn gets its bind
+    address and an access log line with the worker's pid through GUNICORN_CMD_ARGS, which
+    its command-line options still override.
     """
 
-    REQUIRED = ("DATABASE_URL", "DISPATCHER_SECRET_KEY", "DISPATCHER_PASSWORD_SALT")
+    REQUIRED = ("DATABASE_URL",)
 
     def __init__(self, folder: Path, substitutions: dict, extra_env: dict):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         self.token = None
-        env = {**os.environ, **extra_env}
+        self.folder = folder
+        # The shells find the installed commands first; nothing else of the test's is set.
+        env = {**os.environ, **extra_env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        for variable in ("DISPATCHER_CONFIG", "DISPATCHER_SECRET_KEY", "DISPATCHER_PASSWORD_SALT"):
+            env.pop(variable, None)
         # The workers' metrics files in the test's folder rather than a new /tmp folder.
         env["PROMETHEUS_MULTIPROC_DIR"] = str(folder / "metrics")
         *commands, gunicorn = production_commands()
-        exported = set()
-        for argv in commands:
+        reading = None  # the line that reads the env file, once the block says it
+        for line in commands:
+            argv = shlex.split(line)
             if argv[:2] == ["pip", "install"]:
                 continue
-            if argv[0] == "export":
-                variable, _, value = argv[1].partition("=")
-                exported.add(variable)
-                if variable in substitutions:
-                    value = substitutions[variable]
-                elif "$(" in value:
-                    pytest.fail(f"README exports {variable} from a command the test cannot run")
-                if value is None:
-                    env.pop(variable, None)
-                else:
-                    env[variable] = value
+            if argv[:2] == ["dispatcher", "env-file"]:
+                line = shlex.join(self._settings(argv, substitutions))
+            elif argv[0] == "set":
+                reading = line
                 continue
-            assert argv[0] == "dispatcher", f"README's production block runs {argv}"
-            if argv[1:3] == ["users", "create"]:
-                argv = [*argv, f"--password={ADMIN_PASSWORD}"]
-            self._run(argv, env)
-        missing = set(self.REQUIRED) - exported
-        assert not missing, f"README's production block no longer exports {sorted(missing)}"
-        assert gunicorn[0] == "gunicorn", f"README's production block ends with {gunicorn}"
+            elif argv[:3] == ["dispatcher", "users", "create"]:
+                line = f"{line} --password={shlex.quote(ADMIN_PASSWORD)}"
+            assert argv[0] == "dispatcher", f"README's production block runs {line}"
+            self._run(line if reading is None else f"{reading}\n{line}", env)
+        assert reading, "README's production block never reads its env file"
+        assert gunicorn.startswith("gunicorn "), f"README's production block ends with {gunicorn}"
         env["GUNICORN_CMD_ARGS"] = shlex.join(
             [f"--bind=127.0.0.1:{self.port}", f"--access-logformat={ACCESS_LOG_FORMAT}"]
         )
-        self.command = [str(BIN / "gunicorn"), *gunicorn[1:]]
+        self.command = ["bash", "-c", f"{reading}\nexec {gunicorn}"]
         try:
-            super().__init__(self.command, env, folder / "gunicorn.log", self.port)
+            super().__init__(self.command, env, folder / "gunicorn.log", self.port, cwd=folder)
         except RuntimeError as exc:
             pytest.fail(str(exc))
         try:
@@ -118,12 +115,26 @@ class ProductionServer(GunicornServer):
             print(self.output())
             raise
 
-    def _run(self, argv: list[str], env: dict) -> None:
-        program = str(BIN / argv[0])
+    def _settings(self, argv: list[str], substitutions: dict) -> list[str]:
+        """``dispatcher env-file FILE NAME=VALUE...`` with the test's values."""
+        given = dict(setting.partition("=")[::2] for setting in argv[3:])
+        missing = set(self.REQUIRED) - set(given)
+        assert not missing, f"README's env-file no longer sets {sorted(missing)}"
+        given.update(substitutions)
+        settings = [f"{name}={value}" for name, value in given.items() if value is not None]
+        return [*argv[:3], *settings]
+
+    def _run(self, script: str, env: dict) -> None:
+        """``script`` in a new bash, in the test's folder."""
         done = subprocess.run(
-            [program, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            ["bash", "-c", script],
+            cwd=self.folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
-        shown = shlex.join(argv).replace(ADMIN_PASSWORD, "***")
+        shown = script.replace(ADMIN_PASSWORD, "***")
         assert done.returncode == 0, f"{shown} failed:\n{done.stdout}{done.stderr}"
 
     def login(self) -> str:

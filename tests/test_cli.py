@@ -1,6 +1,7 @@
 """The `dispatcher` commands that manage the database and the users."""
 
 import importlib.metadata
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -292,6 +293,7 @@ def test_console_script_offers_the_dispatchers_commands_only():
     options, commands = output.split("Options:\n", 1)[1].split("Commands:\n", 1)
     assert [line.split()[0] for line in commands.splitlines()] == [
         "db",
+        "env-file",
         "init-db",
         "ledger-sync",
         "populate-db",
@@ -326,3 +328,39 @@ def test_the_apps_commands_are_the_dispatchers_only(app):
         "users",
     ]
     assert app.cli.commands["users"] is users_group
+
+
+def test_env_file_writes_new_secrets_once_for_the_owner_only(cli, tmp_path):
+    """env-file: production, two new secrets and the settings given, in a file of mode
+    600 that a shell with `set -a` reads back as written; never over an existing file."""
+    path = tmp_path / "dispatcher.env"
+    url = "postgresql+psycopg://u:p@db.example.org/d"
+    result = cli("env-file", str(path), f"DATABASE_URL={url}", "NOTE=two words")
+    assert result.exit_code == 0, result.output
+    assert path.stat().st_mode & 0o777 == 0o600
+    read = subprocess.run(
+        ["bash", "-c", f"set -a; . {path}; set +a; env"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    ).stdout
+    values = dict(line.split("=", 1) for line in read.splitlines() if "=" in line)
+    assert values["DISPATCHER_CONFIG"] == "production"
+    assert values["DATABASE_URL"] == url and values["NOTE"] == "two words"
+    assert len(values["DISPATCHER_SECRET_KEY"]) >= 64
+    assert values["DISPATCHER_SECRET_KEY"] != values["DISPATCHER_PASSWORD_SALT"]
+    before = path.read_text()
+    again = cli("env-file", str(path))
+    assert again.exit_code == 1
+    assert "exists" in again.output
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "setting", ["DISPATCHER_SECRET_KEY=mine", "no-equals", "lower=x", "Q=it's", "Q=a\\b"]
+)
+def test_env_file_refuses_what_it_cannot_write(cli, tmp_path, setting):
+    result = cli("env-file", str(tmp_path / "e.env"), setting)
+    assert result.exit_code == 2
+    assert not (tmp_path / "e.env").exists()

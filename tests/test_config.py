@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from conftest import token_client
 
 from dispatcher import create_app
@@ -38,7 +39,7 @@ def test_settings_file_named_by_the_environment(monkeypatch, tmp_path, variable)
 def test_a_settings_file_that_is_missing_is_an_error(monkeypatch, tmp_path):
     """A settings file that is named but absent stops the start instead of being ignored."""
     monkeypatch.setenv("DISPATCHER_SETTINGS", str(tmp_path / "absent.py"))
-    with pytest.raises(OSError, match="absent.py"):
+    with pytest.raises(ConfigurationError, match="DISPATCHER_SETTINGS names .*absent.py"):
         create_app()
 
 
@@ -169,3 +170,30 @@ def test_gunicorn_keeps_a_metrics_folder_the_environment_names(
     config.on_exit(server=None)
 
     assert (tmp_path / "metrics").is_dir()
+
+
+def test_the_database_remembers_its_secrets_by_fingerprint(make_app, sqlite_url):
+    """The first app on a database records a fingerprint of each secret, never the secret;
+    an app with another secret key or salt refuses to start, naming the variable."""
+    secrets = {"SECRET_KEY": "the-key-of-this-database", "SECURITY_PASSWORD_SALT": "its-salt"}
+    make_app(**secrets)  # the schema; its own create_app ran before the tables existed
+    create_app({"SQLALCHEMY_DATABASE_URI": sqlite_url, **secrets})
+    engine = sqlalchemy.create_engine(sqlite_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text("SELECT * FROM secret_fingerprints")).all()
+    engine.dispose()
+    assert len(rows) == 2
+    assert not any(secret in str(row) for row in rows for secret in secrets.values())
+    create_app({"SQLALCHEMY_DATABASE_URI": sqlite_url, **secrets})  # the same: it starts
+    for setting, variable in [
+        ("SECRET_KEY", "DISPATCHER_SECRET_KEY"),
+        ("SECURITY_PASSWORD_SALT", "DISPATCHER_PASSWORD_SALT"),
+    ]:
+        with pytest.raises(ConfigurationError, match=f"^{variable} .* differs from the one"):
+            create_app({"SQLALCHEMY_DATABASE_URI": sqlite_url, **secrets, setting: "another"})
+
+
+def test_a_database_without_the_schema_checks_nothing(sqlite_url):
+    """Before `db upgrade` there is nothing to compare with: the app starts."""
+    create_app({"SQLALCHEMY_DATABASE_URI": sqlite_url, "SECRET_KEY": "one"})
+    create_app({"SQLALCHEMY_DATABASE_URI": sqlite_url, "SECRET_KEY": "another"})

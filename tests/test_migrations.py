@@ -15,7 +15,7 @@ from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 
-HEAD = "0002"
+HEAD = "0003"
 PASSWORD = "a-long-enough-password"
 
 
@@ -108,6 +108,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "roles_users",
         "assignments",
         "audit_entries",
+        "secret_fingerprints",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(

@@ -8,6 +8,7 @@ and comes back, and when a worker is killed in the middle of concurrent assigns.
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -21,9 +22,8 @@ from gunicorn_server import race
 from production import (
     ADMIN,
     ADMIN_PASSWORD,
-    PASSWORD_SALT,
+    BIN,
     REDIS_URL,
-    SECRET_KEY,
     WORKERS,
     ProductionServer,
     TcpProxy,
@@ -55,8 +55,6 @@ def production(tmp_path, postgresql_url):
         settings = tmp_path / "settings.py"
         settings.write_text(f"CLOUD_FARM = {farm!r}\nCLOUD_TIMEOUT = {cloud_timeout!r}\n")
         substitutions = {
-            "DISPATCHER_SECRET_KEY": SECRET_KEY,
-            "DISPATCHER_PASSWORD_SALT": PASSWORD_SALT,
             "DATABASE_URL": database_url or postgresql_url,
             "DISPATCHER_RATELIMIT_STORAGE_URI": REDIS_URL if redis_answers() else None,
         }
@@ -394,3 +392,41 @@ def test_health_and_listing_pages_under_gunicorn(production):
     assert [n["name"] for n in first.json()["nodes"]] == ["dummy-1"]
     assert [n["name"] for n in second.json()["nodes"]] == ["dummy-2"]
     assert second.json()["next_marker"] is None
+
+
+def test_a_shell_without_the_env_file_is_refused_with_one_line(production, postgresql_url):
+    """The README followed in several shells logs in (the fixture's login); a process
+    started with secrets of its own, as from a shell that did not read the env file,
+    refuses to start: the CLI and gunicorn alike, with one line naming the variable."""
+    server = production(DUMMY_FARM)
+    assert server.get("/test/start").status_code == 501  # PUT only: the token was accepted
+    other = {
+        **os.environ,
+        "DISPATCHER_CONFIG": "production",
+        "DATABASE_URL": postgresql_url,
+        "DISPATCHER_SECRET_KEY": "a-secret-key-of-another-shell",
+        "DISPATCHER_PASSWORD_SALT": "a-salt-of-another-shell",
+        "DISPATCHER_INSTANCE_PATH": str(server.folder / "other"),
+    }
+    refusal = "differs from the one this database was set up with"
+    listed = subprocess.run(
+        [str(BIN / "dispatcher"), "users", "list"], env=other, capture_output=True, text=True
+    )
+    assert listed.returncode == 1
+    [line] = listed.stderr.splitlines()
+    assert "DISPATCHER_SECRET_KEY" in line and refusal in line
+    assert "a-secret-key-of-another-shell" not in line
+    started = subprocess.run(
+        [str(BIN / "gunicorn"), "-c", "python:dispatcher.gunicorn_config", "dispatcher.wsgi:app"],
+        env={
+            **other,
+            "DISPATCHER_BIND": "127.0.0.1:0",
+            "PROMETHEUS_MULTIPROC_DIR": str(server.folder / "m2"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 1
+    assert f"dispatcher: DISPATCHER_SECRET_KEY (SECRET_KEY) {refusal}" in started.stderr
+    assert "Traceback" not in started.stderr

@@ -3,6 +3,7 @@
 import click
 from flask.cli import ScriptInfo
 
+from ..errors import ConfigurationError
 from .database import (
     db_group,
     init_db_command,
@@ -10,6 +11,7 @@ from .database import (
     populate_db_command,
     reset_db_command,
 )
+from .envfile import env_file_command
 from .serve import run_command
 from .users import users_group
 
@@ -23,6 +25,7 @@ COMMANDS = (
     users_group,
     ledger_sync_command,
     db_group,
+    env_file_command,
 )
 
 
@@ -41,7 +44,11 @@ def dispatcher_group():
 def _create_app():
     from .. import create_app
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        # One line naming the setting, not a traceback, and exit status 1.
+        raise click.ClickException(str(exc)) from None
 
 
 def main() -> None:

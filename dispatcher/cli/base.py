@@ -5,7 +5,7 @@ import functools
 import click
 from sqlalchemy.exc import OperationalError
 
-from ..errors import DispatcherError
+from ..errors import ConfigurationError, DispatcherError
 from ..extensions import db
 
 
@@ -20,6 +20,8 @@ def service_errors(command):
         except DispatcherError as exc:
             db.session.rollback()
             raise click.ClickException(exc.message) from None
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
         except OperationalError as exc:
             # The driver's first line says what failed (refused, unknown host, bad
             # password) and never the password itself.
