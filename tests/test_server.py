@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -108,6 +109,45 @@ def test_request_log_hides_tokens_and_passwords(server, token):
     assert "method=GET endpoint=api_v1.listing path=/api/v1/images status=200" in output
     assert token not in output
     assert ADMIN_PASSWORD not in output
+
+
+def test_run_says_where_its_instance_folder_is(tmp_path):
+    """The first lines name the folder that holds the database and the secrets."""
+    output = Server(tmp_path / "instance").stop()
+    assert f"dispatcher: instance folder {tmp_path / 'instance'} (database, secrets)" in output
+
+
+def test_run_on_a_busy_port_is_one_line_and_exit_1(tmp_path):
+    """Checked before anything is made: no serving line, no traceback, no database."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(DISPATCHER), "run", "--port", str(port)],
+            env={**os.environ, "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert not (tmp_path / "instance" / "dispatcher.sqlite").exists()
+
+
+def test_a_command_prints_its_result_and_no_log_lines(tmp_path):
+    """`dispatcher users create`: the result on standard output, nothing on standard error."""
+    env = {**os.environ, "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance")}
+    run = [str(DISPATCHER), "db", "upgrade"]
+    subprocess.run(run, env=env, capture_output=True, check=True, timeout=60)
+    create = [str(DISPATCHER), "users", "create", "ann", "--role", "agent", "--password", "x" * 9]
+    done = subprocess.run(create, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        "created user 'ann' with roles agent\n",
+        "",
+    )
 
 
 def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):

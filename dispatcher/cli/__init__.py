@@ -1,5 +1,7 @@
 """The ``dispatcher`` command: serve the API, manage its database and its users."""
 
+import logging
+
 import click
 from flask.cli import ScriptInfo
 
@@ -45,10 +47,15 @@ def _create_app():
     from .. import create_app
 
     try:
-        return create_app()
+        app = create_app()
     except ConfigurationError as exc:
         # One line naming the setting, not a traceback, and exit status 1.
         raise click.ClickException(str(exc)) from None
+    if click.get_current_context().command is not run_command:
+        # A command prints its result; the service's INFO lines would only repeat it.
+        quiet = max(logging.WARNING, logging.getLogger("dispatcher").getEffectiveLevel())
+        logging.getLogger("dispatcher").setLevel(quiet)
+    return app
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """``dispatcher run``: the API on the built-in threaded server, on a fresh install too."""
 
 import os
+import socket
 
 import click
 from flask import current_app
@@ -45,8 +46,15 @@ def bootstrap() -> None:
 
 
 @click.command("run")
-@click.option("--host", default=None, help="Interface to listen on [default: HOST, 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port to listen on [default: PORT, 5070].")
+@click.option(
+    "--host", default=None, help="Interface to listen on [default: the HOST setting, 127.0.0.1]."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port to listen on [default: the PORT setting, 5070].",
+)
 @with_appcontext
 @service_errors
 def run_command(host, port):
@@ -56,8 +64,24 @@ def run_command(host, port):
     and agent) whose password is DISPATCHER_ADMIN_PASSWORD, or generated and shown once.
     """
     app = current_app._get_current_object()
-    bootstrap()
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
+    _check_free(host, port)
+    bootstrap()
+    click.echo(f"dispatcher: instance folder {app.instance_path} (database, secrets)")
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail before anything else is done when the address cannot be listened on.
+
+    :raises click.ClickException: the port is taken, or the host is not this machine's.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
