@@ -19,6 +19,11 @@ api() {
     curl -sS --fail-with-body -H "X-Auth-Token: $TOKEN" "$@"
 }
 
+# A call of a script's clean-up at exit: its answer, and any failure, say nothing more.
+undo() {
+    curl -sS -o /dev/null -H "X-Auth-Token: $TOKEN" "$@" 2>/dev/null || true
+}
+
 if [ -z "${TOKEN:-}" ] && [ -n "${DISPATCHER_PASSWORD:-}" ]; then
     TOKEN=$(fetch_token)
 fi

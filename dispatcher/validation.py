@@ -177,6 +177,8 @@ SECURITY_GROUP = Schema(
     ignore_extra_keys=True,
 )
 
+GROUP_REFERENCE = Schema({"group": Text("group")}, name="group_reference", ignore_extra_keys=True)
+
 VOLUME = Schema(
     {
         "name": Text("name"),

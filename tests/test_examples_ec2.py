@@ -42,17 +42,22 @@ def run_example(server, *args):
     return answers
 
 
+def group_names(cloud) -> list[str]:
+    return [
+        g["GroupName"] for g in cloud.boto3_client().describe_security_groups()["SecurityGroups"]
+    ]
+
+
 def test_firewall_example(server, cloud):
-    """firewall.sh creates a group, opens and closes tcp 22 from 10.0.0.0/8."""
-    created, opened, listed, closed = run_example(server, "firewall.sh", "aws")
+    """firewall.sh creates a group, opens and closes tcp 22 from 10.0.0.0/8, deletes it."""
+    created, opened, listed, closed, deleted = run_example(server, "firewall.sh", "aws")
     rule = {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.0.0.0/8"}
     assert opened["result"] == "opened"
     assert opened["group"]["rules"] == [rule]
     assert created["group"]["name"] in [group["name"] for group in listed["groups"]]
     assert closed == {"status": "ok", "group": {**opened["group"], "rules": []}, "result": "closed"}
-    group_id = created["group"]["id"]
-    described = cloud.boto3_client().describe_security_groups(GroupIds=[group_id])
-    assert described["SecurityGroups"][0]["IpPermissions"] == []
+    assert deleted == {"status": "ok", "result": f"Group {created['group']['id']} deleted"}
+    assert created["group"]["name"] not in group_names(cloud)
 
 
 def test_storage_example(server, cloud):
@@ -68,3 +73,20 @@ def test_storage_example(server, cloud):
     ]
     ec2 = cloud.boto3_client()
     assert volume not in [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]]
+
+
+def test_a_failing_storage_example_leaves_nothing_behind(server, cloud):
+    """storage.sh stopped by a refused step (a DEVICE too long) removes its volume and VM."""
+    env = {**os.environ, "BASE_URL": server.base, "DISPATCHER_PASSWORD": ADMIN_PASSWORD}
+    args = [str(EXAMPLES / "storage.sh"), "aws", cloud.default_image_id(), "t2.micro", "d" * 300]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "device: at most 255 characters" in result.stdout + result.stderr
+    ec2 = cloud.boto3_client()
+    assert ec2.describe_volumes()["Volumes"] == []
+    states = [
+        instance["State"]["Name"]
+        for reservation in ec2.describe_instances()["Reservations"]
+        for instance in reservation["Instances"]
+    ]
+    assert states and set(states) <= {"terminated", "shutting-down"}

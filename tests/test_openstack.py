@@ -221,6 +221,12 @@ class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
             group["rules"] = [r for r in group["rules"] if r["id"] != rule_id]
         return httplib.ACCEPTED, "", {}, httplib.responses[httplib.ACCEPTED]
 
+    def _v2_1337_os_security_groups_4(self, method, url, body, headers):
+        # Nova deletes a group with a 202 (the fixture's "ftp").
+        assert method == "DELETE"
+        self.security_groups[:] = [g for g in self.security_groups if g["id"] != 4]
+        return httplib.ACCEPTED, "", {}, httplib.responses[httplib.ACCEPTED]
+
     def _fixture(self, name: str) -> dict:
         return json.loads(self.fixtures.load(name))
 
@@ -778,6 +784,17 @@ def test_fw_create_group(client, openstack):
     ]
     groups = client.get("/api/v1/fw").get_json()["groups"]
     assert groups == [DEFAULT_GROUP, FTP_GROUP, created]
+
+
+def test_fw_delete_group_by_name(client, openstack):
+    """DELETE /fw of "ftp": one listing to find its id, one DELETE; the next listing lacks it."""
+    response = client.delete("/api/v1/fw", json={"group": "ftp"})
+    assert response.get_json() == {"status": "ok", "result": "Group 4 deleted"}
+    assert upstream(openstack) == [("POST", V2_TOKENS), ("GET", GROUPS), ("DELETE", f"{GROUPS}/4")]
+    assert client.get("/api/v1/fw").get_json()["groups"] == [DEFAULT_GROUP]
+    gone = client.delete("/api/v1/fw", json={"group": "ftp"})
+    assert gone.status_code == 404
+    assert gone.get_json()["message"] == "no security group ftp"
 
 
 def test_fw_create_existing_name_is_409(client, openstack):

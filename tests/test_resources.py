@@ -201,3 +201,12 @@ def test_icmp_rules_name_type_and_code(client):
     assert response.json["message"] == "to_port: the ICMP code, needed with icmp"
     echo_request = client.put("/api/v1/fw/open/fake_driver", json={**body, "to_port": 0})
     assert echo_request.status_code == 501  # valid: only the Dummy driver lacks groups
+
+
+def test_deleting_a_group_on_dummy_is_501_and_needs_a_group(client):
+    """The Dummy driver has no security groups; a body without a group is a 400 first."""
+    response = client.delete("/api/v1/fw/fake_driver", json={"group": "web"})
+    assert response.status_code == 501
+    assert "security groups" in response.json["message"]
+    missing = client.delete("/api/v1/fw/fake_driver", json={})
+    assert (missing.status_code, missing.json["message"]) == (400, "missing field: 'group'")

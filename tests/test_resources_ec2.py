@@ -228,6 +228,25 @@ def test_ipv6_rule_made_elsewhere_lists_without_its_cidr(client, cloud):
     assert "RevokeSecurityGroupIngress" not in cloud.actions()
 
 
+def test_delete_group_by_name_or_id(client, cloud):
+    """DELETE /fw: the group is gone from EC2 (boto3 says so); deleting it again is a 404."""
+    web = create_group(client)
+    create_group(client, name="db")
+    cloud.clear()
+    response = client.delete("/api/v1/fw/aws", json={"group": "web"})
+    assert response.json == {"status": "ok", "result": f"Group {web['id']} deleted"}
+    assert cloud.actions() == ["DescribeSecurityGroups", "DeleteSecurityGroup"]
+    names = {
+        g["GroupName"] for g in cloud.boto3_client().describe_security_groups()["SecurityGroups"]
+    }
+    assert "web" not in names and "db" in names
+    db_group = next(g for g in client.get("/api/v1/fw/aws").json["groups"] if g["name"] == "db")
+    assert client.delete("/api/v1/fw/aws", json={"group": db_group["id"]}).status_code == 200
+    again = client.delete("/api/v1/fw/aws", json={"group": "web"})
+    assert again.status_code == 404
+    assert again.json["message"] == "no security group web"
+
+
 def test_unknown_group_is_404(client, cloud):
     """Opening or closing on a group EC2 does not have: 404 naming it, nothing changed."""
     for action in ("open", "close"):

@@ -6,6 +6,7 @@ from ..clouds.groups import Group
 from ..serializers import volume_to_dict
 from ..shapes import TEXT, list_of
 from ..validation import (
+    GROUP_REFERENCE,
     PORT_RULE,
     SECURITY_GROUP,
     VOLUME,
@@ -16,7 +17,8 @@ from .base import ApiView, accepts, agent_required, answers, ok
 
 
 class FirewallAPI(ApiView):
-    """``/api/v1/fw[/<cloud>]``: the security groups and their rules; a new group."""
+    """``/api/v1/fw[/<cloud>]``: the security groups and their rules; a new group; a group
+    deleted."""
 
     @answers({"groups": list_of(Group.as_dict)})
     def get(self, cloud):
@@ -29,6 +31,13 @@ class FirewallAPI(ApiView):
     def post(self, cloud, body):
         """Create a security group."""
         return ok(**operations.create_security_group(clouds.get(cloud), **body))
+
+    @agent_required
+    @accepts(GROUP_REFERENCE)
+    @answers({"result": TEXT})
+    def delete(self, cloud, body):
+        """Delete a security group (by id or name)."""
+        return ok(**operations.delete_security_group(clouds.get(cloud), body["group"]))
 
 
 class FirewallRuleAPI(ApiView):

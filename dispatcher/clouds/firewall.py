@@ -35,6 +35,19 @@ def create_security_group(cloud: Cloud, name: str, description: str) -> dict:
     return _group(cloud, group_id).as_dict()
 
 
+def delete_security_group(cloud: Cloud, group: str) -> str:
+    """Delete the security group whose id, or else name, is ``group``; return its id.
+
+    :raises NotFoundError: no such group.
+    :raises NotSupportedError: the driver has no security groups.
+    :raises CloudError: the cloud refused (a group still in use, say).
+    """
+    found = _group(cloud, group)
+    done = cloud.with_driver(WHAT, lambda driver: groups.delete_group(driver, found))
+    cloud.confirm("delete security group", found.id, done)
+    return found.id
+
+
 def open_port(cloud: Cloud, group: str, wanted: Rule) -> tuple[dict, bool]:
     """Let ``wanted`` in through the group; return the group and whether it changed.
 

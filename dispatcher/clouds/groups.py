@@ -154,6 +154,13 @@ def create_group(driver, name: str, description: str) -> str:
     raise NotImplementedError("security groups")
 
 
+def delete_group(driver, group: Group) -> bool:
+    """Delete ``group``; False where the driver says it did not."""
+    if is_ec2_family(driver):
+        return driver.ex_delete_security_group_by_id(group.id)
+    return driver.ex_delete_security_group(group.native)
+
+
 def open_rule(driver, group: Group, rule: Rule) -> None:
     """Add ``rule`` to ``group``."""
     if is_ec2_family(driver):

@@ -11,6 +11,7 @@ from .resources import (
     change_port,
     create_security_group,
     create_volume,
+    delete_security_group,
     destroy_volume,
     detach_volume,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "change_port",
     "create_security_group",
     "create_volume",
+    "delete_security_group",
     "destroy_volume",
     "detach_volume",
     "power_vm",

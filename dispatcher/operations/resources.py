@@ -12,6 +12,15 @@ def create_security_group(cloud: Cloud, name: str, description: str) -> dict:
     return {"group": firewall.create_security_group(cloud, name, description)}
 
 
+def delete_security_group(cloud: Cloud, group: str) -> dict:
+    """Delete a security group; ``{"result": "Group <id> deleted"}``.
+
+    :raises NotFoundError: no such group.
+    :raises NotSupportedError: the cloud's driver has no security groups.
+    """
+    return {"result": f"Group {firewall.delete_security_group(cloud, group)} deleted"}
+
+
 def change_port(
     cloud: Cloud,
     action: str,
