@@ -10,8 +10,6 @@ from flask_security import (
     verify_and_update_password,
     verify_password,
 )
-from itsdangerous import BadData, BadSignature
-from itsdangerous.encoding import base64_decode, base64_encode
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +22,7 @@ from .errors import (
 )
 from .extensions import db, security
 from .models import ADMIN, AGENT, ROLES, Role, User
+from .tokens import AsIssuedTokenSerializer
 
 log = logging.getLogger(__name__)
 
@@ -39,44 +38,6 @@ def init_app(app) -> None:
     serializer = security.remember_token_serializer
     if not isinstance(serializer, AsIssuedTokenSerializer):
         security.remember_token_serializer = AsIssuedTokenSerializer(serializer)
-
-
-def issued_form(token) -> bool:
-    """Whether ``token`` is written exactly as a serializer writes one.
-
-    Base64 decoding forgives padding (``=``) and the unused low bits of a last
-    character, so that several texts decode to one signed token: only the one the
-    dispatcher issued is accepted.
-    """
-    if not isinstance(token, str):
-        return False
-    parts = token.removeprefix(".").split(".")  # a leading dot marks a compressed payload
-    try:
-        return all(base64_encode(base64_decode(part)).decode() == part for part in parts)
-    except BadData:
-        return False
-
-
-class AsIssuedTokenSerializer:
-    """Flask-Security-Too's token serializer, reading only tokens in their issued form."""
-
-    def __init__(self, serializer):
-        self._serializer = serializer
-
-    def __getattr__(self, name):
-        return getattr(self._serializer, name)
-
-    def dumps(self, *args, **kwargs):
-        return self._serializer.dumps(*args, **kwargs)
-
-    def loads(self, token, *args, **kwargs):
-        """The token's data.
-
-        :raises BadSignature: the token is not in the form it was issued in.
-        """
-        if not issued_form(token):
-            raise BadSignature("token not in the form it was issued in")
-        return self._serializer.loads(token, *args, **kwargs)
 
 
 def _unauthenticated(mechanisms=None, headers=None):

@@ -286,21 +286,25 @@ def console_script(*args: str) -> str:
     ).stdout
 
 
+# The commands the README documents, in --help's order.
+DISPATCHER_COMMANDS = [
+    "db",
+    "env-file",
+    "init-db",
+    "ledger-sync",
+    "populate-db",
+    "reset-db",
+    "run",
+    "users",
+]
+
+
 def test_console_script_offers_the_dispatchers_commands_only():
     """`dispatcher --help` lists the dispatcher's commands and options, none that other
     packages register with Flask (roles, limiter) and none of Flask's own (-A, -e)."""
     output = console_script("--help")
     options, commands = output.split("Options:\n", 1)[1].split("Commands:\n", 1)
-    assert [line.split()[0] for line in commands.splitlines()] == [
-        "db",
-        "env-file",
-        "init-db",
-        "ledger-sync",
-        "populate-db",
-        "reset-db",
-        "run",
-        "users",
-    ]
+    assert [line.split()[0] for line in commands.splitlines()] == DISPATCHER_COMMANDS
     assert [line.split()[0] for line in options.splitlines() if line.strip()] == [
         "--version",
         "--help",
@@ -318,15 +322,7 @@ def test_console_script_version():
 def test_the_apps_commands_are_the_dispatchers_only(app):
     """The app's command group holds the same commands: Flask-Security-Too's own users and
     roles commands are turned off."""
-    assert sorted(app.cli.commands) == [
-        "db",
-        "init-db",
-        "ledger-sync",
-        "populate-db",
-        "reset-db",
-        "run",
-        "users",
-    ]
+    assert sorted(app.cli.commands) == DISPATCHER_COMMANDS
     assert app.cli.commands["users"] is users_group
 
 
