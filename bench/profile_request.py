@@ -19,6 +19,8 @@ from collections import defaultdict
 
 import common
 
+from dispatcher.config import DUMMY_FARM
+
 # Packages grouped as what they do for the request.
 GROUPS = {
     "database (SQLAlchemy, psycopg, sqlite3)": ("sqlalchemy", "psycopg", "sqlite3", "_sqlite3"),
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
     ):
         if args.sqlite:
             url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
-        app = common.make_app(url, CLOUD_FARM=common.DUMMY_FARM)
+        app = common.make_app(url, CLOUD_FARM=DUMMY_FARM)
         client = app.test_client()
         client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
         with stderr_to_devnull():
