@@ -13,8 +13,7 @@ import shutil
 import subprocess
 import time
 
-import common
-
+from bench import common
 from dispatcher.config import DUMMY_FARM
 
 PATH = "/api/v1/nodes/fake_driver"

@@ -4,7 +4,7 @@ import os
 import socket
 import threading
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import flask_migrate
@@ -16,6 +16,8 @@ from dispatcher import auth, create_app, schema
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
+from harness.ec2_cloud import Ec2Cloud
+from harness.ports import free_port
 
 # The keys of DESIGN.md's ASSIGNMENT (Cistern's row shape).
 ASSIGNMENT_KEYS = {
@@ -209,13 +211,6 @@ def anonymous(app):
     return app.test_client()
 
 
-def free_port() -> int:
-    """A loopback port that nothing listens on right now."""
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def ec2_cloud(port: int, **params) -> dict:
     """A CLOUD_FARM entry for libcloud's EC2 driver talking plain HTTP to a loopback port."""
     return {
@@ -224,6 +219,20 @@ def ec2_cloud(port: int, **params) -> dict:
         "PASSWORD": "loopback-secret-never-shown",
         "EXTRA_PARAMS": {"host": "127.0.0.1", "port": port, "secure": False, **params},
     }
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Ec2Cloud]:
+    """One moto EC2 server per test module; with ``cloud``, each test starts from a wiped state."""
+    with Ec2Cloud() as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def cloud(moto: Ec2Cloud) -> Ec2Cloud:
+    """The module's moto EC2 server, wiped for this test."""
+    moto.reset()
+    return moto
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy
-from conftest import free_port, prepare_database
-from gunicorn_server import ROOT, GunicornServer, race
+from conftest import prepare_database
 from sqlalchemy import select
 
 from dispatcher import auth, create_app
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
+from harness.gunicorn_server import ROOT, GunicornServer, race
+from harness.ports import free_port
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 WORKERS = 4
@@ -31,7 +32,7 @@ ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILIN
 
 
 class Gunicorn(GunicornServer):
-    """A `gunicorn -w 4 dispatcher.wsgi:app` process on a free loopback port; its output in a file."""
+    """`gunicorn -w 4 dispatcher.wsgi:app` on a free loopback port; its output in a file."""
 
     def __init__(self, folder: Path, env: dict):
         port = free_port()

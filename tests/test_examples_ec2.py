@@ -5,8 +5,9 @@ import os
 import subprocess
 
 import pytest
-from ec2_cloud import Ec2Cloud
 from test_server import ADMIN_PASSWORD, EXAMPLES, Server
+
+from harness.ec2_cloud import Ec2Cloud
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,12 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import DUMMY_FARM, free_port
+from conftest import DUMMY_FARM
 
 from dispatcher import auth, create_app, schema
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
+from harness.ports import free_port
 
 HEAD = "0002"
 PASSWORD = "a-long-enough-password"

@@ -17,7 +17,6 @@ import pytest
 import requests
 import sqlalchemy
 from conftest import DUMMY_FARM, POSTGRESQL_URL, ec2_cloud
-from gunicorn_server import race
 from production import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -32,6 +31,7 @@ from production import (
 from sqlalchemy import select
 
 from dispatcher.models import ASSIGNED, Assignment, AuditEntry
+from harness.gunicorn_server import race
 
 LISTING = "/vm/status/fake_driver"  # the ledger: a listing read from the database
 ENVELOPE_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
+
+from harness.ports import free_port
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
 ADMIN_PASSWORD = "admin-password-for-the-tests"
