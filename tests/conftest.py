@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -71,6 +72,28 @@ def metric(name: str, **labels) -> float:
 def cloud_calls(cloud: str, method: str) -> float:
     """How many calls of ``method`` this process has made to ``cloud`` so far."""
     return metric("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
+
+
+# argon2 at the lowest cost it takes (8 KiB, one pass, one lane) rather than the package's
+# (64 MiB, three passes, four lanes: about 0.3 s a hash on two cores, for every user made
+# and every login). The scheme and the code path stay those of production (an HMAC with the
+# salt, then argon2), so no test database holds a password in clear. The tests of hashing
+# itself are marked `password_hashing` and keep the package's settings.
+CHEAP_PASSWORD_HASH = {
+    "SECURITY_PASSWORD_HASH_PASSLIB_OPTIONS": {
+        "argon2__memory_cost": 8,
+        "argon2__rounds": 1,
+        "argon2__parallelism": 1,
+    },
+}
+
+
+def settings_file(path: Path, **settings) -> Path:
+    """Write a DISPATCHER_SETTINGS file for a server the test starts: the cheap password
+    hash, then ``settings``. Returns ``path``."""
+    lines = [f"{key} = {value!r}\n" for key, value in {**CHEAP_PASSWORD_HASH, **settings}.items()]
+    path.write_text("".join(lines))
+    return path
 
 
 # Keys that a test must not inherit from the environment it runs in.
@@ -144,9 +167,11 @@ def any_database_url(request):
 
 
 @pytest.fixture
-def make_app(database_url):
-    """Build an app for the test: dummy clouds, its own database with the schema, overrides."""
+def make_app(database_url, request):
+    """Build an app for the test: dummy clouds, its own database with the schema, the cheap
+    password hash (not for a test marked `password_hashing`), overrides."""
     made = []
+    hashing = {} if request.node.get_closest_marker("password_hashing") else CHEAP_PASSWORD_HASH
 
     def make(**overrides):
         config = {
@@ -154,6 +179,7 @@ def make_app(database_url):
             "CLOUD_FARM": DUMMY_FARM,
             "CLOUD_TIMEOUT": 2,
             "SQLALCHEMY_DATABASE_URI": database_url,
+            **hashing,
         }
         config.update(overrides)
         app = prepare_database(create_app(config))

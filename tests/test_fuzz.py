@@ -3,16 +3,13 @@
 Run alone: ``pytest tests/test_fuzz.py``; each run prints its number of requests.
 """
 
-import os
 import subprocess
-import threading
 import time
 from collections import Counter
 
 import pytest
 import requests
 import schemathesis
-from conftest import ENVIRONMENT
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -87,27 +84,17 @@ def _show(request, line: str) -> None:
 
 
 @pytest.fixture
-def run(any_database_url, tmp_path, monkeypatch, request):
+def run(any_database_url, tmp_path, request):
     """A `dispatcher run` on SQLite or PostgreSQL with the admin and a second user."""
-    for variable in ENVIRONMENT:
-        monkeypatch.delenv(variable, raising=False)
-    instance = tmp_path / "instance"
     server = Server(
-        instance, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD, DATABASE_URL=any_database_url
+        tmp_path / "instance",
+        DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        DATABASE_URL=any_database_url,
     )
-    # The server logs every request to a pipe: read it all along, or the pipe fills
-    # and the server blocks on its next log line.
-    output = []
-    reader = threading.Thread(target=lambda: output.extend(server.process.stdout), daemon=True)
-    reader.start()
     username, password = REVOKER
     subprocess.run(
         [str(DISPATCHER), "users", "create", username, "--role", "agent", "--password", password],
-        env={
-            **os.environ,
-            "DISPATCHER_INSTANCE_PATH": str(instance),
-            "DATABASE_URL": any_database_url,
-        },
+        env=server.env,
         check=True,
         capture_output=True,
         timeout=60,
@@ -125,9 +112,7 @@ def run(any_database_url, tmp_path, monkeypatch, request):
         f"{server.base}/test/start", headers={"X-Auth-Token": current.token}, timeout=10
     )
     current.session.close()
-    server.process.terminate()
-    server.process.wait(timeout=10)
-    reader.join(timeout=10)
+    server.stop()
     statuses = ", ".join(f"{code}: {count}" for code, count in sorted(current.statuses.items()))
     _show(
         request,

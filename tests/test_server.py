@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import ENVIRONMENT, settings_file
 
 from harness.ports import free_port
 
@@ -17,18 +18,31 @@ ADMIN_PASSWORD = "admin-password-for-the-tests"
 
 
 class Server:
-    """A `dispatcher run` process on a free loopback port."""
+    """A `dispatcher run` process on a free loopback port, its instance folder ``instance``.
 
-    def __init__(self, instance: Path, **env):
+    ``settings`` (after the suite's cheap password hash) go to a DISPATCHER_SETTINGS file
+    beside the instance folder, ``env`` on top of the environment (less what a test must
+    not inherit, as conftest's ENVIRONMENT says). What the server prints goes to a file
+    there too: a pipe that nobody reads while it runs would fill and block the server.
+    """
+
+    def __init__(self, instance: Path, settings: dict | None = None, **env):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        self.process = subprocess.Popen(
-            [str(DISPATCHER), "run", "--port", str(self.port)],
-            env={**os.environ, "DISPATCHER_INSTANCE_PATH": str(instance), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        folder = instance.parent
+        settings_path = settings_file(folder / f"settings-{self.port}.py", **(settings or {}))
+        self.env = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT}
+        self.env.update(
+            DISPATCHER_INSTANCE_PATH=str(instance), DISPATCHER_SETTINGS=str(settings_path), **env
         )
+        self.log = folder / f"dispatcher-{self.port}.log"
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                [str(DISPATCHER), "run", "--port", str(self.port)],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -37,14 +51,20 @@ class Server:
             except requests.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()
-                    pytest.fail(f"dispatcher run did not start:\n{self.process.stdout.read()}")
+                    self.process.wait()
+                    pytest.fail(f"dispatcher run did not start:\n{self.output()}")
                 time.sleep(0.1)
+
+    def output(self) -> str:
+        """What the server printed so far."""
+        return self.log.read_text(errors="replace")
 
     def stop(self) -> str:
         """Stop the server; return what it printed."""
-        self.process.terminate()
-        output, _ = self.process.communicate(timeout=10)
-        return output
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        return self.output()
 
 
 @pytest.fixture
