@@ -67,15 +67,7 @@ class Server:
         return self.output()
 
 
-@pytest.fixture
-def server(tmp_path):
-    server = Server(tmp_path / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def token(server):
+def admin_token(server: Server) -> str:
     """The original suite's first step: authenticate over HTTP."""
     response = requests.post(
         f"{server.base}/auth", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
@@ -83,6 +75,29 @@ def token(server):
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     return response.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module's tests that leave it as they found it (they read)."""
+    server = Server(
+        tmp_path_factory.mktemp("server") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of the test's own, for a test that changes it or stops it."""
+    server = Server(tmp_path / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def token(server):
+    return admin_token(server)
 
 
 def test_authenticate_then_check_the_token_in_the_json_body(server, token):
@@ -122,8 +137,9 @@ def test_server_root_answers_get_and_post(server):
     assert requests.post(f"{server.base}/", json={}, timeout=10).json() == {"status": "ok"}
 
 
-def test_request_log_hides_tokens_and_passwords(server, token):
+def test_request_log_hides_tokens_and_passwords(own_server):
     """The server's output never shows the token sent in ?auth_token= nor the password."""
+    server, token = own_server, admin_token(own_server)
     requests.get(f"{server.base}/images", params={"auth_token": token}, timeout=10)
     output = server.stop()
     assert "method=GET endpoint=api_v1.listing path=/api/v1/images status=200" in output
@@ -153,6 +169,12 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
 EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
 
 
+# The scripts that change what the server holds (a VM started and deleted, a node assigned,
+# released and deleted, every token of the user revoked) run against a server of their own;
+# the others read, and share the module's server.
+CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh"}
+
+
 @pytest.mark.parametrize(
     "script",
     [
@@ -170,8 +192,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
         "revoke_tokens.sh",
     ],
 )
-def test_example_scripts_run_green(server, script):
+def test_example_scripts_run_green(request, script):
     """Each script of api_call_examples/ runs against a live server and gets ok answers."""
+    server = request.getfixturevalue("own_server" if script in CHANGING else "server")
     env = {
         **os.environ,
         "BASE_URL": server.base,
