@@ -5,6 +5,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -140,18 +141,28 @@ def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'db.sqlite'}"
 
 
-@pytest.fixture
-def postgresql_url(postgresql_engine):
-    """A fresh schema on the PostgreSQL server, dropped after the test."""
+@contextmanager
+def postgresql_schema(engine) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server of ``engine``: the URL that uses it. Dropped
+    at the end."""
     schema = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
-    with postgresql_engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
     url = sqlalchemy.make_url(POSTGRESQL_URL).update_query_dict(
         {"options": f"-csearch_path={schema}"}
     )
-    yield url.render_as_string(hide_password=False)
-    with postgresql_engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def postgresql_url(postgresql_engine):
+    """A fresh schema on the PostgreSQL server, dropped after the test."""
+    with postgresql_schema(postgresql_engine) as url:
+        yield url
 
 
 @pytest.fixture
