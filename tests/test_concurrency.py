@@ -19,6 +19,8 @@ from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
 from harness.gunicorn_server import ROOT, GunicornServer, race
 from harness.ports import free_port
 
+pytestmark = pytest.mark.slow
+
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 WORKERS = 4
 # The test process issues the token, the workers check it: both need the same secrets.

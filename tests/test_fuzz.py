@@ -19,6 +19,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from test_server import ADMIN_PASSWORD, DISPATCHER, Server
 
+pytestmark = pytest.mark.slow
+
 # Each operation on SQLite, the full run: the deterministic cases of schemathesis' coverage
 # phase (boundaries, wrong types, methods the document lacks), then this many cases of its
 # fuzzing phase.

@@ -33,6 +33,8 @@ from sqlalchemy import select
 from dispatcher.models import ASSIGNED, Assignment, AuditEntry
 from harness.gunicorn_server import race
 
+pytestmark = pytest.mark.slow
+
 LISTING = "/vm/status/fake_driver"  # the ledger: a listing read from the database
 ENVELOPE_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
 
