@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 
-import common
+from bench import common
 
 WORKERS = 4
 THREADS = 16

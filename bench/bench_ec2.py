@@ -12,14 +12,14 @@ ledger): ``list_images()`` and ``list_sizes()``, each filtered in Python by id, 
 
 moto ships 1,301 public AMIs in us-east-1; the full run registers 1,300 more, so that the
 unfiltered DescribeImages the original sends answers 2,601 images. The counts of requests
-come from the harness's log of what reached moto (tests/ec2_cloud.py).
+come from the harness's log of what reached moto (harness/ec2_cloud.py).
 """
 
 import time
 from collections import Counter
 
-import common
-from ec2_cloud import Ec2Cloud
+from bench import common
+from harness.ec2_cloud import Ec2Cloud
 
 SIZE = "t2.micro"
 

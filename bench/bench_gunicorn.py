@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import time
 
-import common
+from bench import common
+from dispatcher.config import DUMMY_FARM
 
 PATH = "/api/v1/nodes/fake_driver"
 WORKERS = 2
@@ -114,7 +115,7 @@ def run(quick: bool = False, **_) -> common.Result:
         app = common.make_app(url)
         token = common.agent_token(app)
         common.dispose(app)
-        env = common.server_env(url, folder, CLOUD_FARM=common.DUMMY_FARM)
+        env = common.server_env(url, folder, CLOUD_FARM=DUMMY_FARM)
         with common.Gunicorn("dispatcher.wsgi:app", WORKERS, env, folder, OPTIONS) as dispatcher:
             status, body = common.request(dispatcher.port, "GET", PATH, token)
             if status != 200:

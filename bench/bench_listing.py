@@ -12,7 +12,7 @@ import io
 import pstats
 import time
 
-import common
+from bench import common
 
 SIZES = (10, 1_000, 10_000)
 TARGET_SECONDS = 1.0

@@ -5,7 +5,6 @@ import http.client
 import json
 import math
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -15,17 +14,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.gunicorn_server import GunicornServer
+from harness.ports import free_port
+
+# `python -m bench.run` in the checkout puts the checkout first on sys.path: the code
+# measured is the checkout's, not whatever an earlier `pip install .` left in
+# site-packages. gunicorn runs with the checkout as its cwd.
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-TESTS = ROOT / "tests"
-
-# The checkout's code, not whatever an earlier `pip install .` left in site-packages, and
-# tests/ for the EC2 harness (ec2_cloud.py). gunicorn runs with the checkout as its cwd.
-for path in (TESTS, ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from gunicorn_server import GunicornServer  # noqa: E402 (tests/ is on the path from here)
 
 POSTGRESQL_URL = os.environ.get(
     "DISPATCHER_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -80,13 +76,6 @@ def ms(seconds: float) -> str:
 
 
 # -- the database ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on right now."""
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -179,8 +168,9 @@ def dispose(app) -> None:
 class Gunicorn(GunicornServer):
     """``python -m gunicorn -c python:dispatcher.gunicorn_config`` on a free loopback port.
 
-    ``app`` is the WSGI app to serve (``dispatcher.wsgi:app``; ``bench.bare_app:app``);
-    ``options`` are more command-line options, the same for every server of a benchmark.
+    ``app`` is the WSGI app to serve (``dispatcher.wsgi:app``, the dispatcher;
+    ``bench.bare_app:app``, the baseline); ``options`` are more command-line options,
+    the same for every server of a benchmark.
     Its output goes to a file, shown when it fails to start.
     """
 

@@ -1,4 +1,4 @@
-"""Where one authenticated request spends its time: ``python bench/profile_request.py``.
+"""Where one authenticated request spends its time: ``python -m bench.profile_request``.
 
 Sends ``--requests`` authenticated GETs of ``--path`` (``/api/v1/nodes/fake_driver``) through
 Flask's test client, in-process, with the production settings, on PostgreSQL where a server
@@ -17,7 +17,8 @@ import sys
 import time
 from collections import defaultdict
 
-import common
+from bench import common
+from dispatcher.config import DUMMY_FARM
 
 # Packages grouped as what they do for the request.
 GROUPS = {
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
     ):
         if args.sqlite:
             url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
-        app = common.make_app(url, CLOUD_FARM=common.DUMMY_FARM)
+        app = common.make_app(url, CLOUD_FARM=DUMMY_FARM)
         client = app.test_client()
         client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
         with stderr_to_devnull():

@@ -1,4 +1,4 @@
-"""The dispatcher's benchmarks: ``python bench/run.py [--quick] [--only a,b,c,d]``.
+"""The dispatcher's benchmarks: ``python -m bench.run [--quick] [--only a,b,c,d]``, in the checkout.
 
 (a) authenticated GET /api/v1/nodes/fake_driver under gunicorn -w 2, against a bare Flask app;
 (b) vm/start on moto's EC2: upstream requests and latency, against the 2015 dispatcher's lookups;
@@ -21,7 +21,7 @@ import textwrap
 import time
 import traceback
 
-import common  # noqa: F401 (puts the checkout and tests/ on sys.path first)
+from bench import common
 
 BENCHMARKS = {
     "a": ("bench_gunicorn", "(a) GET /nodes, gunicorn -w 2", "ratio >= 0.7"),
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         print(f"\n== {title}", flush=True)
         began = time.monotonic()
         try:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(f"bench.{module_name}")
             result = module.run(quick=args.quick)
         except common.Skipped as exc:
             result = common.Result(key, title, f"not run: {exc}", target, "skipped")

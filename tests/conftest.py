@@ -4,8 +4,10 @@ import os
 import socket
 import threading
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -16,6 +18,8 @@ from dispatcher import auth, create_app, database
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
+from harness.ec2_cloud import Ec2Cloud
+from harness.ports import free_port
 
 # The keys of DESIGN.md's ASSIGNMENT (Cistern's row shape).
 ASSIGNMENT_KEYS = {
@@ -71,6 +75,28 @@ def cloud_calls(cloud: str, method: str) -> float:
     return metric("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
 
 
+# argon2 at the lowest cost it takes (8 KiB, one pass, one lane) rather than the package's
+# (64 MiB, three passes, four lanes: about 0.3 s a hash on two cores, for every user made
+# and every login). The scheme and the code path stay those of production (an HMAC with the
+# salt, then argon2), so no test database holds a password in clear. The tests of hashing
+# itself are marked `password_hashing` and keep the package's settings.
+CHEAP_PASSWORD_HASH = {
+    "SECURITY_PASSWORD_HASH_PASSLIB_OPTIONS": {
+        "argon2__memory_cost": 8,
+        "argon2__rounds": 1,
+        "argon2__parallelism": 1,
+    },
+}
+
+
+def settings_file(path: Path, **settings) -> Path:
+    """Write a DISPATCHER_SETTINGS file for a server the test starts: the cheap password
+    hash, then ``settings``. Returns ``path``."""
+    lines = [f"{key} = {value!r}\n" for key, value in {**CHEAP_PASSWORD_HASH, **settings}.items()]
+    path.write_text("".join(lines))
+    return path
+
+
 # Keys that a test must not inherit from the environment it runs in.
 ENVIRONMENT = (
     "DISPATCHER_CONFIG",
@@ -116,18 +142,28 @@ def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'db.sqlite'}"
 
 
-@pytest.fixture
-def postgresql_url(postgresql_engine):
-    """A fresh schema on the PostgreSQL server, dropped after the test."""
+@contextmanager
+def postgresql_schema(engine) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server of ``engine``: the URL that uses it. Dropped
+    at the end."""
     schema = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
-    with postgresql_engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
     url = sqlalchemy.make_url(POSTGRESQL_URL).update_query_dict(
         {"options": f"-csearch_path={schema}"}
     )
-    yield url.render_as_string(hide_password=False)
-    with postgresql_engine.begin() as conn:
-        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def postgresql_url(postgresql_engine):
+    """A fresh schema on the PostgreSQL server, dropped after the test."""
+    with postgresql_schema(postgresql_engine) as url:
+        yield url
 
 
 @pytest.fixture
@@ -143,9 +179,11 @@ def any_database_url(request):
 
 
 @pytest.fixture
-def make_app(database_url):
-    """Build an app for the test: dummy clouds, its own database with the schema, overrides."""
+def make_app(database_url, request):
+    """Build an app for the test: dummy clouds, its own database with the schema, the cheap
+    password hash (not for a test marked `password_hashing`), overrides."""
     made = []
+    hashing = {} if request.node.get_closest_marker("password_hashing") else CHEAP_PASSWORD_HASH
 
     def make(**overrides):
         config = {
@@ -153,6 +191,7 @@ def make_app(database_url):
             "CLOUD_FARM": DUMMY_FARM,
             "CLOUD_TIMEOUT": 2,
             "SQLALCHEMY_DATABASE_URI": database_url,
+            **hashing,
         }
         config.update(overrides)
         app = prepare_database(create_app(config))
@@ -210,13 +249,6 @@ def anonymous(app):
     return app.test_client()
 
 
-def free_port() -> int:
-    """A loopback port that nothing listens on right now."""
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def ec2_cloud(port: int, **params) -> dict:
     """A CLOUD_FARM entry for libcloud's EC2 driver talking plain HTTP to a loopback port."""
     return {
@@ -225,6 +257,20 @@ def ec2_cloud(port: int, **params) -> dict:
         "PASSWORD": "loopback-secret-never-shown",
         "EXTRA_PARAMS": {"host": "127.0.0.1", "port": port, "secure": False, **params},
     }
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Ec2Cloud]:
+    """One moto EC2 server per test module; with ``cloud``, each test starts from a wiped state."""
+    with Ec2Cloud() as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def cloud(moto: Ec2Cloud) -> Ec2Cloud:
+    """The module's moto EC2 server, wiped for this test."""
+    moto.reset()
+    return moto
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
-from gunicorn_server import ROOT, GunicornServer, race
+
+from harness.gunicorn_server import ROOT, GunicornServer, race
+from harness.ports import free_port
 
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent

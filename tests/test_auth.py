@@ -201,6 +201,7 @@ def test_deactivated_users_tokens_stop_working(app, anonymous, alice):
     assert anonymous.get("/api/v1/nodes", headers={"X-Auth-Token": token}).status_code == 401
 
 
+@pytest.mark.password_hashing
 def test_database_holds_only_a_password_hash(app, alice):
     """The stored password is an argon2 hash, and the plain text is nowhere in the row."""
     with app.app_context():
@@ -209,6 +210,7 @@ def test_database_holds_only_a_password_hash(app, alice):
     assert all(PASSWORD not in str(value) for value in row.values())
 
 
+@pytest.mark.password_hashing
 def test_database_file_holds_no_plaintext_password(database_url, app, alice):
     """Not even the SQLite file's bytes contain the password."""
     if not database_url.startswith("sqlite:///"):

@@ -65,11 +65,9 @@ def assert_unavailable(response, message):
 
 def test_assign_and_release_over_http_against_a_running_server(tmp_path, cistern):
     """The original suite's flow on `dispatcher run`: assign by hostname and id, release."""
-    settings = tmp_path / "settings.py"
-    settings.write_text(f'ASSIGNMENT_BACKEND = "cistern"\nCISTERN_URL = "{cistern.url}"\n')
     server = Server(
         tmp_path / "instance",
-        DISPATCHER_SETTINGS=str(settings),
+        {"ASSIGNMENT_BACKEND": "cistern", "CISTERN_URL": cistern.url},
         DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
     )
     try:

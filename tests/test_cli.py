@@ -143,6 +143,7 @@ def test_users_create_unknown_role_is_refused(app, cli):
     assert usernames(app) == []
 
 
+@pytest.mark.password_hashing
 def test_users_create_short_password_is_refused(app, cli):
     """A password under SECURITY_PASSWORD_LENGTH_MIN characters makes no user."""
     result = create(cli, "hank", "agent", password="short")
@@ -240,6 +241,7 @@ def test_unknown_user_is_a_clear_error(cli, args):
     assert result.output == "Error: no user 'nobody'\n"
 
 
+@pytest.mark.password_hashing
 def test_passwords_are_stored_hashed(app, cli):
     """The users table holds an argon2 hash, never the password."""
     create(cli, "olga", "agent")

@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy
-from conftest import free_port, prepare_database
-from gunicorn_server import ROOT, GunicornServer, race
+from conftest import CHEAP_PASSWORD_HASH, prepare_database, settings_file
 from sqlalchemy import select
 
 from dispatcher import auth, create_app
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
+from harness.gunicorn_server import ROOT, GunicornServer, race
+from harness.ports import free_port
+
+pytestmark = pytest.mark.slow
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 WORKERS = 4
@@ -101,6 +104,7 @@ def agent_token(any_database_url):
                 "SQLALCHEMY_DATABASE_URI": any_database_url,
                 "SECRET_KEY": SECRET_KEY,
                 "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
+                **CHEAP_PASSWORD_HASH,
             }
         )
     )
@@ -120,18 +124,18 @@ def engine(any_database_url):
 
 @pytest.fixture
 def gunicorn(tmp_path, any_database_url, agent_token):
-    """Start gunicorn on the test's database, with ``settings`` in a DISPATCHER_SETTINGS file."""
+    """Start gunicorn on the test's database, with ``settings`` (after the cheap password
+    hash) in a DISPATCHER_SETTINGS file."""
     started = []
 
     def start(**settings) -> Gunicorn:
-        settings_file = tmp_path / "settings.py"
-        settings_file.write_text("".join(f"{key} = {value!r}\n" for key, value in settings.items()))
+        settings_path = settings_file(tmp_path / "settings.py", **settings)
         env = {
             **os.environ,
             "DATABASE_URL": any_database_url,
             "DISPATCHER_SECRET_KEY": SECRET_KEY,
             "DISPATCHER_PASSWORD_SALT": PASSWORD_SALT,
-            "DISPATCHER_SETTINGS": str(settings_file),
+            "DISPATCHER_SETTINGS": str(settings_path),
             "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
         }
         started.append(Gunicorn(tmp_path, env))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import token_client
+from conftest import CHEAP_PASSWORD_HASH, token_client
 
 from dispatcher import create_app
 from dispatcher.errors import ConfigurationError
@@ -27,7 +27,7 @@ def test_settings_file_named_by_the_environment(monkeypatch, tmp_path, variable)
     settings = tmp_path / "settings.py"
     settings.write_text(SETTINGS)
     monkeypatch.setenv(variable, str(settings))
-    app = create_app()
+    app = create_app(CHEAP_PASSWORD_HASH)
     assert app.config["CLOUD_TIMEOUT"] == 7
     client = token_client(app)
     names = [cloud["name"] for cloud in client.get("/api/v1/cloud").json["served_cloud"]]
@@ -77,7 +77,7 @@ def test_embedded_defaults_live_in_the_instance_folder(tmp_path):
 
 def test_default_farm_is_two_dummy_clouds():
     """The embedded default serves default and fake_driver on the Dummy driver."""
-    body = token_client(create_app()).get("/api/v1/cloud").json
+    body = token_client(create_app(CHEAP_PASSWORD_HASH)).get("/api/v1/cloud").json
     assert body["served_cloud"] == [
         {"name": "default", "type": "dummy", "host": None},
         {"name": "fake_driver", "type": "dummy", "host": None},

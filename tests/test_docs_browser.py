@@ -29,11 +29,14 @@ CHROMIUM_FLAGS = (
 )
 WAIT = 30  # seconds, at most, for any one step of the page
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
-    reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-    "apt-get install chromium chromium-driver, as .ci/run does",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+        reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+        "apt-get install chromium chromium-driver, as .ci/run does",
+    ),
+]
 
 # Swagger UI has rendered the operations, or has given up on the document.
 RENDERED = """

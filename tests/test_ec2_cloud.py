@@ -1,8 +1,9 @@
 """The moto EC2 harness answers libcloud's EC2 driver as real EC2 does, and logs its requests."""
 
 import pytest
-from ec2_cloud import Ec2Cloud, _one_based
 from libcloud.compute.types import NodeState, StorageVolumeState
+
+from harness.ec2_cloud import Ec2Cloud, _one_based
 
 
 @pytest.fixture(scope="module")

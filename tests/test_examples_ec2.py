@@ -5,8 +5,9 @@ import os
 import subprocess
 
 import pytest
-from ec2_cloud import Ec2Cloud
 from test_server import ADMIN_PASSWORD, EXAMPLES, Server
+
+from harness.ec2_cloud import Ec2Cloud
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +20,9 @@ def cloud():
 def server(tmp_path, cloud):
     """`dispatcher run` with the clouds default (Dummy) and aws (moto), from a settings file."""
     cloud.reset()
-    settings = tmp_path / "settings.py"
     farm = {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()}
-    settings.write_text(f"CLOUD_FARM = {farm!r}\n")
     server = Server(
-        tmp_path / "instance",
-        DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        DISPATCHER_SETTINGS=str(settings),
+        tmp_path / "instance", {"CLOUD_FARM": farm}, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
     )
     yield server
     server.stop()

@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import DUMMY_FARM, free_port
+from conftest import CHEAP_PASSWORD_HASH, DUMMY_FARM
 
 from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
+from harness.ports import free_port
 
 HEAD = "0003"
 PASSWORD = "a-long-enough-password"
@@ -23,7 +24,12 @@ PASSWORD = "a-long-enough-password"
 def app(any_database_url):
     """An app on an empty database: no table, no revision (not the suite's stamped schema)."""
     app = create_app(
-        {"TESTING": True, "CLOUD_FARM": DUMMY_FARM, "SQLALCHEMY_DATABASE_URI": any_database_url}
+        {
+            "TESTING": True,
+            "CLOUD_FARM": DUMMY_FARM,
+            "SQLALCHEMY_DATABASE_URI": any_database_url,
+            **CHEAP_PASSWORD_HASH,
+        }
     )
     yield app
     with app.app_context():

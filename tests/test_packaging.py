@@ -7,8 +7,9 @@ import sysconfig
 from pathlib import PurePosixPath
 
 import requests
-from conftest import free_port
-from gunicorn_server import GunicornServer
+
+from harness.gunicorn_server import GunicornServer
+from harness.ports import free_port
 
 
 def test_the_distribution_installs_only_the_dispatcher_package():

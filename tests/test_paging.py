@@ -2,8 +2,6 @@
 
 import pytest
 from conftest import assert_error, cloud_calls, token_client
-from ec2_cloud import cloud as cloud
-from ec2_cloud import moto as moto
 
 # libcloud's DummyNodeDriver(25): dummy-0 to dummy-24, ids 0 to 24; libcloud's Node
 # keeps a falsy id as None, so the first node's id reads "None".

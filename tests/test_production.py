@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import sqlalchemy
-from conftest import DUMMY_FARM, POSTGRESQL_URL, ec2_cloud
-from gunicorn_server import race
+from conftest import DUMMY_FARM, POSTGRESQL_URL, ec2_cloud, postgresql_schema
 from production import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -32,6 +31,9 @@ from production import (
 from sqlalchemy import select
 
 from dispatcher.models import ASSIGNED, Assignment, AuditEntry
+from harness.gunicorn_server import race
+
+pytestmark = pytest.mark.slow
 
 LISTING = "/vm/status/fake_driver"  # the ledger: a listing read from the database
 ENVELOPE_KEYS = {"status", "status_code", "status_short_message", "status_long_message", "message"}
@@ -40,6 +42,29 @@ ENVELOPE_KEYS = {"status", "status_code", "status_short_message", "status_long_m
 def worker_timeout(cloud_timeout: int) -> int:
     """gunicorn's worker timeout as README's "## Production" states it."""
     return 4 * cloud_timeout + 10
+
+
+def start_production(folder, database_url: str, farm: dict, cloud_timeout: int = 2):
+    """The README's production setting on ``database_url`` with a CLOUD_FARM and
+    CLOUD_TIMEOUT of the test's, once every worker has answered."""
+    settings = folder / "settings.py"
+    settings.write_text(f"CLOUD_FARM = {farm!r}\nCLOUD_TIMEOUT = {cloud_timeout!r}\n")
+    substitutions = {
+        "DATABASE_URL": database_url,
+        "DISPATCHER_RATELIMIT_STORAGE_URI": REDIS_URL if redis_answers() else None,
+    }
+    extra_env = {
+        "DISPATCHER_SETTINGS": str(settings),
+        "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
+    }
+    server = ProductionServer(folder, substitutions, extra_env)
+    try:
+        server.serve_on_every_worker("/nodes/default")
+    except BaseException:
+        server.stop()
+        print(server.output())
+        raise
+    return server
 
 
 @pytest.fixture
@@ -52,25 +77,25 @@ def production(tmp_path, postgresql_url):
     started = []
 
     def start(farm: dict, cloud_timeout: int = 2, database_url: str | None = None):
-        settings = tmp_path / "settings.py"
-        settings.write_text(f"CLOUD_FARM = {farm!r}\nCLOUD_TIMEOUT = {cloud_timeout!r}\n")
-        substitutions = {
-            "DATABASE_URL": database_url or postgresql_url,
-            "DISPATCHER_RATELIMIT_STORAGE_URI": REDIS_URL if redis_answers() else None,
-        }
-        extra_env = {
-            "DISPATCHER_SETTINGS": str(settings),
-            "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
-        }
-        server = ProductionServer(tmp_path, substitutions, extra_env)
-        started.append(server)
-        server.serve_on_every_worker("/nodes/default")
-        return server
+        url = database_url or postgresql_url
+        started.append(start_production(tmp_path, url, farm, cloud_timeout))
+        return started[-1]
 
     yield start
     for server in started:
         server.stop()
         # pytest shows a teardown's output only when the test failed: the server's log then.
+        print(server.output())
+
+
+@pytest.fixture(scope="module")
+def dummy_production(tmp_path_factory, postgresql_engine):
+    """One production setting on the Dummy clouds for the module's tests that leave it as
+    they found it: they count from what it answered before, or look at their own requests."""
+    with postgresql_schema(postgresql_engine) as url:
+        server = start_production(tmp_path_factory.mktemp("production"), url, DUMMY_FARM)
+        yield server
+        server.stop()
         print(server.output())
 
 
@@ -293,9 +318,9 @@ def metric(server: ProductionServer, name: str, **labels) -> float:
     return 0.0
 
 
-def test_metrics_add_up_what_every_worker_counted(production):
+def test_metrics_add_up_what_every_worker_counted(dummy_production):
     """/metrics, whichever worker answers it, counts the requests and cloud calls of all four."""
-    server = production(DUMMY_FARM)
+    server = dummy_production
     listing = {"endpoint": "api_v1.listing", "method": "GET", "status": "200"}
     calls = {"cloud": "fake_driver", "method": "list_nodes"}
     before = metric(server, "dispatcher_http_requests_total", **listing)
@@ -316,9 +341,9 @@ def test_metrics_add_up_what_every_worker_counted(production):
         )
 
 
-def test_request_log_line_has_the_request_id_and_no_token(production):
+def test_request_log_line_has_the_request_id_and_no_token(dummy_production):
     """Under gunicorn: one request line with the client's X-Request-ID, the caller, no token."""
-    server = production(DUMMY_FARM)
+    server = dummy_production
 
     answer = requests.get(
         f"{server.base}/nodes/fake_driver",
@@ -345,9 +370,9 @@ def test_request_log_line_has_the_request_id_and_no_token(production):
 
 
 @pytest.mark.skipif(not redis_answers(), reason="no Redis server at 127.0.0.1:6379")
-def test_failed_logins_are_counted_across_workers_in_redis(production):
+def test_failed_logins_are_counted_across_workers_in_redis(dummy_production):
     """Five failed logins spread over the workers, then a 429 from whichever worker answers."""
-    server = production(DUMMY_FARM)
+    server = dummy_production
     username = f"intruder-{os.getpid()}-{time.monotonic_ns()}"
     since = server.mark()
 
@@ -373,9 +398,9 @@ def test_failed_logins_are_counted_across_workers_in_redis(production):
     assert len(served_by) > 1  # the count was shared, not one worker's own
 
 
-def test_health_and_listing_pages_under_gunicorn(production):
+def test_health_and_listing_pages_under_gunicorn(dummy_production):
     """The health check (plain and deep) and a listing walked page by page, on the workers."""
-    server = production(DUMMY_FARM)
+    server = dummy_production
 
     plain = requests.get(f"{server.base}/health", timeout=30)
     deep = server.get("/health?deep=1")

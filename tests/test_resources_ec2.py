@@ -3,8 +3,6 @@
 import pytest
 from botocore.exceptions import ClientError
 from conftest import token_client
-from ec2_cloud import cloud as cloud
-from ec2_cloud import moto as moto
 
 SIZE = "t2.micro"
 

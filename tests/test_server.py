@@ -10,25 +10,40 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
+from conftest import ENVIRONMENT, settings_file
+
+from harness.ports import free_port
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
 ADMIN_PASSWORD = "admin-password-for-the-tests"
 
 
 class Server:
-    """A `dispatcher run` process on a free loopback port."""
+    """A `dispatcher run` process on a free loopback port, its instance folder ``instance``.
 
-    def __init__(self, instance: Path, **env):
+    ``settings`` (after the suite's cheap password hash) go to a DISPATCHER_SETTINGS file
+    beside the instance folder, ``env`` on top of the environment (less what a test must
+    not inherit, as conftest's ENVIRONMENT says). What the server prints goes to a file
+    there too: a pipe that nobody reads while it runs would fill and block the server.
+    """
+
+    def __init__(self, instance: Path, settings: dict | None = None, **env):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        self.process = subprocess.Popen(
-            [str(DISPATCHER), "run", "--port", str(self.port)],
-            env={**os.environ, "DISPATCHER_INSTANCE_PATH": str(instance), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        folder = instance.parent
+        settings_path = settings_file(folder / f"settings-{self.port}.py", **(settings or {}))
+        self.env = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT}
+        self.env.update(
+            DISPATCHER_INSTANCE_PATH=str(instance), DISPATCHER_SETTINGS=str(settings_path), **env
         )
+        self.log = folder / f"dispatcher-{self.port}.log"
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                [str(DISPATCHER), "run", "--port", str(self.port)],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -37,25 +52,23 @@ class Server:
             except requests.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()
-                    pytest.fail(f"dispatcher run did not start:\n{self.process.stdout.read()}")
+                    self.process.wait()
+                    pytest.fail(f"dispatcher run did not start:\n{self.output()}")
                 time.sleep(0.1)
+
+    def output(self) -> str:
+        """What the server printed so far."""
+        return self.log.read_text(errors="replace")
 
     def stop(self) -> str:
         """Stop the server; return what it printed."""
-        self.process.terminate()
-        output, _ = self.process.communicate(timeout=10)
-        return output
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        return self.output()
 
 
-@pytest.fixture
-def server(tmp_path):
-    server = Server(tmp_path / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def token(server):
+def admin_token(server: Server) -> str:
     """The original suite's first step: authenticate over HTTP."""
     response = requests.post(
         f"{server.base}/auth", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
@@ -63,6 +76,29 @@ def token(server):
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     return response.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module's tests that leave it as they found it (they read)."""
+    server = Server(
+        tmp_path_factory.mktemp("server") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of the test's own, for a test that changes it or stops it."""
+    server = Server(tmp_path / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def token(server):
+    return admin_token(server)
 
 
 def test_authenticate_then_check_the_token_in_the_json_body(server, token):
@@ -102,8 +138,9 @@ def test_server_root_answers_get_and_post(server):
     assert requests.post(f"{server.base}/", json={}, timeout=10).json() == {"status": "ok"}
 
 
-def test_request_log_hides_tokens_and_passwords(server, token):
+def test_request_log_hides_tokens_and_passwords(own_server):
     """The server's output never shows the token sent in ?auth_token= nor the password."""
+    server, token = own_server, admin_token(own_server)
     requests.get(f"{server.base}/images", params={"auth_token": token}, timeout=10)
     output = server.stop()
     assert "method=GET endpoint=api_v1.listing path=/api/v1/images status=200" in output
@@ -172,6 +209,12 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
 EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
 
 
+# The scripts that change what the server holds (a VM started and deleted, a node assigned,
+# released and deleted, every token of the user revoked) run against a server of their own;
+# the others read, and share the module's server.
+CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh"}
+
+
 @pytest.mark.parametrize(
     "script",
     [
@@ -189,8 +232,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
         "revoke_tokens.sh",
     ],
 )
-def test_example_scripts_run_green(server, script):
+def test_example_scripts_run_green(request, script):
     """Each script of api_call_examples/ runs against a live server and gets ok answers."""
+    server = request.getfixturevalue("own_server" if script in CHANGING else "server")
     env = {
         **os.environ,
         "BASE_URL": server.base,

@@ -8,9 +8,10 @@ import sys
 import time
 
 import pytest
-from conftest import free_port
-from gunicorn_server import GunicornServer
 from test_server import Server
+
+from harness.gunicorn_server import GunicornServer
+from harness.ports import free_port
 
 TOKEN = "WFhYLXNlY3JldC10b2tlbi12YWx1ZQ"  # never to be seen in an answer or a log
 

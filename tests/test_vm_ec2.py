@@ -2,8 +2,6 @@
 
 import pytest
 from conftest import NODE_KEYS, ec2_cloud, token_client
-from ec2_cloud import cloud as cloud
-from ec2_cloud import moto as moto
 
 SIZE = "t2.micro"
 

@@ -1,6 +1,6 @@
 """moto's EC2 emulation on a loopback port, answering libcloud as real EC2 does, with a request log.
 
-Use it as a context manager or through the ``ec2_cloud`` fixture (a conftest may import it)::
+Use it as a context manager (the tests' ``cloud`` fixture, in conftest.py, does)::
 
     with Ec2Cloud() as cloud:
         app.config["CLOUD_FARM"] = {"default": cloud.farm_entry()}
@@ -36,7 +36,6 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 import boto3
-import pytest
 from botocore.config import Config
 from libcloud.compute.providers import get_driver
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -378,24 +377,3 @@ def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]]
         if hasattr(chunks, "close"):
             chunks.close()
     return answer["status"], answer["headers"], body
-
-
-@pytest.fixture
-def ec2_cloud() -> Iterator[Ec2Cloud]:
-    """A fresh moto EC2 server, stopped after the test."""
-    with Ec2Cloud() as cloud:
-        yield cloud
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[Ec2Cloud]:
-    """One moto server for a test module; with ``cloud``, each test starts from a wiped state."""
-    with Ec2Cloud() as cloud:
-        yield cloud
-
-
-@pytest.fixture
-def cloud(moto: Ec2Cloud) -> Ec2Cloud:
-    """The module's moto server, wiped for this test."""
-    moto.reset()
-    return moto

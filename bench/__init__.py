@@ -1,0 +1,1 @@
+"""The dispatcher's benchmarks, run from the checkout: ``python -m bench.run``."""
