@@ -26,6 +26,7 @@ moto keeps its state in the process, not per server: one ``Ec2Cloud`` at a time,
 one (or ``reset()``) wipes whatever moto held.
 """
 
+import contextlib
 import http.client
 import io
 import re
@@ -377,3 +378,31 @@ def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]]
         if hasattr(chunks, "close"):
             chunks.close()
     return answer["status"], answer["headers"], body
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m harness.ec2_cloud SETTINGS``: serve the EC2 emulation until interrupted,
+    with a dispatcher settings file whose CLOUD_FARM has it as cloud ``aws``.
+
+    For trying the firewall and storage examples by hand (api_call_examples/README.md).
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m harness.ec2_cloud", description=main.__doc__)
+    parser.add_argument("settings", help="the settings file to write, for DISPATCHER_SETTINGS")
+    settings = parser.parse_args(argv).settings
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Ec2Cloud() as cloud:
+        farm = {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()}
+        with open(settings, "w") as handle:
+            handle.write(f"CLOUD_FARM = {farm!r}\n")
+        print(f"EC2 emulation on {cloud.url}: cloud `aws` in {settings}", flush=True)
+        print(f"an image: {cloud.default_image_id()}; a size: t2.micro", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """A Cistern contract server for the tests: the original client's three calls, in memory.
 
-No public Cistern implementation exists, so this speaks exactly what DESIGN.md (and the
-original 2015 client) says Cistern answers, and records every request it receives.
+No public Cistern implementation exists, so this speaks exactly the contract the original
+2015 client defines (dispatcher/bookkeeping/cistern.py states it), and records every
+request it receives.
 """
 
 import json

@@ -21,7 +21,7 @@ from dispatcher.extensions import db
 from harness.ec2_cloud import Ec2Cloud
 from harness.ports import free_port
 
-# The keys of DESIGN.md's ASSIGNMENT (Cistern's row shape).
+# The keys of an ASSIGNMENT, Cistern's row shape (serializers.assignment_to_dict).
 ASSIGNMENT_KEYS = {
     "id",
     "id_vm",
@@ -33,7 +33,7 @@ ASSIGNMENT_KEYS = {
     "status",
     "status_desc",
 }
-# The keys of DESIGN.md's NODE.
+# The keys of a NODE (serializers.node_to_dict).
 NODE_KEYS = {
     "name",
     "uuid",
