@@ -362,3 +362,26 @@ def test_env_file_refuses_what_it_cannot_write(cli, tmp_path, setting):
     result = cli("env-file", str(tmp_path / "e.env"), setting)
     assert result.exit_code == 2
     assert not (tmp_path / "e.env").exists()
+
+
+@pytest.mark.parametrize(
+    ("environment", "line"),
+    [
+        ({"DISPATCHER_CONFIG": "production"}, "DISPATCHER_SECRET_KEY must be set in production"),
+        ({"DISPATCHER_CONFIG": "staging"}, "DISPATCHER_CONFIG='staging' is not one of"),
+        ({"DISPATCHER_SETTINGS": "/nonexistent/settings.py"}, "DISPATCHER_SETTINGS names"),
+    ],
+)
+def test_a_configuration_error_is_one_line_and_exit_1(tmp_path, environment, line):
+    """Whatever is wrong with the configuration: one line naming it, no traceback."""
+    dispatcher = Path(sys.executable).with_name("dispatcher")
+    env = {**os.environ, "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"), **environment}
+    for variable in ("DISPATCHER_SECRET_KEY", "DISPATCHER_PASSWORD_SALT"):
+        env.pop(variable, None)
+    done = subprocess.run(
+        [str(dispatcher), "users", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    [shown] = done.stderr.splitlines()
+    assert shown.startswith(f"Error: {line}")
+    assert done.stdout == ""
