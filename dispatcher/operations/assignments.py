@@ -33,8 +33,8 @@ def _audited(action: str, cloud: Cloud, caller: str, reference: dict, emulate: b
     try:
         row = _resolve(cloud, reference.get("id_vm"), reference.get("hostname"), emulate)
         entry.update(id_vm=row["id_vm"], hostname=row["hostname"])
-        if row["status"] == ASSIGNED and "user" not in reference:
-            entry.update(user=row["user"], vm_type=row["recipe"])  # whom a release frees
+        if action == "release" and row["status"] == ASSIGNED:
+            entry.update(user=row["user"], vm_type=row["recipe"])  # whom it frees
         answer = change(row)
     except DispatcherError as exc:
         db.session.rollback()
