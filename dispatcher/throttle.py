@@ -28,13 +28,12 @@ class LoginThrottle:
 
     def __init__(self, limit: str, storage_uri: str, memory_fallback: bool):
         self.item = parse(limit)
-        self.storage = storage_from_string(storage_uri)
-        self.fallback = MemoryStorage() if memory_fallback else None
+        self.shared = FixedWindowRateLimiter(storage_from_string(storage_uri))
+        self.fallback = FixedWindowRateLimiter(MemoryStorage()) if memory_fallback else None
         self._storage_down = False
 
     def _limiter(self) -> FixedWindowRateLimiter:
-        storage = self.fallback if self._storage_down else self.storage
-        return FixedWindowRateLimiter(storage)
+        return self.fallback if self._storage_down else self.shared
 
     def _counted(self, work):
         """``work(limiter)``; on the memory fallback once the shared store fails."""

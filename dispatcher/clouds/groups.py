@@ -93,11 +93,6 @@ def is_openstack_family(driver) -> bool:
     return hasattr(driver, "ex_create_security_group_rule")
 
 
-def supported(driver) -> bool:
-    """Whether the driver has security groups this module can drive."""
-    return is_ec2_family(driver) or is_openstack_family(driver)
-
-
 def takes_network(driver, cidr: str | None) -> bool:
     """Whether the driver can open a rule for ``cidr``.
 
