@@ -66,14 +66,28 @@ FREE = 1
 ASSIGNED = 2
 FAULTY = 3
 DELETED = 4  # destroyed through the dispatcher; kept for the record, never listed
-STATUS_NAMES = {FREE: "FREE", ASSIGNED: "ASSIGNED", FAULTY: "FAULTY", DELETED: "DELETED"}
+BOOTING = 5  # started by the pool manager, not yet running: never handed out, never listed
+STATUS_NAMES = {
+    FREE: "FREE",
+    ASSIGNED: "ASSIGNED",
+    FAULTY: "FAULTY",
+    DELETED: "DELETED",
+    BOOTING: "BOOTING",
+}
 
 
 class Assignment(TimestampMixin, db.Model):
-    """One VM of one cloud in the local ledger: free, assigned to a user, or faulty."""
+    """One VM of one cloud in the local ledger: booting, free, assigned to a user, or faulty.
+
+    A VM a warm pool made carries the pool's name, the creation id it was tagged with in
+    its cloud, the addresses it had when it came up and when that was.
+    """
 
     __tablename__ = "assignments"
-    __table_args__ = (db.UniqueConstraint("cloud", "id_vm"),)
+    __table_args__ = (
+        db.UniqueConstraint("cloud", "id_vm"),
+        db.Index("ix_assignments_pool_status", "pool", "status"),
+    )
 
     id = db.Column(db.Integer, primary_key=True)
     cloud = db.Column(db.String(80), nullable=False)
@@ -83,6 +97,34 @@ class Assignment(TimestampMixin, db.Model):
     user = db.Column(db.String(255))
     status = db.Column(db.Integer, nullable=False, default=FREE, index=True)
     assigned_at = db.Column(db.DateTime(timezone=True))
+    pool = db.Column(db.String(80))
+    creation_id = db.Column(db.String(64))
+    ready_at = db.Column(db.DateTime(timezone=True))
+    public_ips = db.Column(db.JSON)
+    private_ips = db.Column(db.JSON)
+
+
+class PoolCloudState(db.Model):
+    """What the pool manager last saw of one cloud of one pool: its last failure and how
+    long it is left alone after failures (the back-off), shared by every manager."""
+
+    __tablename__ = "pool_clouds"
+
+    pool = db.Column(db.String(80), primary_key=True)
+    cloud = db.Column(db.String(80), primary_key=True)
+    last_error = db.Column(db.String(1000))
+    last_error_at = db.Column(db.DateTime(timezone=True))
+    failures = db.Column(db.Integer, nullable=False, default=0)  # in a row
+    retry_at = db.Column(db.DateTime(timezone=True))  # no creation there before this
+
+
+class PoolPass(db.Model):
+    """When the pool manager last finished a pass over a pool."""
+
+    __tablename__ = "pool_passes"
+
+    pool = db.Column(db.String(80), primary_key=True)
+    finished_at = db.Column(db.DateTime(timezone=True), nullable=False)
 
 
 class AuditEntry(db.Model):

@@ -16,7 +16,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 from harness.ports import free_port
 
-HEAD = "0003"
+HEAD = "0004"
 PASSWORD = "a-long-enough-password"
 
 
@@ -115,6 +115,8 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "assignments",
         "audit_entries",
         "secret_fingerprints",
+        "pool_clouds",
+        "pool_passes",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(
