@@ -53,12 +53,25 @@ def create_app(config: dict | None = None) -> Flask:
         extensions,
         fingerprints,
         metrics,
+        pools,
         requestlog,
         throttle,
     )
 
     # requestlog first: its request id is there before any other hook can fail.
-    parts = (requestlog, metrics, extensions, auth, throttle, clouds, bookkeeping, errors, api, cli)
+    parts = (
+        requestlog,
+        metrics,
+        extensions,
+        auth,
+        throttle,
+        clouds,
+        bookkeeping,
+        pools,
+        errors,
+        api,
+        cli,
+    )
     for part in parts:
         part.init_app(app)
     # After Flask-Security-Too, which installs a JSON provider of its own.

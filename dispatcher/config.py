@@ -81,7 +81,21 @@ class Config:
     # Extra tries of a request whose connection to Cistern could not be made.
     CISTERN_RETRIES = 2
     # Release destroys the VM after freeing it, as the original did; True keeps it.
+    # A VM of a warm pool follows its pool's `release` instead.
     RELEASE_KEEPS_NODE = False
+
+    # Warm pools, by vm_type: VMs started ahead of time so that an assign by type answers
+    # at once (docs/configuration.md). Empty: no pools, no pool manager.
+    POOLS = {}
+    # Seconds between two passes of `dispatcher pools run` (and of the manager that
+    # `dispatcher run` starts); also the Retry-After of an assign an empty pool refuses.
+    POOLS_INTERVAL = 15
+    # VMs the manager creates at once on one cloud.
+    POOLS_CREATE_CONCURRENCY = 4
+    # A cloud that failed is left alone this many seconds, doubled after each failure in
+    # a row up to POOLS_BACKOFF_MAX_SECONDS; its share goes to the pool's next cloud.
+    POOLS_BACKOFF_SECONDS = 30
+    POOLS_BACKOFF_MAX_SECONDS = 600
 
     # Token authentication (Flask-Security-Too), where the original looked for tokens.
     SECURITY_TOKEN_AUTHENTICATION_HEADER = "X-Auth-Token"

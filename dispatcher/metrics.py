@@ -21,6 +21,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .errors import AuthenticationRequiredError, ForbiddenError
@@ -55,6 +56,37 @@ ASSIGNMENTS = Counter(
     "dispatcher_assignments",
     "Assigns and releases of VMs (dry runs excluded), by cloud, action and outcome.",
     ["cloud", "action", "outcome"],
+)
+
+# The warm pools. The pool manager counts creations, failures and boot times in its own
+# process (`dispatcher pools run --metrics-port`, or /metrics under `dispatcher run`);
+# the VMs per pool and state come from the ledger, whichever process answers /metrics.
+POOL_BOOT_SECONDS = Histogram(
+    "dispatcher_pool_boot_duration_seconds",
+    "Time from a pool VM's creation to the pass that found it running, by pool and cloud.",
+    ["pool", "cloud"],
+    buckets=(5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200),
+)
+POOL_ASSIGN_SECONDS = Histogram(
+    "dispatcher_pool_assign_duration_seconds",
+    "Time an assign by vm_type took to take a free VM of the pool (or find none), by pool.",
+    ["pool"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+POOL_CREATIONS = Counter(
+    "dispatcher_pool_creations",
+    "VMs the pool manager created, by pool and cloud.",
+    ["pool", "cloud"],
+)
+POOL_FAILURES = Counter(
+    "dispatcher_pool_failures",
+    "Failed listings and creations of the pool manager, by pool and cloud.",
+    ["pool", "cloud"],
+)
+POOL_SPILLOVERS = Counter(
+    "dispatcher_pool_spillovers",
+    "Times a pool's VMs went to its next cloud because this one failed or backs off.",
+    ["pool", "cloud"],
 )
 
 
@@ -123,7 +155,30 @@ def exposition() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(registry) + generate_latest(_pool_registry())
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+class _PoolCollector:
+    """The VMs of each pool in each state, read from the ledger at each scrape."""
+
+    def collect(self):
+        from . import pools
+        from .pools import ledger
+
+        gauge = GaugeMetricFamily(
+            "dispatcher_pool_vms", "VMs of each warm pool, by state.", labels=["pool", "state"]
+        )
+        for spec in pools.every():
+            for state, number in ledger.totals(spec.name).items():
+                gauge.add_metric([spec.name, state], number)
+        yield gauge
+
+
+def _pool_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_PoolCollector())
+    return registry
 
 
 def init_app(app: Flask) -> None:

@@ -13,6 +13,7 @@ from cachetools import TTLCache, cachedmethod
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError, LibcloudError
 from libcloud.compute.providers import get_driver
+from libcloud.compute.types import Provider
 
 from .. import metrics
 from ..errors import CloudError, CloudTimeoutError, InvalidRequestError, NotSupportedError
@@ -98,6 +99,26 @@ class Cloud:
 
     def __repr__(self) -> str:
         return f"<Cloud {self.name} ({self.spec.engine})>"
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the cloud lives in its driver object (libcloud's Dummy): no second
+        driver sees its nodes."""
+        return self.spec.provider == Provider.DUMMY
+
+    def sibling(self) -> "Cloud":
+        """The same cloud with a driver of its own, sharing the caches: for work in another
+        thread, since a libcloud driver keeps per-request state on its connection. A cloud
+        that lives ``in_process`` is its own sibling."""
+        if self.in_process:
+            return self
+        other = Cloud(self.spec, self.timeout, self.max_iterations)
+        other._images, other._static, other._cache_lock = (
+            self._images,
+            self._static,
+            self._cache_lock,
+        )
+        return other
 
     @property
     def name(self) -> str:

@@ -1,0 +1,49 @@
+"""Warm pools: per vm_type, VMs started ahead of time on an ordered list of clouds, so that
+an assign by type answers at once. ``manager`` keeps them filled (``dispatcher pools``);
+``operations.assign_from_pool`` hands them out."""
+
+from flask import current_app
+
+from ..errors import NotFoundError
+from .spec import PoolCloud, PoolSpec, parse_pools
+from .status import pool_to_dict
+
+__all__ = ["PoolCloud", "PoolSpec", "every", "find", "get", "init_app", "pool_to_dict"]
+
+EXTENSION = "dispatcher.pools"
+
+
+def init_app(app) -> None:
+    """Parse POOLS against the clouds and the bookkeeping.
+
+    :raises ConfigurationError: one line naming the pool and the key at fault.
+    """
+    config = app.config
+    app.extensions[EXTENSION] = parse_pools(
+        config.get("POOLS"), config["CLOUD_FARM"], config["ASSIGNMENT_BACKEND"]
+    )
+
+
+def _pools() -> dict[str, PoolSpec]:
+    return current_app.extensions[EXTENSION]
+
+
+def every() -> list[PoolSpec]:
+    """Every configured pool, in the order of POOLS."""
+    return list(_pools().values())
+
+
+def find(name: str | None) -> PoolSpec | None:
+    """The pool called ``name``, or None."""
+    return _pools().get(name) if name is not None else None
+
+
+def get(name: str) -> PoolSpec:
+    """The pool called ``name``.
+
+    :raises NotFoundError: no such pool.
+    """
+    found = find(name)
+    if found is None:
+        raise NotFoundError(f"Unknown pool: {name}")
+    return found

@@ -1,0 +1,235 @@
+"""The pools' rows in the local ledger: counting, taking a free VM, and the manager's
+record of each pool's clouds (last failure, back-off) and passes."""
+
+import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConflictError
+from ..extensions import db
+from ..models import (
+    ASSIGNED,
+    BOOTING,
+    DELETED,
+    FAULTY,
+    FREE,
+    Assignment,
+    PoolCloudState,
+    PoolPass,
+)
+
+# The states a pool's VM counts in, as the API names them.
+STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def aware(moment: datetime.datetime | None) -> datetime.datetime | None:
+    """``moment`` with its zone: SQLite hands back the UTC it stored without one."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.UTC)
+    return moment
+
+
+def counts(pool: str) -> dict[str, dict[str, int]]:
+    """How many of the pool's VMs each cloud has in each state: ``{cloud: {"free": n, ...}}``."""
+    found: dict[str, dict[str, int]] = {}
+    rows = db.session.execute(
+        select(Assignment.cloud, Assignment.status, func.count())
+        .where(Assignment.pool == pool, Assignment.status != DELETED)
+        .group_by(Assignment.cloud, Assignment.status)
+    )
+    for cloud, status, number in rows:
+        if status in STATES:
+            found.setdefault(cloud, dict.fromkeys(STATES.values(), 0))[STATES[status]] = number
+    return found
+
+
+def totals(pool: str) -> dict[str, int]:
+    """How many of the pool's VMs are in each state, over all its clouds."""
+    summed = dict.fromkeys(STATES.values(), 0)
+    for per_cloud in counts(pool).values():
+        for state, number in per_cloud.items():
+            summed[state] += number
+    return summed
+
+
+def live_rows(pool: str, cloud: str) -> list[Assignment]:
+    """The pool's rows on ``cloud`` that are not deleted."""
+    return list(
+        db.session.scalars(
+            select(Assignment)
+            .where(Assignment.pool == pool, Assignment.cloud == cloud, Assignment.status != DELETED)
+            .order_by(Assignment.id)
+        )
+    )
+
+
+def pool_of(cloud: str, id_vm: str | None) -> str | None:
+    """The pool of the VM's row on ``cloud``; None for a VM of no pool (or no row)."""
+    if id_vm is None:
+        return None
+    return db.session.scalar(
+        select(Assignment.pool).where(
+            Assignment.cloud == cloud, Assignment.id_vm == str(id_vm), Assignment.status != DELETED
+        )
+    )
+
+
+def known_ids(cloud: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the ledger has a row for on ``cloud``, in any state."""
+    if not ids:
+        return set()
+    return set(
+        db.session.scalars(
+            select(Assignment.id_vm).where(Assignment.cloud == cloud, Assignment.id_vm.in_(ids))
+        )
+    )
+
+
+def _free(pool: str, clouds: list[str]):
+    return (
+        select(Assignment.id)
+        .where(Assignment.pool == pool, Assignment.status == FREE, Assignment.cloud.in_(clouds))
+        .order_by(Assignment.ready_at, Assignment.id)
+        .limit(1)
+    )
+
+
+def peek_free(pool: str, clouds: list[str]) -> Assignment | None:
+    """A free VM of the pool on one of ``clouds``, left free (for a dry run)."""
+    found = db.session.scalar(_free(pool, clouds))
+    return db.session.get(Assignment, found) if found is not None else None
+
+
+def take_free(pool: str, clouds: list[str], user: str, vm_type: str) -> Assignment | None:
+    """Assign a free VM of the pool on one of ``clouds`` to ``user``: one statement that
+    picks and changes the row, so that two requests never get the same VM. None when the
+    pool has no free VM there. The caller commits.
+
+    On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
+    so concurrent requests take different VMs rather than queue for one; SQLite runs one
+    writing statement at a time. The status check repeats in the UPDATE all the same.
+    """
+    candidate = _free(pool, clouds).with_for_update(skip_locked=True).scalar_subquery()
+    taken = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == candidate, Assignment.status == FREE)
+        .values(
+            status=ASSIGNED,
+            user=user,
+            recipe=vm_type,
+            assigned_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if taken is None:
+        return None
+    return db.session.get(Assignment, taken, populate_existing=True)
+
+
+def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> Assignment:
+    """Record a VM the manager made (or adopts) as booting; commits.
+
+    A row of a destroyed VM whose id the cloud gave again is taken over.
+
+    :raises ConflictError: a VM the ledger holds has that id (libcloud's Dummy numbers
+        its nodes by their count, and gives a live node's id again after a destroy).
+    """
+    values = {
+        "hostname": node["name"] or node["id"],
+        "recipe": pool,
+        "pool": pool,
+        "creation_id": creation_id,
+        "status": BOOTING,
+        "user": None,
+        "ready_at": None,
+    }
+    try:
+        with db.session.begin_nested():
+            row = Assignment(cloud=cloud, id_vm=node["id"], **values)
+            db.session.add(row)
+    except IntegrityError:
+        row = db.session.scalars(
+            select(Assignment).where(Assignment.cloud == cloud, Assignment.id_vm == node["id"])
+        ).one()
+        if row.status != DELETED:
+            db.session.rollback()
+            raise ConflictError(
+                f"{cloud} gave the new VM the id {node['id']}, which a VM of the ledger has"
+            )
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.created_at = func.now()
+    db.session.commit()
+    return row
+
+
+def cloud_states(pool: str) -> dict[str, PoolCloudState]:
+    """The manager's record of each of the pool's clouds, by cloud name."""
+    return {
+        state.cloud: state
+        for state in db.session.scalars(select(PoolCloudState).where(PoolCloudState.pool == pool))
+    }
+
+
+def _cloud_state(pool: str, cloud: str) -> PoolCloudState:
+    state = db.session.get(PoolCloudState, (pool, cloud))
+    if state is None:
+        state = PoolCloudState(pool=pool, cloud=cloud, failures=0)
+        db.session.add(state)
+    return state
+
+
+def record_failure(pool: str, cloud: str, message: str, backoff: float, backoff_max: float):
+    """Note the cloud's failure for the pool, and leave it alone for a while that doubles
+    with each failure in a row; commits. Returns when it may be tried again."""
+    state = _cloud_state(pool, cloud)
+    now = utcnow()
+    state.failures = (state.failures or 0) + 1
+    state.last_error, state.last_error_at = message[:1000], now
+    pause = min(backoff * 2 ** (state.failures - 1), backoff_max)
+    state.retry_at = now + datetime.timedelta(seconds=pause)
+    db.session.commit()
+    return state.retry_at
+
+
+def record_success(pool: str, cloud: str) -> None:
+    """The cloud made a VM for the pool: no back-off; the last failure stays on record."""
+    state = db.session.get(PoolCloudState, (pool, cloud))
+    if state is not None and (state.failures or state.retry_at):
+        state.failures, state.retry_at = 0, None
+        db.session.commit()
+
+
+def finish_pass(pool: str) -> None:
+    """Note that a pass over the pool ended now; commits."""
+    row = db.session.get(PoolPass, pool)
+    if row is None:
+        db.session.add(PoolPass(pool=pool, finished_at=utcnow()))
+    else:
+        row.finished_at = utcnow()
+    db.session.commit()
+
+
+def last_pass(pool: str) -> datetime.datetime | None:
+    row = db.session.get(PoolPass, pool)
+    return aware(row.finished_at) if row is not None else None
+
+
+def move(row: Assignment, expected: int, status: int, **values) -> bool:
+    """Move ``row`` from ``expected`` to ``status`` unless another process changed it first
+    (an assign, a stop); whether it moved. The caller commits."""
+    moved = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == row.id, Assignment.status == expected)
+        .values(status=status, updated_at=func.now(), **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(row)
+    return bool(moved)

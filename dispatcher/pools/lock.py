@@ -1,0 +1,75 @@
+"""One pool manager at a time per pool, across processes and hosts.
+
+On PostgreSQL a pass holds a session advisory lock (``pg_try_advisory_lock``), which the
+server drops by itself when the manager's connection ends, a killed manager's too. On
+SQLite, whose database is one file on one host, a lock file beside it does the same.
+"""
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import text
+
+from ..extensions import db
+
+
+def advisory_key(pool: str) -> int:
+    """The pool's advisory lock: a signed 64-bit number of its name."""
+    digest = hashlib.blake2b(f"dispatcher-pool:{pool}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def pool_lock(pool: str) -> Iterator[bool]:
+    """Hold the pool's lock while the block runs: True, or False when another manager has it
+    (the block then runs without it, and should skip the pass)."""
+    if db.engine.dialect.name == "postgresql":
+        with _advisory_lock(advisory_key(pool)) as held:
+            yield held
+    else:
+        with _file_lock(_lock_path(pool)) as held:
+            yield held
+
+
+@contextmanager
+def _advisory_lock(key: int) -> Iterator[bool]:
+    with db.engine.connect() as connection:
+        held = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+        connection.commit()
+        try:
+            yield bool(held)
+        finally:
+            if held:
+                # A session lock outlives transactions: give it back before the connection
+                # returns to the pool, or the next user of the connection would hold it.
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+
+
+def _lock_path(pool: str) -> Path:
+    database = db.engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return Path(f"{database}.pool-{pool}.lock")
+    return Path(current_app.instance_path) / f"pool-{pool}.lock"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[bool]:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)

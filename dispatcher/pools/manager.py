@@ -1,0 +1,270 @@
+"""The pool manager's pass over a pool: promote, retire, adopt, then refill.
+
+A pass, under the pool's lock (``lock.pool_lock``):
+
+1. lists the nodes of each of the pool's clouds once;
+2. adopts the nodes marked as the pool's that the ledger lacks (a manager stopped between
+   a create call and its commit), as booting;
+3. promotes booting VMs the cloud reports running to free, with their addresses; retires
+   (marks faulty, then destroys) those still not running after ``boot_timeout``, free ones
+   gone from their cloud, and faulty ones a failed destroy left;
+4. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``,
+   on the first of its clouds that accepts: a cloud that fails is left alone for a
+   back-off that doubles with each failure in a row, and the rest go to the next cloud.
+"""
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from flask import current_app
+from libcloud.compute.types import NodeState
+
+from .. import clouds, history, metrics, serializers
+from ..clouds import Cloud, nodes
+from ..errors import DispatcherError
+from ..extensions import db
+from ..models import BOOTING, DELETED, FAULTY, FREE
+from . import ledger, marks
+from .lock import pool_lock
+from .spec import PoolCloud, PoolSpec
+
+log = logging.getLogger(__name__)
+
+# The caller of the manager's entries in the history.
+CALLER = "pool-manager"
+
+
+@dataclass
+class PoolReport:
+    """What one pass did to one pool."""
+
+    pool: str
+    skipped: bool = False  # another manager held the pool's lock
+    created: int = 0
+    promoted: int = 0
+    destroyed: int = 0
+    adopted: int = 0
+    problems: list[str] = field(default_factory=list)  # why VMs could not be made
+
+
+def run_pass(pools: list[PoolSpec]) -> list[PoolReport]:
+    """One pass over each of ``pools`` whose lock is free; a report per pool."""
+    reports = []
+    for spec in pools:
+        with pool_lock(spec.name) as held:
+            reports.append(_pass(spec) if held else PoolReport(spec.name, skipped=True))
+    return reports
+
+
+def run_forever(app, pools: list[PoolSpec], interval: float, stop: threading.Event) -> None:
+    """Passes over ``pools`` every ``interval`` seconds until ``stop`` is set.
+
+    A pass that fails (the database away, a bug) is logged and the next one comes on
+    time: the manager outlives what a pass meets.
+    """
+    while not stop.is_set():
+        with app.app_context():
+            try:
+                for report in run_pass(pools):
+                    if report.problems:
+                        log.warning("pool %s: %s", report.pool, "; ".join(report.problems))
+            except Exception as exc:  # noqa: BLE001 (see the docstring)
+                reason = (str(exc).strip().splitlines() or [""])[0]
+                log.error("pool manager: the pass failed: %s: %s", type(exc).__name__, reason)
+                log.debug("pool manager: the pass failed", exc_info=True)
+            finally:
+                db.session.remove()
+        stop.wait(interval)
+
+
+def _pass(spec: PoolSpec) -> PoolReport:
+    report = PoolReport(spec.name)
+    for entry in spec.clouds:
+        cloud = clouds.get(entry.cloud)
+        try:
+            listed = cloud.call_driver("list_nodes")
+        except DispatcherError as exc:
+            _failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
+            continue
+        _tend(spec, cloud, listed, report)
+    _refill(spec, report)
+    ledger.finish_pass(spec.name)
+    return report
+
+
+def _record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
+    history.record(
+        cloud=cloud.name,
+        action=action,
+        caller=CALLER,
+        id_vm=row.id_vm,
+        hostname=row.hostname,
+        vm_type=row.pool,
+        outcome=outcome,
+        message=message[:1000],
+    )
+
+
+def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> None:
+    alive = {str(node.id): node for node in listed if node.state != NodeState.TERMINATED}
+    by_name = not marks.takes_metadata(cloud.driver)
+    ours = [
+        node
+        for node in alive.values()
+        if (mark := marks.mark_of(node, by_name)) is not None and mark[0] == spec.name
+    ]
+    known = ledger.known_ids(cloud.name, [str(node.id) for node in ours])
+    for node in ours:
+        if str(node.id) not in known:
+            creation_id = marks.mark_of(node, by_name)[1]
+            shown = serializers.node_to_dict(node)
+            row = ledger.add_booting(spec.name, cloud.name, shown, creation_id)
+            _record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
+            report.adopted += 1
+    now = ledger.utcnow()
+    for row in ledger.live_rows(spec.name, cloud.name):
+        node = alive.get(row.id_vm)
+        if row.status == BOOTING:
+            if node is not None and node.state == NodeState.RUNNING:
+                _promote(cloud, row, node, now, report)
+            elif node is not None and node.state == NodeState.ERROR:
+                _retire(cloud, row, node, "the cloud reports it in error", report)
+            elif (now - ledger.aware(row.created_at)).total_seconds() > spec.boot_timeout:
+                reason = f"not running {spec.boot_timeout} s after its creation"
+                _retire(cloud, row, node, reason, report)
+        elif row.status == FREE and node is None:
+            _retire(cloud, row, None, "gone from its cloud", report)
+        elif row.status == FAULTY:
+            _retire(cloud, row, node, "faulty", report)
+
+
+def _promote(cloud: Cloud, row, node, now, report: PoolReport) -> None:
+    shown = serializers.node_to_dict(node)
+    if not ledger.move(
+        row,
+        BOOTING,
+        FREE,
+        ready_at=now,
+        hostname=shown["name"] or row.hostname,
+        public_ips=shown["public_ips"],
+        private_ips=shown["private_ips"],
+    ):
+        return
+    seconds = max(0.0, (now - ledger.aware(row.created_at)).total_seconds())
+    metrics.POOL_BOOT_SECONDS.labels(row.pool, cloud.name).observe(seconds)
+    _record(cloud, "promote", row, "ok", f"Node {row.id_vm} running after {seconds:.0f} s, free")
+    report.promoted += 1
+
+
+def _retire(cloud: Cloud, row, node, reason: str, report: PoolReport) -> None:
+    """Mark the VM faulty (committed first, so that a failed destroy is tried again by the
+    next pass), then destroy it."""
+    if row.status != FAULTY and not ledger.move(row, row.status, FAULTY):
+        return  # taken by an assign meanwhile: not the manager's to retire any more
+    db.session.commit()
+    if node is None:
+        ledger.move(row, FAULTY, DELETED)
+        _record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}; gone from the cloud")
+        report.destroyed += 1
+        return
+    try:
+        nodes.destroy(cloud, node)
+    except DispatcherError as exc:
+        message = f"Node {row.id_vm} {reason}; destroying it failed: {exc.message}"
+        _record(cloud, "destroy", row, str(exc.status), message)
+        return
+    ledger.move(row, FAULTY, DELETED)
+    _record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}: destroyed")
+    report.destroyed += 1
+
+
+def _failed(spec: PoolSpec, cloud: Cloud, message: str, report: PoolReport) -> None:
+    config = current_app.config
+    ledger.record_failure(
+        spec.name,
+        cloud.name,
+        message,
+        config["POOLS_BACKOFF_SECONDS"],
+        config["POOLS_BACKOFF_MAX_SECONDS"],
+    )
+    metrics.POOL_FAILURES.labels(spec.name, cloud.name).inc()
+    report.problems.append(f"{cloud.name}: {message}")
+
+
+def _refill(spec: PoolSpec, report: PoolReport) -> None:
+    totals = ledger.totals(spec.name)
+    need = min(
+        spec.min_ready - totals["free"] - totals["booting"], spec.max_total - sum(totals.values())
+    )
+    if need <= 0:
+        return
+    states = ledger.cloud_states(spec.name)
+    now = ledger.utcnow()
+    for index, entry in enumerate(spec.clouds):
+        state = states.get(entry.cloud)
+        retry_at = ledger.aware(state.retry_at) if state is not None else None
+        if retry_at is not None and retry_at > now:
+            report.problems.append(
+                f"{entry.cloud}: left alone until {retry_at.isoformat()} after: {state.last_error}"
+            )
+        else:
+            need -= _create(spec, entry, need, report)
+        if need <= 0:
+            return
+        if index + 1 < len(spec.clouds):
+            metrics.POOL_SPILLOVERS.labels(spec.name, entry.cloud).inc()
+
+
+def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> int:
+    """Create ``need`` VMs of the pool on the entry's cloud, a few at a time, each recorded
+    as booting as soon as its create call returns; how many were made."""
+    cloud = clouds.get(entry.cloud)
+    try:
+        # Looked up once here, and from the shared caches in the creating threads.
+        cloud.image(entry.image)
+        cloud.size(entry.size)
+        tagged = marks.takes_metadata(cloud.driver)
+    except DispatcherError as exc:
+        _failed(spec, cloud, exc.message, report)
+        return 0
+
+    def create(creation_id: str) -> dict:
+        return nodes.start_node(
+            cloud.sibling(),
+            name=marks.vm_name(spec.name, creation_id),
+            image=entry.image,
+            size=entry.size,
+            keyname=entry.keyname,
+            metadata=(
+                marks.metadata(spec.name, creation_id, entry.metadata)
+                if tagged
+                else entry.metadata or None
+            ),
+            location=entry.location,
+            security_groups=list(entry.security_groups) if entry.security_groups else None,
+        )
+
+    made, failures = 0, []
+    # A cloud in the process (Dummy) numbers its nodes without a lock: one at a time.
+    concurrency = 1 if cloud.in_process else current_app.config["POOLS_CREATE_CONCURRENCY"]
+    workers = max(1, min(need, concurrency))
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"pool-{spec.name}") as executor:
+        ids = [marks.new_creation_id() for _ in range(need)]
+        creations = {executor.submit(create, creation_id): creation_id for creation_id in ids}
+        for future in as_completed(creations):
+            try:
+                row = ledger.add_booting(spec.name, cloud.name, future.result(), creations[future])
+            except DispatcherError as exc:
+                failures.append(exc.message)
+                continue
+            _record(cloud, "create", row, "ok", f"Node {row.id_vm} created, booting")
+            metrics.POOL_CREATIONS.labels(spec.name, cloud.name).inc()
+            made += 1
+    if failures:
+        _failed(spec, cloud, f"creating a VM failed: {failures[0]}", report)
+    else:
+        ledger.record_success(spec.name, cloud.name)
+    report.created += made
+    return made

@@ -1,0 +1,158 @@
+"""POOLS, parsed once: which VMs each warm pool keeps ready, and where it makes them."""
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import ConfigurationError
+
+# A pool's name is its vm_type, and goes into the names and tags of the VMs it makes.
+POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+RELEASE_POLICIES = ("destroy", "reuse")
+POOL_KEYS = {"clouds", "min_ready", "max_total", "release", "boot_timeout"}
+CLOUD_KEYS = {"cloud", "image", "size", "location", "keyname", "security_groups", "metadata"}
+
+
+@dataclass(frozen=True)
+class PoolCloud:
+    """One cloud of a pool: what a VM is made from there."""
+
+    cloud: str
+    image: str
+    size: str
+    location: str | None = None
+    keyname: str | None = None
+    security_groups: tuple[str, ...] | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One warm pool: VMs of one vm_type, made on the first of its clouds that accepts."""
+
+    name: str
+    clouds: tuple[PoolCloud, ...]
+    min_ready: int
+    max_total: int
+    release: str = "destroy"
+    boot_timeout: int = 600
+
+    @property
+    def cloud_names(self) -> list[str]:
+        """The names of the pool's clouds, in the order they are tried."""
+        return [entry.cloud for entry in self.clouds]
+
+
+def _whole(where: str, key: str, value, lowest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ConfigurationError(f"{where}: {key} must be a whole number from {lowest}")
+    return value
+
+
+def _text(where: str, key: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{where}: {key} must be a non-empty text")
+    return value
+
+
+def _unknown(where: str, entry: dict, known: set[str]) -> None:
+    extra = sorted(set(entry) - known)
+    if extra:
+        raise ConfigurationError(
+            f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})"
+        )
+
+
+def _parse_cloud(where: str, entry, farm) -> PoolCloud:
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping with cloud, image and size")
+    _unknown(where, entry, CLOUD_KEYS)
+    for key in ("cloud", "image", "size"):
+        if key not in entry:
+            raise ConfigurationError(f"{where}: {key} is missing")
+    name = _text(where, "cloud", entry["cloud"])
+    if name not in farm:
+        raise ConfigurationError(f"{where}: cloud {name!r} is not in CLOUD_FARM")
+    groups = entry.get("security_groups")
+    if groups is not None and (
+        not isinstance(groups, list | tuple) or not all(isinstance(g, str) and g for g in groups)
+    ):
+        raise ConfigurationError(f"{where}: security_groups must be a list of group names")
+    metadata = entry.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise ConfigurationError(f"{where}: metadata must map texts to texts")
+    optional = {key: entry.get(key) for key in ("location", "keyname")}
+    for key, value in optional.items():
+        if value is not None:
+            _text(where, key, value)
+    return PoolCloud(
+        cloud=name,
+        image=_text(where, "image", entry["image"]),
+        size=_text(where, "size", entry["size"]),
+        security_groups=tuple(groups) if groups is not None else None,
+        metadata=dict(metadata),
+        **optional,
+    )
+
+
+def parse_pool(name, entry, farm) -> PoolSpec:
+    """One POOLS entry, checked against the clouds of ``farm``.
+
+    :raises ConfigurationError: one line naming the pool and the key at fault.
+    """
+    if not isinstance(name, str) or not POOL_NAME.match(name):
+        raise ConfigurationError(
+            f"POOLS: {name!r} is not a pool name (letters, digits, '_', '.', '-'; up to 40)"
+        )
+    where = f"POOLS[{name!r}]"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping")
+    _unknown(where, entry, POOL_KEYS)
+    for key in ("clouds", "min_ready", "max_total"):
+        if key not in entry:
+            raise ConfigurationError(f"{where}: {key} is missing")
+    clouds = entry["clouds"]
+    if not isinstance(clouds, list | tuple) or not clouds:
+        raise ConfigurationError(f"{where}: clouds must be a non-empty list")
+    parsed = tuple(
+        _parse_cloud(f"{where}['clouds'][{index}]", item, farm) for index, item in enumerate(clouds)
+    )
+    seen = [item.cloud for item in parsed]
+    if len(set(seen)) != len(seen):
+        raise ConfigurationError(f"{where}: clouds names a cloud twice")
+    min_ready = _whole(where, "min_ready", entry["min_ready"], 0)
+    max_total = _whole(where, "max_total", entry["max_total"], 1)
+    if min_ready > max_total:
+        raise ConfigurationError(
+            f"{where}: min_ready ({min_ready}) is more than max_total ({max_total})"
+        )
+    release = entry.get("release", "destroy")
+    if release not in RELEASE_POLICIES:
+        raise ConfigurationError(f"{where}: release must be one of {', '.join(RELEASE_POLICIES)}")
+    return PoolSpec(
+        name=name,
+        clouds=parsed,
+        min_ready=min_ready,
+        max_total=max_total,
+        release=release,
+        boot_timeout=_whole(where, "boot_timeout", entry.get("boot_timeout", 600), 1),
+    )
+
+
+def parse_pools(pools, farm, backend: str) -> dict[str, PoolSpec]:
+    """Every POOLS entry, by name.
+
+    :raises ConfigurationError: one line naming the pool and the key at fault; pools with
+        a bookkeeping other than the local ledger.
+    """
+    if not pools:
+        return {}
+    if not isinstance(pools, dict):
+        raise ConfigurationError("POOLS must be a mapping of pool names to pools")
+    if backend != "local":
+        raise ConfigurationError(
+            f"POOLS needs the local ledger (ASSIGNMENT_BACKEND='local'), not {backend!r}: "
+            "the pool manager keeps its VMs there"
+        )
+    return {name: parse_pool(name, entry, farm) for name, entry in pools.items()}

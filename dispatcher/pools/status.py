@@ -1,0 +1,64 @@
+"""What a pool holds, for ``GET /api/v1/pools`` and ``dispatcher pools status``."""
+
+from ..shapes import INTEGER, TEXT, TEXT_OR_NULL, describes, list_of
+from . import ledger
+from .spec import PoolSpec
+
+_COUNTS = {state: INTEGER for state in ledger.STATES.values()}
+_ERROR = {
+    "oneOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "properties": {"message": TEXT, "time": TEXT},
+            "required": ["message", "time"],
+        },
+    ]
+}
+
+
+@describes("PoolCloud", {"cloud": TEXT, **_COUNTS, "last_error": _ERROR})
+def pool_cloud_to_dict(cloud: str, counted: dict, state) -> dict:
+    """One cloud of a pool: its VMs by state, and its last failure (null if none)."""
+    last_error = None
+    if state is not None and state.last_error:
+        last_error = {"message": state.last_error, "time": _iso(state.last_error_at)}
+    return {"cloud": cloud, **counted, "last_error": last_error}
+
+
+@describes(
+    "Pool",
+    {
+        "name": TEXT,
+        "min_ready": INTEGER,
+        "max_total": INTEGER,
+        **_COUNTS,
+        "last_pass": TEXT_OR_NULL,
+        "clouds": list_of(pool_cloud_to_dict),
+    },
+)
+def pool_to_dict(spec: PoolSpec) -> dict:
+    """POOL: the pool's settings, its VMs by state over all clouds and per cloud, when the
+    manager last finished a pass over it (times in ISO 8601, UTC)."""
+    counted = ledger.counts(spec.name)
+    states = ledger.cloud_states(spec.name)
+    per_cloud = [
+        pool_cloud_to_dict(
+            name, counted.get(name, dict.fromkeys(ledger.STATES.values(), 0)), states.get(name)
+        )
+        for name in spec.cloud_names
+    ]
+    totals = {state: sum(entry[state] for entry in per_cloud) for state in ledger.STATES.values()}
+    return {
+        "name": spec.name,
+        "min_ready": spec.min_ready,
+        "max_total": spec.max_total,
+        **totals,
+        "last_pass": _iso(ledger.last_pass(spec.name)),
+        "clouds": per_cloud,
+    }
+
+
+def _iso(moment) -> str | None:
+    moment = ledger.aware(moment)
+    return moment.isoformat() if moment is not None else None
