@@ -112,6 +112,16 @@ class BookkeepingUnavailableError(DispatcherError):
     status = 503
 
 
+class PoolEmptyError(DispatcherError):
+    """A warm pool has no free VM now: the caller is told when to try again (Retry-After)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ConfigurationError(ValueError):
     """The configuration cannot work; raised at start-up, never answered to a client.
 

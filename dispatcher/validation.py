@@ -88,6 +88,14 @@ STOP = CheckedSchema(
     check_json=ONE_NODE,
 )
 
+
+def _at_most_one_node(body: dict) -> str | None:
+    if "node" in body and "hostname" in body:
+        return "node, hostname: give one of them, not both"
+    return None
+
+
+# Without node and hostname, an assign takes a free VM of the warm pool of its vm_type.
 ASSIGN = CheckedSchema(
     {
         Optional("node"): Text("node"),
@@ -98,8 +106,8 @@ ASSIGN = CheckedSchema(
     },
     name="vm_assign",
     ignore_extra_keys=True,
-    check=_one_node,
-    check_json=ONE_NODE,
+    check=_at_most_one_node,
+    check_json={"not": {"required": ["node", "hostname"]}},
 )
 
 RELEASE = CheckedSchema(

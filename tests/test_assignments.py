@@ -1,7 +1,7 @@
 """Assigning and releasing VMs with the local ledger, on the Dummy driver."""
 
 import pytest
-from conftest import ASSIGNMENT_KEYS, token_client
+from conftest import ASSIGNMENT_KEYS, assert_error, token_client
 
 from dispatcher import clouds
 from dispatcher.errors import ConfigurationError
@@ -305,7 +305,10 @@ def test_force_must_be_a_boolean(client):
         ({"node": "1", "vm_type": "app"}, "missing field: 'user'"),
         ({"node": "1", "user": "u"}, "missing field: 'vm_type'"),
         ({"node": "1", "user": "", "vm_type": "app"}, "user: non-empty string"),
-        ({"user": "u", "vm_type": "app"}, "no valid node id nor hostname here"),
+        (
+            {"node": "1", "hostname": "h", "user": "u", "vm_type": "app"},
+            "node, hostname: give one of them, not both",
+        ),
         ({"node": "1", "user": "u", "vm_type": "app", "emulate": "yes"}, "emulate: true or false"),
     ],
 )
@@ -314,6 +317,15 @@ def test_bad_assign_bodies_are_400_naming_the_field(client, body, message):
     response = client.put(ASSIGN, json=body)
     assert response.status_code == 400
     assert response.json["message"] == message
+
+
+def test_an_assign_naming_no_vm_and_no_pool_is_404_naming_the_vm_type(client):
+    """Without node and hostname an assign takes from the warm pool of its vm_type; with no
+    such pool it is a 404 that begins with the original's words and names the vm_type."""
+    response = client.put(ASSIGN, json={"user": "u", "vm_type": "app"})
+    assert_error(
+        response, 404, "no valid node id nor hostname here, and no pool serves vm_type app"
+    )
 
 
 def test_assign_and_release_need_role_agent(app, client):

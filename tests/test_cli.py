@@ -294,6 +294,7 @@ DISPATCHER_COMMANDS = [
     "env-file",
     "init-db",
     "ledger-sync",
+    "pools",
     "populate-db",
     "reset-db",
     "run",

@@ -75,7 +75,9 @@ def test_request_bodies_are_the_validating_schemas(app, document):
                 schema.name if schema else None
             ), (method, rule.rule)
     assert components["vm_start"]["required"] == ["name", "image", "size"]
-    assert components["vm_assign"]["oneOf"] == [{"required": ["node"]}, {"required": ["hostname"]}]
+    assert components["vm_stop"]["oneOf"] == [{"required": ["node"]}, {"required": ["hostname"]}]
+    # An assign names one VM, or none: then a free VM of the warm pool of its vm_type.
+    assert components["vm_assign"]["not"] == {"required": ["node", "hostname"]}
 
 
 def test_token_is_required_everywhere_but_the_public_endpoints(document):

@@ -11,6 +11,7 @@ from .docs import DocsAssetAPI, DocsPageAPI, OpenAPIDocumentAPI
 from .health import HealthAPI
 from .listings import LISTINGS, CloudAPI, HomeAPI, ListingAPI
 from .metrics import MetricsAPI
+from .pools import PoolAPI, PoolsAPI
 from .resources import (
     FirewallAPI,
     FirewallRuleAPI,
@@ -82,6 +83,8 @@ route(bp, VolumeAttachAPI, "/storage/attach", "storage_attach")
 for action in ("detach", "destroy"):
     route(bp, VolumeChangeAPI, f"/storage/{action}", f"storage_{action}", action=action)
 route(bp, HistoryAPI, "/vm/history", "vm_history")
+bp.add_url_rule("/pools", view_func=PoolsAPI.as_view("pools"))
+bp.add_url_rule("/pools/<name>", view_func=PoolAPI.as_view("pool"))
 route(bp_v2, ListingAPI, "/<listing:action>", "listing")
 
 

@@ -4,13 +4,15 @@ from flask_security import current_user
 
 from .. import bookkeeping, clouds, history, operations
 from ..serializers import assignment_to_dict, audit_entry_to_dict
-from ..shapes import ANY, TEXT_OR_NULL, list_of
+from ..shapes import ANY, ARRAY, TEXT, TEXT_OR_NULL, list_of
 from ..validation import ASSIGN, RELEASE
 from .base import ApiView, accepts, agent_required, answers, ok, query
 from .parameters import limit
 
 # What an assign or a release answers, as Cistern does.
 BOOKKEEPING_ANSWER = {"id_vm": ANY, "id": ANY, "result": TEXT_OR_NULL}
+# What an assign by vm_type from a warm pool answers besides: where the VM is.
+POOL_ANSWER = {"cloud": TEXT, "hostname": TEXT_OR_NULL, "public_ips": ARRAY, "private_ips": ARRAY}
 
 
 class AssignAPI(ApiView):
@@ -18,10 +20,15 @@ class AssignAPI(ApiView):
 
     @agent_required
     @accepts(ASSIGN)
-    @answers(BOOKKEEPING_ANSWER)
+    @answers(BOOKKEEPING_ANSWER, optional=POOL_ANSWER)
     def put(self, cloud, body):
-        """Assign a free VM to a user for an application (vm_type)."""
-        return ok(**operations.assign_vm(clouds.get(cloud), current_user.username, **body))
+        """Assign a free VM to a user for an application (vm_type): the VM named, or
+        without node and hostname a free VM of the warm pool of that vm_type (503 with
+        Retry-After when it has none)."""
+        caller = current_user.username
+        if "node" not in body and "hostname" not in body:
+            return ok(**operations.assign_from_pool(cloud, caller, **body))
+        return ok(**operations.assign_vm(clouds.get(cloud), caller, **body))
 
 
 class ReleaseAPI(ApiView):

@@ -58,8 +58,11 @@ class Bookkeeper(abc.ABC):
         """
 
     @abc.abstractmethod
-    def release(self, cloud: str, row: dict) -> dict:
+    def release(self, cloud: str, row: dict, retire: bool = False) -> dict:
         """Free the assigned VM of ``row``; ``{"id_vm", "id", "result"}``.
+
+        ``retire``: the VM is about to be destroyed, and must not be handed out meanwhile
+        (a warm pool's VM, which the local ledger then keeps faulty until it is gone).
 
         :raises ConflictError: the VM is not assigned.
         :raises BookkeepingRejectedError: the backend refused, with its reason.

@@ -104,7 +104,8 @@ class CisternBookkeeper(Bookkeeper):
         payload = {"hostname": row["hostname"], "user": user, "vm_type": vm_type}
         return self._answer(self._call("POST", f"/vm/assign/{cloud}", payload))
 
-    def release(self, cloud: str, row: dict) -> dict:
+    def release(self, cloud: str, row: dict, retire: bool = False) -> dict:
+        # No pools beside Cistern (their VMs live in the local ledger): nothing to retire.
         return self._answer(
             self._call("PUT", f"/vm/release/{cloud}", {"hostname": row["hostname"]})
         )

@@ -94,8 +94,9 @@ class LocalBookkeeper(Bookkeeper):
             "result": f"Node {current.id_vm} assigned",
         }
 
-    def release(self, cloud: str, row: dict) -> dict:
-        current = self._change(row, ASSIGNED, status=FREE, user=None, assigned_at=None)
+    def release(self, cloud: str, row: dict, retire: bool = False) -> dict:
+        status = FAULTY if retire else FREE
+        current = self._change(row, ASSIGNED, status=status, user=None, assigned_at=None)
         return {
             "id_vm": current.id_vm,
             "id": current.id,

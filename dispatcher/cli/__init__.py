@@ -14,6 +14,7 @@ from .database import (
     reset_db_command,
 )
 from .envfile import env_file_command
+from .pools import pools_group
 from .serve import run_command
 from .users import users_group
 
@@ -28,6 +29,7 @@ COMMANDS = (
     ledger_sync_command,
     db_group,
     env_file_command,
+    pools_group,
 )
 
 

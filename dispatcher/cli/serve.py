@@ -2,13 +2,15 @@
 
 import os
 import socket
+import threading
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from .. import auth, database
+from .. import auth, database, pools
+from ..pools import manager
 from ..serving import redact, unreadable_answer
 from .base import service_errors, show_generated_password
 
@@ -69,8 +71,26 @@ def run_command(host, port):
     _check_free(host, port)
     bootstrap()
     click.echo(f"dispatcher: instance folder {app.instance_path} (database, secrets)")
+    if pools.every():
+        _start_pool_manager(app)
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
+
+
+def _start_pool_manager(app) -> None:
+    """The pool manager in a thread of this one process, so that warm pools work without
+    `dispatcher pools run` beside; under gunicorn that command is the manager."""
+    selected = pools.every()
+    interval = app.config["POOLS_INTERVAL"]
+    thread = threading.Thread(
+        target=manager.run_forever,
+        args=(app, selected, interval, threading.Event()),
+        name="pool-manager",
+        daemon=True,
+    )
+    thread.start()
+    names = ", ".join(spec.name for spec in selected)
+    click.echo(f"dispatcher: pool manager on {names}, a pass every {interval:g} s")
 
 
 def _check_free(host: str, port: int) -> None:

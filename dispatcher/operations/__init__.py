@@ -5,7 +5,7 @@ effects call the resource modules of ``clouds`` (and the bookkeeping) directly.
 Each takes the ``Cloud`` its request resolved once, and returns the answer's fields.
 """
 
-from .assignments import assign_vm, release_vm, sync_ledger
+from .assignments import assign_from_pool, assign_vm, release_vm, sync_ledger
 from .resources import (
     attach_volume,
     change_port,
@@ -19,6 +19,7 @@ from .vms import POWER_RESULTS, power_vm, start_vm, stop_vm
 
 __all__ = [
     "POWER_RESULTS",
+    "assign_from_pool",
     "assign_vm",
     "attach_volume",
     "change_port",

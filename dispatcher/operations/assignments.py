@@ -1,15 +1,17 @@
 """Assigning and releasing VMs: the bookkeeping, the cloud and the history together."""
 
+import time
 from functools import partial
 
 from flask import current_app
 
-from .. import bookkeeping, history
+from .. import bookkeeping, clouds, history, metrics, pools
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
-from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError
+from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError, PoolEmptyError
 from ..extensions import db
 from ..models import ASSIGNED, FREE
+from ..pools import ledger
 
 
 def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
@@ -86,7 +88,10 @@ def release_vm(
 ) -> dict:
     """Free an assigned VM, then destroy it; ``{"id_vm", "id", "result"}``.
 
-    With RELEASE_KEEPS_NODE the VM is kept (and free for the next assign).
+    With RELEASE_KEEPS_NODE the VM is kept (and free for the next assign). A VM of a warm
+    pool follows its pool's ``release``: ``reuse`` keeps it free in the pool; ``destroy``
+    keeps it from being handed out (faulty) until it is destroyed, here or, should the
+    cloud fail, by the pool manager.
 
     :raises NotFoundError: neither the bookkeeping nor the cloud has the VM.
     :raises ConflictError: the VM is not assigned.
@@ -94,14 +99,18 @@ def release_vm(
     :raises CloudError: released, but the cloud failed to destroy the VM.
     """
     keep = current_app.config["RELEASE_KEEPS_NODE"]
-    then = "" if keep else " and deleted"
 
     def release(row: dict) -> dict:
+        nonlocal keep
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
+        pool = pools.find(ledger.pool_of(cloud.name, row["id_vm"])) if pools.every() else None
+        if pool is not None:
+            keep = pool.release == "reuse"
         if emulate:
+            then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")
-        return bookkeeping.backend().release(cloud.name, row)
+        return bookkeeping.backend().release(cloud.name, row, retire=pool is not None and not keep)
 
     answer, entry = _audited(
         "release", cloud, caller, {"id_vm": node, "hostname": hostname}, emulate, release
@@ -109,7 +118,7 @@ def release_vm(
     if emulate or keep:
         return answer
     node_id = str(answer["id_vm"])
-    result = f"{answer['result']}{then}"
+    result = f"{answer['result']} and deleted"
     try:
         nodes.destroy_node(cloud, node_id=node_id)
     except NotFoundError:
@@ -120,7 +129,7 @@ def release_vm(
         raise failure from exc
     bookkeeping.backend().forget(cloud.name, node_id)
     history.amend(entry, "ok", result)
-    return {**answer, "result": f"{answer['result']}{then}"}
+    return {**answer, "result": f"{answer['result']} and deleted"}
 
 
 def sync_ledger(cloud: Cloud) -> dict:
@@ -130,3 +139,64 @@ def sync_ledger(cloud: Cloud) -> dict:
     :raises CloudError: the cloud failed.
     """
     return bookkeeping.backend().sync(cloud.name, partial(nodes.list_nodes, cloud))
+
+
+def assign_from_pool(
+    cloud_name: str | None, caller: str, user: str, vm_type: str, emulate: bool = False
+) -> dict:
+    """Give a free VM of the pool ``vm_type`` to ``user``, on the cloud named if one is,
+    else on any of the pool's clouds; ``{"id_vm", "id", "result", "cloud", "hostname",
+    "public_ips", "private_ips"}``.
+
+    :raises NotFoundError: no pool serves ``vm_type``, or it has no VMs on that cloud.
+    :raises PoolEmptyError: the pool has no free VM there now (with Retry-After).
+    """
+    spec = pools.find(vm_type)
+    if spec is None:
+        raise NotFoundError(
+            f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
+        )
+    where = spec.cloud_names
+    if cloud_name is not None:
+        cloud = clouds.get(cloud_name)
+        if cloud.name not in where:
+            raise NotFoundError(f"pool {spec.name} keeps no VMs on cloud {cloud.name}")
+        where = [cloud.name]
+    started = time.perf_counter()
+    if emulate:
+        row = ledger.peek_free(spec.name, where)
+    else:
+        row = ledger.take_free(spec.name, where, user, vm_type)
+    metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
+    if row is None:
+        db.session.rollback()
+        raise PoolEmptyError(_why_empty(spec, where), current_app.config["POOLS_INTERVAL"])
+    verb = f"would be assigned to {user} (emulated)" if emulate else "assigned"
+    answer = {
+        "id_vm": row.id_vm,
+        "id": row.id,
+        "result": f"Node {row.id_vm} {verb}",
+        "cloud": row.cloud,
+        "hostname": row.hostname,
+        "public_ips": row.public_ips or [],
+        "private_ips": row.private_ips or [],
+    }
+    if not emulate:
+        entry = {"cloud": row.cloud, "action": "assign", "caller": caller, "user": user}
+        entry.update(id_vm=row.id_vm, hostname=row.hostname, vm_type=vm_type)
+        history.record(**entry, outcome="ok", message=answer["result"])  # commits the take
+    return answer
+
+
+def _why_empty(spec, where: list[str]) -> str:
+    """Why a pool has no free VM: how many are booting, and its last failed refill."""
+    counted = ledger.counts(spec.name)
+    booting = sum(counted.get(cloud, {}).get("booting", 0) for cloud in where)
+    place = f" on cloud {where[0]}" if len(where) == 1 else ""
+    message = f"pool {spec.name} has no free VM{place} now: {booting} booting"
+    failures = [state for state in ledger.cloud_states(spec.name).values() if state.last_error]
+    if failures:
+        last = max(failures, key=lambda state: ledger.aware(state.last_error_at))
+        when = ledger.aware(last.last_error_at).isoformat()
+        message += f"; the last refill failed at {when} on {last.cloud}: {last.last_error}"
+    return message
