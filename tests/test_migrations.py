@@ -100,6 +100,9 @@ def assert_rows_kept(app, token: str) -> None:
     assert [(entry["caller"], entry["outcome"], entry["request_id"]) for entry in history] == [
         ("keeper", "ok", None)
     ]
+    with app.app_context():
+        kept = db.session.execute(sqlalchemy.text("SELECT pool, status FROM assignments")).all()
+    assert [tuple(row) for row in kept] == [(None, ASSIGNED)]  # in no warm pool
 
 
 def test_upgrade_makes_the_schema_of_the_models(app, cli):

@@ -4,7 +4,7 @@ import abc
 from collections.abc import Callable
 
 from ..errors import InvalidRequestError, NotFoundError
-from ..models import ASSIGNED, DELETED, FAULTY
+from ..models import ASSIGNED, BOOTING, DELETED, FAULTY
 
 
 def describe_holder(row: dict) -> str:
@@ -15,6 +15,8 @@ def describe_holder(row: dict) -> str:
         return f"node {row['id_vm']} is faulty"
     if row["status"] == DELETED:
         return f"node {row['id_vm']} was deleted"
+    if row["status"] == BOOTING:
+        return f"node {row['id_vm']} is booting for a warm pool"
     return f"node {row['id_vm']} is free"
 
 

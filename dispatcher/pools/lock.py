@@ -18,10 +18,12 @@ from sqlalchemy import text
 from ..extensions import db
 
 
-def advisory_key(pool: str) -> int:
-    """The pool's advisory lock: a signed 64-bit number of its name."""
-    digest = hashlib.blake2b(f"dispatcher-pool:{pool}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def advisory_key(schema: str, pool: str) -> int:
+    """The pool's advisory lock: a signed 64-bit number of its name and of the schema that
+    holds the ledger, since advisory locks are per database and two dispatchers may share
+    one database in two schemas."""
+    digest = hashlib.blake2b(f"dispatcher-pool:{schema}:{pool}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 @contextmanager
@@ -29,7 +31,7 @@ def pool_lock(pool: str) -> Iterator[bool]:
     """Hold the pool's lock while the block runs: True, or False when another manager has it
     (the block then runs without it, and should skip the pass)."""
     if db.engine.dialect.name == "postgresql":
-        with _advisory_lock(advisory_key(pool)) as held:
+        with _advisory_lock(pool) as held:
             yield held
     else:
         with _file_lock(_lock_path(pool)) as held:
@@ -37,8 +39,9 @@ def pool_lock(pool: str) -> Iterator[bool]:
 
 
 @contextmanager
-def _advisory_lock(key: int) -> Iterator[bool]:
+def _advisory_lock(pool: str) -> Iterator[bool]:
     with db.engine.connect() as connection:
+        key = advisory_key(connection.execute(text("SELECT current_schema()")).scalar(), pool)
         held = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
         connection.commit()
         try:

@@ -1,0 +1,521 @@
+"""Warm pools on libcloud's Dummy cloud: the configuration, the pool manager's pass, assign
+by vm_type, release by the pool's policy, the pools' status. (moto's EC2, gunicorn and
+PostgreSQL: test_pools_ec2.py and test_pools_concurrency.py.)"""
+
+import datetime
+
+import pytest
+import sqlalchemy
+from conftest import assert_error, ec2_cloud, metric, postgresql_schema, token_client
+from libcloud.compute.types import NodeState
+
+from dispatcher import clouds, create_app, pools
+from dispatcher.config import DUMMY_FARM
+from dispatcher.errors import ConfigurationError
+from dispatcher.extensions import db
+from dispatcher.models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, AuditEntry
+from dispatcher.pools import manager
+from dispatcher.pools.lock import pool_lock
+
+ASSIGN = "/api/v1/vm/action/assign"
+RELEASE = "/api/v1/vm/action/release"
+WEB = {"clouds": [{"cloud": "default", "image": "1", "size": "1"}], "min_ready": 2, "max_total": 3}
+
+
+@pytest.fixture
+def database_url(any_database_url):
+    return any_database_url
+
+
+def pool(**changes) -> dict:
+    return {"web": {**WEB, **changes}}
+
+
+def run_pass(app, *names) -> list[manager.PoolReport]:
+    with app.app_context():
+        selected = [pools.get(name) for name in names] if names else pools.every()
+        return manager.run_pass(selected)
+
+
+def rows(app, pool_name="web") -> list[tuple]:
+    """The pool's rows that are not deleted: (cloud, id_vm, status), by id."""
+    with app.app_context():
+        found = db.session.scalars(
+            sqlalchemy.select(Assignment)
+            .where(Assignment.pool == pool_name, Assignment.status != DELETED)
+            .order_by(Assignment.id)
+        )
+        return [(row.cloud, row.id_vm, row.status) for row in found]
+
+
+def manager_history(app) -> list[tuple]:
+    with app.app_context():
+        found = db.session.scalars(
+            sqlalchemy.select(AuditEntry)
+            .where(AuditEntry.caller == manager.CALLER)
+            .order_by(AuditEntry.id)
+        )
+        return [(entry.action, entry.id_vm, entry.outcome) for entry in found]
+
+
+def dummy_node_ids(app, cloud="default") -> list[str]:
+    with app.app_context():
+        return sorted(str(node.id) for node in clouds.get(cloud).driver.list_nodes())
+
+
+@pytest.fixture
+def warm(make_app):
+    """An app with the pool web (2 ready, at most 3) on the Dummy cloud default, filled."""
+    app = make_app(POOLS=pool())
+    run_pass(app)
+    run_pass(app)
+    return app
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"POOLS": pool(clouds=[{"cloud": "nowhere", "image": "1", "size": "1"}])},
+            "POOLS['web']['clouds'][0]: cloud 'nowhere' is not in CLOUD_FARM",
+        ),
+        (
+            {"POOLS": pool(clouds=[{"cloud": "default", "size": "1"}])},
+            "POOLS['web']['clouds'][0]: image is missing",
+        ),
+        (
+            {"POOLS": pool(clouds=[{"cloud": "default", "image": "1"}])},
+            "POOLS['web']['clouds'][0]: size is missing",
+        ),
+        (
+            {"POOLS": pool(min_ready=4, max_total=3)},
+            "POOLS['web']: min_ready (4) is more than max_total (3)",
+        ),
+        (
+            {"POOLS": pool(spare=1)},
+            "POOLS['web']: unknown key 'spare' "
+            "(known: boot_timeout, clouds, max_total, min_ready, release)",
+        ),
+        (
+            {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": "1", "flavor": 2}])},
+            "POOLS['web']['clouds'][0]: unknown key 'flavor' (known: cloud, image, keyname, "
+            "location, metadata, security_groups, size)",
+        ),
+        ({"POOLS": pool(release="keep")}, "POOLS['web']: release must be one of destroy, reuse"),
+        (
+            {"POOLS": pool(min_ready=-1)},
+            "POOLS['web']: min_ready must be a whole number from 0",
+        ),
+        (
+            {"POOLS": {"we b": WEB}},
+            "POOLS: 'we b' is not a pool name (letters, digits, '_', '.', '-'; up to 40)",
+        ),
+        (
+            {"POOLS": pool(), "ASSIGNMENT_BACKEND": "cistern"},
+            "POOLS needs the local ledger (ASSIGNMENT_BACKEND='local'), not 'cistern': "
+            "the pool manager keeps its VMs there",
+        ),
+    ],
+)
+def test_a_pool_that_cannot_work_is_a_one_line_error_naming_the_pool_and_key(settings, message):
+    with pytest.raises(ConfigurationError) as caught:
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **settings})
+    assert str(caught.value) == message
+
+
+# -- the pool manager's pass -------------------------------------------------------------
+
+
+def test_a_pass_creates_the_deficit_as_booting_and_the_next_promotes_them(make_app):
+    """First pass: min_ready VMs created, booting (never handed out); second: running, so
+    free with their addresses. Each step is in the history with caller pool-manager."""
+    app = make_app(POOLS=pool())
+    client = token_client(app)
+
+    [report] = run_pass(app)
+
+    assert (report.created, report.promoted) == (2, 0)
+    assert rows(app) == [("default", "3", BOOTING), ("default", "4", BOOTING)]
+    assert dummy_node_ids(app) == ["1", "2", "3", "4"]
+    booting = client.put(ASSIGN, json={"vm_type": "web", "user": "u"})
+    assert_error(booting, 503, "pool web has no free VM on cloud default now: 2 booting")
+    by_node = client.put(ASSIGN, json={"node": "3", "vm_type": "web", "user": "u"})
+    assert_error(by_node, 409, "node 3 is booting for a warm pool")
+    assert client.get("/api/v1/vm/status").json["nodes"] == []  # the Cistern shape: no BOOTING
+
+    [report] = run_pass(app)
+
+    assert (report.created, report.promoted) == (0, 2)
+    assert rows(app) == [("default", "3", FREE), ("default", "4", FREE)]
+    assert manager_history(app) == [
+        ("create", "3", "ok"),
+        ("create", "4", "ok"),
+        ("promote", "3", "ok"),
+        ("promote", "4", "ok"),
+    ]
+    assert [row["status"] for row in client.get("/api/v1/vm/status").json["nodes"]] == [1, 1]
+
+
+def test_assign_by_type_takes_a_free_vm_and_answers_where_it_is(warm):
+    client = token_client(warm)
+
+    response = client.put(ASSIGN, json={"vm_type": "web", "user": "alice"})
+
+    assert response.status_code == 200, response.json
+    assert response.json == {
+        "status": "ok",
+        "id_vm": "3",
+        "id": 1,
+        "result": "Node 3 assigned",
+        "cloud": "default",
+        "hostname": "dummy-3",
+        "public_ips": ["127.0.0.3"],
+        "private_ips": [],
+    }
+    assert rows(warm) == [("default", "3", ASSIGNED), ("default", "4", FREE)]
+    with warm.app_context():
+        row = db.session.get(Assignment, 1)
+        assert (row.user, row.recipe) == ("alice", "web")
+    history = client.get("/api/v1/vm/history").json["history"][0]
+    assert (history["action"], history["caller"], history["user"], history["vm_type"]) == (
+        "assign",
+        "tester",
+        "alice",
+        "web",
+    )
+
+
+def test_an_empty_pool_is_503_with_retry_after_and_the_last_failure(make_app, refusing_port):
+    """Every VM taken and the refill failing: 503, Retry-After, how many boot, and when and
+    why the last refill failed; never a VM of another pool."""
+    farm = {**DUMMY_FARM, "broken": ec2_cloud(refusing_port)}
+    other = {
+        "clouds": [{"cloud": "fake_driver", "image": "1", "size": "1"}],
+        "min_ready": 1,
+        "max_total": 1,
+    }
+    app = make_app(
+        CLOUD_FARM=farm,
+        POOLS={
+            "web": {**WEB, "clouds": [{"cloud": "broken", "image": "ami-1", "size": "t2.micro"}]},
+            "other": other,
+        },
+        POOLS_INTERVAL=7,
+    )
+    run_pass(app)
+    run_pass(app)
+    assert rows(app, "other") == [("fake_driver", "3", FREE)]
+    client = token_client(app)
+
+    response = client.put(ASSIGN, json={"vm_type": "web", "user": "u"})
+
+    body = assert_error(
+        response,
+        503,
+        "pool web has no free VM on cloud broken now: 0 booting; the last refill failed at ",
+        prefix=True,
+    )
+    assert body["message"].endswith(
+        "on broken: listing its nodes failed: broken: Connection refused"
+    )
+    assert response.headers["Retry-After"] == "7"
+    assert "loopback-secret-never-shown" not in response.get_data(as_text=True)
+    assert rows(app, "other") == [("fake_driver", "3", FREE)]
+
+
+def test_assign_by_type_on_a_named_cloud(make_app):
+    both = [
+        {"cloud": "default", "image": "1", "size": "1"},
+        {"cloud": "fake_driver", "image": "1", "size": "1"},
+    ]
+    app = make_app(POOLS=pool(clouds=both, min_ready=1))
+    run_pass(app)
+    run_pass(app)
+    client = token_client(app)
+    assert rows(app) == [("default", "3", FREE)]
+
+    elsewhere = client.put(f"{ASSIGN}/fake_driver", json={"vm_type": "web", "user": "u"})
+    assert_error(elsewhere, 503, "pool web has no free VM on cloud fake_driver now: 0 booting")
+    unknown = client.put(f"{ASSIGN}/nowhere", json={"vm_type": "web", "user": "u"})
+    assert_error(unknown, 404, "Unknown cloud: nowhere")
+    here = client.put(f"{ASSIGN}/default", json={"vm_type": "web", "user": "u"})
+    assert (here.status_code, here.json["cloud"], here.json["id_vm"]) == (200, "default", "3")
+
+
+def test_a_cloud_the_pool_does_not_use_is_404(warm):
+    response = token_client(warm).put(f"{ASSIGN}/fake_driver", json={"vm_type": "web", "user": "u"})
+    assert_error(response, 404, "pool web keeps no VMs on cloud fake_driver")
+
+
+def test_an_emulated_assign_by_type_changes_nothing(warm):
+    client = token_client(warm)
+    response = client.put(ASSIGN, json={"vm_type": "web", "user": "u", "emulate": True})
+    assert response.json["result"] == "Node 3 would be assigned to u (emulated)"
+    assert rows(warm) == [("default", "3", FREE), ("default", "4", FREE)]
+
+
+def test_max_total_caps_the_refill_over_every_state(warm):
+    client = token_client(warm)
+    for user in ("a", "b"):
+        assert client.put(ASSIGN, json={"vm_type": "web", "user": user}).status_code == 200
+
+    [report] = run_pass(warm)
+
+    assert report.created == 1  # 2 assigned + 1 = max_total 3, short of 2 free
+    run_pass(warm)
+    assert [status for *_, status in rows(warm)] == [ASSIGNED, ASSIGNED, FREE]
+    assert run_pass(warm)[0].created == 0
+
+
+def test_release_destroys_a_pooled_vm_and_the_next_pass_refills(warm):
+    client = token_client(warm)
+    assert client.put(ASSIGN, json={"vm_type": "web", "user": "u"}).json["id_vm"] == "3"
+
+    released = client.put(RELEASE, json={"node": "3"})
+
+    assert released.json["result"] == "Node 3 released and deleted"
+    assert dummy_node_ids(warm) == ["1", "2", "4"]
+    assert rows(warm) == [("default", "4", FREE)]
+    # libcloud's Dummy would number the next node 4 again, which the ledger holds: the
+    # refill fails there and says why, and nothing of the ledger is overwritten.
+    [report] = run_pass(warm)
+    assert report.problems == [
+        "default: creating a VM failed: default gave the new VM the id 4, which a VM of the "
+        "ledger has"
+    ]
+    assert rows(warm) == [("default", "4", FREE)]
+
+
+def test_release_of_a_reused_pool_puts_the_vm_back(make_app):
+    app = make_app(POOLS=pool(release="reuse"))
+    run_pass(app)
+    run_pass(app)
+    client = token_client(app)
+    assert client.put(ASSIGN, json={"vm_type": "web", "user": "u"}).json["id_vm"] == "3"
+
+    released = client.put(RELEASE, json={"node": "3"})
+
+    assert released.json["result"] == "Node 3 released"
+    assert dummy_node_ids(app) == ["1", "2", "3", "4"]
+    assert rows(app) == [("default", "3", FREE), ("default", "4", FREE)]
+    assert client.put(ASSIGN, json={"vm_type": "web", "user": "v"}).status_code == 200
+
+
+def test_vms_gone_from_the_cloud_or_not_up_in_time_are_retired(make_app):
+    """A free VM someone destroyed behind the dispatcher's back, and a booting VM past its
+    boot_timeout: marked faulty, destroyed where they still exist, deleted in the ledger."""
+    app = make_app(POOLS=pool(min_ready=1, max_total=2, boot_timeout=60))
+    run_pass(app)
+    run_pass(app)
+    run_pass(app, "web")
+    with app.app_context():
+        driver = clouds.get("default").driver
+        listed = {str(node.id): node for node in driver.list_nodes()}
+        driver.destroy_node(listed["3"])
+        listed["2"].state = NodeState.PENDING  # never comes up
+        late = Assignment(
+            cloud="default", id_vm="2", hostname="dummy-2", pool="web", status=BOOTING
+        )
+        late.created_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=61)
+        db.session.add(late)
+        db.session.commit()
+
+    [report] = run_pass(app)
+
+    assert report.destroyed == 2
+    # Node 2 destroyed, node 3 gone already; then the refill's new node, which libcloud's
+    # Dummy numbers 2 again (the ledger's deleted row of 2 is taken over).
+    assert rows(app) == [("default", "2", BOOTING)]
+    assert manager_history(app)[-3:] == [
+        ("destroy", "3", "ok"),
+        ("destroy", "2", "ok"),
+        ("create", "2", "ok"),
+    ]
+    with app.app_context():
+        messages = db.session.scalars(
+            sqlalchemy.select(AuditEntry.message).where(AuditEntry.action == "destroy")
+        ).all()
+    assert sorted(messages) == [
+        "Node 2 not running 60 s after its creation: destroyed",
+        "Node 3 gone from its cloud; gone from the cloud",
+    ]
+
+
+def test_a_faulty_vm_of_a_pool_is_destroyed_by_the_next_pass(warm):
+    with warm.app_context():
+        row = db.session.scalars(sqlalchemy.select(Assignment).where(Assignment.id_vm == "3")).one()
+        row.status = FAULTY
+        db.session.commit()
+
+    run_pass(warm)
+
+    assert "3" not in dummy_node_ids(warm)
+    assert ("destroy", "3", "ok") in manager_history(warm)
+
+
+def test_a_held_lock_makes_another_manager_skip_the_pass(make_app):
+    app = make_app(POOLS=pool())
+    with app.app_context(), pool_lock("web") as held:
+        assert held
+        [report] = run_pass(app)
+    assert report.skipped and report.created == 0
+    assert rows(app) == []
+    assert run_pass(app)[0].created == 2
+
+
+def test_managers_on_two_schemas_of_one_database_do_not_block_each_other(
+    make_app, postgresql_engine
+):
+    """PostgreSQL's advisory locks are per database: two dispatchers in two schemas of one
+    database each run their own pool web."""
+    with (
+        postgresql_schema(postgresql_engine) as first,
+        postgresql_schema(postgresql_engine) as second,
+    ):
+        one = make_app(POOLS=pool(), SQLALCHEMY_DATABASE_URI=first)
+        other = make_app(POOLS=pool(), SQLALCHEMY_DATABASE_URI=second)
+        with one.app_context(), pool_lock("web") as held:
+            assert held
+            assert run_pass(one)[0].skipped
+            assert run_pass(other)[0].created == 2
+        for app in (one, other):
+            with app.app_context():
+                db.engine.dispose()
+
+
+def test_a_failing_cloud_spills_over_and_is_left_alone_for_its_back_off(make_app, refusing_port):
+    """The first cloud refuses connections: its error is on record, the pool fills on the
+    second, and the next pass tries no creation on the first while it backs off."""
+    farm = {**DUMMY_FARM, "broken": ec2_cloud(refusing_port)}
+    first = {"cloud": "broken", "image": "ami-1", "size": "t2.micro"}
+    app = make_app(
+        CLOUD_FARM=farm, POOLS=pool(clouds=[first, WEB["clouds"][0]]), POOLS_BACKOFF_SECONDS=300
+    )
+    spills = metric("dispatcher_pool_spillovers_total", pool="web", cloud="broken")
+
+    run_pass(app)
+    run_pass(app)
+
+    assert rows(app) == [("default", "3", FREE), ("default", "4", FREE)]
+    status = token_client(app).get("/api/v1/pools/web").json["pool"]
+    broken, default = status["clouds"]
+    assert broken["cloud"] == "broken"
+    assert broken["last_error"]["message"] == (
+        "listing its nodes failed: broken: Connection refused"
+    )
+    assert datetime.datetime.fromisoformat(broken["last_error"]["time"]).tzinfo is not None
+    assert default == {
+        "cloud": "default",
+        "booting": 0,
+        "free": 2,
+        "assigned": 0,
+        "faulty": 0,
+        "last_error": None,
+    }
+    assert metric("dispatcher_pool_spillovers_total", pool="web", cloud="broken") == spills + 1
+    # No create call ever reached the broken cloud: it was backing off from the listing.
+    assert (
+        metric("dispatcher_cloud_call_duration_seconds_count", cloud="broken", method="create_node")
+        == 0
+    )
+
+
+# -- seeing the pools --------------------------------------------------------------------
+
+
+def test_pools_answer_their_state_by_cloud(warm):
+    client = token_client(warm, "reader", roles=())
+    client.put(ASSIGN, json={"vm_type": "web", "user": "u"})
+
+    listed = client.get("/api/v1/pools")
+    one = client.get("/api/v1/pools/web")
+
+    assert listed.status_code == 200 and one.status_code == 200
+    assert listed.json["pools"] == [one.json["pool"]]
+    shown = dict(one.json["pool"])
+    assert datetime.datetime.fromisoformat(shown.pop("last_pass")).tzinfo is not None
+    assert shown == {
+        "name": "web",
+        "min_ready": 2,
+        "max_total": 3,
+        "booting": 0,
+        "free": 2,
+        "assigned": 0,
+        "faulty": 0,
+        "clouds": [
+            {
+                "cloud": "default",
+                "booting": 0,
+                "free": 2,
+                "assigned": 0,
+                "faulty": 0,
+                "last_error": None,
+            }
+        ],
+    }
+    assert_error(client.get("/api/v1/pools/nowhere"), 404, "Unknown pool: nowhere")
+    assert warm.test_client().get("/api/v1/pools").status_code == 401
+
+
+def test_no_pools_configured_lists_none(client):
+    assert client.get("/api/v1/pools").json == {"status": "ok", "pools": []}
+
+
+def test_metrics_show_each_pool_by_state(warm):
+    client = token_client(warm)
+    client.put(ASSIGN, json={"vm_type": "web", "user": "u"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'dispatcher_pool_vms{pool="web",state="free"} 1.0' in text
+    assert 'dispatcher_pool_vms{pool="web",state="assigned"} 1.0' in text
+    assert 'dispatcher_pool_vms{pool="web",state="booting"} 0.0' in text
+    assert metric("dispatcher_pool_assign_duration_seconds_count", pool="web") >= 1
+
+
+def test_pools_status_reconcile_and_their_errors_on_the_command_line(make_app, refusing_port):
+    farm = {**DUMMY_FARM, "broken": ec2_cloud(refusing_port)}
+    starved = {
+        "clouds": [{"cloud": "broken", "image": "ami-1", "size": "t2.micro"}],
+        "min_ready": 1,
+        "max_total": 1,
+    }
+    app = make_app(CLOUD_FARM=farm, POOLS={**pool(), "starved": starved})
+    runner = app.test_cli_runner()
+
+    first = runner.invoke(args=["pools", "reconcile", "--pool", "web"])
+    waited = runner.invoke(args=["pools", "reconcile", "--wait", "1.5"])
+    status = runner.invoke(args=["pools", "status"])
+    unknown = runner.invoke(args=["pools", "reconcile", "--pool", "nowhere"])
+
+    assert first.exit_code == 0, first.output
+    assert first.output == (
+        "pool web: 2 created, 0 promoted, 0 destroyed, 0 adopted; 2 free, 0 booting, "
+        "0 assigned\n".replace("2 free, 0 booting", "0 free, 2 booting")
+    )
+    assert waited.exit_code == 1
+    last = waited.output.strip().splitlines()[-1]
+    assert last.startswith("Error: after 1.5 s: pool starved has 0 free of 1: broken: ")
+    assert "web" not in last  # web was full
+    lines = status.output.splitlines()
+    assert lines[0].split()[:8] == [
+        "POOL",
+        "/",
+        "CLOUD",
+        "MIN",
+        "MAX",
+        "BOOTING",
+        "FREE",
+        "ASSIGNED",
+    ]
+    assert lines[1].split()[:7] == ["web", "2", "3", "0", "2", "0", "0"]
+    assert lines[2].split()[:6] == ["default", "0", "2", "0", "0", "-"]
+    assert "Connection refused" in lines[4]
+    assert unknown.exit_code == 1 and "Unknown pool: nowhere" in unknown.output
+
+
+def test_pools_commands_without_pools_say_so(app):
+    result = app.test_cli_runner().invoke(args=["pools", "reconcile"])
+    assert result.exit_code == 1
+    assert result.output == "Error: no warm pools: POOLS is empty\n"
