@@ -280,3 +280,41 @@ def test_example_scripts_run_green(request, script):
         assert answers[2]["nodes"][0]["user"] == "zeppolo"
         assert answers[3]["result"] == "Node 1 released and deleted"
         assert [entry["action"] for entry in answers[4]["history"]] == ["release", "assign"]
+
+
+def test_run_keeps_a_warm_pool_on_the_dummy_cloud(tmp_path):
+    """With POOLS set, `dispatcher run` runs the pool manager in a thread: the pool fills
+    by itself, and an assign by vm_type over HTTP gets one of its VMs."""
+    pools = {
+        "web": {
+            "clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+            "min_ready": 2,
+            "max_total": 4,
+            "release": "reuse",
+        }
+    }
+    server = Server(
+        tmp_path / "instance",
+        {"POOLS": pools, "POOLS_INTERVAL": 0.2},
+        DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+    )
+    try:
+        headers = {"X-Auth-Token": admin_token(server)}
+        deadline = time.monotonic() + 20
+        while True:
+            shown = requests.get(f"{server.base}/pools/web", headers=headers, timeout=10).json()
+            if shown["pool"]["free"] == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert (shown["pool"]["free"], shown["pool"]["booting"]) == (2, 0), shown
+        assigned = requests.put(
+            f"{server.base}/vm/action/assign",
+            json={"vm_type": "web", "user": "newcomer"},
+            headers=headers,
+            timeout=10,
+        )
+        assert assigned.status_code == 200, assigned.text
+        assert assigned.json()["hostname"].startswith("dummy-")
+    finally:
+        output = server.stop()
+    assert "dispatcher: pool manager on web, a pass every 0.2 s" in output

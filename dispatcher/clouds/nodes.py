@@ -1,10 +1,16 @@
 """Nodes (VMs) of one cloud: list, find, start, destroy, reboot and power."""
 
+from libcloud.compute.types import NodeState
+
 from .. import serializers
 from ..errors import AmbiguousHostnameError, InvalidRequestError, NotFoundError
 from . import firewall
 from .cloud import Cloud
 from .lookups import node_by_id, nodes_by_name, takes
+
+# Node states as libcloud's drivers report them, for the code outside clouds/ that reads a
+# listed node's state (the pool manager).
+RUNNING, TERMINATED, ERROR = NodeState.RUNNING, NodeState.TERMINATED, NodeState.ERROR
 
 # action of /vm/action/<action> -> (driver method, verb for messages)
 POWER_ACTIONS = {

@@ -162,7 +162,7 @@ def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> A
             db.session.rollback()
             raise ConflictError(
                 f"{cloud} gave the new VM the id {node['id']}, which a VM of the ledger has"
-            )
+            ) from None
         for key, value in values.items():
             setattr(row, key, value)
         row.created_at = func.now()

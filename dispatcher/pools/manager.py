@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from flask import current_app
-from libcloud.compute.types import NodeState
 
 from .. import clouds, history, metrics, serializers
 from ..clouds import Cloud, nodes
@@ -108,7 +107,7 @@ def _record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
 
 
 def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> None:
-    alive = {str(node.id): node for node in listed if node.state != NodeState.TERMINATED}
+    alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     by_name = not marks.takes_metadata(cloud.driver)
     ours = [
         node
@@ -127,9 +126,9 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> Non
     for row in ledger.live_rows(spec.name, cloud.name):
         node = alive.get(row.id_vm)
         if row.status == BOOTING:
-            if node is not None and node.state == NodeState.RUNNING:
+            if node is not None and node.state == nodes.RUNNING:
                 _promote(cloud, row, node, now, report)
-            elif node is not None and node.state == NodeState.ERROR:
+            elif node is not None and node.state == nodes.ERROR:
                 _retire(cloud, row, node, "the cloud reports it in error", report)
             elif (now - ledger.aware(row.created_at)).total_seconds() > spec.boot_timeout:
                 reason = f"not running {spec.boot_timeout} s after its creation"
