@@ -15,37 +15,21 @@ A pass, under the pool's lock (``lock.pool_lock``):
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 
-from flask import current_app
-
-from .. import clouds, history, metrics, serializers
+from .. import clouds, metrics, serializers
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..models import BOOTING, DELETED, FAULTY, FREE
 from . import ledger, marks
+from .events import CALLER, PoolReport, failed, record
 from .lock import pool_lock
-from .spec import PoolCloud, PoolSpec
+from .refill import refill
+from .spec import PoolSpec
+
+__all__ = ["CALLER", "PoolReport", "run_forever", "run_pass"]
 
 log = logging.getLogger(__name__)
-
-# The caller of the manager's entries in the history.
-CALLER = "pool-manager"
-
-
-@dataclass
-class PoolReport:
-    """What one pass did to one pool."""
-
-    pool: str
-    skipped: bool = False  # another manager held the pool's lock
-    created: int = 0
-    promoted: int = 0
-    destroyed: int = 0
-    adopted: int = 0
-    problems: list[str] = field(default_factory=list)  # why VMs could not be made
 
 
 def run_pass(pools: list[PoolSpec]) -> list[PoolReport]:
@@ -85,25 +69,12 @@ def _pass(spec: PoolSpec) -> PoolReport:
         try:
             listed = cloud.call_driver("list_nodes")
         except DispatcherError as exc:
-            _failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
+            failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
             continue
         _tend(spec, cloud, listed, report)
-    _refill(spec, report)
+    refill(spec, report)
     ledger.finish_pass(spec.name)
     return report
-
-
-def _record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
-    history.record(
-        cloud=cloud.name,
-        action=action,
-        caller=CALLER,
-        id_vm=row.id_vm,
-        hostname=row.hostname,
-        vm_type=row.pool,
-        outcome=outcome,
-        message=message[:1000],
-    )
 
 
 def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> None:
@@ -120,7 +91,7 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> Non
             creation_id = marks.mark_of(node, by_name)[1]
             shown = serializers.node_to_dict(node)
             row = ledger.add_booting(spec.name, cloud.name, shown, creation_id)
-            _record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
+            record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
             report.adopted += 1
     now = ledger.utcnow()
     for row in ledger.live_rows(spec.name, cloud.name):
@@ -153,7 +124,7 @@ def _promote(cloud: Cloud, row, node, now, report: PoolReport) -> None:
         return
     seconds = max(0.0, (now - ledger.aware(row.created_at)).total_seconds())
     metrics.POOL_BOOT_SECONDS.labels(row.pool, cloud.name).observe(seconds)
-    _record(cloud, "promote", row, "ok", f"Node {row.id_vm} running after {seconds:.0f} s, free")
+    record(cloud, "promote", row, "ok", f"Node {row.id_vm} running after {seconds:.0f} s, free")
     report.promoted += 1
 
 
@@ -165,105 +136,15 @@ def _retire(cloud: Cloud, row, node, reason: str, report: PoolReport) -> None:
     db.session.commit()
     if node is None:
         ledger.move(row, FAULTY, DELETED)
-        _record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}; gone from the cloud")
+        record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}; gone from the cloud")
         report.destroyed += 1
         return
     try:
         nodes.destroy(cloud, node)
     except DispatcherError as exc:
         message = f"Node {row.id_vm} {reason}; destroying it failed: {exc.message}"
-        _record(cloud, "destroy", row, str(exc.status), message)
+        record(cloud, "destroy", row, str(exc.status), message)
         return
     ledger.move(row, FAULTY, DELETED)
-    _record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}: destroyed")
+    record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}: destroyed")
     report.destroyed += 1
-
-
-def _failed(spec: PoolSpec, cloud: Cloud, message: str, report: PoolReport) -> None:
-    config = current_app.config
-    ledger.record_failure(
-        spec.name,
-        cloud.name,
-        message,
-        config["POOLS_BACKOFF_SECONDS"],
-        config["POOLS_BACKOFF_MAX_SECONDS"],
-    )
-    metrics.POOL_FAILURES.labels(spec.name, cloud.name).inc()
-    report.problems.append(f"{cloud.name}: {message}")
-
-
-def _refill(spec: PoolSpec, report: PoolReport) -> None:
-    totals = ledger.totals(spec.name)
-    need = min(
-        spec.min_ready - totals["free"] - totals["booting"], spec.max_total - sum(totals.values())
-    )
-    if need <= 0:
-        return
-    states = ledger.cloud_states(spec.name)
-    now = ledger.utcnow()
-    for index, entry in enumerate(spec.clouds):
-        state = states.get(entry.cloud)
-        retry_at = ledger.aware(state.retry_at) if state is not None else None
-        if retry_at is not None and retry_at > now:
-            report.problems.append(
-                f"{entry.cloud}: left alone until {retry_at.isoformat()} after: {state.last_error}"
-            )
-        else:
-            need -= _create(spec, entry, need, report)
-        if need <= 0:
-            return
-        if index + 1 < len(spec.clouds):
-            metrics.POOL_SPILLOVERS.labels(spec.name, entry.cloud).inc()
-
-
-def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> int:
-    """Create ``need`` VMs of the pool on the entry's cloud, a few at a time, each recorded
-    as booting as soon as its create call returns; how many were made."""
-    cloud = clouds.get(entry.cloud)
-    try:
-        # Looked up once here, and from the shared caches in the creating threads.
-        cloud.image(entry.image)
-        cloud.size(entry.size)
-        tagged = marks.takes_metadata(cloud.driver)
-    except DispatcherError as exc:
-        _failed(spec, cloud, exc.message, report)
-        return 0
-
-    def create(creation_id: str) -> dict:
-        return nodes.start_node(
-            cloud.sibling(),
-            name=marks.vm_name(spec.name, creation_id),
-            image=entry.image,
-            size=entry.size,
-            keyname=entry.keyname,
-            metadata=(
-                marks.metadata(spec.name, creation_id, entry.metadata)
-                if tagged
-                else entry.metadata or None
-            ),
-            location=entry.location,
-            security_groups=list(entry.security_groups) if entry.security_groups else None,
-        )
-
-    made, failures = 0, []
-    # A cloud in the process (Dummy) numbers its nodes without a lock: one at a time.
-    concurrency = 1 if cloud.in_process else current_app.config["POOLS_CREATE_CONCURRENCY"]
-    workers = max(1, min(need, concurrency))
-    with ThreadPoolExecutor(workers, thread_name_prefix=f"pool-{spec.name}") as executor:
-        ids = [marks.new_creation_id() for _ in range(need)]
-        creations = {executor.submit(create, creation_id): creation_id for creation_id in ids}
-        for future in as_completed(creations):
-            try:
-                row = ledger.add_booting(spec.name, cloud.name, future.result(), creations[future])
-            except DispatcherError as exc:
-                failures.append(exc.message)
-                continue
-            _record(cloud, "create", row, "ok", f"Node {row.id_vm} created, booting")
-            metrics.POOL_CREATIONS.labels(spec.name, cloud.name).inc()
-            made += 1
-    if failures:
-        _failed(spec, cloud, f"creating a VM failed: {failures[0]}", report)
-    else:
-        ledger.record_success(spec.name, cloud.name)
-    report.created += made
-    return made

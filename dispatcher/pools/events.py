@@ -1,0 +1,53 @@
+"""What the pool manager's work leaves behind: a report per pass, history entries with
+caller ``pool-manager``, and a cloud's failure on record."""
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+from .. import history, metrics
+from ..clouds import Cloud
+from . import ledger
+from .spec import PoolSpec
+
+# The caller of the manager's entries in the history.
+CALLER = "pool-manager"
+
+
+@dataclass
+class PoolReport:
+    """What one pass did to one pool."""
+
+    pool: str
+    skipped: bool = False  # another manager held the pool's lock
+    created: int = 0
+    promoted: int = 0
+    destroyed: int = 0
+    adopted: int = 0
+    problems: list[str] = field(default_factory=list)  # why VMs could not be made
+
+
+def record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
+    history.record(
+        cloud=cloud.name,
+        action=action,
+        caller=CALLER,
+        id_vm=row.id_vm,
+        hostname=row.hostname,
+        vm_type=row.pool,
+        outcome=outcome,
+        message=message[:1000],
+    )
+
+
+def failed(spec: PoolSpec, cloud: Cloud, message: str, report: PoolReport) -> None:
+    config = current_app.config
+    ledger.record_failure(
+        spec.name,
+        cloud.name,
+        message,
+        config["POOLS_BACKOFF_SECONDS"],
+        config["POOLS_BACKOFF_MAX_SECONDS"],
+    )
+    metrics.POOL_FAILURES.labels(spec.name, cloud.name).inc()
+    report.problems.append(f"{cloud.name}: {message}")

@@ -1,0 +1,102 @@
+"""The refill: VMs created until a pool has ``min_ready`` free or booting, never past
+``max_total``, on the first of its clouds that accepts; a cloud that fails is left alone
+for a back-off that doubles with each failure in a row, and the rest go to the next."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from flask import current_app
+
+from .. import clouds, metrics
+from ..clouds import nodes
+from ..errors import DispatcherError
+from . import ledger, marks
+from .events import PoolReport, failed, record
+from .spec import PoolCloud, PoolSpec
+
+
+def refill(spec: PoolSpec, report: PoolReport) -> None:
+    totals = ledger.totals(spec.name)
+    need = min(
+        spec.min_ready - totals["free"] - totals["booting"], spec.max_total - sum(totals.values())
+    )
+    if need <= 0:
+        return
+    states = ledger.cloud_states(spec.name)
+    now = ledger.utcnow()
+    for index, entry in enumerate(spec.clouds):
+        state = states.get(entry.cloud)
+        retry_at = ledger.aware(state.retry_at) if state is not None else None
+        if retry_at is not None and retry_at > now:
+            report.problems.append(
+                f"{entry.cloud}: left alone until {retry_at.isoformat()} after: {state.last_error}"
+            )
+        else:
+            need -= _create(spec, entry, need, report)
+        if need <= 0:
+            return
+        if index + 1 < len(spec.clouds):
+            metrics.POOL_SPILLOVERS.labels(spec.name, entry.cloud).inc()
+
+
+def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> int:
+    """Create ``need`` VMs of the pool on the entry's cloud, a few at a time, each recorded
+    as booting as soon as its create call returns; how many were made."""
+    cloud = clouds.get(entry.cloud)
+    try:
+        # Looked up once here, and from the shared caches in the creating threads.
+        cloud.image(entry.image)
+        cloud.size(entry.size)
+        tagged = marks.takes_metadata(cloud.driver)
+    except DispatcherError as exc:
+        failed(spec, cloud, exc.message, report)
+        return 0
+
+    per_thread = threading.local()
+
+    def create(creation_id: str) -> dict:
+        if not hasattr(per_thread, "cloud"):  # one driver (one session) per creating thread
+            per_thread.cloud = cloud.sibling()
+        return nodes.start_node(
+            per_thread.cloud,
+            name=marks.vm_name(spec.name, creation_id),
+            image=entry.image,
+            size=entry.size,
+            keyname=entry.keyname,
+            metadata=(
+                marks.metadata(spec.name, creation_id, entry.metadata)
+                if tagged
+                else entry.metadata or None
+            ),
+            location=entry.location,
+            security_groups=list(entry.security_groups) if entry.security_groups else None,
+        )
+
+    made, failures = 0, []
+    # A cloud in the process (Dummy) numbers its nodes without a lock: one at a time.
+    concurrency = 1 if cloud.in_process else current_app.config["POOLS_CREATE_CONCURRENCY"]
+    workers = max(1, min(need, concurrency))
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"pool-{spec.name}") as executor:
+        ids = [marks.new_creation_id() for _ in range(need)]
+        creations = {executor.submit(create, creation_id): creation_id for creation_id in ids}
+        for future in as_completed(creations):
+            if future.cancelled():
+                continue
+            try:
+                row = ledger.add_booting(spec.name, cloud.name, future.result(), creations[future])
+            except DispatcherError as exc:
+                # A cloud that refused one (quota, capacity) would refuse the rest: those
+                # not yet begun go to the next cloud instead.
+                failures.append(exc.message)
+                for pending in creations:
+                    pending.cancel()
+                continue
+            record(cloud, "create", row, "ok", f"Node {row.id_vm} created, booting")
+            metrics.POOL_CREATIONS.labels(spec.name, cloud.name).inc()
+            made += 1
+    if failures:
+        failed(spec, cloud, f"creating a VM failed: {failures[0]}", report)
+    else:
+        ledger.record_success(spec.name, cloud.name)
+    report.created += made
+    return made
