@@ -3,11 +3,20 @@ by vm_type, release by the pool's policy, the pools' status. (moto's EC2, gunico
 PostgreSQL: test_pools_ec2.py and test_pools_concurrency.py.)"""
 
 import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy
-from conftest import assert_error, ec2_cloud, metric, postgresql_schema, token_client
+from conftest import (
+    ScriptedCloud,
+    assert_error,
+    ec2_cloud,
+    metric,
+    postgresql_schema,
+    token_client,
+)
 from libcloud.compute.types import NodeState
+from test_clouds import EC2_NAMESPACE, NO_INSTANCES
 
 from dispatcher import clouds, create_app, pools
 from dispatcher.config import DUMMY_FARM
@@ -519,3 +528,40 @@ def test_pools_commands_without_pools_say_so(app):
     result = app.test_cli_runner().invoke(args=["pools", "reconcile"])
     assert result.exit_code == 1
     assert result.output == "Error: no warm pools: POOLS is empty\n"
+
+
+def test_a_cloud_that_refuses_a_creation_gets_no_more_of_that_pass(make_app):
+    """An EC2 cloud at its instance limit refuses the first RunInstances: the two VMs not
+    yet asked for go to the next cloud, and the full cloud gets no more requests."""
+    image = (
+        200,
+        f'<DescribeImagesResponse xmlns="{EC2_NAMESPACE}"><requestId>r</requestId><imagesSet>'
+        "<item><imageId>ami-1</imageId><imageLocation>x</imageLocation>"
+        "<imageState>available</imageState><name>n</name></item>"
+        "</imagesSet></DescribeImagesResponse>",
+    )
+    limit = (
+        400,
+        "<Response><Errors><Error><Code>InstanceLimitExceeded</Code>"
+        "<Message>You have requested more instances than your current instance limit</Message>"
+        "</Error></Errors><RequestID>r-4</RequestID></Response>",
+    )
+    with ScriptedCloud([NO_INSTANCES, image, limit]) as full:
+        farm = {**DUMMY_FARM, "full": ec2_cloud(full.port)}
+        first = {"cloud": "full", "image": "ami-1", "size": "t2.micro"}
+        app = make_app(
+            CLOUD_FARM=farm,
+            POOLS=pool(clouds=[first, WEB["clouds"][0]], min_ready=3, max_total=3),
+            POOLS_CREATE_CONCURRENCY=1,
+        )
+
+        [report] = run_pass(app)
+
+        actions = [parse_qs(urlsplit(path).query)["Action"][0] for path in full.requests]
+        assert actions == ["DescribeInstances", "DescribeImages", "RunInstances"]
+    assert report.created == 3
+    assert [cloud for cloud, *_ in rows(app)] == ["default"] * 3
+    assert report.problems == [
+        "full: creating a VM failed: full: InstanceLimitExceeded: You have requested more "
+        "instances than your current instance limit"
+    ]

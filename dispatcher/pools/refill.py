@@ -53,24 +53,33 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
         return 0
 
     per_thread = threading.local()
+    # A cloud that refused one creation (quota, capacity) would refuse the rest: those not
+    # yet begun are not asked for, and go to the next cloud.
+    refused = threading.Event()
 
-    def create(creation_id: str) -> dict:
+    def create(creation_id: str) -> dict | None:
+        if refused.is_set():
+            return None
         if not hasattr(per_thread, "cloud"):  # one driver (one session) per creating thread
             per_thread.cloud = cloud.sibling()
-        return nodes.start_node(
-            per_thread.cloud,
-            name=marks.vm_name(spec.name, creation_id),
-            image=entry.image,
-            size=entry.size,
-            keyname=entry.keyname,
-            metadata=(
-                marks.metadata(spec.name, creation_id, entry.metadata)
-                if tagged
-                else entry.metadata or None
-            ),
-            location=entry.location,
-            security_groups=list(entry.security_groups) if entry.security_groups else None,
-        )
+        try:
+            return nodes.start_node(
+                per_thread.cloud,
+                name=marks.vm_name(spec.name, creation_id),
+                image=entry.image,
+                size=entry.size,
+                keyname=entry.keyname,
+                metadata=(
+                    marks.metadata(spec.name, creation_id, entry.metadata)
+                    if tagged
+                    else entry.metadata or None
+                ),
+                location=entry.location,
+                security_groups=list(entry.security_groups) if entry.security_groups else None,
+            )
+        except DispatcherError:
+            refused.set()
+            raise
 
     made, failures = 0, []
     # A cloud in the process (Dummy) numbers its nodes without a lock: one at a time.
@@ -80,16 +89,13 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
         ids = [marks.new_creation_id() for _ in range(need)]
         creations = {executor.submit(create, creation_id): creation_id for creation_id in ids}
         for future in as_completed(creations):
-            if future.cancelled():
-                continue
             try:
-                row = ledger.add_booting(spec.name, cloud.name, future.result(), creations[future])
+                node = future.result()
+                if node is None:
+                    continue
+                row = ledger.add_booting(spec.name, cloud.name, node, creations[future])
             except DispatcherError as exc:
-                # A cloud that refused one (quota, capacity) would refuse the rest: those
-                # not yet begun go to the next cloud instead.
                 failures.append(exc.message)
-                for pending in creations:
-                    pending.cancel()
                 continue
             record(cloud, "create", row, "ok", f"Node {row.id_vm} created, booting")
             metrics.POOL_CREATIONS.labels(spec.name, cloud.name).inc()
