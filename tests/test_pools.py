@@ -28,6 +28,15 @@ from dispatcher.pools.lock import pool_lock
 
 ASSIGN = "/api/v1/vm/action/assign"
 RELEASE = "/api/v1/vm/action/release"
+# A pool's cloud entry in POOL: default, with two free VMs and no failure.
+DEFAULT_CLOUD_WITH_TWO_FREE = {
+    "cloud": "default",
+    "booting": 0,
+    "free": 2,
+    "assigned": 0,
+    "faulty": 0,
+    "last_error": None,
+}
 WEB = {"clouds": [{"cloud": "default", "image": "1", "size": "1"}], "min_ready": 2, "max_total": 3}
 
 
@@ -416,14 +425,7 @@ def test_a_failing_cloud_spills_over_and_is_left_alone_for_its_back_off(make_app
         "listing its nodes failed: broken: Connection refused"
     )
     assert datetime.datetime.fromisoformat(broken["last_error"]["time"]).tzinfo is not None
-    assert default == {
-        "cloud": "default",
-        "booting": 0,
-        "free": 2,
-        "assigned": 0,
-        "faulty": 0,
-        "last_error": None,
-    }
+    assert default == DEFAULT_CLOUD_WITH_TWO_FREE
     assert metric("dispatcher_pool_spillovers_total", pool="web", cloud="broken") == spills + 1
     # No create call ever reached the broken cloud: it was backing off from the listing.
     assert (
@@ -454,16 +456,7 @@ def test_pools_answer_their_state_by_cloud(warm):
         "free": 2,
         "assigned": 0,
         "faulty": 0,
-        "clouds": [
-            {
-                "cloud": "default",
-                "booting": 0,
-                "free": 2,
-                "assigned": 0,
-                "faulty": 0,
-                "last_error": None,
-            }
-        ],
+        "clouds": [DEFAULT_CLOUD_WITH_TWO_FREE],
     }
     assert_error(client.get("/api/v1/pools/nowhere"), 404, "Unknown pool: nowhere")
     assert warm.test_client().get("/api/v1/pools").status_code == 401

@@ -54,21 +54,22 @@ def _text(where: str, key: str, value) -> str:
     return value
 
 
-def _unknown(where: str, entry: dict, known: set[str]) -> None:
+def _check_keys(where: str, entry, known: set[str], required: tuple[str, ...]) -> None:
+    """``entry`` is a mapping with the ``required`` keys and no key outside ``known``."""
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping with {', '.join(required)}")
     extra = sorted(set(entry) - known)
     if extra:
         raise ConfigurationError(
             f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})"
         )
+    for key in required:
+        if key not in entry:
+            raise ConfigurationError(f"{where}: {key} is missing")
 
 
 def _parse_cloud(where: str, entry, farm) -> PoolCloud:
-    if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where}: must be a mapping with cloud, image and size")
-    _unknown(where, entry, CLOUD_KEYS)
-    for key in ("cloud", "image", "size"):
-        if key not in entry:
-            raise ConfigurationError(f"{where}: {key} is missing")
+    _check_keys(where, entry, CLOUD_KEYS, ("cloud", "image", "size"))
     name = _text(where, "cloud", entry["cloud"])
     if name not in farm:
         raise ConfigurationError(f"{where}: cloud {name!r} is not in CLOUD_FARM")
@@ -106,12 +107,7 @@ def parse_pool(name, entry, farm) -> PoolSpec:
             f"POOLS: {name!r} is not a pool name (letters, digits, '_', '.', '-'; up to 40)"
         )
     where = f"POOLS[{name!r}]"
-    if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where}: must be a mapping")
-    _unknown(where, entry, POOL_KEYS)
-    for key in ("clouds", "min_ready", "max_total"):
-        if key not in entry:
-            raise ConfigurationError(f"{where}: {key} is missing")
+    _check_keys(where, entry, POOL_KEYS, ("clouds", "min_ready", "max_total"))
     clouds = entry["clouds"]
     if not isinstance(clouds, list | tuple) or not clouds:
         raise ConfigurationError(f"{where}: clouds must be a non-empty list")
