@@ -63,13 +63,12 @@ class Gunicorn(GunicornServer):
             timeout=30,
         )
 
-    def warm_up(self, token: str) -> None:
-        """Send token-checked listings until every worker has served one.
+    def warm_up(self, token: str, path: str = f"/api/v1/nodes/{CLOUD}") -> None:
+        """Send token-checked GETs of ``path`` until every worker has served one.
 
         A worker's first request is slow (lazy imports, the Dummy driver, the first queries):
         cold workers would leave one warm worker to serve a race nearly alone, in series.
         """
-        path = f"/api/v1/nodes/{CLOUD}"
         deadline = time.monotonic() + 20
         while len(self.worker_pids(path, 0)) < WORKERS:
             if time.monotonic() > deadline:
