@@ -1,11 +1,12 @@
-"""The dispatcher's benchmarks: ``python -m bench.run [--quick] [--only a,b,c,d]``, in the checkout.
+"""The dispatcher's benchmarks: ``python -m bench.run [--quick] [--only a,b,...]``, in the checkout.
 
 (a) authenticated GET /api/v1/nodes/fake_driver under gunicorn -w 2, against a bare Flask app;
 (b) vm/start on moto's EC2: upstream requests and latency, against the 2015 dispatcher's lookups;
 (c) listing a Dummy cloud of 10, 1,000 and 10,000 nodes in-process;
-(d) assign and release through gunicorn -w 4 on PostgreSQL: throughput and double assignments.
+(d) assign and release through gunicorn -w 4 on PostgreSQL: throughput and double assignments;
+(e) an assign from a warm pool against a cold start on moto's EC2, gunicorn -w 4: latency.
 
-Each prints its details as it finishes; a table of the four against their targets comes last.
+Each prints its details as it finishes; a table of them against their targets comes last.
 docs/performance.md says what each measures and what the last full run measured.
 """
 
@@ -28,8 +29,9 @@ BENCHMARKS = {
     "b": ("bench_ec2", "(b) vm/start on EC2 (moto)", "no more requests, faster"),
     "c": ("bench_listing", "(c) listing N Dummy nodes", "linear; 10,000 < 1 s"),
     "d": ("bench_assign", "(d) assign/release, gunicorn -w 4", "0 double assignments"),
+    "e": ("bench_pools", "(e) assign from a warm pool", "warm p99 < cold p50"),
 }
-ALIASES = {"gunicorn": "a", "ec2": "b", "listing": "c", "assign": "d"}
+ALIASES = {"gunicorn": "a", "ec2": "b", "listing": "c", "assign": "d", "pools": "e"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,9 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="a,b,c,d",
+        default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run: a (or gunicorn), b (ec2), c (listing), "
-        "d (assign); all by default",
+        "d (assign), e (pools); all by default",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
@@ -51,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in (part.strip().lower() for part in args.only.split(",") if part.strip()):
         key = ALIASES.get(name, name)
         if key not in BENCHMARKS:
-            parser.error(f"--only: unknown benchmark {name!r} (a, b, c, d)")
+            parser.error(f"--only: unknown benchmark {name!r} ({', '.join(BENCHMARKS)})")
         if key not in selected:
             selected.append(key)
     args.selected = sorted(selected)

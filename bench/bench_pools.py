@@ -1,0 +1,281 @@
+"""(e) An assign from a warm pool against a cold start, through gunicorn with 4 workers.
+
+The cloud ``default`` is moto's EC2 on loopback (harness/ec2_cloud.py), in the bench's
+process; the ledger is on PostgreSQL. A pool ``web`` of 10 VMs there, ``release:
+"reuse"``, is filled beforehand by ``dispatcher pools reconcile --wait``, as an operator
+would before opening the doors; gunicorn does not run the pool manager.
+
+- *warm*: ``PUT /api/v1/vm/action/assign`` with ``{"vm_type": "web", "user": ...}``, timed;
+  then the VM is released (not timed), back to the pool for the next assign.
+- *cold*: ``POST /api/v1/vm/start/default`` (a RunInstances), then ``PUT
+  /api/v1/vm/action/assign/default`` naming the new VM's id, timed together: what a client
+  does without a pool.
+
+Before the clock runs, each path runs from 8 concurrent clients, so that every worker has
+served it once and looked the image up (IMAGE_CACHE_SECONDS): what is measured is the steady
+state. Then each path runs with one client, then with 4 concurrent ones. moto's instances
+run at once: a real cloud's boot time, tens of seconds or more, comes on top of the cold
+path here.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from bench import common
+from harness.ec2_cloud import Ec2Cloud
+
+WORKERS = 4
+CLOUD = "default"
+POOL = "web"
+SIZE = "t2.micro"
+POOL_SIZE = 10
+CONCURRENT = 4
+OPTIONS = ("--access-logfile=/dev/null",)
+
+
+def run(quick: bool = False, **_) -> common.Result:
+    counts = {"warm": 40, "cold": 20} if quick else {"warm": 200, "cold": 100}
+    with (
+        Ec2Cloud() as cloud,
+        common.scratch_folder("bench-e-") as folder,
+        common.postgresql_schema() as url,
+    ):
+        image = cloud.default_image_id()
+        app = common.make_app(url)
+        token = common.agent_token(app)
+        common.dispose(app)
+        pools = {
+            POOL: {
+                "clouds": [{"cloud": CLOUD, "image": image, "size": SIZE}],
+                "min_ready": POOL_SIZE,
+                "max_total": POOL_SIZE,
+                "release": "reuse",
+            }
+        }
+        env = common.server_env(url, folder, CLOUD_FARM={CLOUD: cloud.farm_entry()}, POOLS=pools)
+        fill_seconds = fill_pool(env)
+        filled_with = cloud.count("RunInstances")
+        paths = {
+            "warm": lambda client, me, index: warm_assign(client, me),
+            "cold": lambda client, me, index: cold_assign(client, me, index, image),
+        }
+        phases = []
+        with common.Gunicorn("dispatcher.wsgi:app", WORKERS, env, folder, OPTIONS) as server:
+            warm_up(server.port, token)
+            for path in paths.values():
+                prime = measure(server.port, token, 2 * WORKERS, 2 * WORKERS, path)
+                if prime["failures"]:
+                    raise RuntimeError(f"warm-up: {prime['failures'][0]}")
+            for clients in (1, CONCURRENT):
+                for name, path in paths.items():
+                    cloud.clear()
+                    phase = measure(server.port, token, clients, counts[name], path)
+                    phase.update(path=name, clients=clients, cloud=upstream(cloud))
+                    phases.append(phase)
+    return summarize(phases, fill_seconds, filled_with)
+
+
+def fill_pool(env: dict) -> float:
+    """`dispatcher pools reconcile --wait 120` with the checkout's code; its seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", "from dispatcher.cli import main; main()"]
+        + ["pools", "reconcile", "--wait", "120"],
+        cwd=common.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pools reconcile: {done.returncode}\n{done.stdout}{done.stderr}")
+    return time.perf_counter() - started
+
+
+def warm_up(port: int, token: str) -> None:
+    """Concurrent token-checked reads of the pools, so that every worker has loaded and
+    answered before the clock runs; they call no cloud."""
+    failures = []
+
+    def send() -> None:
+        client = common.HttpClient(port, token)
+        try:
+            for _ in range(5):
+                status, body = client.send("GET", "/api/v1/pools")
+                if status != 200:
+                    failures.append(f"{status} {body[:300]!r}")
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2 * WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"warm-up: {failures[0]}")
+
+
+def warm_assign(client: common.HttpClient, me: str) -> dict:
+    """An assign by type, timed; then the VM's release, back to the pool."""
+    started = time.perf_counter()
+    status, body = client.send("PUT", "/api/v1/vm/action/assign", {"vm_type": POOL, "user": me})
+    seconds = time.perf_counter() - started
+    if status != 200:
+        return {"failure": f"assign {status}: {body[:300]!r}"}
+    node = json.loads(body)["id_vm"]
+    status, body = client.send("PUT", f"/api/v1/vm/action/release/{CLOUD}", {"node": node})
+    if status != 200:
+        return {"failure": f"release {status}: {body[:300]!r}"}
+    return {"total": seconds}
+
+
+def cold_assign(client: common.HttpClient, me: str, index: int, image: str) -> dict:
+    """A VM started, then assigned by its id, timed together and apart."""
+    started = time.perf_counter()
+    body = {"name": f"cold-{me}-{index}", "image": image, "size": SIZE}
+    status, answer = client.send("POST", f"/api/v1/vm/start/{CLOUD}", body)
+    if status != 200:
+        return {"failure": f"vm/start {status}: {answer[:300]!r}"}
+    node = json.loads(answer)["nodes"]["id"]
+    between = time.perf_counter()
+    status, answer = client.send(
+        "PUT",
+        f"/api/v1/vm/action/assign/{CLOUD}",
+        {"node": node, "user": me, "vm_type": POOL},
+    )
+    ended = time.perf_counter()
+    if status != 200:
+        return {"failure": f"assign {status}: {answer[:300]!r}"}
+    return {"total": ended - started, "start": between - started, "assign": ended - between}
+
+
+def measure(port: int, token: str, clients: int, total: int, path) -> dict:
+    """``total`` runs of ``path(client, me, index)``, shared by ``clients`` threads released
+    together: the samples of each timing, the failures and the seconds taken."""
+    samples: dict[str, list[float]] = {}
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client_loop(number: int, _deadline: float) -> None:
+        me = f"bench-user-{number}"
+        client = common.HttpClient(port, token)
+        mine: list[dict] = []
+        try:
+            for index in range(total // clients):
+                mine.append(path(client, me, index))
+        finally:
+            client.close()
+            with lock:
+                for sample in mine:
+                    if "failure" in sample:
+                        failures.append(sample["failure"])
+                        continue
+                    for key, seconds in sample.items():
+                        samples.setdefault(key, []).append(seconds)
+
+    elapsed = common.run_clients(clients, client_loop, 0)
+    return {"samples": samples, "failures": failures, "seconds": elapsed}
+
+
+def upstream(cloud: Ec2Cloud) -> dict[str, int]:
+    """The requests that reached the cloud since the log was cleared, by Action."""
+    found: dict[str, int] = {}
+    for action in cloud.actions():
+        found[action] = found.get(action, 0) + 1
+    return found
+
+
+def _stats(values: list[float]) -> dict:
+    return {
+        "count": len(values),
+        "p50": common.percentile(values, 0.50),
+        "p99": common.percentile(values, 0.99),
+    }
+
+
+def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> common.Result:
+    labels = {"warm": "warm pool: assign by type", "cold": "cold: vm/start + assign"}
+    rows = [["path", "clients", "assigns", "p50", "p99", "cloud requests"]]
+    figures: dict = {"pool_size": POOL_SIZE, "fill_seconds": fill_seconds, "phases": []}
+    by_key = {}
+    failures = []
+    for phase in phases:
+        total = _stats(phase["samples"].get("total", []))
+        parts = {key: _stats(v) for key, v in phase["samples"].items() if key != "total"}
+        requests = ", ".join(f"{n} {action}" for action, n in sorted(phase["cloud"].items()))
+        rows.append(
+            [
+                labels[phase["path"]],
+                str(phase["clients"]),
+                str(total["count"]),
+                common.ms(total["p50"]),
+                common.ms(total["p99"]),
+                requests or "none",
+            ]
+        )
+        by_key[(phase["path"], phase["clients"])] = total
+        failures += phase["failures"]
+        figures["phases"].append(
+            {
+                "path": phase["path"],
+                "clients": phase["clients"],
+                "seconds": phase["seconds"],
+                "failures": len(phase["failures"]),
+                "cloud_requests": phase["cloud"],
+                **{key: total[key] for key in ("count", "p50", "p99")},
+                **{f"{key}_p50": value["p50"] for key, value in parts.items()},
+            }
+        )
+    details = [
+        f"{WORKERS} workers, PostgreSQL, moto's EC2; the pool of {POOL_SIZE} filled by "
+        f"`dispatcher pools reconcile --wait` in {fill_seconds:.1f} s "
+        f"({filled_with} RunInstances)",
+        *table(rows).splitlines(),
+    ]
+    for phase in figures["phases"]:
+        if phase["path"] == "cold":
+            details.append(
+                f"cold, {phase['clients']} client(s): vm/start p50 {common.ms(phase['start_p50'])}"
+                f", then the assign by node p50 {common.ms(phase['assign_p50'])}"
+            )
+    details += [f"failure: {failure}" for failure in failures[:3]]
+    gaps = []
+    for clients in (1, CONCURRENT):
+        warm, cold = by_key[("warm", clients)], by_key[("cold", clients)]
+        if not warm["p99"] < cold["p50"]:
+            gaps.append(f"{clients} client(s): warm p99 not under cold p50")
+    if failures:
+        gaps.append(f"{len(failures)} requests failed")
+    one_warm, one_cold = by_key[("warm", 1)], by_key[("cold", 1)]
+    many_warm, many_cold = by_key[("warm", CONCURRENT)], by_key[("cold", CONCURRENT)]
+    measured = (
+        f"1 client: warm p50 {common.ms(one_warm['p50'])}, p99 {common.ms(one_warm['p99'])}; "
+        f"cold p50 {common.ms(one_cold['p50'])}, p99 {common.ms(one_cold['p99'])}. "
+        f"{CONCURRENT} clients: warm p50 {common.ms(many_warm['p50'])}, p99 "
+        f"{common.ms(many_warm['p99'])}; cold p50 {common.ms(many_cold['p50'])}, p99 "
+        f"{common.ms(many_cold['p99'])}"
+    )
+    return common.Result(
+        key="e",
+        title="(e) assign from a warm pool",
+        measured=measured,
+        target="warm p99 < cold p50",
+        verdict="met" if not gaps else "missed: " + "; ".join(gaps),
+        details=details,
+        figures=figures,
+    )
+
+
+def table(rows: list[list[str]]) -> str:
+    """Rows as aligned columns, the first one the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
