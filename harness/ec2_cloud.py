@@ -24,6 +24,15 @@ The CLOUD_FARM entry (what ``farm_entry()`` returns) is::
 
 moto keeps its state in the process, not per server: one ``Ec2Cloud`` at a time, and starting
 one (or ``reset()``) wipes whatever moto held.
+
+``hold(action)`` keeps moto's answers to one Action back from the client, so that a test can
+act between what the cloud did and what the client learns of it (kill the client, say)::
+
+    with cloud.hold("RunInstances") as held:
+        client = start_the_client()
+        assert held.wait(3, timeout=60)   # moto has run three instances, nobody knows yet
+        client.kill()
+    # leaving the block sends the answers held, to whoever still listens
 """
 
 import contextlib
@@ -102,6 +111,41 @@ class Call(NamedTuple):
     params: dict[str, str]
 
 
+class Held:
+    """Answers to one Action that moto has made and the wrapper keeps back until ``release()``
+    (``Ec2Cloud.hold``)."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self._condition = threading.Condition()
+        self._count = 0
+        self._released = False
+
+    @property
+    def count(self) -> int:
+        """How many answers reached the hold so far, sent or not."""
+        with self._condition:
+            return self._count
+
+    def wait(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` answers are held; whether they were within ``timeout`` seconds."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._count >= count, timeout)
+
+    def release(self) -> None:
+        """Send the answers held, and let every later one through."""
+        with self._condition:
+            self._released = True
+            self._condition.notify_all()
+
+    def _arrive(self) -> None:
+        """In the serving thread, with moto's answer made: block until released."""
+        with self._condition:
+            self._count += 1
+            self._condition.notify_all()
+            self._condition.wait_for(lambda: self._released)
+
+
 class _QuietHandler(MotoRequestHandler):
     """moto's request handler without the access log on stderr."""
 
@@ -123,6 +167,7 @@ class Ec2Cloud:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._boto3: Any = None
+        self._holds: dict[str, Held] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -265,6 +310,25 @@ class Ec2Cloud:
         with self._lock:
             self.calls.clear()
 
+    # -- holding answers back ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def hold(self, action: str) -> Iterator[Held]:
+        """Keep moto's answers to ``action`` back while the block runs: moto has done what was
+        asked (and the request is logged), the client waits. Leaving the block releases them.
+        """
+        held = Held(action)
+        with self._lock:
+            if action in self._holds:
+                raise RuntimeError(f"{action} is held already")
+            self._holds[action] = held
+        try:
+            yield held
+        finally:
+            with self._lock:
+                del self._holds[action]
+            held.release()
+
     # -- the WSGI wrapper --------------------------------------------------------------
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
@@ -300,6 +364,10 @@ class Ec2Cloud:
             body = ROOT_END.sub(lambda m: b"<return>true</return>" + m.group(0), body)
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(body))))
+        with self._lock:
+            held = self._holds.get(action)
+        if held is not None:
+            held._arrive()
         start_response(status, headers)
         return iter([body])
 

@@ -1,5 +1,7 @@
 """The moto EC2 harness answers libcloud's EC2 driver as real EC2 does, and logs its requests."""
 
+from concurrent.futures import ThreadPoolExecutor, wait
+
 import pytest
 from libcloud.compute.types import NodeState, StorageVolumeState
 
@@ -182,6 +184,24 @@ def test_count_and_clear(cloud, driver):
     assert cloud.count("DescribeImages") == 0
     cloud.clear()
     assert cloud.actions() == []
+
+
+def test_hold_keeps_the_answer_back_after_moto_acted(cloud, driver):
+    """A held Action is done in moto at once; its client waits until the hold is released."""
+    image = driver.get_image(cloud.default_image_id())
+    size = next(s for s in driver.list_sizes() if s.id == "t2.micro")
+    with cloud.hold("RunInstances") as held, ThreadPoolExecutor(1) as pool:
+        created = pool.submit(driver.create_node, name="held", image=image, size=size)
+        assert held.wait(1, timeout=30)
+        running = cloud.boto3_client().describe_instances(
+            Filters=[{"Name": "tag:Name", "Values": ["held"]}]
+        )["Reservations"]
+        assert len(running) == 1
+        assert not wait([created], timeout=0.3).done
+        held.release()
+        node = created.result(timeout=30)
+    assert node.id == running[0]["Instances"][0]["InstanceId"]
+    assert held.count == 1
 
 
 @pytest.mark.parametrize(
