@@ -1,0 +1,429 @@
+"""Warm pools on EC2 (moto on loopback) and PostgreSQL: the pool manager as the installed
+`dispatcher pools reconcile`, assigns by type through gunicorn with four workers, a cloud that
+refuses, two managers at once, and a manager killed between its create calls and its commit."""
+
+import datetime
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy
+from conftest import CHEAP_PASSWORD_HASH, ec2_cloud, prepare_database, settings_file, token_client
+from sqlalchemy import func, select
+
+from dispatcher import auth, create_app
+from dispatcher.extensions import db
+from dispatcher.models import AGENT, ASSIGNED, BOOTING, DELETED, FREE, Assignment, AuditEntry
+from harness.gunicorn_server import ROOT, GunicornServer, race
+from harness.ports import free_port
+
+DISPATCHER = Path(sys.executable).with_name("dispatcher")
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+WORKERS = 4
+# The test process issues the token and makes the schema, the commands and the workers check
+# them: all need the same secrets.
+SECRET_KEY = "pools-ec2-test-secret-key"
+PASSWORD_SALT = "pools-ec2-test-password-salt"
+SIZE = "t2.micro"
+POOL = "web"
+# A whole number of seconds, as Retry-After takes; the command's --wait does not use it.
+INTERVAL = 7
+ACCESS_LOG_FORMAT = 'pid=%(p)s "%(r)s" %(s)s'
+ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
+
+
+class Site:
+    """A deployment of the dispatcher with warm pools: a settings file, a PostgreSQL schema with
+    the tables and an agent's token, the `dispatcher` command and gunicorn on them."""
+
+    def __init__(self, folder: Path, database_url: str, farm: dict, pools: dict, **settings):
+        self.folder = folder
+        config = {
+            "CLOUD_FARM": farm,
+            "POOLS": pools,
+            "POOLS_INTERVAL": INTERVAL,
+            **settings,
+        }
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DISPATCHER_SECRET_KEY": SECRET_KEY,
+            "DISPATCHER_PASSWORD_SALT": PASSWORD_SALT,
+            "DISPATCHER_SETTINGS": str(settings_file(folder / "settings.py", **config)),
+            "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.app = prepare_database(
+            create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": database_url,
+                    "SECRET_KEY": SECRET_KEY,
+                    "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
+                    **CHEAP_PASSWORD_HASH,
+                    **config,
+                }
+            )
+        )
+        with self.app.app_context():
+            agent = auth.create_user("pooler", "pooler-password", roles=(AGENT,))
+            self.token = agent.get_auth_token()
+        self.engine = sqlalchemy.create_engine(database_url)
+        self.servers: list[Gunicorn] = []
+        self.managers: list[subprocess.Popen] = []
+
+    def reconcile(self, *args: str) -> subprocess.CompletedProcess:
+        """`dispatcher pools reconcile ARGS`, run to its end."""
+        return subprocess.run(
+            [str(DISPATCHER), "pools", "reconcile", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def start_reconcile(self, *args: str, name: str = "reconcile") -> subprocess.Popen:
+        """`dispatcher pools reconcile ARGS`, started; its output in the file ``name``.log."""
+        with (self.folder / f"{name}.log").open("w") as output:
+            manager = subprocess.Popen(
+                [str(DISPATCHER), "pools", "reconcile", *args],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        self.managers.append(manager)
+        return manager
+
+    def output(self, name: str = "reconcile") -> str:
+        return (self.folder / f"{name}.log").read_text()
+
+    def gunicorn(self) -> "Gunicorn":
+        """gunicorn with four workers on the site, every worker warmed up."""
+        server = Gunicorn(self.folder, self.env)
+        self.servers.append(server)
+        server.warm_up(self.token)
+        return server
+
+    def rows(self) -> list:
+        """The pool's rows in the ledger (Assignment's columns), deleted ones too, in the order
+        they were made."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(Assignment).where(Assignment.pool == POOL).order_by(Assignment.id)
+            ).all()
+
+    def live(self) -> list:
+        return [row for row in self.rows() if row.status != DELETED]
+
+    def history(self, action: str) -> list:
+        """The history's entries of ``action`` (AuditEntry's columns), oldest first."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)
+            ).all()
+
+    def close(self) -> None:
+        for manager in self.managers:
+            if manager.poll() is None:
+                manager.kill()
+                manager.wait()
+        for server in self.servers:
+            server.stop()
+            print(server.output())  # shown when the test failed
+        with self.app.app_context():
+            db.engine.dispose()
+        self.engine.dispose()
+
+
+class Gunicorn(GunicornServer):
+    """`gunicorn -w 4 dispatcher.wsgi:app` on a free loopback port; its output in a file."""
+
+    def __init__(self, folder: Path, env: dict):
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}/api/v1"
+        args = [
+            str(GUNICORN),
+            f"--workers={WORKERS}",
+            f"--bind=127.0.0.1:{port}",
+            f"--chdir={ROOT}",
+            "--graceful-timeout=5",
+            "--access-logfile=-",
+            f"--access-logformat={ACCESS_LOG_FORMAT}",
+            "dispatcher.wsgi:app",
+        ]
+        try:
+            super().__init__(args, env, folder / "gunicorn.log", port)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+
+    def assign(self, session: requests.Session, token: str, user: str) -> requests.Response:
+        """An assign by type: PUT /vm/action/assign with vm_type and user, no VM named."""
+        return session.put(
+            f"{self.base}/vm/action/assign",
+            json={"vm_type": POOL, "user": user},
+            headers={"X-Auth-Token": token},
+            timeout=30,
+        )
+
+    def warm_up(self, token: str) -> None:
+        """Ask for the pool until every worker has answered once: a cold worker is slow to
+        its first answer, and would leave the race to the warm ones, in series."""
+        path = f"/api/v1/pools/{POOL}"
+        deadline = time.monotonic() + 20
+        while len(self.worker_pids(path)) < WORKERS:
+            if time.monotonic() > deadline:
+                pytest.fail(f"not every worker answered:\n{self.output()}")
+            answers = race(
+                2 * WORKERS,
+                lambda index, session: session.get(
+                    f"http://127.0.0.1:{self.port}{path}",
+                    headers={"X-Auth-Token": token},
+                    timeout=30,
+                ),
+            )
+            assert {answer.status_code for answer in answers} == {200}
+
+    def worker_pids(self, path: str) -> set[int]:
+        """The pids of the workers that logged a request to ``path``."""
+        # A worker logs a request after its answer: give the lines a moment.
+        time.sleep(0.1)
+        return {int(m[1]) for m in ACCESS_LINE.finditer(self.output()) if m[3] == path}
+
+
+@pytest.fixture
+def site(tmp_path, postgresql_url):
+    """Make the test's Site on its PostgreSQL schema (skipped where no server answers)."""
+    made = []
+
+    def make(farm: dict, pools: dict, **settings) -> Site:
+        made.append(Site(tmp_path, postgresql_url, farm, pools, **settings))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def pool(clouds: list[dict], min_ready: int, max_total: int = 10) -> dict:
+    return {POOL: {"clouds": clouds, "min_ready": min_ready, "max_total": max_total}}
+
+
+def on(cloud_name: str, cloud) -> dict:
+    """A pool's entry for a cloud: a t2.micro from one of moto's images."""
+    return {"cloud": cloud_name, "image": cloud.default_image_id(), "size": SIZE}
+
+
+def instances(cloud) -> dict[str, dict]:
+    """The instances moto runs (pending or running), by id, looked up outside libcloud."""
+    reservations = (
+        cloud.boto3_client()
+        .describe_instances(
+            Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        )
+        .get("Reservations", [])
+    )
+    return {
+        instance["InstanceId"]: instance
+        for reservation in reservations
+        for instance in reservation["Instances"]
+    }
+
+
+def tags(instance: dict) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+
+
+def addresses(instance: dict) -> tuple[list[str], list[str]]:
+    """(public, private) addresses of an instance as moto holds it."""
+    public = [instance["PublicIpAddress"]] if instance.get("PublicIpAddress") else []
+    return public, [instance["PrivateIpAddress"]]
+
+
+def succeeded(done: subprocess.CompletedProcess) -> str:
+    """The command exited 0; what it printed."""
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_reconcile_fills_the_pool_then_four_workers_hand_out_each_vm_once(site, cloud):
+    """One reconcile makes the pool's three VMs, tagged for it in EC2; three concurrent assigns
+    by type through four workers get three different VMs, a fourth gets 503 with Retry-After,
+    and the next pass makes three more."""
+    deployed = site(
+        {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()},
+        pool([on("aws", cloud)], min_ready=3),
+    )
+
+    succeeded(deployed.reconcile("--wait", "60"))
+
+    assert cloud.count("RunInstances") == 3
+    rows = deployed.rows()
+    assert [(row.status, row.pool, row.cloud) for row in rows] == [(FREE, POOL, "aws")] * 3
+    running = instances(cloud)
+    assert sorted(running) == sorted(row.id_vm for row in rows)
+    for row in rows:
+        marks = tags(running[row.id_vm])
+        assert marks["dispatcher-pool"] == POOL
+        assert re.fullmatch(r"[0-9a-f]{12}", marks["dispatcher-creation"])
+        assert marks["dispatcher-creation"] == row.creation_id
+
+    server = deployed.gunicorn()
+    users = ["ann", "bob", "cy"]
+    answers = race(3, lambda index, session: server.assign(session, deployed.token, users[index]))
+
+    assert [answer.status_code for answer in answers] == [200] * 3, [a.text for a in answers]
+    bodies = [answer.json() for answer in answers]
+    assert sorted(body["id_vm"] for body in bodies) == sorted(running)
+    by_id = {row.id_vm: row for row in rows}
+    for body in bodies:
+        assert body["status"] == "ok"
+        assert body["result"] == f"Node {body['id_vm']} assigned"
+        assert body["cloud"] == "aws"
+        assert body["id"] == by_id[body["id_vm"]].id
+        assert body["hostname"] == f"{POOL}-{by_id[body['id_vm']].creation_id}"
+        public, private = addresses(running[body["id_vm"]])
+        assert (body["public_ips"], body["private_ips"]) == (public, private)
+        assert private
+    holders = {(row.id_vm, row.status, row.user) for row in deployed.rows()}
+    assert holders == {
+        (body["id_vm"], ASSIGNED, user) for body, user in zip(bodies, users, strict=True)
+    }
+
+    with requests.Session() as session:
+        empty = server.assign(session, deployed.token, "dee")
+    assert empty.status_code == 503, empty.text
+    assert empty.headers["Retry-After"] == str(INTERVAL)
+    body = empty.json()
+    assert (body["status"], body["status_code"]) == ("error", 503)
+    assert body["message"].startswith(f"pool {POOL} has no free VM"), body["message"]
+    assert [row.status for row in deployed.rows()] == [ASSIGNED] * 3
+
+    succeeded(deployed.reconcile())
+
+    assert cloud.count("RunInstances") == 6
+    statuses = sorted(row.status for row in deployed.rows())
+    assert statuses == sorted([ASSIGNED] * 3 + [BOOTING] * 3)
+    assert len(instances(cloud)) == 6
+
+
+def test_a_refusing_first_cloud_spills_the_pool_over_to_the_next(site, cloud, refusing_port):
+    """The pool's first cloud refuses every connection: reconcile fills the pool on the second,
+    and the pool's status names the first one's failure, without its credentials."""
+    down = ec2_cloud(refusing_port, region="us-east-1", signature_version="4")
+    farm = {"default": {"ENGINE": "dummy"}, "down": down, "aws": cloud.farm_entry()}
+    deployed = site(farm, pool([on("down", cloud), on("aws", cloud)], min_ready=2))
+    started = datetime.datetime.now(datetime.UTC)
+
+    done = deployed.reconcile("--wait", "60")
+
+    succeeded(done)
+    assert cloud.count("RunInstances") == 2
+    rows = deployed.rows()
+    assert [(row.cloud, row.status) for row in rows] == [("aws", FREE)] * 2
+    assert sorted(instances(cloud)) == sorted(row.id_vm for row in rows)
+    response = token_client(deployed.app).get(f"/api/v1/pools/{POOL}")
+    assert response.status_code == 200, response.json
+    shown = response.json["pool"]
+    assert (shown["name"], shown["free"], shown["booting"]) == (POOL, 2, 0)
+    first, second = shown["clouds"]
+    assert (first["cloud"], first["free"], first["booting"]) == ("down", 0, 0)
+    assert (second["cloud"], second["free"], second["last_error"]) == ("aws", 2, None)
+    error = first["last_error"]
+    assert error is not None
+    assert "refused" in error["message"].lower(), error
+    failed_at = datetime.datetime.fromisoformat(error["time"])
+    assert started <= failed_at <= datetime.datetime.now(datetime.UTC)
+    for secret in (down["USER"], down["PASSWORD"], cloud.key, cloud.secret):
+        assert secret not in response.text
+        assert secret not in done.stdout + done.stderr
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g} s: {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_managers_at_once_make_the_pool_once(site, cloud):
+    """Two reconciles started together: the one with the pool's lock makes the four VMs, the
+    other skips the pool meanwhile; four RunInstances in all, four rows, both exit 0."""
+    deployed = site(
+        {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()},
+        pool([on("aws", cloud)], min_ready=4),
+        POOLS_CREATE_CONCURRENCY=4,
+    )
+
+    # The answers wait until one manager has found the pool taken, so that the two passes
+    # overlap for certain: a second manager that came after the first would prove nothing.
+    # Two managers both creating (more than four held) end the wait too, and fail below.
+    def skipped() -> bool:
+        return any("another manager is on it" in deployed.output(f"m{i}") for i in (1, 2))
+
+    with cloud.hold("RunInstances") as held:
+        managers = [deployed.start_reconcile("--wait", "60", name=f"m{i}") for i in (1, 2)]
+        wait_for(lambda: skipped() or held.count > 4, 60, "a manager skips the pool")
+        assert held.wait(4, timeout=60), held.count
+    codes = [manager.wait(timeout=60) for manager in managers]
+
+    outputs = [deployed.output(f"m{i}") for i in (1, 2)]
+    assert codes == [0, 0], outputs
+    assert cloud.count("RunInstances") == 4
+    live = deployed.live()
+    assert [row.status for row in live] == [FREE] * 4
+    assert sorted(row.id_vm for row in live) == sorted(instances(cloud))
+    created = [int(n) for out in outputs for n in re.findall(r"(\d+) created", out)]
+    assert sum(created) == 4, outputs
+
+
+def test_vms_of_a_manager_killed_before_its_commit_are_adopted_not_made_again(site, cloud):
+    """A manager SIGKILLed once EC2 has run its three instances and before it learns their ids:
+    the ledger has none of them; the next reconcile adopts the three (by their tags) and runs
+    no instance more, and the ledger then holds what EC2 runs."""
+    deployed = site(
+        {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()},
+        pool([on("aws", cloud)], min_ready=3),
+        # All three create calls in flight at once, each answer held back until the kill.
+        POOLS_CREATE_CONCURRENCY=3,
+    )
+
+    with cloud.hold("RunInstances") as held:
+        killed = deployed.start_reconcile("--wait", "60")
+        assert held.wait(3, timeout=60), deployed.output()
+        killed.kill()
+        assert killed.wait(timeout=30) == -signal.SIGKILL
+
+    made = instances(cloud)
+    assert len(made) == 3
+    assert {tags(instance)["dispatcher-pool"] for instance in made.values()} == {POOL}
+    assert deployed.rows() == []
+    with deployed.engine.connect() as conn:
+        known = conn.scalar(
+            select(func.count()).select_from(Assignment).where(Assignment.id_vm.in_(list(made)))
+        )
+    assert known == 0
+
+    printed = succeeded(deployed.reconcile("--wait", "60"))
+
+    assert "3 adopted" in printed, printed
+    assert cloud.count("RunInstances") == 3
+    adopted = deployed.history("adopt")
+    assert sorted(entry.id_vm for entry in adopted) == sorted(made)
+    assert {(e.caller, e.vm_type, e.outcome, e.cloud) for e in adopted} == {
+        ("pool-manager", POOL, "ok", "aws")
+    }
+    assert deployed.history("create") == []
+    live = deployed.live()
+    assert sorted(row.id_vm for row in live) == sorted(instances(cloud)) == sorted(made)
+    assert [row.status for row in live] == [FREE] * 3
+    for row in live:
+        assert row.creation_id == tags(made[row.id_vm])["dispatcher-creation"]
