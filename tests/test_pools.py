@@ -159,7 +159,7 @@ def test_a_pass_creates_the_deficit_as_booting_and_the_next_promotes_them(make_a
     assert rows(app) == [("default", "3", BOOTING), ("default", "4", BOOTING)]
     assert dummy_node_ids(app) == ["1", "2", "3", "4"]
     booting = client.put(ASSIGN, json={"vm_type": "web", "user": "u"})
-    assert_error(booting, 503, "pool web has no free VM on cloud default now: 2 booting")
+    assert_error(booting, 503, "pool web has no free VM now: 2 booting")
     by_node = client.put(ASSIGN, json={"node": "3", "vm_type": "web", "user": "u"})
     assert_error(by_node, 409, "node 3 is booting for a warm pool")
     assert client.get("/api/v1/vm/status").json["nodes"] == []  # the Cistern shape: no BOOTING
@@ -233,7 +233,7 @@ def test_an_empty_pool_is_503_with_retry_after_and_the_last_failure(make_app, re
     body = assert_error(
         response,
         503,
-        "pool web has no free VM on cloud broken now: 0 booting; the last refill failed at ",
+        "pool web has no free VM now: 0 booting; the last refill failed at ",
         prefix=True,
     )
     assert body["message"].endswith(
@@ -242,6 +242,14 @@ def test_an_empty_pool_is_503_with_retry_after_and_the_last_failure(make_app, re
     assert response.headers["Retry-After"] == "7"
     assert "loopback-secret-never-shown" not in response.get_data(as_text=True)
     assert rows(app, "other") == [("fake_driver", "3", FREE)]
+
+
+def test_retry_after_is_whole_seconds_whatever_the_interval(make_app):
+    """HTTP's Retry-After takes whole seconds: a manager every half second says 1."""
+    app = make_app(POOLS=pool(), POOLS_INTERVAL=0.5)
+    response = token_client(app).put(ASSIGN, json={"vm_type": "web", "user": "u"})
+    assert_error(response, 503, "pool web has no free VM now: 0 booting")
+    assert response.headers["Retry-After"] == "1"
 
 
 def test_assign_by_type_on_a_named_cloud(make_app):

@@ -168,7 +168,7 @@ def test_two_hundred_assigns_by_type_share_fifty_free_vms(
         else:
             assert set(body) == ERROR_KEYS
             assert (body["status"], body["status_code"]) == ("error", 503)
-            assert body["message"] == f"pool {POOL} has no free VM on cloud default now: 0 booting"
+            assert body["message"] == f"pool {POOL} has no free VM now: 0 booting"
             assert response.headers["Retry-After"] == str(INTERVAL)
     assert len(set(given.values())) == READY
     assert set(given.values()) == free

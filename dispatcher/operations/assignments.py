@@ -1,5 +1,6 @@
 """Assigning and releasing VMs: the bookkeeping, the cloud and the history together."""
 
+import math
 import time
 from functools import partial
 
@@ -170,7 +171,10 @@ def assign_from_pool(
     metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
     if row is None:
         db.session.rollback()
-        raise PoolEmptyError(_why_empty(spec, where), current_app.config["POOLS_INTERVAL"])
+        # The next pass of the manager is the soonest a VM can be free: in whole seconds,
+        # as Retry-After takes them.
+        retry_after = max(1, math.ceil(current_app.config["POOLS_INTERVAL"]))
+        raise PoolEmptyError(_why_empty(spec, where, cloud_name is not None), retry_after)
     verb = f"would be assigned to {user} (emulated)" if emulate else "assigned"
     answer = {
         "id_vm": row.id_vm,
@@ -188,11 +192,12 @@ def assign_from_pool(
     return answer
 
 
-def _why_empty(spec, where: list[str]) -> str:
-    """Why a pool has no free VM: how many are booting, and its last failed refill."""
+def _why_empty(spec, where: list[str], named: bool) -> str:
+    """Why a pool has no free VM (on the cloud the request ``named``): how many are
+    booting, and its last failed refill."""
     counted = ledger.counts(spec.name)
     booting = sum(counted.get(cloud, {}).get("booting", 0) for cloud in where)
-    place = f" on cloud {where[0]}" if len(where) == 1 else ""
+    place = f" on cloud {where[0]}" if named else ""
     message = f"pool {spec.name} has no free VM{place} now: {booting} booting"
     failures = [state for state in ledger.cloud_states(spec.name).values() if state.last_error]
     if failures:
