@@ -23,7 +23,7 @@ from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, AuditEntry
-from dispatcher.pools import manager
+from dispatcher.pools import ledger, manager
 from dispatcher.pools.lock import pool_lock
 
 ASSIGN = "/api/v1/vm/action/assign"
@@ -566,3 +566,23 @@ def test_a_cloud_that_refuses_a_creation_gets_no_more_of_that_pass(make_app):
         "full: creating a VM failed: full: InstanceLimitExceeded: You have requested more "
         "instances than your current instance limit"
     ]
+
+
+def test_a_take_skips_the_vm_another_transaction_is_taking(make_app, postgresql_url):
+    """On PostgreSQL a request that finds the first free VM being taken by another, not yet
+    committed, takes the next one at once, rather than wait for the other to end (and then
+    find nothing)."""
+    app = make_app(POOLS=pool(), SQLALCHEMY_DATABASE_URI=postgresql_url)
+    run_pass(app)
+    run_pass(app)
+    other = make_app(POOLS=pool(), SQLALCHEMY_DATABASE_URI=postgresql_url)
+    with app.app_context():
+        first = ledger.take_free("web", ["default"], "alice", "web")  # held, not committed
+        with other.app_context():
+            # Waiting for alice's transaction would fail here rather than hang the test.
+            db.session.execute(sqlalchemy.text("SET LOCAL lock_timeout = '1s'"))
+            second = ledger.take_free("web", ["default"], "bob", "web")
+            db.session.commit()
+            taken_by_bob = second.id_vm
+        db.session.commit()
+        assert {first.id_vm, taken_by_bob} == {"3", "4"}
