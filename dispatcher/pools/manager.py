@@ -78,18 +78,18 @@ def _pass(spec: PoolSpec) -> PoolReport:
 
 
 def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> None:
+    """Adopt, promote and retire the pool's VMs on ``cloud`` by what its listing shows."""
     alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     by_name = not marks.takes_metadata(cloud.driver)
-    ours = [
-        node
-        for node in alive.values()
-        if (mark := marks.mark_of(node, by_name)) is not None and mark[0] == spec.name
-    ]
-    known = ledger.known_ids(cloud.name, [str(node.id) for node in ours])
-    for node in ours:
-        if str(node.id) not in known:
-            creation_id = marks.mark_of(node, by_name)[1]
-            shown = serializers.node_to_dict(node)
+    ours = {}  # node id -> creation id, of the nodes marked as the pool's
+    for node_id, node in alive.items():
+        mark = marks.mark_of(node, by_name)
+        if mark is not None and mark[0] == spec.name:
+            ours[node_id] = mark[1]
+    known = ledger.known_ids(cloud.name, list(ours))
+    for node_id, creation_id in ours.items():
+        if node_id not in known:
+            shown = serializers.node_to_dict(alive[node_id])
             row = ledger.add_booting(spec.name, cloud.name, shown, creation_id)
             record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
             report.adopted += 1
@@ -136,7 +136,8 @@ def _retire(cloud: Cloud, row, node, reason: str, report: PoolReport) -> None:
     db.session.commit()
     if node is None:
         ledger.move(row, FAULTY, DELETED)
-        record(cloud, "destroy", row, "ok", f"Node {row.id_vm} {reason}; gone from the cloud")
+        message = f"Node {row.id_vm} {reason}; not in the cloud, nothing to destroy"
+        record(cloud, "destroy", row, "ok", message)
         report.destroyed += 1
         return
     try:
