@@ -24,11 +24,11 @@ pytestmark = pytest.mark.slow
 # Each operation on SQLite, the full run: the deterministic cases of schemathesis' coverage
 # phase (boundaries, wrong types, methods the document lacks), then this many cases of its
 # fuzzing phase.
-MAX_EXAMPLES = 75
+MAX_EXAMPLES = 40
 # An operation that another one repeats gets both phases too, with fewer fuzzing cases:
 # a path without `/{cloud}` is the view of the path with it on the default cloud (which is
 # drawn there too), and /api/v2's listings are v1's.
-REPEAT_EXAMPLES = 20
+REPEAT_EXAMPLES = 10
 # On PostgreSQL, what differs from SQLite is the text the database takes (the NUL and the
 # overlong text of docs/testing.md): only the operations whose input reaches the database,
 # with more cases. With this seed the NUL in a username that PostgreSQL refused with a 500
