@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy
+import test_concurrency as concurrency
 from conftest import CHEAP_PASSWORD_HASH, ec2_cloud, prepare_database, settings_file, token_client
 from sqlalchemy import func, select
 
 from dispatcher import auth, create_app
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, BOOTING, DELETED, FREE, Assignment, AuditEntry
-from harness.gunicorn_server import ROOT, GunicornServer, race
-from harness.ports import free_port
+from harness.gunicorn_server import race
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 WORKERS = 4
 # The test process issues the token and makes the schema, the commands and the workers check
 # them: all need the same secrets.
@@ -34,8 +33,6 @@ SIZE = "t2.micro"
 POOL = "web"
 # A whole number of seconds, as Retry-After takes; the command's --wait does not use it.
 INTERVAL = 7
-ACCESS_LOG_FORMAT = 'pid=%(p)s "%(r)s" %(s)s'
-ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
 
 
 class Site:
@@ -141,28 +138,8 @@ class Site:
         self.engine.dispose()
 
 
-class Gunicorn(GunicornServer):
-    """`gunicorn -w 4 dispatcher.wsgi:app` on a free loopback port; its output in a file."""
-
-    def __init__(self, folder: Path, env: dict):
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}/api/v1"
-        args = [
-            str(GUNICORN),
-            f"--workers={WORKERS}",
-            f"--bind=127.0.0.1:{port}",
-            f"--chdir={ROOT}",
-            # Nothing is in flight when the test stops it, and an idle worker notices SIGTERM
-            # only once its wait for a connection (half the worker timeout) ends.
-            "--graceful-timeout=1",
-            "--access-logfile=-",
-            f"--access-logformat={ACCESS_LOG_FORMAT}",
-            "dispatcher.wsgi:app",
-        ]
-        try:
-            super().__init__(args, env, folder / "gunicorn.log", port)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+class Gunicorn(concurrency.Gunicorn):
+    """The concurrency tests' `gunicorn -w 4`, with an assign by type."""
 
     def assign(self, session: requests.Session, token: str, user: str) -> requests.Response:
         """An assign by type: PUT /vm/action/assign with vm_type and user, no VM named."""
@@ -174,28 +151,8 @@ class Gunicorn(GunicornServer):
         )
 
     def warm_up(self, token: str) -> None:
-        """Ask for the pool until every worker has answered once: a cold worker is slow to
-        its first answer, and would leave the race to the warm ones, in series."""
-        path = f"/api/v1/pools/{POOL}"
-        deadline = time.monotonic() + 20
-        while len(self.worker_pids(path)) < WORKERS:
-            if time.monotonic() > deadline:
-                pytest.fail(f"not every worker answered:\n{self.output()}")
-            answers = race(
-                2 * WORKERS,
-                lambda index, session: session.get(
-                    f"http://127.0.0.1:{self.port}{path}",
-                    headers={"X-Auth-Token": token},
-                    timeout=30,
-                ),
-            )
-            assert {answer.status_code for answer in answers} == {200}
-
-    def worker_pids(self, path: str) -> set[int]:
-        """The pids of the workers that logged a request to ``path``."""
-        # A worker logs a request after its answer: give the lines a moment.
-        time.sleep(0.1)
-        return {int(m[1]) for m in ACCESS_LINE.finditer(self.output()) if m[3] == path}
+        """Ask for the pool until every worker has answered once."""
+        super().warm_up(token, path=f"/api/v1/pools/{POOL}")
 
 
 @pytest.fixture
