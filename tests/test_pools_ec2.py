@@ -24,7 +24,6 @@ from dispatcher.models import AGENT, ASSIGNED, BOOTING, DELETED, FREE, Assignmen
 from harness.gunicorn_server import race
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
-WORKERS = 4
 # The test process issues the token and makes the schema, the commands and the workers check
 # them: all need the same secrets.
 SECRET_KEY = "pools-ec2-test-secret-key"
