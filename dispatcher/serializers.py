@@ -202,13 +202,20 @@ def assignment_to_dict(row) -> dict:
     }
 
 
-def _utc(moment: datetime.datetime | None) -> str | None:
-    # SQLite hands back the UTC it stored without a zone; PostgreSQL with one.
+def as_utc(moment: datetime.datetime | None) -> datetime.datetime | None:
+    """A time read from the database, in UTC with its zone: SQLite hands back the UTC it
+    stored without one, PostgreSQL with one."""
     if moment is None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).isoformat()
+    return moment.astimezone(datetime.UTC)
+
+
+def utc_iso(moment: datetime.datetime | None) -> str | None:
+    """A time read from the database as the API shows it: ISO 8601, UTC; None stays None."""
+    moment = as_utc(moment)
+    return moment.isoformat() if moment is not None else None
 
 
 @describes(
@@ -232,7 +239,7 @@ def audit_entry_to_dict(entry) -> dict:
     """One line of the assignment history."""
     return {
         "id": entry.id,
-        "time": _utc(entry.created_at),
+        "time": utc_iso(entry.created_at),
         "cloud": entry.cloud,
         "action": entry.action,
         "id_vm": entry.id_vm,

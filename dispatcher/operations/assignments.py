@@ -13,6 +13,7 @@ from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError, 
 from ..extensions import db
 from ..models import ASSIGNED, FREE
 from ..pools import ledger
+from ..serializers import as_utc, utc_iso
 
 
 def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
@@ -201,7 +202,7 @@ def _why_empty(spec, where: list[str], named: bool) -> str:
     message = f"pool {spec.name} has no free VM{place} now: {booting} booting"
     failures = [state for state in ledger.cloud_states(spec.name).values() if state.last_error]
     if failures:
-        last = max(failures, key=lambda state: ledger.aware(state.last_error_at))
-        when = ledger.aware(last.last_error_at).isoformat()
+        last = max(failures, key=lambda state: as_utc(state.last_error_at))
+        when = utc_iso(last.last_error_at)
         message += f"; the last refill failed at {when} on {last.cloud}: {last.last_error}"
     return message

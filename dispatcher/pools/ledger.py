@@ -18,6 +18,7 @@ from ..models import (
     PoolCloudState,
     PoolPass,
 )
+from ..serializers import as_utc
 
 # The states a pool's VM counts in, as the API names them.
 STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
@@ -25,13 +26,6 @@ STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "fault
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def aware(moment: datetime.datetime | None) -> datetime.datetime | None:
-    """``moment`` with its zone: SQLite hands back the UTC it stored without one."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment
 
 
 def counts(pool: str) -> dict[str, dict[str, int]]:
@@ -186,9 +180,9 @@ def _cloud_state(pool: str, cloud: str) -> PoolCloudState:
     return state
 
 
-def record_failure(pool: str, cloud: str, message: str, backoff: float, backoff_max: float):
+def record_failure(pool: str, cloud: str, message: str, backoff: float, backoff_max: float) -> None:
     """Note the cloud's failure for the pool, and leave it alone for a while that doubles
-    with each failure in a row; commits. Returns when it may be tried again."""
+    with each failure in a row; commits."""
     state = _cloud_state(pool, cloud)
     now = utcnow()
     state.failures = (state.failures or 0) + 1
@@ -196,7 +190,6 @@ def record_failure(pool: str, cloud: str, message: str, backoff: float, backoff_
     pause = min(backoff * 2 ** (state.failures - 1), backoff_max)
     state.retry_at = now + datetime.timedelta(seconds=pause)
     db.session.commit()
-    return state.retry_at
 
 
 def record_success(pool: str, cloud: str) -> None:
@@ -219,7 +212,7 @@ def finish_pass(pool: str) -> None:
 
 def last_pass(pool: str) -> datetime.datetime | None:
     row = db.session.get(PoolPass, pool)
-    return aware(row.finished_at) if row is not None else None
+    return as_utc(row.finished_at) if row is not None else None
 
 
 def move(row: Assignment, expected: int, status: int, **values) -> bool:

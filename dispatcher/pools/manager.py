@@ -21,6 +21,7 @@ from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..models import BOOTING, DELETED, FAULTY, FREE
+from ..serializers import as_utc
 from . import ledger, marks
 from .events import CALLER, PoolReport, failed, record
 from .lock import pool_lock
@@ -101,7 +102,7 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> Non
                 _promote(cloud, row, node, now, report)
             elif node is not None and node.state == nodes.ERROR:
                 _retire(cloud, row, node, "the cloud reports it in error", report)
-            elif (now - ledger.aware(row.created_at)).total_seconds() > spec.boot_timeout:
+            elif (now - as_utc(row.created_at)).total_seconds() > spec.boot_timeout:
                 reason = f"not running {spec.boot_timeout} s after its creation"
                 _retire(cloud, row, node, reason, report)
         elif row.status == FREE and node is None:
@@ -122,7 +123,7 @@ def _promote(cloud: Cloud, row, node, now, report: PoolReport) -> None:
         private_ips=shown["private_ips"],
     ):
         return
-    seconds = max(0.0, (now - ledger.aware(row.created_at)).total_seconds())
+    seconds = max(0.0, (now - as_utc(row.created_at)).total_seconds())
     metrics.POOL_BOOT_SECONDS.labels(row.pool, cloud.name).observe(seconds)
     record(cloud, "promote", row, "ok", f"Node {row.id_vm} running after {seconds:.0f} s, free")
     report.promoted += 1

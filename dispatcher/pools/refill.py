@@ -10,6 +10,7 @@ from flask import current_app
 from .. import clouds, metrics
 from ..clouds import nodes
 from ..errors import DispatcherError
+from ..serializers import as_utc
 from . import ledger, marks
 from .events import PoolReport, failed, record
 from .spec import PoolCloud, PoolSpec
@@ -26,7 +27,7 @@ def refill(spec: PoolSpec, report: PoolReport) -> None:
     now = ledger.utcnow()
     for index, entry in enumerate(spec.clouds):
         state = states.get(entry.cloud)
-        retry_at = ledger.aware(state.retry_at) if state is not None else None
+        retry_at = as_utc(state.retry_at) if state is not None else None
         if retry_at is not None and retry_at > now:
             report.problems.append(
                 f"{entry.cloud}: left alone until {retry_at.isoformat()} after: {state.last_error}"

@@ -1,5 +1,6 @@
 """What a pool holds, for ``GET /api/v1/pools`` and ``dispatcher pools status``."""
 
+from ..serializers import utc_iso
 from ..shapes import INTEGER, TEXT, TEXT_OR_NULL, describes, list_of
 from . import ledger
 from .spec import PoolSpec
@@ -22,7 +23,7 @@ def pool_cloud_to_dict(cloud: str, counted: dict, state) -> dict:
     """One cloud of a pool: its VMs by state, and its last failure (null if none)."""
     last_error = None
     if state is not None and state.last_error:
-        last_error = {"message": state.last_error, "time": _iso(state.last_error_at)}
+        last_error = {"message": state.last_error, "time": utc_iso(state.last_error_at)}
     return {"cloud": cloud, **counted, "last_error": last_error}
 
 
@@ -54,11 +55,6 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "min_ready": spec.min_ready,
         "max_total": spec.max_total,
         **totals,
-        "last_pass": _iso(ledger.last_pass(spec.name)),
+        "last_pass": utc_iso(ledger.last_pass(spec.name)),
         "clouds": per_cloud,
     }
-
-
-def _iso(moment) -> str | None:
-    moment = ledger.aware(moment)
-    return moment.isoformat() if moment is not None else None
