@@ -97,6 +97,26 @@ class Config:
     POOLS_BACKOFF_SECONDS = 30
     POOLS_BACKOFF_MAX_SECONDS = 600
 
+    # Leases (docs/configuration.md): seconds an assignment lasts when the assign names no
+    # lease and its pool sets none; None: it never expires. MAX_LEASE caps any lease.
+    DEFAULT_LEASE = None
+    MAX_LEASE = None
+    # Where the pool manager POSTs a lease's "expiring" and "released" events (a pool's
+    # `webhook_url` wins for its VMs), signed with LEASE_WEBHOOK_SECRET (best from
+    # DISPATCHER_LEASE_WEBHOOK_SECRET); "expiring" goes this many seconds before the end.
+    LEASE_WEBHOOK_URL = None
+    LEASE_WEBHOOK_SECRET = None
+    LEASE_WARNING_SECONDS = 300
+    # A webhook call that fails is tried again after LEASE_WEBHOOK_BACKOFF_SECONDS, doubled
+    # after each failure, LEASE_WEBHOOK_ATTEMPTS times in all; each waits for at most
+    # LEASE_WEBHOOK_TIMEOUT seconds.
+    LEASE_WEBHOOK_ATTEMPTS = 5
+    LEASE_WEBHOOK_BACKOFF_SECONDS = 30
+    LEASE_WEBHOOK_TIMEOUT = 5
+
+    # Seconds the answer of a request sent with an Idempotency-Key is kept for its repeats.
+    IDEMPOTENCY_TTL = 24 * 3600
+
     # Token authentication (Flask-Security-Too), where the original looked for tokens.
     SECURITY_TOKEN_AUTHENTICATION_HEADER = "X-Auth-Token"
     SECURITY_TOKEN_AUTHENTICATION_KEY = "auth_token"
@@ -150,6 +170,7 @@ ENVIRONMENT_SETTINGS = {
     # A Redis URI may hold a password.
     "DISPATCHER_RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
     "DISPATCHER_METRICS_TOKEN": "METRICS_BEARER_TOKEN",
+    "DISPATCHER_LEASE_WEBHOOK_SECRET": "LEASE_WEBHOOK_SECRET",
 }
 
 

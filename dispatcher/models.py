@@ -87,6 +87,7 @@ class Assignment(TimestampMixin, db.Model):
     __table_args__ = (
         db.UniqueConstraint("cloud", "id_vm"),
         db.Index("ix_assignments_pool_status", "pool", "status"),
+        db.Index("ix_assignments_status_expires_at", "status", "expires_at"),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -102,6 +103,12 @@ class Assignment(TimestampMixin, db.Model):
     ready_at = db.Column(db.DateTime(timezone=True))
     public_ips = db.Column(db.JSON)
     private_ips = db.Column(db.JSON)
+    # The authenticated caller who assigned it: with a lease, only they (or an admin) may
+    # extend or release it.
+    assigned_by = db.Column(db.String(255))
+    expires_at = db.Column(db.DateTime(timezone=True))  # the lease's end; None: no lease
+    # When the lease's "expiring" webhook was queued, so that it goes once per expiry.
+    lease_warned_at = db.Column(db.DateTime(timezone=True))
 
 
 class PoolCloudState(db.Model):
@@ -125,6 +132,46 @@ class PoolPass(db.Model):
 
     pool = db.Column(db.String(80), primary_key=True)
     finished_at = db.Column(db.DateTime(timezone=True), nullable=False)
+
+
+class WebhookDelivery(db.Model):
+    """One webhook call the pool manager owes: queued with the change it tells of, sent
+    (and tried again after failures) by the manager, never inside a client's request."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id = db.Column(db.Integer, primary_key=True)
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=func.now())
+    event = db.Column(db.String(20), nullable=False)  # expiring, released
+    url = db.Column(db.String(2000), nullable=False)
+    body = db.Column(db.Text, nullable=False)  # the JSON sent, exactly as signed
+    cloud = db.Column(db.String(80), nullable=False)
+    id_vm = db.Column(db.String(255))
+    hostname = db.Column(db.String(255))
+    attempts = db.Column(db.Integer, nullable=False, default=0)
+    next_attempt_at = db.Column(db.DateTime(timezone=True), nullable=False, index=True)
+    delivered_at = db.Column(db.DateTime(timezone=True))
+    given_up_at = db.Column(db.DateTime(timezone=True))
+    last_error = db.Column(db.String(1000))
+
+
+class IdempotencyKey(db.Model):
+    """A request a caller sent with an Idempotency-Key, and its answer once it has one:
+    a repeat within the key's time gets that answer without running again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (db.UniqueConstraint("user_id", "key"),)
+
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    key = db.Column(db.String(255), nullable=False)
+    # SHA-256 of the method, the path and the body: the same key with another request is
+    # refused.
+    fingerprint = db.Column(db.String(64), nullable=False)
+    status_code = db.Column(db.Integer)  # None while the first request runs
+    body = db.Column(db.Text)
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=func.now())
+    expires_at = db.Column(db.DateTime(timezone=True), nullable=False, index=True)
 
 
 class AuditEntry(db.Model):
