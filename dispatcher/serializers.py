@@ -3,7 +3,7 @@
 import datetime
 import enum
 
-from .models import STATUS_NAMES
+from .models import ASSIGNED, STATUS_NAMES
 from .shapes import (
     ANY,
     ARRAY,
@@ -186,10 +186,12 @@ def tenant_to_dict(tenant, driver) -> dict:
         "status": {**INTEGER, "description": "1 FREE, 2 ASSIGNED, 3 FAULTY"},
         "status_desc": TEXT,
     },
+    optional={"expires_at": {**TEXT, "description": "a leased VM's end (ISO 8601, UTC)"}},
 )
 def assignment_to_dict(row) -> dict:
-    """ASSIGNMENT: a local ledger row in the shape Cistern answers."""
-    return {
+    """ASSIGNMENT: a local ledger row in the shape Cistern answers; an assigned VM's lease
+    end, if it has one."""
+    shown = {
         "id": row.id,
         "id_vm": row.id_vm,
         "hostname": row.hostname,
@@ -200,6 +202,9 @@ def assignment_to_dict(row) -> dict:
         "status": row.status,
         "status_desc": STATUS_NAMES[row.status],
     }
+    if row.expires_at is not None and row.status == ASSIGNED:
+        shown["expires_at"] = utc_iso(row.expires_at)
+    return shown
 
 
 def as_utc(moment: datetime.datetime | None) -> datetime.datetime | None:

@@ -8,6 +8,10 @@ from .errors import InvalidRequestError
 from .fields import CheckedSchema, Field, Text, boolean, whole_number
 from .jsonparsing import encodable
 
+# The longest lease a request may ask for, in seconds (ten years): MAX_LEASE and a pool's
+# max_lease cap it further; a larger number is a mistake or an attack.
+LEASE_LONGEST = 10 * 365 * 24 * 3600
+
 # The largest volume, in GB: above any cloud's offer (64 TiB), below a number that only
 # a mistake or an attack sends.
 VOLUME_SIZE_MAX = 65536
@@ -102,6 +106,7 @@ ASSIGN = CheckedSchema(
         Optional("hostname"): Text("hostname"),
         "user": Text("user"),
         "vm_type": Text("vm_type"),
+        Optional("lease"): whole_number("lease", 1, LEASE_LONGEST, unit=" of seconds"),
         Optional("emulate", default=False): _EMULATE,
     },
     name="vm_assign",
@@ -117,6 +122,18 @@ RELEASE = CheckedSchema(
         Optional("emulate", default=False): _EMULATE,
     },
     name="vm_release",
+    ignore_extra_keys=True,
+    check=_one_node,
+    check_json=ONE_NODE,
+)
+
+EXTEND = CheckedSchema(
+    {
+        Optional("node"): Text("node"),
+        Optional("hostname"): Text("hostname"),
+        "lease": whole_number("lease", 1, LEASE_LONGEST, unit=" of seconds"),
+    },
+    name="vm_extend",
     ignore_extra_keys=True,
     check=_one_node,
     check_json=ONE_NODE,

@@ -115,7 +115,8 @@ def warm(make_app):
         (
             {"POOLS": pool(spare=1)},
             "POOLS['web']: unknown key 'spare' "
-            "(known: boot_timeout, clouds, max_total, min_ready, release)",
+            "(known: boot_timeout, clouds, lease, max_lease, max_total, min_ready, release, "
+            "webhook_url)",
         ),
         (
             {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": "1", "flavor": 2}])},
@@ -453,8 +454,9 @@ def test_pools_answer_their_state_by_cloud(warm):
     one = client.get("/api/v1/pools/web")
 
     assert listed.status_code == 200 and one.status_code == 200
-    assert listed.json["pools"] == [one.json["pool"]]
     shown = dict(one.json["pool"])
+    assert shown.pop("leases") == []  # the one assign asked for no lease
+    assert listed.json["pools"] == [shown]
     assert datetime.datetime.fromisoformat(shown.pop("last_pass")).tzinfo is not None
     assert shown == {
         "name": "web",
@@ -526,9 +528,13 @@ def test_pools_status_reconcile_and_their_errors_on_the_command_line(make_app, r
 
 
 def test_pools_commands_without_pools_say_so(app):
+    """Without POOLS, status says so, and a pass of the manager tends the leases only."""
+    status = app.test_cli_runner().invoke(args=["pools", "status"])
+    assert status.exit_code == 1
+    assert status.output == "Error: no warm pools: POOLS is empty\n"
     result = app.test_cli_runner().invoke(args=["pools", "reconcile"])
-    assert result.exit_code == 1
-    assert result.output == "Error: no warm pools: POOLS is empty\n"
+    assert result.exit_code == 0
+    assert result.output == "leases: nothing to do\n"
 
 
 def test_a_cloud_that_refuses_a_creation_gets_no_more_of_that_pass(make_app):

@@ -5,7 +5,7 @@ import re
 from flask import Blueprint
 from werkzeug.routing import BaseConverter, ValidationError
 
-from .assignments import AssignAPI, AssignmentStatusAPI, HistoryAPI, ReleaseAPI
+from .assignments import AssignAPI, AssignmentStatusAPI, ExtendAPI, HistoryAPI, ReleaseAPI
 from .auth import AuthAPI, TokenCheckAPI
 from .docs import DocsAssetAPI, DocsPageAPI, OpenAPIDocumentAPI
 from .health import HealthAPI
@@ -74,6 +74,7 @@ route(bp, StopAPI, "/vm/stop", "vm_stop")
 route(bp, PowerAPI, "/vm/action/<any(reboot, poweron, poweroff):action>", "vm_power")
 route(bp, AssignAPI, "/vm/action/assign", "vm_assign")
 route(bp, ReleaseAPI, "/vm/action/release", "vm_release")
+route(bp, ExtendAPI, "/vm/action/extend", "vm_extend")
 route(bp, AssignmentStatusAPI, "/vm/status", "vm_status")
 route(bp, FirewallAPI, "/fw", "fw")
 for action in ("open", "close"):

@@ -1,11 +1,12 @@
-"""Views of the assignment bookkeeping: assign, release, status and history."""
+"""Views of the assignment bookkeeping: assign, release, extend, status and history."""
 
 from flask_security import current_user
 
 from .. import bookkeeping, clouds, history, operations
+from ..models import ADMIN
 from ..serializers import assignment_to_dict, audit_entry_to_dict
 from ..shapes import ANY, ARRAY, TEXT, TEXT_OR_NULL, list_of
-from ..validation import ASSIGN, RELEASE
+from ..validation import ASSIGN, EXTEND, RELEASE
 from .base import ApiView, accepts, agent_required, answers, ok, query
 from .parameters import limit
 
@@ -13,6 +14,12 @@ from .parameters import limit
 BOOKKEEPING_ANSWER = {"id_vm": ANY, "id": ANY, "result": TEXT_OR_NULL}
 # What an assign by vm_type from a warm pool answers besides: where the VM is.
 POOL_ANSWER = {"cloud": TEXT, "hostname": TEXT_OR_NULL, "public_ips": ARRAY, "private_ips": ARRAY}
+# A leased VM's end, ISO 8601 in UTC.
+LEASE_END = {"expires_at": TEXT}
+
+
+def _is_admin() -> bool:
+    return current_user.has_role(ADMIN)
 
 
 class AssignAPI(ApiView):
@@ -20,11 +27,12 @@ class AssignAPI(ApiView):
 
     @agent_required
     @accepts(ASSIGN)
-    @answers(BOOKKEEPING_ANSWER, optional=POOL_ANSWER)
+    @answers(BOOKKEEPING_ANSWER, optional={**POOL_ANSWER, **LEASE_END})
     def put(self, cloud, body):
         """Assign a free VM to a user for an application (vm_type): the VM named, or
         without node and hostname a free VM of the warm pool of that vm_type (503 with
-        Retry-After when it has none)."""
+        Retry-After when it has none). ``lease`` (seconds) makes the assignment end then
+        (400 beyond the cap); without it the pool's or the default lease applies, if any."""
         caller = current_user.username
         if "node" not in body and "hostname" not in body:
             return ok(**operations.assign_from_pool(cloud, caller, **body))
@@ -38,8 +46,26 @@ class ReleaseAPI(ApiView):
     @accepts(RELEASE)
     @answers(BOOKKEEPING_ANSWER)
     def put(self, cloud, body):
-        """Release an assigned VM, then destroy it."""
-        return ok(**operations.release_vm(clouds.get(cloud), current_user.username, **body))
+        """Release an assigned VM, then destroy it. A leased VM only by the caller who
+        assigned it, or an admin (403 otherwise)."""
+        caller = current_user.username
+        released = operations.release_vm(clouds.get(cloud), caller, admin=_is_admin(), **body)
+        return ok(**released)
+
+
+class ExtendAPI(ApiView):
+    """``PUT /api/v1/vm/action/extend[/<cloud>]``: a new end for an assigned VM's lease."""
+
+    @agent_required
+    @accepts(EXTEND)
+    @answers({**BOOKKEEPING_ANSWER, **LEASE_END})
+    def put(self, cloud, body):
+        """Make an assigned VM's lease end ``lease`` seconds from now, within its cap (400
+        beyond). Only the caller who assigned it, or an admin, may (403 otherwise); 409
+        for a VM that is not assigned."""
+        caller = current_user.username
+        extended = operations.extend_vm(clouds.get(cloud), caller, admin=_is_admin(), **body)
+        return ok(**extended)
 
 
 class AssignmentStatusAPI(ApiView):

@@ -2,6 +2,7 @@
 
 from .. import pools
 from ..pools import pool_to_dict
+from ..pools.status import pool_detail_to_dict
 from ..shapes import list_of
 from .base import ApiView, answers, ok
 
@@ -18,7 +19,8 @@ class PoolsAPI(ApiView):
 class PoolAPI(ApiView):
     """``GET /api/v1/pools/<name>``: one warm pool."""
 
-    @answers({"pool": pool_to_dict})
+    @answers({"pool": pool_detail_to_dict})
     def get(self, name):
-        """One warm pool: its VMs by state and cloud, each cloud's last failure."""
-        return ok(pool=pool_to_dict(pools.get(name)))
+        """One warm pool: its VMs by state and cloud, each cloud's last failure, and its
+        leased VMs with the ends of their leases."""
+        return ok(pool=pool_detail_to_dict(pools.get(name)))

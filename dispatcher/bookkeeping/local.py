@@ -63,6 +63,7 @@ class LocalBookkeeper(Bookkeeper):
             ).one()
             if row.status == DELETED:  # a driver that reuses ids (Dummy): a new VM
                 row.status, row.hostname, row.recipe, row.user = FREE, node["name"], vm_type, None
+                row.assigned_by = row.expires_at = row.lease_warned_at = None
         db.session.commit()
         return assignment_to_dict(row)
 
@@ -95,8 +96,13 @@ class LocalBookkeeper(Bookkeeper):
         }
 
     def release(self, cloud: str, row: dict, retire: bool = False) -> dict:
-        status = FAULTY if retire else FREE
-        current = self._change(row, ASSIGNED, status=status, user=None, assigned_at=None)
+        values = {"status": FREE, "user": None, "assigned_at": None, "assigned_by": None}
+        values.update(expires_at=None, lease_warned_at=None)
+        if retire:
+            # A retired VM keeps the end of its lease: the pool manager finishes the
+            # destroy of a leased VM that outlived it (leases.records.left_running).
+            values.update(status=FAULTY, expires_at=Assignment.expires_at)
+        current = self._change(row, ASSIGNED, **values)
         return {
             "id_vm": current.id_vm,
             "id": current.id,
@@ -107,7 +113,7 @@ class LocalBookkeeper(Bookkeeper):
         db.session.execute(
             update(Assignment)
             .where(Assignment.cloud == cloud, Assignment.id_vm == node_id)
-            .values(status=DELETED, user=None, updated_at=func.now())
+            .values(status=DELETED, user=None, expires_at=None, updated_at=func.now())
         )
         db.session.commit()
 

@@ -27,6 +27,18 @@ def _selected(names: tuple[str, ...]) -> list[pools.PoolSpec]:
     return [pools.get(name) for name in names] if names else pools.every()
 
 
+def _lease_summary(report: manager.LeaseReport) -> str | None:
+    """What the pass did to the leases; None when there was nothing to do."""
+    if report.skipped:
+        return "leases: skipped, another manager is on them"
+    if not (report.warned or report.released or report.destroyed or report.problems):
+        return None
+    line = (
+        f"leases: {report.warned} warned, {report.released} released, {report.destroyed} destroyed"
+    )
+    return line + "".join(f"; {problem}" for problem in report.problems)
+
+
 def _summary(report: manager.PoolReport) -> str:
     if report.skipped:
         return f"pool {report.pool}: skipped, another manager is on it"
@@ -66,13 +78,17 @@ def _shortfalls(selected, reports) -> list[str]:
 @with_appcontext
 @service_errors
 def reconcile_command(names, wait):
-    """Run one pass of the pool manager: promote, retire, adopt, refill."""
-    selected = _selected(names)
+    """Run one pass of the pool manager: promote, retire, adopt, refill; and release the
+    leases that ended. Without POOLS, only the leases."""
+    selected = _selected(names) if names or pools.every() else []
     deadline = time.monotonic() + (wait or 0)
     while True:
         reports = manager.run_pass(selected)
         for report in reports:
             click.echo(_summary(report))
+        leases = _lease_summary(manager.upkeep())
+        if leases or not selected:
+            click.echo(leases or "leases: nothing to do")
         if wait is None:
             return
         short = _shortfalls(selected, reports)
@@ -101,17 +117,16 @@ def reconcile_command(names, wait):
 @with_appcontext
 @service_errors
 def run_command(interval, metrics_port):
-    """Run the pool manager: a pass over every pool, again and again, until stopped
-    (SIGTERM or Ctrl-C)."""
+    """Run the pool manager: a pass over every pool and the leases, again and again,
+    until stopped (SIGTERM or Ctrl-C)."""
     app = current_app._get_current_object()
-    selected = _selected(())
+    selected = pools.every()
     interval = interval or app.config["POOLS_INTERVAL"]
     if metrics_port:
         prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    names = ", ".join(spec.name for spec in selected)
-    click.echo(f"pool manager: passes over {names} every {interval:g} s")
+    click.echo(f"pool manager: passes over {manager.describe(selected)} every {interval:g} s")
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop as SIGTERM does
         manager.run_forever(app, selected, interval, stop)
     click.echo("pool manager: stopped")
@@ -122,12 +137,13 @@ def run_command(interval, metrics_port):
 @service_errors
 def status_command():
     """Show what each pool holds, by state and cloud, and each cloud's last failure."""
+    selected = _selected(())
     columns = ("booting", "free", "assigned", "faulty")
     header = f"{'POOL / CLOUD':<24} {'MIN':>4} {'MAX':>4}" + "".join(
         f" {name.upper():>8}" for name in columns
     )
     click.echo(header + "  LAST PASS / LAST ERROR")
-    for spec in _selected(()):
+    for spec in selected:
         shown = pool_to_dict(spec)
         counts = "".join(f" {shown[name]:>8}" for name in columns)
         click.echo(

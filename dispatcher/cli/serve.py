@@ -71,15 +71,14 @@ def run_command(host, port):
     _check_free(host, port)
     bootstrap()
     click.echo(f"dispatcher: instance folder {app.instance_path} (database, secrets)")
-    if pools.every():
-        _start_pool_manager(app)
+    _start_pool_manager(app)
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 
 
 def _start_pool_manager(app) -> None:
-    """The pool manager in a thread of this one process, so that warm pools work without
-    `dispatcher pools run` beside; under gunicorn that command is the manager."""
+    """The pool manager in a thread of this one process, so that warm pools and leases
+    work without `dispatcher pools run` beside; under gunicorn that command is the manager."""
     selected = pools.every()
     interval = app.config["POOLS_INTERVAL"]
     thread = threading.Thread(
@@ -89,8 +88,9 @@ def _start_pool_manager(app) -> None:
         daemon=True,
     )
     thread.start()
-    names = ", ".join(spec.name for spec in selected)
-    click.echo(f"dispatcher: pool manager on {names}, a pass every {interval:g} s")
+    click.echo(
+        f"dispatcher: pool manager on {manager.describe(selected)}, a pass every {interval:g} s"
+    )
 
 
 def _check_free(host: str, port: int) -> None:

@@ -5,7 +5,8 @@ effects call the resource modules of ``clouds`` (and the bookkeeping) directly.
 Each takes the ``Cloud`` its request resolved once, and returns the answer's fields.
 """
 
-from .assignments import assign_from_pool, assign_vm, release_vm, sync_ledger
+from .assignments import assign_vm, extend_vm, release_vm, sync_ledger
+from .pooled import assign_from_pool
 from .resources import (
     attach_volume,
     change_port,
@@ -28,6 +29,7 @@ __all__ = [
     "delete_security_group",
     "destroy_volume",
     "detach_volume",
+    "extend_vm",
     "power_vm",
     "release_vm",
     "start_vm",

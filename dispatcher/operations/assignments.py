@@ -1,19 +1,18 @@
-"""Assigning and releasing VMs: the bookkeeping, the cloud and the history together."""
+"""Assigning, releasing and extending VMs: the bookkeeping, the leases, the cloud and the
+history together."""
 
-import math
-import time
 from functools import partial
 
 from flask import current_app
 
-from .. import bookkeeping, clouds, history, metrics, pools
+from .. import bookkeeping, history, leases, pools
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
-from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError, PoolEmptyError
+from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError
 from ..extensions import db
+from ..leases import notices, records
 from ..models import ASSIGNED, FREE
-from ..pools import ledger
-from ..serializers import as_utc, utc_iso
+from ..serializers import assignment_to_dict, utc_iso
 
 
 def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
@@ -26,8 +25,23 @@ def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool
     return keeper.adopt(cloud.name, node or hostname, fetch, emulate)
 
 
-def _audited(action: str, cloud: Cloud, caller: str, reference: dict, emulate: bool, change):
-    """Resolve the VM, run ``change(row)`` and record the outcome in the history;
+def _known(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
+    """The bookkeeping row of the VM, never adopted.
+
+    :raises NotFoundError: the bookkeeping has no such VM.
+    """
+    row = bookkeeping.backend().find(cloud.name, node_id=node, hostname=hostname)
+    if row is None:
+        raise NotFoundError(
+            f"no valid node id nor hostname here: the ledger has no {node or hostname}"
+        )
+    return row
+
+
+def _audited(
+    action: str, cloud: Cloud, caller: str, reference: dict, emulate: bool, change, find=_resolve
+):
+    """Find the VM (``find``), run ``change(row)`` and record the outcome in the history;
     the answer and its history entry (None in a dry run).
 
     A success is committed together with its audit entry; a failure is rolled back
@@ -35,10 +49,10 @@ def _audited(action: str, cloud: Cloud, caller: str, reference: dict, emulate: b
     """
     entry = {"cloud": cloud.name, "action": action, "caller": caller, **reference}
     try:
-        row = _resolve(cloud, reference.get("id_vm"), reference.get("hostname"), emulate)
+        row = find(cloud, reference.get("id_vm"), reference.get("hostname"), emulate)
         entry.update(id_vm=row["id_vm"], hostname=row["hostname"])
-        if action == "release" and row["status"] == ASSIGNED:
-            entry.update(user=row["user"], vm_type=row["recipe"])  # whom it frees
+        if action != "assign" and row["status"] == ASSIGNED:
+            entry.update(user=row["user"], vm_type=row["recipe"])  # whose VM it is
         answer = change(row)
     except DispatcherError as exc:
         db.session.rollback()
@@ -54,6 +68,11 @@ def _dry_run(row: dict, what: str) -> dict:
     return {"id_vm": row["id_vm"], "id": row["id"], "result": f"Node {row['id_vm']} {what}"}
 
 
+def _leased_until(expires_at) -> dict:
+    """The answer's ``expires_at``, for a leased VM only."""
+    return {"expires_at": utc_iso(expires_at)} if expires_at is not None else {}
+
+
 def assign_vm(
     cloud: Cloud,
     caller: str,
@@ -61,21 +80,32 @@ def assign_vm(
     vm_type: str,
     node: str | None = None,
     hostname: str | None = None,
+    lease: int | None = None,
     emulate: bool = False,
 ) -> dict:
-    """Give a free VM to ``user`` for ``vm_type``; ``{"id_vm", "id", "result"}``.
+    """Give a free VM to ``user`` for ``vm_type``, leased for ``lease`` seconds (else its
+    pool's or the default lease, if any); ``{"id_vm", "id", "result"}``, and
+    ``expires_at`` for a leased VM.
 
     :raises NotFoundError: neither the bookkeeping nor the cloud has the VM.
     :raises ConflictError: the VM is not free; the message names the holder.
+    :raises InvalidRequestError: a lease longer than its cap.
     :raises BookkeepingUnavailableError: Cistern cannot be reached.
     """
 
     def assign(row: dict) -> dict:
         if row["status"] != FREE:
             raise ConflictError(describe_holder(row))
+        ledger_row = records.get(row["id"]) if leases.enabled() else None
+        spec = pools.find(ledger_row.pool) if ledger_row is not None else None
+        expires_at = leases.until(leases.resolve(lease, spec))
         if emulate:
-            return _dry_run(row, f"would be assigned to {user} (emulated)")
-        return bookkeeping.backend().assign(cloud.name, row, user, vm_type)
+            dry = _dry_run(row, f"would be assigned to {user} (emulated)")
+            return {**dry, **_leased_until(expires_at)}
+        answer = bookkeeping.backend().assign(cloud.name, row, user, vm_type)
+        if ledger_row is not None:
+            records.begin(ledger_row.id, caller, expires_at)
+        return {**answer, **_leased_until(expires_at)}
 
     reference = {"id_vm": node, "hostname": hostname, "user": user, "vm_type": vm_type}
     return _audited("assign", cloud, caller, reference, emulate, assign)[0]
@@ -87,16 +117,23 @@ def release_vm(
     node: str | None = None,
     hostname: str | None = None,
     emulate: bool = False,
+    admin: bool = False,
+    hold: bool = False,
 ) -> dict:
     """Free an assigned VM, then destroy it; ``{"id_vm", "id", "result"}``.
 
     With RELEASE_KEEPS_NODE the VM is kept (and free for the next assign). A VM of a warm
     pool follows its pool's ``release``: ``reuse`` keeps it free in the pool; ``destroy``
     keeps it from being handed out (faulty) until it is destroyed, here or, should the
-    cloud fail, by the pool manager.
+    cloud fail, by the pool manager. With ``hold`` any VM to destroy is kept so (the
+    manager's release at the end of a lease, which it sees through).
+
+    A leased VM is released only by the caller who assigned it or an ``admin``; its
+    lease webhook is told.
 
     :raises NotFoundError: neither the bookkeeping nor the cloud has the VM.
     :raises ConflictError: the VM is not assigned.
+    :raises ForbiddenError: a leased VM that another caller assigned.
     :raises BookkeepingUnavailableError: Cistern cannot be reached (nothing changed).
     :raises CloudError: released, but the cloud failed to destroy the VM.
     """
@@ -106,13 +143,22 @@ def release_vm(
         nonlocal keep
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
-        pool = pools.find(ledger.pool_of(cloud.name, row["id_vm"])) if pools.every() else None
+        ledger_row = records.get(row["id"]) if leases.enabled() else None
+        leased = None
+        if ledger_row is not None and ledger_row.expires_at is not None:
+            leases.check_holder(ledger_row.assigned_by, caller, admin, "release it", row["id_vm"])
+            leased = notices.Leased.of(ledger_row)  # before the release forgets it
+        pool = pools.find(ledger_row.pool) if ledger_row is not None else None
         if pool is not None:
             keep = pool.release == "reuse"
         if emulate:
             then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")
-        return bookkeeping.backend().release(cloud.name, row, retire=pool is not None and not keep)
+        retire = not keep and (pool is not None or hold)
+        answer = bookkeeping.backend().release(cloud.name, row, retire=retire)
+        if leased is not None:
+            notices.notify("released", leased)
+        return answer
 
     answer, entry = _audited(
         "release", cloud, caller, {"id_vm": node, "hostname": hostname}, emulate, release
@@ -134,6 +180,46 @@ def release_vm(
     return {**answer, "result": f"{answer['result']} and deleted"}
 
 
+def extend_vm(
+    cloud: Cloud,
+    caller: str,
+    lease: int,
+    node: str | None = None,
+    hostname: str | None = None,
+    admin: bool = False,
+) -> dict:
+    """Make the lease of an assigned VM end ``lease`` seconds from now, within its cap;
+    ``{"id_vm", "id", "result", "expires_at"}``. Only the caller who assigned it, or an
+    ``admin``, may.
+
+    :raises NotFoundError: the ledger has no such VM.
+    :raises ConflictError: the VM is not assigned.
+    :raises ForbiddenError: another caller assigned it.
+    :raises InvalidRequestError: longer than the cap; a bookkeeping without leases.
+    """
+    leases.resolve(lease)  # a Cistern bookkeeping keeps no leases: 400 before anything
+
+    def extend(row: dict) -> dict:
+        if row["status"] != ASSIGNED:
+            raise ConflictError(describe_holder(row))
+        ledger_row = records.get(row["id"])
+        leases.check_holder(ledger_row.assigned_by, caller, admin, "extend its lease", row["id_vm"])
+        expires_at = leases.until(leases.resolve(lease, pools.find(ledger_row.pool)))
+        if not records.extend(ledger_row.id, expires_at):  # released meanwhile
+            db.session.refresh(ledger_row)
+            raise ConflictError(describe_holder(assignment_to_dict(ledger_row)))
+        until = utc_iso(expires_at)
+        return {
+            "id_vm": row["id_vm"],
+            "id": row["id"],
+            "result": f"Node {row['id_vm']} leased until {until}",
+            "expires_at": until,
+        }
+
+    reference = {"id_vm": node, "hostname": hostname}
+    return _audited("extend", cloud, caller, reference, False, extend, find=_known)[0]
+
+
 def sync_ledger(cloud: Cloud) -> dict:
     """Bring the local ledger in line with the cloud: ``{"registered": n, "faulty": m}``.
 
@@ -141,68 +227,3 @@ def sync_ledger(cloud: Cloud) -> dict:
     :raises CloudError: the cloud failed.
     """
     return bookkeeping.backend().sync(cloud.name, partial(nodes.list_nodes, cloud))
-
-
-def assign_from_pool(
-    cloud_name: str | None, caller: str, user: str, vm_type: str, emulate: bool = False
-) -> dict:
-    """Give a free VM of the pool ``vm_type`` to ``user``, on the cloud named if one is,
-    else on any of the pool's clouds; ``{"id_vm", "id", "result", "cloud", "hostname",
-    "public_ips", "private_ips"}``.
-
-    :raises NotFoundError: no pool serves ``vm_type``, or it has no VMs on that cloud.
-    :raises PoolEmptyError: the pool has no free VM there now (with Retry-After).
-    """
-    spec = pools.find(vm_type)
-    if spec is None:
-        raise NotFoundError(
-            f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
-        )
-    where = spec.cloud_names
-    if cloud_name is not None:
-        cloud = clouds.get(cloud_name)
-        if cloud.name not in where:
-            raise NotFoundError(f"pool {spec.name} keeps no VMs on cloud {cloud.name}")
-        where = [cloud.name]
-    started = time.perf_counter()
-    if emulate:
-        row = ledger.peek_free(spec.name, where)
-    else:
-        row = ledger.take_free(spec.name, where, user, vm_type)
-    metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
-    if row is None:
-        db.session.rollback()
-        # The next pass of the manager is the soonest a VM can be free: in whole seconds,
-        # as Retry-After takes them.
-        retry_after = max(1, math.ceil(current_app.config["POOLS_INTERVAL"]))
-        raise PoolEmptyError(_why_empty(spec, where, cloud_name is not None), retry_after)
-    verb = f"would be assigned to {user} (emulated)" if emulate else "assigned"
-    answer = {
-        "id_vm": row.id_vm,
-        "id": row.id,
-        "result": f"Node {row.id_vm} {verb}",
-        "cloud": row.cloud,
-        "hostname": row.hostname,
-        "public_ips": row.public_ips or [],
-        "private_ips": row.private_ips or [],
-    }
-    if not emulate:
-        entry = {"cloud": row.cloud, "action": "assign", "caller": caller, "user": user}
-        entry.update(id_vm=row.id_vm, hostname=row.hostname, vm_type=vm_type)
-        history.record(**entry, outcome="ok", message=answer["result"])  # commits the take
-    return answer
-
-
-def _why_empty(spec, where: list[str], named: bool) -> str:
-    """Why a pool has no free VM (on the cloud the request ``named``): how many are
-    booting, and its last failed refill."""
-    counted = ledger.counts(spec.name)
-    booting = sum(counted.get(cloud, {}).get("booting", 0) for cloud in where)
-    place = f" on cloud {where[0]}" if named else ""
-    message = f"pool {spec.name} has no free VM{place} now: {booting} booting"
-    failures = [state for state in ledger.cloud_states(spec.name).values() if state.last_error]
-    if failures:
-        last = max(failures, key=lambda state: as_utc(state.last_error_at))
-        when = utc_iso(last.last_error_at)
-        message += f"; the last refill failed at {when} on {last.cloud}: {last.last_error}"
-    return message

@@ -62,13 +62,17 @@ def live_rows(pool: str, cloud: str) -> list[Assignment]:
     )
 
 
-def pool_of(cloud: str, id_vm: str | None) -> str | None:
-    """The pool of the VM's row on ``cloud``; None for a VM of no pool (or no row)."""
-    if id_vm is None:
-        return None
-    return db.session.scalar(
-        select(Assignment.pool).where(
-            Assignment.cloud == cloud, Assignment.id_vm == str(id_vm), Assignment.status != DELETED
+def leased(pool: str) -> list[Assignment]:
+    """The pool's assigned VMs with a lease, the soonest to end first."""
+    return list(
+        db.session.scalars(
+            select(Assignment)
+            .where(
+                Assignment.pool == pool,
+                Assignment.status == ASSIGNED,
+                Assignment.expires_at.is_not(None),
+            )
+            .order_by(Assignment.expires_at, Assignment.id)
         )
     )
 
@@ -99,10 +103,18 @@ def peek_free(pool: str, clouds: list[str]) -> Assignment | None:
     return db.session.get(Assignment, found) if found is not None else None
 
 
-def take_free(pool: str, clouds: list[str], user: str, vm_type: str) -> Assignment | None:
-    """Assign a free VM of the pool on one of ``clouds`` to ``user``: one statement that
-    picks and changes the row, so that two requests never get the same VM. None when the
-    pool has no free VM there. The caller commits.
+def take_free(
+    pool: str,
+    clouds: list[str],
+    user: str,
+    vm_type: str,
+    assigned_by: str | None = None,
+    expires_at: datetime.datetime | None = None,
+) -> Assignment | None:
+    """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
+    leased until ``expires_at`` (None: no end): one statement that picks and changes the
+    row, so that two requests never get the same VM. None when the pool has no free VM
+    there. The caller commits.
 
     On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
@@ -117,6 +129,9 @@ def take_free(pool: str, clouds: list[str], user: str, vm_type: str) -> Assignme
             user=user,
             recipe=vm_type,
             assigned_at=func.now(),
+            assigned_by=assigned_by,
+            expires_at=expires_at,
+            lease_warned_at=None,
             updated_at=func.now(),
         )
         .returning(Assignment.id)
@@ -143,6 +158,9 @@ def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> A
         "status": BOOTING,
         "user": None,
         "ready_at": None,
+        "assigned_by": None,
+        "expires_at": None,
+        "lease_warned_at": None,
     }
     try:
         with db.session.begin_nested():

@@ -1,4 +1,5 @@
-"""The pool manager's pass over a pool: promote, retire, adopt, then refill.
+"""The pool manager's pass over a pool: promote, retire, adopt, then refill; and over the
+leases (``leases.expiry``).
 
 A pass, under the pool's lock (``lock.pool_lock``):
 
@@ -20,6 +21,8 @@ from .. import clouds, metrics, serializers
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
+from ..leases import expiry
+from ..leases.expiry import LeaseReport
 from ..models import BOOTING, DELETED, FAULTY, FREE
 from ..serializers import as_utc
 from . import ledger, marks
@@ -28,7 +31,7 @@ from .lock import pool_lock
 from .refill import refill
 from .spec import PoolSpec
 
-__all__ = ["CALLER", "PoolReport", "run_forever", "run_pass"]
+__all__ = ["CALLER", "LeaseReport", "PoolReport", "run_forever", "run_pass", "upkeep"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,19 @@ def run_pass(pools: list[PoolSpec]) -> list[PoolReport]:
     return reports
 
 
+def describe(pools: list[PoolSpec]) -> str:
+    """What the manager's passes go over, for its first line."""
+    return ", ".join([spec.name for spec in pools] + ["the leases"])
+
+
+def upkeep() -> LeaseReport:
+    """What a pass does besides the pools: release the leases that ended (and warn of
+    those about to)."""
+    return expiry.run()
+
+
 def run_forever(app, pools: list[PoolSpec], interval: float, stop: threading.Event) -> None:
-    """Passes over ``pools`` every ``interval`` seconds until ``stop`` is set.
+    """Passes over ``pools`` and the leases every ``interval`` seconds until ``stop`` is set.
 
     A pass that fails (the database away, a bug) is logged and the next one comes on
     time: the manager outlives what a pass meets.
@@ -54,6 +68,9 @@ def run_forever(app, pools: list[PoolSpec], interval: float, stop: threading.Eve
                 for report in run_pass(pools):
                     if report.problems:
                         log.warning("pool %s: %s", report.pool, "; ".join(report.problems))
+                leases = upkeep()
+                if leases.problems:
+                    log.warning("leases: %s", "; ".join(leases.problems))
             except Exception as exc:  # noqa: BLE001 (see the docstring)
                 reason = (str(exc).strip().splitlines() or [""])[0]
                 log.error("pool manager: the pass failed: %s: %s", type(exc).__name__, reason)

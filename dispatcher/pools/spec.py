@@ -8,7 +8,16 @@ from ..errors import ConfigurationError
 # A pool's name is its vm_type, and goes into the names and tags of the VMs it makes.
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 RELEASE_POLICIES = ("destroy", "reuse")
-POOL_KEYS = {"clouds", "min_ready", "max_total", "release", "boot_timeout"}
+POOL_KEYS = {
+    "clouds",
+    "min_ready",
+    "max_total",
+    "release",
+    "boot_timeout",
+    "lease",
+    "max_lease",
+    "webhook_url",
+}
 CLOUD_KEYS = {"cloud", "image", "size", "location", "keyname", "security_groups", "metadata"}
 
 
@@ -35,6 +44,9 @@ class PoolSpec:
     max_total: int
     release: str = "destroy"
     boot_timeout: int = 600
+    lease: int | None = None  # seconds an assignment of its VMs lasts by default
+    max_lease: int | None = None  # the longest lease of its VMs
+    webhook_url: str | None = None  # where its VMs' lease events go (else LEASE_WEBHOOK_URL)
 
     @property
     def cloud_names(self) -> list[str]:
@@ -126,6 +138,13 @@ def parse_pool(name, entry, farm) -> PoolSpec:
     release = entry.get("release", "destroy")
     if release not in RELEASE_POLICIES:
         raise ConfigurationError(f"{where}: release must be one of {', '.join(RELEASE_POLICIES)}")
+    leases = {
+        key: _whole(where, key, entry[key], 1) if entry.get(key) is not None else None
+        for key in ("lease", "max_lease")
+    }
+    webhook_url = entry.get("webhook_url")
+    if webhook_url is not None:
+        _text(where, "webhook_url", webhook_url)
     return PoolSpec(
         name=name,
         clouds=parsed,
@@ -133,6 +152,8 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         max_total=max_total,
         release=release,
         boot_timeout=_whole(where, "boot_timeout", entry.get("boot_timeout", 600), 1),
+        webhook_url=webhook_url,
+        **leases,
     )
 
 

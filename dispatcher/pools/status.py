@@ -27,17 +27,17 @@ def pool_cloud_to_dict(cloud: str, counted: dict, state) -> dict:
     return {"cloud": cloud, **counted, "last_error": last_error}
 
 
-@describes(
-    "Pool",
-    {
-        "name": TEXT,
-        "min_ready": INTEGER,
-        "max_total": INTEGER,
-        **_COUNTS,
-        "last_pass": TEXT_OR_NULL,
-        "clouds": list_of(pool_cloud_to_dict),
-    },
-)
+_POOL = {
+    "name": TEXT,
+    "min_ready": INTEGER,
+    "max_total": INTEGER,
+    **_COUNTS,
+    "last_pass": TEXT_OR_NULL,
+    "clouds": list_of(pool_cloud_to_dict),
+}
+
+
+@describes("Pool", _POOL)
 def pool_to_dict(spec: PoolSpec) -> dict:
     """POOL: the pool's settings, its VMs by state over all clouds and per cloud, when the
     manager last finished a pass over it (times in ISO 8601, UTC)."""
@@ -57,4 +57,34 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         **totals,
         "last_pass": utc_iso(ledger.last_pass(spec.name)),
         "clouds": per_cloud,
+    }
+
+
+@describes(
+    "LeasedVM",
+    {
+        "cloud": TEXT,
+        "id_vm": TEXT,
+        "hostname": TEXT_OR_NULL,
+        "user": TEXT_OR_NULL,
+        "expires_at": TEXT,
+    },
+)
+def leased_vm_to_dict(row) -> dict:
+    """An assigned VM of a pool with a lease: where it is, whose it is, when it ends."""
+    return {
+        "cloud": row.cloud,
+        "id_vm": row.id_vm,
+        "hostname": row.hostname,
+        "user": row.user,
+        "expires_at": utc_iso(row.expires_at),
+    }
+
+
+@describes("PoolDetail", {**_POOL, "leases": list_of(leased_vm_to_dict)})
+def pool_detail_to_dict(spec: PoolSpec) -> dict:
+    """POOL, and its leased VMs, the soonest to end first."""
+    return {
+        **pool_to_dict(spec),
+        "leases": [leased_vm_to_dict(row) for row in ledger.leased(spec.name)],
     }

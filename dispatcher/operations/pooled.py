@@ -1,0 +1,87 @@
+"""Assigning a VM of a warm pool by its vm_type alone."""
+
+import math
+import time
+
+from flask import current_app
+
+from .. import clouds, history, leases, metrics, pools
+from ..errors import NotFoundError, PoolEmptyError
+from ..extensions import db
+from ..pools import ledger
+from ..serializers import as_utc, utc_iso
+
+
+def assign_from_pool(
+    cloud_name: str | None,
+    caller: str,
+    user: str,
+    vm_type: str,
+    lease: int | None = None,
+    emulate: bool = False,
+) -> dict:
+    """Give a free VM of the pool ``vm_type`` to ``user``, on the cloud named if one is,
+    else on any of the pool's clouds, leased for ``lease`` seconds (else the pool's or the
+    default lease, if any); ``{"id_vm", "id", "result", "cloud", "hostname",
+    "public_ips", "private_ips"}``, and ``expires_at`` for a leased VM.
+
+    :raises NotFoundError: no pool serves ``vm_type``, or it has no VMs on that cloud.
+    :raises InvalidRequestError: a lease longer than its cap.
+    :raises PoolEmptyError: the pool has no free VM there now (with Retry-After).
+    """
+    spec = pools.find(vm_type)
+    if spec is None:
+        raise NotFoundError(
+            f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
+        )
+    where = spec.cloud_names
+    if cloud_name is not None:
+        cloud = clouds.get(cloud_name)
+        if cloud.name not in where:
+            raise NotFoundError(f"pool {spec.name} keeps no VMs on cloud {cloud.name}")
+        where = [cloud.name]
+    expires_at = leases.until(leases.resolve(lease, spec))
+    started = time.perf_counter()
+    if emulate:
+        row = ledger.peek_free(spec.name, where)
+    else:
+        row = ledger.take_free(spec.name, where, user, vm_type, caller, expires_at)
+    metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
+    if row is None:
+        db.session.rollback()
+        # The next pass of the manager is the soonest a VM can be free: in whole seconds,
+        # as Retry-After takes them.
+        retry_after = max(1, math.ceil(current_app.config["POOLS_INTERVAL"]))
+        raise PoolEmptyError(_why_empty(spec, where, cloud_name is not None), retry_after)
+    verb = f"would be assigned to {user} (emulated)" if emulate else "assigned"
+    answer = {
+        "id_vm": row.id_vm,
+        "id": row.id,
+        "result": f"Node {row.id_vm} {verb}",
+        "cloud": row.cloud,
+        "hostname": row.hostname,
+        "public_ips": row.public_ips or [],
+        "private_ips": row.private_ips or [],
+    }
+    if expires_at is not None:
+        answer["expires_at"] = utc_iso(expires_at)
+    if not emulate:
+        entry = {"cloud": row.cloud, "action": "assign", "caller": caller, "user": user}
+        entry.update(id_vm=row.id_vm, hostname=row.hostname, vm_type=vm_type)
+        history.record(**entry, outcome="ok", message=answer["result"])  # commits the take
+    return answer
+
+
+def _why_empty(spec, where: list[str], named: bool) -> str:
+    """Why a pool has no free VM (on the cloud the request ``named``): how many are
+    booting, and its last failed refill."""
+    counted = ledger.counts(spec.name)
+    booting = sum(counted.get(cloud, {}).get("booting", 0) for cloud in where)
+    place = f" on cloud {where[0]}" if named else ""
+    message = f"pool {spec.name} has no free VM{place} now: {booting} booting"
+    failures = [state for state in ledger.cloud_states(spec.name).values() if state.last_error]
+    if failures:
+        last = max(failures, key=lambda state: as_utc(state.last_error_at))
+        when = utc_iso(last.last_error_at)
+        message += f"; the last refill failed at {when} on {last.cloud}: {last.last_error}"
+    return message
