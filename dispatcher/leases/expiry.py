@@ -56,7 +56,9 @@ def _run() -> LeaseReport:
             notices.notify("expiring", leased)
             report.warned += 1
         db.session.commit()
+    released = set()
     for row in records.ended(now):
+        released.add(row.id)
         where = f"{row.cloud} node {row.id_vm}"
         try:
             release_vm(clouds.get(row.cloud), CALLER, node=row.id_vm, admin=True, hold=True)
@@ -65,7 +67,8 @@ def _run() -> LeaseReport:
             db.session.rollback()
             report.problems.append(f"{where}: releasing it at the end of its lease: {exc.message}")
     for row in records.left_running(now):
-        _destroy(row, report)
+        if row.id not in released:  # a destroy this pass tried already waits for the next
+            _destroy(row, report)
     return report
 
 
