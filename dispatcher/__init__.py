@@ -56,6 +56,7 @@ def create_app(config: dict | None = None) -> Flask:
         pools,
         requestlog,
         throttle,
+        webhooks,
     )
 
     # requestlog first: its request id is there before any other hook can fail.
@@ -67,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
         throttle,
         clouds,
         bookkeeping,
+        webhooks,
         pools,
         errors,
         api,
