@@ -57,6 +57,7 @@ def create_app(config: dict | None = None) -> Flask:
         pools,
         requestlog,
         throttle,
+        webhooks,
     )
 
     # requestlog first: its request id is there before any other hook can fail.
@@ -68,6 +69,7 @@ def create_app(config: dict | None = None) -> Flask:
         throttle,
         clouds,
         bookkeeping,
+        webhooks,
         pools,
         leases,
         errors,
