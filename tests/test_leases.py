@@ -234,6 +234,10 @@ def test_a_lease_that_is_no_whole_number_of_seconds_is_400(app, lease):
             "ends of the leases",
         ),
         ({"LEASE_WARNING_SECONDS": -1}, "LEASE_WARNING_SECONDS must be a number of seconds from 0"),
+        (
+            {"LEASE_WARNING_SECONDS": "300"},
+            "LEASE_WARNING_SECONDS must be a number of seconds from 0",
+        ),
     ],
 )
 def test_lease_settings_that_cannot_work_are_one_line_errors(settings, message):

@@ -217,7 +217,7 @@ def webhook_log(caplog) -> list[tuple[str, str]]:
     return [
         (record.levelname, record.getMessage())
         for record in caplog.records
-        if record.name == "dispatcher.webhooks"
+        if record.name.startswith("dispatcher.webhooks")
     ]
 
 
@@ -498,7 +498,6 @@ def test_a_call_owed_without_a_secret_is_never_sent_unsigned(make_app, good):
             {"LEASE_WEBHOOK_BACKOFF_SECONDS": -1},
             "LEASE_WEBHOOK_BACKOFF_SECONDS must be a number above 0",
         ),
-        ({"LEASE_WARNING_SECONDS": "300"}, "LEASE_WARNING_SECONDS must be a number above 0"),
     ],
 )
 def test_webhook_settings_that_cannot_work_are_a_one_line_error(settings, message):
