@@ -108,6 +108,7 @@ ENVIRONMENT = (
     "DISPATCHER_ADMIN_PASSWORD",
     "DISPATCHER_RATELIMIT_STORAGE_URI",
     "DISPATCHER_METRICS_TOKEN",
+    "DISPATCHER_LEASE_WEBHOOK_SECRET",
 )
 
 # Where the PostgreSQL tests run; each test gets a schema of its own there.

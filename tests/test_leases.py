@@ -229,6 +229,18 @@ def test_a_lease_that_is_no_whole_number_of_seconds_is_400(app, lease):
             "POOLS['web']: lease must be a whole number from 1",
         ),
         (
+            {"POOLS": {"web": {**POOL["web"], "webhook_url": "https://hooks.example.org/w"}}},
+            "POOLS['web']: webhook_url is set but LEASE_WEBHOOK_SECRET is not: set it (or the "
+            "environment variable DISPATCHER_LEASE_WEBHOOK_SECRET) so that the calls are signed",
+        ),
+        (
+            {
+                "POOLS": {"web": {**POOL["web"], "webhook_url": "ftp://hooks.example.org/w"}},
+                "LEASE_WEBHOOK_SECRET": "s",
+            },
+            "POOLS['web']: webhook_url must be an http or https URL with a host",
+        ),
+        (
             {"DEFAULT_LEASE": 60, "ASSIGNMENT_BACKEND": "cistern"},
             "DEFAULT_LEASE needs the local ledger (ASSIGNMENT_BACKEND='local'), which keeps the "
             "ends of the leases",

@@ -78,8 +78,9 @@ def _shortfalls(selected, reports) -> list[str]:
 @with_appcontext
 @service_errors
 def reconcile_command(names, wait):
-    """Run one pass of the pool manager: promote, retire, adopt, refill; and release the
-    leases that ended. Without POOLS, only the leases."""
+    """Run one pass of the pool manager: promote, retire, adopt, refill; release the
+    leases that ended; send the webhook calls that are due. Without POOLS, only the
+    leases and their webhooks."""
     selected = _selected(names) if names or pools.every() else []
     deadline = time.monotonic() + (wait or 0)
     while True:
@@ -89,6 +90,12 @@ def reconcile_command(names, wait):
         leases = _lease_summary(manager.upkeep())
         if leases or not selected:
             click.echo(leases or "leases: nothing to do")
+        sent = manager.send_webhooks()
+        if sent is not None and (sent.delivered or sent.failed or sent.given_up):
+            click.echo(
+                f"webhooks: {sent.delivered} delivered, {sent.failed} failed, "
+                f"{sent.given_up} given up"
+            )
         if wait is None:
             return
         short = _shortfalls(selected, reports)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from .. import pools, webhooks
 from ..errors import ConfigurationError, ForbiddenError, InvalidRequestError
 from ..validation import LEASE_LONGEST
 
@@ -102,8 +103,6 @@ def init_app(app) -> None:
 
     :raises ConfigurationError: one line naming the setting at fault.
     """
-    from .. import pools  # the pools are parsed before the leases are checked
-
     config = app.config
     _seconds(config, "MAX_LEASE")
     if _seconds(config, "DEFAULT_LEASE") is not None and config["ASSIGNMENT_BACKEND"] != "local":
@@ -114,6 +113,10 @@ def init_app(app) -> None:
     warning = config.get("LEASE_WARNING_SECONDS")
     if isinstance(warning, bool) or not isinstance(warning, int | float) or warning < 0:
         raise ConfigurationError("LEASE_WARNING_SECONDS must be a number of seconds from 0")
+    for spec in app.extensions[pools.EXTENSION].values():
+        if spec.webhook_url is not None:
+            where = f"POOLS[{spec.name!r}]: webhook_url"
+            webhooks.check_url(where, spec.webhook_url, config.get("LEASE_WEBHOOK_SECRET"))
     for spec in [None, *app.extensions[pools.EXTENSION].values()]:
         agreed = terms(spec, config)
         if agreed.default is None or agreed.cap is None or agreed.default <= agreed.cap:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import pools
+from .. import pools, webhooks
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ def notify(event: str, leased: Leased) -> bool:
     url = webhook_url(leased.pool)
     if not url:
         return False
-    from .. import webhooks
-
     webhooks.queue(
         url,
         event,

@@ -17,7 +17,7 @@ A pass, under the pool's lock (``lock.pool_lock``):
 import logging
 import threading
 
-from .. import clouds, metrics, serializers
+from .. import clouds, metrics, serializers, webhooks
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
@@ -25,6 +25,7 @@ from ..leases import expiry
 from ..leases.expiry import LeaseReport
 from ..models import BOOTING, DELETED, FAULTY, FREE
 from ..serializers import as_utc
+from ..webhooks import DeliveryReport
 from . import ledger, marks
 from .events import CALLER, PoolReport, failed, record
 from .lock import pool_lock
@@ -34,6 +35,9 @@ from .spec import PoolSpec
 __all__ = ["CALLER", "LeaseReport", "PoolReport", "run_forever", "run_pass", "upkeep"]
 
 log = logging.getLogger(__name__)
+
+# The lock one manager at a time holds while it sends the webhook calls.
+WEBHOOKS_LOCK = ":webhooks"
 
 
 def run_pass(pools: list[PoolSpec]) -> list[PoolReport]:
@@ -56,28 +60,60 @@ def upkeep() -> LeaseReport:
     return expiry.run()
 
 
+def send_webhooks() -> DeliveryReport | None:
+    """Send the lease webhook calls that are due; None when another manager sends them."""
+    with pool_lock(WEBHOOKS_LOCK) as held:
+        return webhooks.deliver_due() if held else None
+
+
 def run_forever(app, pools: list[PoolSpec], interval: float, stop: threading.Event) -> None:
-    """Passes over ``pools`` and the leases every ``interval`` seconds until ``stop`` is set.
+    """Passes over ``pools`` and the leases every ``interval`` seconds until ``stop`` is set;
+    the webhook calls sent by a thread of their own, after each pass and between passes,
+    so that a receiver that hangs never holds a pass back.
 
     A pass that fails (the database away, a bug) is logged and the next one comes on
     time: the manager outlives what a pass meets.
     """
+    wake = threading.Event()
+    sender = threading.Thread(
+        target=_send_forever, args=(app, interval, stop, wake), name="webhook-sender", daemon=True
+    )
+    sender.start()
     while not stop.is_set():
-        with app.app_context():
-            try:
-                for report in run_pass(pools):
-                    if report.problems:
-                        log.warning("pool %s: %s", report.pool, "; ".join(report.problems))
-                leases = upkeep()
-                if leases.problems:
-                    log.warning("leases: %s", "; ".join(leases.problems))
-            except Exception as exc:  # noqa: BLE001 (see the docstring)
-                reason = (str(exc).strip().splitlines() or [""])[0]
-                log.error("pool manager: the pass failed: %s: %s", type(exc).__name__, reason)
-                log.debug("pool manager: the pass failed", exc_info=True)
-            finally:
-                db.session.remove()
+        _logged(app, "the pass", lambda: _one_pass(pools))
+        wake.set()  # what the pass queued goes out now
         stop.wait(interval)
+    wake.set()
+    sender.join()
+
+
+def _one_pass(pools: list[PoolSpec]) -> None:
+    for report in run_pass(pools):
+        if report.problems:
+            log.warning("pool %s: %s", report.pool, "; ".join(report.problems))
+    leases = upkeep()
+    if leases.problems:
+        log.warning("leases: %s", "; ".join(leases.problems))
+
+
+def _send_forever(app, interval: float, stop: threading.Event, wake: threading.Event) -> None:
+    while not stop.is_set():
+        wake.wait(interval)
+        wake.clear()
+        _logged(app, "sending the webhook calls", send_webhooks)
+
+
+def _logged(app, what: str, work) -> None:
+    """Run ``work`` in an app context; log what it raises rather than die of it."""
+    with app.app_context():
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 (the manager outlives what a pass meets)
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            log.error("pool manager: %s failed: %s: %s", what, type(exc).__name__, reason)
+            log.debug("pool manager: %s failed", what, exc_info=True)
+        finally:
+            db.session.remove()
 
 
 def _pass(spec: PoolSpec) -> PoolReport:
