@@ -3,16 +3,28 @@ extend or release a leased VM, and the pool manager's release at the end. (moto'
 test_leases_ec2.py.)"""
 
 import datetime
+import json
+import threading
+import time
 
 import pytest
 import sqlalchemy
 from conftest import assert_error, token_client
+from test_webhooks import SECRET, Receiver, docs_recipe
 
-from dispatcher import clouds, create_app, pools
+from dispatcher import clouds, create_app, pools, webhooks
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.leases import expiry
-from dispatcher.models import ASSIGNED, DELETED, FAULTY, FREE, Assignment, AuditEntry
+from dispatcher.models import (
+    ASSIGNED,
+    DELETED,
+    FAULTY,
+    FREE,
+    Assignment,
+    AuditEntry,
+    WebhookDelivery,
+)
 from dispatcher.pools import manager
 from dispatcher.pools.lock import pool_lock
 
@@ -465,3 +477,117 @@ def test_a_pass_on_the_command_line_reports_the_leases(app):
     result = app.test_cli_runner().invoke(args=["pools", "reconcile"])
     assert result.exit_code == 0, result.output
     assert result.output == "leases: 0 warned, 1 released, 0 destroyed\n"
+
+
+# -- the lease webhooks, sent by the manager ----------------------------------------------
+
+
+@pytest.fixture
+def good():
+    with Receiver(204) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def failing():
+    with Receiver(500) as receiver:
+        yield receiver
+
+
+def wait_for(condition, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.05)
+
+
+def deliveries(app) -> list[tuple]:
+    with app.app_context():
+        return [
+            (row.event, row.attempts, row.delivered_at is not None, row.given_up_at is not None)
+            for row in db.session.scalars(
+                sqlalchemy.select(WebhookDelivery).order_by(WebhookDelivery.id)
+            )
+        ]
+
+
+def test_the_manager_calls_the_webhooks_and_a_failing_one_stalls_nothing(make_app, good, failing):
+    """The lease of a VM of no pool goes to LEASE_WEBHOOK_URL, which answers: it gets
+    expiring then released, signed as the docs verify. The pool's VMs go to its
+    webhook_url, which answers 500: each call is made LEASE_WEBHOOK_ATTEMPTS times, then
+    given up, while the other receiver's calls and the releases go on."""
+    app = make_app(
+        LEASE_WEBHOOK_URL=good.url(),
+        LEASE_WEBHOOK_SECRET=SECRET,
+        LEASE_WEBHOOK_ATTEMPTS=3,
+        LEASE_WEBHOOK_BACKOFF_SECONDS=0.05,
+        POOLS={"web": {**POOL["web"], "release": "reuse", "webhook_url": failing.url()}},
+    )
+    fill(app)
+    owner = token_client(app)
+    # Within LEASE_WARNING_SECONDS (300) of their ends: the first pass warns.
+    by_node = assign(owner, lease=200).json
+    by_type = owner.put(
+        "/api/v1/vm/action/assign", json={"vm_type": "web", "user": "alice", "lease": 200}
+    ).json
+    with app.app_context():
+        selected = pools.every()
+    stop = threading.Event()
+    runner = threading.Thread(target=manager.run_forever, args=(app, selected, 0.1, stop))
+    runner.start()
+    try:
+        wait_for(lambda: len(good.calls) == 1, "the expiring call")
+        end_lease(app)
+        end_lease(app, by_type["id_vm"], "default")
+        wait_for(lambda: len(good.calls) == 2, "the released call")
+        wait_for(lambda: len(failing.calls) == 6, "three tries of both calls to the pool's hook")
+        wait_for(lambda: [row[3] for row in deliveries(app)].count(True) == 2, "giving up")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+
+    verified = docs_recipe()
+    sent = [json.loads(call["body"]) for call in good.calls]
+    for call in good.calls:
+        assert verified(call["body"], call["headers"]["X-Dispatcher-Signature"], SECRET)
+        assert not verified(call["body"] + b" ", call["headers"]["X-Dispatcher-Signature"], SECRET)
+    assert [body["event"] for body in sent] == ["expiring", "released"]
+    assert sent[0] == {
+        "event": "expiring",
+        "cloud": "fake_driver",
+        "id_vm": "1",
+        "hostname": "dummy-1",
+        "user": "zeppolo",
+        "vm_type": "app",
+        "expires_at": by_node["expires_at"],
+    }
+    assert sent[1]["user"] == "zeppolo" and sent[1]["expires_at"] != by_node["expires_at"]
+    events = sorted(json.loads(call["body"])["event"] for call in failing.calls)
+    assert events == ["expiring"] * 3 + ["released"] * 3
+    assert sorted(deliveries(app)) == [
+        ("expiring", 1, True, False),
+        ("expiring", 3, False, True),
+        ("released", 1, True, False),
+        ("released", 3, False, True),
+    ]
+    assert row(app).status == DELETED  # released and destroyed on time
+    assert row(app, by_type["id_vm"], "default").status == FREE  # back in its pool
+    outcomes = [entry[3] for entry in history(app, webhooks.CALLER)]
+    assert outcomes.count("ok") == 2 and outcomes.count("500") == 6
+
+
+def test_a_release_request_of_a_leased_vm_queues_its_released_call_and_a_refused_one_none(
+    make_app,
+):
+    app = make_app(LEASE_WEBHOOK_URL="http://127.0.0.1:9/hook", LEASE_WEBHOOK_SECRET=SECRET)
+    owner, other = token_client(app, "owner"), token_client(app, "other")
+    assign(owner, lease=3600)
+    assign(owner, node="2")  # no lease: no webhook
+
+    assert other.put(RELEASE, json={"node": "1"}).status_code == 403
+    assert owner.put(RELEASE, json={"node": "1", "emulate": True}).status_code == 200
+    assert deliveries(app) == []
+    assert owner.put(RELEASE, json={"node": "1"}).status_code == 200
+    assert owner.put(RELEASE, json={"node": "2"}).status_code == 200
+
+    assert deliveries(app) == [("released", 0, False, False)]  # queued, for the manager
