@@ -72,6 +72,21 @@ class AmbiguousHostnameError(ConflictError):
         )
 
 
+class IdempotencyKeyInUseError(ConflictError):
+    """The request with this Idempotency-Key still runs: the caller is told when to ask again
+    (Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class IdempotencyKeyReusedError(DispatcherError):
+    """The Idempotency-Key was used with another request (method, path or body)."""
+
+    status = 422
+
+
 class NotFoundError(DispatcherError):
     """A thing the request names does not exist."""
 

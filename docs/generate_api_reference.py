@@ -65,6 +65,16 @@ def _answer(operation: dict) -> list[str]:
     return ["Answer: `status`" + ("".join(f", {field}" for field in fields)) + "."]
 
 
+def _other_answers(operation: dict) -> list[str]:
+    """The statuses an operation documents besides 200 and the default error envelope."""
+    answers = [
+        f"{status} ({response['description']})"
+        for status, response in operation["responses"].items()
+        if status not in ("200", "default")
+    ]
+    return ["Also answers " + ", ".join(answers) + ".\n"] if answers else []
+
+
 def render(document: dict) -> str:
     """The reference as Markdown."""
     components = document["components"]["schemas"]
@@ -89,7 +99,11 @@ def render(document: dict) -> str:
             if choices:
                 lines.append("Path choices: " + "; ".join(choices) + ".\n")
             for parameter in operation.get("parameters", []):
-                lines.append(f"Query: `{parameter['name']}` ({_type(parameter['schema'])}).\n")
+                if parameter["in"] == "header":
+                    text = parameter["description"]
+                    lines.append(f"Header: `{parameter['name']}` (optional): {text}\n")
+                else:
+                    lines.append(f"Query: `{parameter['name']}` ({_type(parameter['schema'])}).\n")
             body = operation.get("requestBody")
             if body:
                 name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
@@ -98,6 +112,7 @@ def render(document: dict) -> str:
                 lines.append("")
             lines.extend(_answer(operation))
             lines.append("")
+            lines.extend(_other_answers(operation))
     lines.append("## Shapes\n")
     for name, schema in components.items():
         if schema.get("title"):  # a request body, shown with its operation

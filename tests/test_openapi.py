@@ -254,3 +254,63 @@ def test_the_document_and_the_validation_agree_on_every_body(schema, data):
     assume(not described_only(body))
     allowed = jsonschema.Draft202012Validator(document).is_valid(body)
     assert accepted(schema, body) == allowed, body
+
+
+# The operations that take an Idempotency-Key (each with and without /{cloud}).
+IDEMPOTENT = {
+    ("post", "/api/v1/vm/start"),
+    ("put", "/api/v1/vm/stop"),
+    ("put", "/api/v1/vm/action/{action}"),
+    ("put", "/api/v1/vm/action/assign"),
+    ("put", "/api/v1/vm/action/release"),
+    ("post", "/api/v1/fw"),
+    ("delete", "/api/v1/fw"),
+    ("put", "/api/v1/fw/open"),
+    ("post", "/api/v1/fw/open"),
+    ("put", "/api/v1/fw/close"),
+    ("post", "/api/v1/fw/close"),
+    ("post", "/api/v1/storage/create"),
+    ("put", "/api/v1/storage/attach"),
+    ("put", "/api/v1/storage/detach"),
+    ("put", "/api/v1/storage/destroy"),
+}
+
+
+def test_every_change_takes_an_idempotency_key_and_says_what_it_answers(document):
+    """Each operation that needs the role agent documents the Idempotency-Key header, its
+    409 (with Retry-After) and 422, and Idempotent-Replayed on the answers; no other does."""
+    found = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            if not headers:
+                assert set(operation["responses"]) == {"200", "default"}, (method, path)
+                continue
+            found.add((method, path.removesuffix("/{cloud}")))
+            assert "Needs the role agent or admin." in operation["description"]
+            assert [(p["name"], p["required"]) for p in headers] == [("Idempotency-Key", False)]
+            assert headers[0]["schema"]["maxLength"] == 257  # 255 and the quotes
+            responses = operation["responses"]
+            assert list(responses) == ["200", "409", "422", "default"]
+            assert "Retry-After" in responses["409"]["headers"]
+            for status in ("200", "409", "default"):
+                replayed = responses[status]["headers"]["Idempotent-Replayed"]
+                assert replayed["schema"] == {"type": "string", "enum": ["true"]}
+    assert found == IDEMPOTENT
+
+
+def test_a_replayed_answer_matches_the_document(client, document):
+    """The replay's body validates against the 200 schema; its header against the header's."""
+    body = {"node": "1", "user": "u", "vm_type": "a"}
+    headers = {"Idempotency-Key": "replay-me"}
+    client.put("/api/v1/vm/action/assign/fake_driver", json=body, headers=headers)
+    replay = client.put("/api/v1/vm/action/assign/fake_driver", json=body, headers=headers)
+    assert replay.status_code == 200
+    path = "/api/v1/vm/action/assign/{cloud}"
+    jsonschema.validate(replay.json, answer_schema(document, path, "put"))
+    declared = document["paths"][path]["put"]["responses"]["200"]["headers"]
+    jsonschema.validate(
+        replay.headers["Idempotent-Replayed"], declared["Idempotent-Replayed"]["schema"]
+    )

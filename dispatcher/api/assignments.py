@@ -8,6 +8,7 @@ from ..serializers import assignment_to_dict, audit_entry_to_dict
 from ..shapes import ANY, ARRAY, TEXT, TEXT_OR_NULL, list_of
 from ..validation import ASSIGN, EXTEND, RELEASE
 from .base import ApiView, accepts, agent_required, answers, ok, query
+from .idempotency import idempotent
 from .parameters import limit
 
 # What an assign or a release answers, as Cistern does.
@@ -26,6 +27,7 @@ class AssignAPI(ApiView):
     """``PUT /api/v1/vm/action/assign[/<cloud>]``: give a free VM to a user."""
 
     @agent_required
+    @idempotent
     @accepts(ASSIGN)
     @answers(BOOKKEEPING_ANSWER, optional={**POOL_ANSWER, **LEASE_END})
     def put(self, cloud, body):
@@ -43,6 +45,7 @@ class ReleaseAPI(ApiView):
     """``PUT /api/v1/vm/action/release[/<cloud>]``: free an assigned VM and destroy it."""
 
     @agent_required
+    @idempotent
     @accepts(RELEASE)
     @answers(BOOKKEEPING_ANSWER)
     def put(self, cloud, body):

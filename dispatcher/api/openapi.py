@@ -13,6 +13,7 @@ from flask import current_app
 from ..errors import envelope
 from ..fields import body_json_schema
 from ..shapes import ListOf, shape_of
+from . import idempotency
 from .base import ApiView, PublicView
 
 METHODS = ("get", "post", "put", "delete", "patch")
@@ -132,7 +133,47 @@ def _operation(rule, view_class, method: str, components: Components, security: 
             {"name": name, "in": "query", "required": False, "schema": parameter.schema}
             for name, parameter in parameters.items()
         ]
+    if getattr(handler, "idempotent", False):
+        _idempotent(operation, components)
     return operation
+
+
+def _idempotent(operation: dict, components: Components) -> None:
+    """The Idempotency-Key header of an operation (``@idempotent``) and what it answers."""
+    operation.setdefault("parameters", []).append(
+        {
+            "name": idempotency.HEADER,
+            "in": "header",
+            "required": False,
+            "description": idempotency.HEADER_DESCRIPTION,
+            # A quoted key has its two quotes besides.
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": idempotency.KEY_LENGTH_MAX + 2,
+                "pattern": "^[ -~]+$",
+            },
+        }
+    )
+    error = {"application/json": {"schema": components.schema(envelope)}}
+    replayed = {
+        idempotency.REPLAYED_HEADER: {
+            "description": idempotency.REPLAYED_DESCRIPTION,
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+    responses = operation["responses"]
+    operation["responses"] = {
+        "200": {**responses["200"], "headers": replayed},
+        "409": {
+            "description": idempotency.IN_USE_DESCRIPTION
+            + ", or a conflict of the operation itself",
+            "headers": {"Retry-After": {"schema": {"type": "string"}}, **replayed},
+            "content": error,
+        },
+        "422": {"description": idempotency.REUSED_DESCRIPTION, "content": error},
+        "default": {**responses["default"], "headers": replayed},
+    }
 
 
 def _token_schemes(config) -> dict:

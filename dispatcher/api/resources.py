@@ -14,6 +14,7 @@ from ..validation import (
     VOLUME_REFERENCE,
 )
 from .base import ApiView, accepts, agent_required, answers, ok
+from .idempotency import idempotent
 
 
 class FirewallAPI(ApiView):
@@ -26,6 +27,7 @@ class FirewallAPI(ApiView):
         return ok(groups=firewall.list_security_groups(clouds.get(cloud)))
 
     @agent_required
+    @idempotent
     @accepts(SECURITY_GROUP)
     @answers({"group": Group.as_dict})
     def post(self, cloud, body):
@@ -33,6 +35,7 @@ class FirewallAPI(ApiView):
         return ok(**operations.create_security_group(clouds.get(cloud), **body))
 
     @agent_required
+    @idempotent
     @accepts(GROUP_REFERENCE)
     @answers({"result": TEXT})
     def delete(self, cloud, body):
@@ -44,6 +47,7 @@ class FirewallRuleAPI(ApiView):
     """``/api/v1/fw/<open|close>[/<cloud>]``: open or close a port range (PUT, or POST)."""
 
     @agent_required
+    @idempotent
     @accepts(PORT_RULE)
     @answers({"group": Group.as_dict, "result": TEXT})
     def put(self, action, cloud, body):
@@ -57,6 +61,7 @@ class VolumeCreateAPI(ApiView):
     """``POST /api/v1/storage/create[/<cloud>]``: a new volume."""
 
     @agent_required
+    @idempotent
     @accepts(VOLUME)
     @answers({"volume": volume_to_dict})
     def post(self, cloud, body):
@@ -68,6 +73,7 @@ class VolumeAttachAPI(ApiView):
     """``PUT /api/v1/storage/attach[/<cloud>]``: attach a volume to a node."""
 
     @agent_required
+    @idempotent
     @accepts(VOLUME_ATTACHMENT)
     @answers({"result": TEXT})
     def put(self, cloud, body):
@@ -79,6 +85,7 @@ class VolumeChangeAPI(ApiView):
     """``PUT /api/v1/storage/<detach|destroy>[/<cloud>]``."""
 
     @agent_required
+    @idempotent
     @accepts(VOLUME_REFERENCE)
     @answers({"result": TEXT})
     def put(self, action, cloud, body):

@@ -8,12 +8,14 @@ from ..serializers import node_to_dict
 from ..shapes import TEXT
 from ..validation import NODE_REFERENCE, START, STOP
 from .base import ApiView, accepts, agent_required, answers, ok
+from .idempotency import idempotent
 
 
 class StartAPI(ApiView):
     """``POST /api/v1/vm/start[/<cloud>]``: a new VM from an image and a size."""
 
     @agent_required
+    @idempotent
     @accepts(START)
     @answers({"nodes": node_to_dict})
     def post(self, cloud, body):
@@ -25,6 +27,7 @@ class StopAPI(ApiView):
     """``PUT /api/v1/vm/stop[/<cloud>]``: destroy a VM named by id or hostname."""
 
     @agent_required
+    @idempotent
     @accepts(STOP)
     @answers({"result": TEXT})
     def put(self, cloud, body):
@@ -36,6 +39,7 @@ class PowerAPI(ApiView):
     """``PUT /api/v1/vm/action/<reboot|poweron|poweroff>[/<cloud>]``."""
 
     @agent_required
+    @idempotent
     @accepts(NODE_REFERENCE)
     @answers({"result": TEXT})
     def put(self, action, cloud, body):
