@@ -23,6 +23,7 @@ from dispatcher.models import (
     FREE,
     Assignment,
     AuditEntry,
+    IdempotencyKey,
     WebhookDelivery,
 )
 from dispatcher.pools import manager
@@ -591,3 +592,39 @@ def test_a_release_request_of_a_leased_vm_queues_its_released_call_and_a_refused
     assert owner.put(RELEASE, json={"node": "2"}).status_code == 200
 
     assert deliveries(app) == [("released", 0, False, False)]  # queued, for the manager
+
+
+def test_a_pass_deletes_the_expired_idempotency_keys(app):
+    client = token_client(app)
+    old = client.put(
+        ASSIGN, json={"node": "1", "user": "u", "vm_type": "a"}, headers={"Idempotency-Key": "old"}
+    )
+    new = client.put(
+        ASSIGN, json={"node": "2", "user": "u", "vm_type": "a"}, headers={"Idempotency-Key": "new"}
+    )
+    assert old.status_code == new.status_code == 200
+    with app.app_context():
+        db.session.execute(
+            sqlalchemy.update(IdempotencyKey)
+            .where(IdempotencyKey.key == "old")
+            .values(expires_at=utcnow() - datetime.timedelta(seconds=1))
+        )
+        db.session.commit()
+
+    upkeep(app)
+
+    with app.app_context():
+        assert db.session.scalars(sqlalchemy.select(IdempotencyKey.key)).all() == ["new"]
+
+
+def test_an_extend_sent_twice_with_one_idempotency_key_runs_once(app):
+    client = token_client(app)
+    assign(client, lease=60)
+    body, headers = {"node": "1", "lease": 600}, {"Idempotency-Key": "extend-once"}
+
+    first = client.put(EXTEND, json=body, headers=headers)
+    again = client.put(EXTEND, json=body, headers=headers)
+
+    assert first.status_code == again.status_code == 200
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
+    assert [entry[0] for entry in history(app)].count("extend") == 1

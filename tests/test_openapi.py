@@ -263,6 +263,7 @@ IDEMPOTENT = {
     ("put", "/api/v1/vm/action/{action}"),
     ("put", "/api/v1/vm/action/assign"),
     ("put", "/api/v1/vm/action/release"),
+    ("put", "/api/v1/vm/action/extend"),
     ("post", "/api/v1/fw"),
     ("delete", "/api/v1/fw"),
     ("put", "/api/v1/fw/open"),

@@ -60,6 +60,7 @@ class ExtendAPI(ApiView):
     """``PUT /api/v1/vm/action/extend[/<cloud>]``: a new end for an assigned VM's lease."""
 
     @agent_required
+    @idempotent
     @accepts(EXTEND)
     @answers({**BOOKKEEPING_ANSWER, **LEASE_END})
     def put(self, cloud, body):

@@ -17,7 +17,7 @@ A pass, under the pool's lock (``lock.pool_lock``):
 import logging
 import threading
 
-from .. import clouds, metrics, serializers, webhooks
+from .. import clouds, idempotency, metrics, serializers, webhooks
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
@@ -56,8 +56,12 @@ def describe(pools: list[PoolSpec]) -> str:
 
 def upkeep() -> LeaseReport:
     """What a pass does besides the pools: release the leases that ended (and warn of
-    those about to)."""
-    return expiry.run()
+    those about to), and delete the Idempotency-Keys past their time."""
+    report = expiry.run()
+    purged = idempotency.purge_expired()
+    if purged:
+        log.info("pool manager: %d expired Idempotency-Keys deleted", purged)
+    return report
 
 
 def send_webhooks() -> DeliveryReport | None:
