@@ -20,6 +20,7 @@ from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
 from harness.ec2_cloud import Ec2Cloud
 from harness.ports import free_port
+from harness.webhook_receiver import Receiver
 
 # The keys of an ASSIGNMENT, Cistern's row shape (serializers.assignment_to_dict).
 ASSIGNMENT_KEYS = {
@@ -347,3 +348,21 @@ class ScriptedCloud:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def good():
+    with Receiver(204) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def failing():
+    with Receiver(500) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def hanging():
+    with Receiver(hang=True) as receiver:
+        yield receiver

@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy
 from conftest import assert_error, token_client
-from test_webhooks import SECRET, Receiver, docs_recipe
+from test_webhooks import SECRET, docs_recipe
 
 from dispatcher import clouds, create_app, pools, webhooks
 from dispatcher.errors import ConfigurationError
@@ -481,18 +481,6 @@ def test_a_pass_on_the_command_line_reports_the_leases(app):
 
 
 # -- the lease webhooks, sent by the manager ----------------------------------------------
-
-
-@pytest.fixture
-def good():
-    with Receiver(204) as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def failing():
-    with Receiver(500) as receiver:
-        yield receiver
 
 
 def wait_for(condition, what: str, seconds: float = 30) -> None:
