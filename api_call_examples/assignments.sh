@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Assign a VM to a user for an application, see the status and history, release it.
+# Assign a VM to a user for an application, leased for an hour and safe to retry, extend
+# its lease, see the status and history, release it.
 # An assignment it made is released at exit, on failure too.
 #   ./assignments.sh [CLOUD [NODE_ID]]    [default: fake_driver, node 1]
 # Release destroys the VM unless the dispatcher runs with RELEASE_KEEPS_NODE = True.
@@ -20,9 +21,15 @@ trap clean_up EXIT
 # A dry run first: what would happen, with nothing changed.
 api -X PUT "$BASE_URL/vm/action/assign/$cloud" "${json[@]}" \
     -d "{\"node\": \"$node\", \"user\": \"zeppolo\", \"vm_type\": \"galaxy\", \"emulate\": true}"
-api -X PUT "$BASE_URL/vm/action/assign/$cloud" "${json[@]}" \
-    -d "{\"node\": \"$node\", \"user\": \"zeppolo\", \"vm_type\": \"galaxy\"}"
+# Leased for an hour; the Idempotency-Key makes a retry of this very request safe: sent
+# again (a lost answer, a timeout), it gets the same answer and assigns nothing more.
+key="assign-$node-$(date +%s)-$$"
+api -X PUT "$BASE_URL/vm/action/assign/$cloud" "${json[@]}" -H "Idempotency-Key: $key" \
+    -d "{\"node\": \"$node\", \"user\": \"zeppolo\", \"vm_type\": \"galaxy\", \"lease\": 3600}"
 assigned=yes
+# Two hours from now, instead.
+api -X PUT "$BASE_URL/vm/action/extend/$cloud" "${json[@]}" \
+    -d "{\"node\": \"$node\", \"lease\": 7200}"
 api "$BASE_URL/vm/status/$cloud"
 api -X PUT "$BASE_URL/vm/action/release/$cloud" "${json[@]}" -d "{\"node\": \"$node\"}"
 assigned=""

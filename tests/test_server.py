@@ -277,9 +277,13 @@ def test_example_scripts_run_green(request, script):
         assert answers[1]["node"]["name"] == "dummy-3"
     if script == "assignments.sh":
         assert answers[1]["result"] == "Node 1 assigned"
-        assert answers[2]["nodes"][0]["user"] == "zeppolo"
-        assert answers[3]["result"] == "Node 1 released and deleted"
-        assert [entry["action"] for entry in answers[4]["history"]] == ["release", "assign"]
+        assert answers[2]["result"] == f"Node 1 leased until {answers[2]['expires_at']}"
+        assert answers[2]["expires_at"] > answers[1]["expires_at"]
+        assert answers[3]["nodes"][0]["user"] == "zeppolo"
+        assert answers[3]["nodes"][0]["expires_at"] == answers[2]["expires_at"]
+        assert answers[4]["result"] == "Node 1 released and deleted"
+        actions = [entry["action"] for entry in answers[5]["history"]]
+        assert actions == ["release", "extend", "assign"]
 
 
 def test_run_keeps_a_warm_pool_on_the_dummy_cloud(tmp_path):
