@@ -346,3 +346,16 @@ def test_a_vm_cistern_does_not_know_is_404(client, cistern, call, body):
     assert response.get_json()["message"].startswith("no useful node id here")
     assert cistern.count("POST") == cistern.count("PUT") == 0
     assert cistern.count("GET") == 1
+
+
+def test_a_lease_beside_cistern_is_400_and_asks_cistern_nothing(client, cistern):
+    """Cistern keeps no leases: an assign or an extend that asks for one is refused first."""
+    leased = assign(client, node="2", lease=60)
+    extended = client.put("/api/v1/vm/action/extend/fake_driver", json={"node": "2", "lease": 60})
+
+    for response in (leased, extended):
+        assert response.status_code == 400
+        assert response.get_json()["message"] == (
+            "lease: leases need the local ledger (ASSIGNMENT_BACKEND=local)"
+        )
+    assert cistern.requests == []

@@ -17,7 +17,16 @@ from .. import pools, webhooks
 from ..errors import ConfigurationError, ForbiddenError, InvalidRequestError
 from ..validation import LEASE_LONGEST
 
-__all__ = ["Terms", "enabled", "init_app", "resolve", "terms", "until"]
+__all__ = [
+    "Terms",
+    "check_holder",
+    "enabled",
+    "init_app",
+    "refuse_without_ledger",
+    "resolve",
+    "terms",
+    "until",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,15 @@ def enabled() -> bool:
     return current_app.config["ASSIGNMENT_BACKEND"] == "local"
 
 
+def refuse_without_ledger(requested: int | None) -> None:
+    """A lease is asked of a bookkeeping that cannot keep it (Cistern).
+
+    :raises InvalidRequestError: it is.
+    """
+    if requested is not None and not enabled():
+        raise InvalidRequestError("lease: leases need the local ledger (ASSIGNMENT_BACKEND=local)")
+
+
 def resolve(requested: int | None, spec=None) -> int | None:
     """The lease, in seconds, of an assign that asked for ``requested`` (None: none asked)
     of a VM of the pool ``spec``; None: the assignment never ends.
@@ -55,8 +73,7 @@ def resolve(requested: int | None, spec=None) -> int | None:
     :raises InvalidRequestError: longer than the cap, or a lease asked of a bookkeeping
         that cannot keep it.
     """
-    if requested is not None and not enabled():
-        raise InvalidRequestError("lease: leases need the local ledger (ASSIGNMENT_BACKEND=local)")
+    refuse_without_ledger(requested)
     agreed = terms(spec)
     seconds = requested if requested is not None else agreed.default
     if seconds is not None and agreed.cap is not None and seconds > agreed.cap:

@@ -93,6 +93,8 @@ def assign_vm(
     :raises BookkeepingUnavailableError: Cistern cannot be reached.
     """
 
+    leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
+
     def assign(row: dict) -> dict:
         if row["status"] != FREE:
             raise ConflictError(describe_holder(row))
@@ -197,7 +199,7 @@ def extend_vm(
     :raises ForbiddenError: another caller assigned it.
     :raises InvalidRequestError: longer than the cap; a bookkeeping without leases.
     """
-    leases.resolve(lease)  # a Cistern bookkeeping keeps no leases: 400 before anything
+    leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
 
     def extend(row: dict) -> dict:
         if row["status"] != ASSIGNED:
