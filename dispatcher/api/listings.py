@@ -2,6 +2,8 @@
 
 from .. import clouds, serializers
 from ..clouds import catalog, nodes, volumes
+from ..clouds.everywhere import list_everywhere, outcome_to_dict
+from ..clouds.pool import EVERY_CLOUD
 from ..errors import UnrecognizedActionError
 from ..paging import page
 from ..serializers import cloud_to_dict
@@ -58,7 +60,7 @@ class ListingAPI(ApiView):
     @answers(
         # next_marker only in a paged answer (limit or marker given)
         variants=[{key: list_of(item)} for key, _, item in dict.fromkeys(LISTINGS.values())],
-        optional={"next_marker": TEXT_OR_NULL},
+        optional={"next_marker": TEXT_OR_NULL, "clouds": list_of(outcome_to_dict)},
     )
     def get(self, action, cloud, limit, marker):
         """What the cloud has: nodes, images, flavors, sizes, tenants, locations, keypairs
@@ -67,14 +69,25 @@ class ListingAPI(ApiView):
         With ``limit`` or ``marker`` one page of it: ``limit`` items (100 by default, at
         most 1000) after the one whose id is ``marker``, and ``next_marker``, the
         ``marker`` of the next page (null on the last). Without either, everything.
+
+        The cloud ``all`` reads every cloud at once, each within CLOUD_TIMEOUT: the items,
+        each with its ``cloud``, by cloud then id (a page's marker is ``<cloud>/<id>``),
+        and ``clouds``, how each cloud answered: ``ok`` with its count, or ``error`` with
+        its message; never a cloud left out.
         """
         if action not in LISTINGS:
             raise UnrecognizedActionError(f"Unrecognized action found: {action}")
         key, read, _ = LISTINGS[action]
-        items = read(clouds.get(cloud))
+        id_key = PAGE_KEYS.get(action, "id")
+        extra = {}
+        if cloud == EVERY_CLOUD:
+            items, extra["clouds"] = list_everywhere(clouds.every(), read)
+
+            def id_key(item):  # a page's marker over every cloud: <cloud>/<id>
+                return f"{item['cloud']}/{item[PAGE_KEYS.get(action, 'id')]}"
+        else:
+            items = read(clouds.get(cloud))
         if limit is None and marker is None:
-            return ok(**{key: items})
-        chosen, next_marker = page(
-            items, limit or PAGE_DEFAULT, marker, PAGE_KEYS.get(action, "id")
-        )
-        return ok(**{key: chosen, "next_marker": next_marker})
+            return ok(**{key: items}, **extra)
+        chosen, next_marker = page(items, limit or PAGE_DEFAULT, marker, id_key)
+        return ok(**{key: chosen, "next_marker": next_marker}, **extra)

@@ -9,12 +9,14 @@ from urllib.parse import urlparse
 from libcloud.compute.providers import get_driver
 from libcloud.compute.types import Provider
 
-from ..errors import ConfigurationError, UnknownCloudError
+from ..errors import ConfigurationError, InvalidRequestError, UnknownCloudError
 
 if TYPE_CHECKING:
     from .cloud import Cloud
 
 DEFAULT_CLOUD = "default"
+# The cloud name of a listing of every cloud at once: no cloud of the farm may take it.
+EVERY_CLOUD = "all"
 
 # The original's engine names that libcloud no longer has: its EC2 driver per region.
 # There never was an "eu-east" EC2 region; eu-central-1 is the nearest one.
@@ -116,6 +118,11 @@ def parse_farm(farm: dict, environ=os.environ) -> dict[str, CloudSpec]:
     """
     if not farm:
         raise ConfigurationError("CLOUD_FARM is empty: configure at least one cloud")
+    if EVERY_CLOUD in farm:
+        raise ConfigurationError(
+            f"CLOUD_FARM: {EVERY_CLOUD!r} is reserved (GET /api/v1/<listing>/{EVERY_CLOUD} "
+            "reads every cloud): name the cloud otherwise"
+        )
     names = sorted(farm, key=lambda name: name != DEFAULT_CLOUD)
     return {name: parse_cloud(name, farm[name], environ) for name in names}
 
@@ -130,8 +137,14 @@ class CloudPool:
         """Return the cloud called ``name`` (``default`` for None).
 
         :raises UnknownCloudError: the pool has no such cloud.
+        :raises InvalidRequestError: ``all``, which names every cloud (listings only).
         """
         name = DEFAULT_CLOUD if name is None else name
+        if name == EVERY_CLOUD:
+            raise InvalidRequestError(
+                f"cloud: {EVERY_CLOUD} names every cloud, for the listings only "
+                f"(GET /api/v1/<listing>/{EVERY_CLOUD}): name one cloud here"
+            )
         try:
             return self._clouds[name]
         except KeyError:

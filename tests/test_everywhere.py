@@ -1,0 +1,103 @@
+"""Every cloud at once: ``GET /api/v1/<listing>/all`` asks each cloud concurrently and
+answers for each, whether it answered, refused or hung; ``all`` is no cloud of its own."""
+
+import time
+
+import pytest
+from conftest import assert_error, ec2_cloud, token_client
+
+from dispatcher import create_app
+from dispatcher.config import DUMMY_FARM
+from dispatcher.errors import ConfigurationError
+
+TIMEOUT = 2
+
+
+def test_nodes_of_every_cloud_each_tagged_with_its_cloud(app):
+    client = token_client(app)
+
+    answer = client.get("/api/v1/nodes/all")
+
+    assert answer.status_code == 200, answer.json
+    listed = [(node["cloud"], node["id"], node["name"]) for node in answer.json["nodes"]]
+    assert listed == [
+        ("default", "1", "dummy-1"),
+        ("default", "2", "dummy-2"),
+        ("fake_driver", "1", "dummy-1"),
+        ("fake_driver", "2", "dummy-2"),
+    ]
+    outcomes = answer.json["clouds"]
+    assert [(c["name"], c["status"], c["count"]) for c in outcomes] == [
+        ("default", "ok", 2),
+        ("fake_driver", "ok", 2),
+    ]
+    assert all(c["latency_ms"] >= 0 and "message" not in c for c in outcomes)
+    assert client.get("/api/v2/sizes/all").json["clouds"][1]["count"] > 0
+
+
+def test_a_refusing_and_a_hanging_cloud_are_entries_not_a_failure(
+    make_app, refusing_port, hanging_port
+):
+    farm = {
+        **DUMMY_FARM,
+        "refusing": ec2_cloud(refusing_port),
+        "hanging": ec2_cloud(hanging_port),
+    }
+    client = token_client(make_app(CLOUD_FARM=farm, CLOUD_TIMEOUT=TIMEOUT))
+    started = time.monotonic()
+
+    answer = client.get("/api/v1/nodes/all")
+
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.json
+    assert elapsed < TIMEOUT + 1  # the hanging cloud is waited for no longer
+    outcomes = {c["name"]: c for c in answer.json["clouds"]}
+    assert list(outcomes) == ["default", "fake_driver", "refusing", "hanging"]
+    assert (outcomes["default"]["status"], outcomes["default"]["count"]) == ("ok", 2)
+    assert outcomes["refusing"]["status"] == "error"
+    assert "Connection refused" in outcomes["refusing"]["message"]
+    assert outcomes["hanging"]["status"] == "error" and outcomes["hanging"]["count"] == 0
+    assert outcomes["hanging"]["message"].startswith("hanging:")
+    assert {node["cloud"] for node in answer.json["nodes"]} == {"default", "fake_driver"}
+    assert "loopback-secret-never-shown" not in answer.text
+
+
+def test_pages_over_every_cloud_by_cloud_then_id(app):
+    client = token_client(app)
+    seen, marker = [], None
+    while True:
+        query = {"limit": 3, **({"marker": marker} if marker else {})}
+        answer = client.get("/api/v1/nodes/all", query_string=query).json
+        seen += [f"{node['cloud']}/{node['id']}" for node in answer["nodes"]]
+        marker = answer["next_marker"]
+        if marker is None:
+            break
+    assert seen == ["default/1", "default/2", "fake_driver/1", "fake_driver/2"]
+    assert_error(
+        client.get("/api/v1/nodes/all", query_string={"marker": "nowhere/9"}),
+        400,
+        "marker: nothing called nowhere/9 in this listing",
+    )
+
+
+def test_all_is_no_cloud_of_its_own(app):
+    client = token_client(app)
+    message = (
+        "cloud: all names every cloud, for the listings only (GET /api/v1/<listing>/all): "
+        "name one cloud here"
+    )
+    assert_error(client.put("/api/v1/vm/stop/all", json={"node": "1"}), 400, message)
+    assert_error(client.get("/api/v1/vm/status/all"), 400, message)
+    assert_error(client.get("/api/v1/nodes/all/1"), 400, message)
+    with pytest.raises(ConfigurationError) as caught:
+        create_app(
+            {
+                "TESTING": True,
+                "SQLALCHEMY_DATABASE_URI": "sqlite://",
+                "CLOUD_FARM": {**DUMMY_FARM, "all": {"ENGINE": "dummy"}},
+            }
+        )
+    assert str(caught.value) == (
+        "CLOUD_FARM: 'all' is reserved (GET /api/v1/<listing>/all reads every cloud): "
+        "name the cloud otherwise"
+    )
