@@ -34,6 +34,11 @@ class Config:
     CLOUD_TIMEOUT = 30
     # How many times a call is tried when the cloud rejects the credentials (401).
     MAX_ITERATIONS = 3
+    # A cloud that failed this many calls in a row (no answer, no connection, an error of
+    # its own side) is not asked for CIRCUIT_SECONDS: its requests answer 503 at once.
+    # Per process; 0 turns it off.
+    CIRCUIT_FAILURES = 5
+    CIRCUIT_SECONDS = 30
     # Seconds an image looked up by id is remembered (per process), to start VMs
     # without asking the cloud for the same image each time; 0 turns it off.
     IMAGE_CACHE_SECONDS = 300

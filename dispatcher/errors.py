@@ -115,6 +115,16 @@ class CloudTimeoutError(CloudError):
     status = 504
 
 
+class CircuitOpenError(CloudError):
+    """The cloud failed too often in a row: it is not asked until its pause is over."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class BookkeepingRejectedError(DispatcherError):
     """The bookkeeping backend (Cistern) refused the request, with its reason."""
 

@@ -175,9 +175,26 @@ class _PoolCollector:
         yield gauge
 
 
+class _CircuitCollector:
+    """Each cloud's circuit breaker as this process sees it (the state is per process)."""
+
+    def collect(self):
+        from . import clouds
+
+        gauge = GaugeMetricFamily(
+            "dispatcher_cloud_circuit_open",
+            "1 while the cloud's circuit is open in the process that answers (not asked).",
+            labels=["cloud"],
+        )
+        for cloud in clouds.every():
+            gauge.add_metric([cloud.name], 1 if cloud.circuit.seconds_left() > 0 else 0)
+        yield gauge
+
+
 def _pool_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_PoolCollector())
+    registry.register(_CircuitCollector())
     return registry
 
 

@@ -4,7 +4,8 @@ answers for each, whether it answered, refused or hung; ``all`` is no cloud of i
 import time
 
 import pytest
-from conftest import assert_error, ec2_cloud, token_client
+from conftest import ScriptedCloud, assert_error, ec2_cloud, token_client
+from test_clouds import INTERNAL_ERROR, NO_INSTANCES
 
 from dispatcher import create_app
 from dispatcher.config import DUMMY_FARM
@@ -101,3 +102,41 @@ def test_all_is_no_cloud_of_its_own(app):
         "CLOUD_FARM: 'all' is reserved (GET /api/v1/<listing>/all reads every cloud): "
         "name the cloud otherwise"
     )
+
+
+def test_a_failing_cloud_opens_its_circuit_then_is_asked_again(make_app):
+    """CIRCUIT_FAILURES failures in a row (500s of the cloud): the next request answers 503
+    at once without asking the cloud, every view says so; after CIRCUIT_SECONDS the cloud is
+    asked again, and an answer closes the circuit."""
+    with ScriptedCloud([INTERNAL_ERROR, INTERNAL_ERROR, NO_INSTANCES]) as cloud:
+        app = make_app(
+            CLOUD_FARM={**DUMMY_FARM, "flaky": ec2_cloud(cloud.port)},
+            CIRCUIT_FAILURES=2,
+            CIRCUIT_SECONDS=1,
+        )
+        client = token_client(app)
+        assert [client.get("/api/v1/nodes/flaky").status_code for _ in range(2)] == [502, 502]
+        assert len(cloud.requests) == 2
+
+        started = time.monotonic()
+        refused = client.get("/api/v1/nodes/flaky")
+        elapsed = time.monotonic() - started
+
+        assert refused.status_code == 503
+        assert refused.json["message"].startswith("flaky: circuit open after 2 failures in a row, ")
+        assert refused.json["message"].endswith(" s left before it is asked again")
+        assert refused.headers["Retry-After"] == "1"
+        assert len(cloud.requests) == 2 and elapsed < 0.5  # not asked: no wait for it
+        everywhere = {c["name"]: c for c in client.get("/api/v1/nodes/all").json["clouds"]}
+        assert "circuit open" in everywhere["flaky"]["message"]
+        deep = {c["name"]: c for c in client.get("/api/v1/health?deep=1").json["clouds"]}
+        assert (deep["flaky"]["circuit"], deep["default"]["circuit"]) == ("open", "closed")
+        metrics = app.test_client().get("/metrics").get_data(as_text=True)
+        assert 'dispatcher_cloud_circuit_open{cloud="flaky"} 1.0' in metrics
+        assert len(cloud.requests) == 2
+
+        time.sleep(1.1)
+        again = client.get("/api/v1/nodes/flaky")
+
+        assert again.status_code == 200 and len(cloud.requests) == 3
+        assert client.get("/api/v1/health?deep=1").json["clouds"][-1]["circuit"] == "closed"

@@ -612,7 +612,8 @@ def test_deep_health_lists_every_cloud_reachable(client):
     assert (body["status"], body["database"]) == ("ok", "ok")
     assert [cloud["name"] for cloud in body["clouds"]] == ["default", "fake_driver"]
     for cloud in body["clouds"]:
-        assert set(cloud) == {"name", "reachable", "latency_ms"}
+        assert set(cloud) == {"name", "reachable", "latency_ms", "circuit"}
+        assert cloud["circuit"] == "closed"
         assert cloud["reachable"] is True
         assert isinstance(cloud["latency_ms"], int | float) and cloud["latency_ms"] >= 0
     assert {name: cloud_calls(name, "list_nodes") for name in DUMMY_FARM} == {
@@ -629,9 +630,9 @@ def test_deep_health_with_a_refusing_cloud(refusing_app):
     assert response.status_code == 200
     clouds = {cloud["name"]: cloud for cloud in response.json["clouds"]}
     assert list(clouds) == ["default", "bad"]
-    assert set(clouds["default"]) == {"name", "reachable", "latency_ms"}
+    assert set(clouds["default"]) == {"name", "reachable", "latency_ms", "circuit"}
     assert clouds["default"]["reachable"] is True
-    assert set(clouds["bad"]) == {"name", "reachable", "latency_ms", "message"}
+    assert set(clouds["bad"]) == {"name", "reachable", "latency_ms", "message", "circuit"}
     assert clouds["bad"]["reachable"] is False
     assert "Connection refused" in clouds["bad"]["message"]
     assert "loopback-secret" not in response.text

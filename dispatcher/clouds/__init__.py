@@ -7,6 +7,8 @@ the functions of ``nodes``, ``catalog``, ``volumes``, ``firewall`` and ``health`
 from flask import current_app
 
 from .. import serializers
+from ..errors import ConfigurationError
+from .breaker import CircuitBreaker
 from .cloud import Cloud
 from .pool import DEFAULT_CLOUD, CloudPool, CloudSpec, parse_farm
 
@@ -21,6 +23,11 @@ def init_app(app) -> None:
     :raises ConfigurationError: the farm cannot work (see ``parse_farm``).
     """
     config = app.config
+    failures, seconds = config["CIRCUIT_FAILURES"], config["CIRCUIT_SECONDS"]
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+        raise ConfigurationError("CIRCUIT_FAILURES must be a whole number from 0 (0: off)")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise ConfigurationError("CIRCUIT_SECONDS must be a number of seconds above 0")
     app.extensions[EXTENSION] = CloudPool(
         {
             name: Cloud(
@@ -29,6 +36,7 @@ def init_app(app) -> None:
                 max_iterations=config["MAX_ITERATIONS"],
                 image_cache_seconds=config["IMAGE_CACHE_SECONDS"],
                 static_cache_seconds=config["SIZE_CACHE_SECONDS"],
+                circuit=CircuitBreaker(name, failures, seconds),
             )
             for name, spec in parse_farm(config["CLOUD_FARM"]).items()
         }

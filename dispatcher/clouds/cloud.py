@@ -17,6 +17,7 @@ from libcloud.compute.types import Provider
 
 from .. import metrics
 from ..errors import CloudError, CloudTimeoutError, InvalidRequestError, NotSupportedError
+from .breaker import CircuitBreaker
 from .lookups import image_by_id
 from .pool import CloudSpec
 
@@ -49,6 +50,12 @@ def _rejects_credentials(exc: Exception) -> bool:
     # with a token the cloud no longer accepts (expired, revoked) is, for
     # OpenStack and others, a plain BaseHTTPError carrying the code.
     return isinstance(exc, InvalidCredsError) or getattr(exc, "code", None) == 401
+
+
+def _server_side(exc: Exception) -> bool:
+    """A cloud's error of its own side (an HTTP status of 500 or more)."""
+    code = getattr(exc, "code", None) or getattr(exc, "http_code", None)
+    return isinstance(code, int) and code >= 500
 
 
 def _provider_message(exc: Exception) -> str:
@@ -86,8 +93,10 @@ class Cloud:
         image_cache_seconds: float = 300,
         static_cache_seconds: float = 3600,
         cache_size: int = 1024,
+        circuit: CircuitBreaker | None = None,
     ):
         self.spec = spec
+        self.circuit = circuit or CircuitBreaker(spec.name, 0, 0)  # 0: always closed
         self._redactions = _redactions(spec.credentials)
         self.timeout = timeout
         self.max_iterations = max(1, int(max_iterations))
@@ -112,7 +121,7 @@ class Cloud:
         that lives ``in_process`` is its own sibling."""
         if self.in_process:
             return self
-        other = Cloud(self.spec, self.timeout, self.max_iterations)
+        other = Cloud(self.spec, self.timeout, self.max_iterations, circuit=self.circuit)
         other._images, other._static, other._cache_lock = (
             self._images,
             self._static,
@@ -190,21 +199,30 @@ class Cloud:
         :raises CloudTimeoutError: the cloud did not answer within the timeout.
         :raises CloudError: the cloud failed, could not be reached or kept refusing
             the credentials after ``max_iterations`` tries.
+        :raises CircuitOpenError: the cloud failed too often in a row (``circuit``): not
+            asked now.
         """
         name = self.name
+        self.circuit.check()
         for _ in range(self.max_iterations):
             driver = self.driver
             try:
                 with metrics.cloud_call(name, what):
-                    return operation(driver)
+                    answer = operation(driver)
+                self.circuit.succeeded()
+                return answer
             except NotImplementedError as exc:
                 raise NotSupportedError(f"{name}: the {driver.name} driver has no {what}") from exc
             except (requests.Timeout, TimeoutError) as exc:
+                self.circuit.failed()
                 raise CloudTimeoutError(f"{name}: no answer within {self.timeout} seconds") from exc
             except (requests.ConnectionError, OSError) as exc:
+                self.circuit.failed()
                 raise CloudError(f"{name}: {_transport_reason(exc)}") from exc
             except (LibcloudError, BaseHTTPError) as exc:
                 if not _rejects_credentials(exc):
+                    if _server_side(exc):  # the cloud's fault, not the request's
+                        self.circuit.failed()
                     raise CloudError(f"{name}: {self.redact(_provider_message(exc))}") from exc
                 log.warning("%s: credentials rejected on %s, rebuilding the driver", name, what)
                 self.discard_driver()
