@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 # Each operation on SQLite, the full run: the deterministic cases of schemathesis' coverage
 # phase (boundaries, wrong types, methods the document lacks), then this many cases of its
 # fuzzing phase.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 # An operation that another one repeats gets a few fuzzing cases and no coverage phase: a
 # path without `/{cloud}` is the view of the path with it on the default cloud (which is
 # drawn there too), with the same schemas, and /api/v2's listings are v1's.
@@ -35,7 +35,7 @@ REPEAT_EXAMPLES = 5
 # with more cases on POST /auth: with this seed the NUL in a username that PostgreSQL
 # refused with a 500 comes at its 136th case.
 DATABASE_OPERATIONS = r"/auth$|/vm/(action|history|status)(/|$)"
-POSTGRESQL_EXAMPLES = 40
+POSTGRESQL_EXAMPLES = 30
 AUTH_EXAMPLES = 150
 SEED = 20240601
 CHECKS = [
