@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError
 from .extensions import db
 from .models import IdempotencyKey
-from .serializers import as_utc
+from .serializers import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,6 @@ class StoredAnswer:
 
     status: int
     body: str
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def running_limit() -> datetime.timedelta:
@@ -191,22 +187,28 @@ def _ours(claimed: Claim):
     )
 
 
-def store(claimed: Claim, status: int, body: str) -> bool:
-    """Keep the request's answer under its key, for the repeats; whether it was kept (not if
-    the database failed, or the claim was taken over as abandoned). Commits."""
+def _settle(claimed: Claim, statement, failure: str) -> int | None:
+    """Run ``statement`` on the claim's row while it is still this request's, and commit;
+    the rows it changed (0: the claim was taken over), None when the database failed
+    (logged with ``failure``)."""
     try:
-        kept = db.session.execute(
-            update(IdempotencyKey)
-            .where(*_ours(claimed))
-            .values(status_code=status, body=body)
-            .execution_options(synchronize_session=False)
+        changed = db.session.execute(
+            statement.where(*_ours(claimed)).execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()
     except SQLAlchemyError as exc:
         db.session.rollback()
-        log.warning("idempotency key %s: answer not kept: %s", claimed.id, type(exc).__name__)
-        return False
-    if not kept:
+        log.warning("idempotency key %s: %s: %s", claimed.id, failure, type(exc).__name__)
+        return None
+    return changed
+
+
+def store(claimed: Claim, status: int, body: str) -> bool:
+    """Keep the request's answer under its key, for the repeats; whether it was kept (not if
+    the database failed, or the claim was taken over as abandoned). Commits."""
+    statement = update(IdempotencyKey).values(status_code=status, body=body)
+    kept = _settle(claimed, statement, "answer not kept")
+    if kept == 0:
         log.warning("idempotency key %s: answer not kept: claimed by another", claimed.id)
     return bool(kept)
 
@@ -214,18 +216,7 @@ def store(claimed: Claim, status: int, body: str) -> bool:
 def give_back(claimed: Claim) -> bool:
     """Delete the claim, so that a retry with the key runs again; whether it was deleted.
     Commits."""
-    try:
-        deleted = db.session.execute(
-            delete(IdempotencyKey)
-            .where(*_ours(claimed))
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        db.session.commit()
-    except SQLAlchemyError as exc:
-        db.session.rollback()
-        log.warning("idempotency key %s: not given back: %s", claimed.id, type(exc).__name__)
-        return False
-    return bool(deleted)
+    return bool(_settle(claimed, delete(IdempotencyKey), "not given back"))
 
 
 def purge_expired(now: datetime.datetime | None = None) -> int:

@@ -12,6 +12,7 @@ from conftest import assert_error, cloud_calls, token_client
 from dispatcher import auth, idempotency
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry, IdempotencyKey
+from dispatcher.serializers import utcnow
 
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
 RELEASE = "/api/v1/vm/action/release/fake_driver"
@@ -59,7 +60,7 @@ def add_key(app, key: str, age: datetime.timedelta, **values):
     """A key row of the user ``tester`` for the assign of BODY, made ``age`` ago; ``values``
     set the rest (no answer yet, and an expiry a day after it was made, unless given)."""
     with app.app_context():
-        now = idempotency.utcnow()
+        now = utcnow()
         row = IdempotencyKey(
             user_id=auth.get_user("tester").id,
             key=key,
@@ -300,7 +301,7 @@ def test_the_role_is_checked_before_the_key(app):
 def test_a_repeat_while_the_first_runs_is_409_with_retry_after(app, client, expires):
     """A request with the key still runs (its row has no answer yet, made a minute ago): 409
     with Retry-After, and nothing runs; past the key's expiry too, as it may still act."""
-    now = idempotency.utcnow()
+    now = utcnow()
     add_key(app, "k", age=datetime.timedelta(minutes=1), expires_at=now + expires)
     calls = cloud_calls("fake_driver", "list_nodes")
 
@@ -416,7 +417,7 @@ def test_purge_expired_deletes_only_expired_keys(app, client):
     latter even past their expiry. purge_expired says how many went."""
     with app.app_context():
         limit = idempotency.running_limit()
-    now, minute = idempotency.utcnow(), datetime.timedelta(minutes=1)
+    now, minute = utcnow(), datetime.timedelta(minutes=1)
     past, soon = now - datetime.timedelta(seconds=1), now + datetime.timedelta(hours=1)
     add_key(app, "expired", age=DAY, status_code=200, body="{}", expires_at=past)
     add_key(app, "live", age=minute, status_code=200, body="{}", expires_at=soon)

@@ -78,16 +78,14 @@ class ListingAPI(ApiView):
         if action not in LISTINGS:
             raise UnrecognizedActionError(f"Unrecognized action found: {action}")
         key, read, _ = LISTINGS[action]
-        id_key = PAGE_KEYS.get(action, "id")
-        extra = {}
+        field = PAGE_KEYS.get(action, "id")
+        mark, extra = field, {}
         if cloud == EVERY_CLOUD:
             items, extra["clouds"] = list_everywhere(clouds.every(), read)
-
-            def id_key(item):  # a page's marker over every cloud: <cloud>/<id>
-                return f"{item['cloud']}/{item[PAGE_KEYS.get(action, 'id')]}"
+            mark = lambda item: f"{item['cloud']}/{item[field]}"  # noqa: E731 (one line)
         else:
             items = read(clouds.get(cloud))
         if limit is None and marker is None:
             return ok(**{key: items}, **extra)
-        chosen, next_marker = page(items, limit or PAGE_DEFAULT, marker, id_key)
+        chosen, next_marker = page(items, limit or PAGE_DEFAULT, marker, mark)
         return ok(**{key: chosen, "next_marker": next_marker}, **extra)

@@ -15,6 +15,7 @@ from flask import current_app
 
 from .. import pools, webhooks
 from ..errors import ConfigurationError, ForbiddenError, InvalidRequestError
+from ..serializers import utcnow
 from ..validation import LEASE_LONGEST
 
 __all__ = [
@@ -87,7 +88,7 @@ def until(seconds: int | None) -> datetime.datetime | None:
     """When a lease of ``seconds`` that starts now ends."""
     if seconds is None:
         return None
-    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return utcnow() + datetime.timedelta(seconds=seconds)
 
 
 def check_holder(assigned_by: str | None, caller: str, admin: bool, what: str, node) -> None:

@@ -8,7 +8,6 @@ and the history has it. A VM to destroy stays faulty until it is destroyed, so t
 ledger never calls free a VM that still runs; the next pass tries the destroy again.
 """
 
-import datetime
 import logging
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from ..errors import DispatcherError, NotFoundError
 from ..extensions import db
 from ..operations import release_vm
 from ..pools.lock import pool_lock
+from ..serializers import utcnow
 from . import notices, records
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def run() -> LeaseReport:
 
 def _run() -> LeaseReport:
     report = LeaseReport()
-    now = datetime.datetime.now(datetime.UTC)
+    now = utcnow()
     for row in records.to_warn(now, current_app.config["LEASE_WARNING_SECONDS"]):
         leased = notices.Leased.of(row)
         if records.mark_warned(row, now):

@@ -6,16 +6,7 @@ import datetime
 from sqlalchemy import func, select, update
 
 from ..extensions import db
-from ..models import ASSIGNED, DELETED, FAULTY, Assignment
-
-
-def row_of(cloud: str, id_vm) -> Assignment | None:
-    """The ledger's row of the VM (not deleted), or None."""
-    return db.session.scalar(
-        select(Assignment).where(
-            Assignment.cloud == cloud, Assignment.id_vm == str(id_vm), Assignment.status != DELETED
-        )
-    )
+from ..models import ASSIGNED, FAULTY, Assignment
 
 
 def begin(row_id: int, assigned_by: str, expires_at: datetime.datetime | None) -> None:

@@ -18,14 +18,10 @@ from ..models import (
     PoolCloudState,
     PoolPass,
 )
-from ..serializers import as_utc
+from ..serializers import as_utc, utcnow
 
 # The states a pool's VM counts in, as the API names them.
 STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def counts(pool: str) -> dict[str, dict[str, int]]:

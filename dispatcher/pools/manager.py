@@ -24,7 +24,7 @@ from ..extensions import db
 from ..leases import expiry
 from ..leases.expiry import LeaseReport
 from ..models import BOOTING, DELETED, FAULTY, FREE
-from ..serializers import as_utc
+from ..serializers import as_utc, utcnow
 from ..webhooks import DeliveryReport
 from . import ledger, marks
 from .events import CALLER, PoolReport, failed, record
@@ -151,7 +151,7 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> Non
             row = ledger.add_booting(spec.name, cloud.name, shown, creation_id)
             record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
             report.adopted += 1
-    now = ledger.utcnow()
+    now = utcnow()
     for row in ledger.live_rows(spec.name, cloud.name):
         node = alive.get(row.id_vm)
         if row.status == BOOTING:

@@ -10,7 +10,7 @@ from flask import current_app
 from .. import clouds, metrics
 from ..clouds import nodes
 from ..errors import DispatcherError
-from ..serializers import as_utc
+from ..serializers import as_utc, utcnow
 from . import ledger, marks
 from .events import PoolReport, failed, record
 from .spec import PoolCloud, PoolSpec
@@ -24,7 +24,7 @@ def refill(spec: PoolSpec, report: PoolReport) -> None:
     if need <= 0:
         return
     states = ledger.cloud_states(spec.name)
-    now = ledger.utcnow()
+    now = utcnow()
     for index, entry in enumerate(spec.clouds):
         state = states.get(entry.cloud)
         retry_at = as_utc(state.retry_at) if state is not None else None

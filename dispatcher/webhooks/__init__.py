@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError
 from ..extensions import db
 from ..models import WebhookDelivery
-from ..serializers import utc_iso
+from ..serializers import utc_iso, utcnow
 
 __all__ = [
     "CALLER",
@@ -59,10 +59,6 @@ def _version() -> str:
 
 
 USER_AGENT = f"dispatcher/{_version()} (lease webhook)"
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 # -- the configuration ----------------------------------------------------------------
@@ -176,7 +172,7 @@ def queue(
         id_vm=id_vm,
         hostname=hostname,
         attempts=0,
-        next_attempt_at=_utcnow(),
+        next_attempt_at=utcnow(),
     )
     db.session.add(row)
     return row

@@ -17,6 +17,7 @@ from flask import current_app
 from .. import history
 from ..extensions import db
 from ..models import WebhookDelivery
+from ..serializers import utcnow
 from . import ACTION, CALLER, DELIVERY_HEADER, SIGNATURE_HEADER, USER_AGENT, sign
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 # Receivers called at once by one deliver_due.
 PARALLEL_RECEIVERS = 8
 DELIVER_LIMIT = 100
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass
@@ -91,7 +88,7 @@ def deliver_due(limit: int = DELIVER_LIMIT) -> DeliveryReport:
     again later: receivers may see a call more than once (the same X-Dispatcher-Delivery).
     """
     config = current_app.config
-    now = _utcnow()
+    now = utcnow()
     rows = db.session.scalars(
         db.select(WebhookDelivery)
         .where(
@@ -217,7 +214,7 @@ def _record(outcome: _Outcome, config: Mapping, report: DeliveryReport) -> None:
     """Write ``outcome`` to its row and the history (one commit), and log it."""
     due = outcome.due
     row = db.session.get(WebhookDelivery, due.id)
-    now = _utcnow()
+    now = utcnow()
     row.attempts = due.attempts + 1
     where = origin(due.url)
     if outcome.ok:
