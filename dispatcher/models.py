@@ -134,6 +134,19 @@ class PoolPass(db.Model):
     finished_at = db.Column(db.DateTime(timezone=True), nullable=False)
 
 
+class ReconcileSurvey(db.Model):
+    """What the pool manager's last reconcile report found on one cloud: how many orphans,
+    ghosts and mismatches, and when; read by /metrics in whichever process answers."""
+
+    __tablename__ = "reconcile_surveys"
+
+    cloud = db.Column(db.String(80), primary_key=True)
+    checked_at = db.Column(db.DateTime(timezone=True), nullable=False)
+    orphans = db.Column(db.Integer, nullable=False)
+    ghosts = db.Column(db.Integer, nullable=False)
+    mismatches = db.Column(db.Integer, nullable=False)
+
+
 class WebhookDelivery(db.Model):
     """One webhook call the pool manager owes: queued with the change it tells of, sent
     (and tried again after failures) by the manager, never inside a client's request."""

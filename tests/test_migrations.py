@@ -16,7 +16,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 from harness.ports import free_port
 
-HEAD = "0005"
+HEAD = "0006"
 PASSWORD = "a-long-enough-password"
 
 
@@ -122,6 +122,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "pool_passes",
         "webhook_deliveries",
         "idempotency_keys",
+        "reconcile_surveys",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(

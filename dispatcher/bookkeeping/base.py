@@ -71,6 +71,14 @@ class Bookkeeper(abc.ABC):
         :raises BookkeepingUnavailableError: the backend cannot be reached.
         """
 
+    def books(self, cloud: str) -> list[dict]:
+        """Every VM the bookkeeping holds on the cloud in any state but deleted, for a
+        reconcile against the cloud: ASSIGNMENT rows, each with its ``pool`` (None: none).
+
+        :raises BookkeepingUnavailableError: the backend cannot be reached.
+        """
+        return [{**row, "pool": None} for row in self.nodes(cloud, with_faulty=True)]
+
     def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict | None:
         """Record a VM the dispatcher started (a NODE dict) as free; None where the
         backend learns its VMs elsewhere."""

@@ -26,6 +26,14 @@ class LocalBookkeeper(Bookkeeper):
         )
         return [assignment_to_dict(row) for row in rows]
 
+    def books(self, cloud: str) -> list[dict]:
+        rows = db.session.scalars(
+            select(Assignment)
+            .where(Assignment.cloud == cloud, Assignment.status != DELETED)
+            .order_by(Assignment.id)
+        )
+        return [{**assignment_to_dict(row), "pool": row.pool} for row in rows]
+
     def _rows(self, cloud: str, node_id=None, hostname=None) -> list[Assignment]:
         match = (
             Assignment.id_vm == node_id if node_id is not None else Assignment.hostname == hostname
