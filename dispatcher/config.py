@@ -102,6 +102,13 @@ class Config:
     POOLS_BACKOFF_SECONDS = 30
     POOLS_BACKOFF_MAX_SECONDS = 600
 
+    # The reconcile (docs/configuration.md): with destroy_orphans, an orphan the cloud made
+    # less than this many seconds ago is left alone (it may be a VM being started).
+    RECONCILE_GRACE_SECONDS = 600
+    # Seconds between two reconcile reports of the pool manager, whose counts /metrics
+    # shows; 0: none (each report lists every cloud's nodes once).
+    RECONCILE_INTERVAL = 0
+
     # Leases (docs/configuration.md): seconds an assignment lasts when the assign names no
     # lease and its pool sets none; None: it never expires. MAX_LEASE caps any lease.
     DEFAULT_LEASE = None

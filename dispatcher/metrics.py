@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from .errors import AuthenticationRequiredError, ForbiddenError
 from .requestlog import elapsed_seconds
+from .serializers import as_utc
 
 # Labels take a bounded set of values: the endpoint name of a route (not the path,
 # which holds ids), a known method, the status.
@@ -191,10 +192,38 @@ class _CircuitCollector:
         yield gauge
 
 
+class _ReconcileCollector:
+    """The pool manager's last reconcile report of each cloud (RECONCILE_INTERVAL), read
+    from the database at each scrape."""
+
+    def collect(self):
+        from .reconcile import KINDS, counts
+
+        found = GaugeMetricFamily(
+            "dispatcher_reconcile_findings",
+            "Orphans, ghosts and mismatches the last reconcile report found, by cloud.",
+            labels=["cloud", "kind"],
+        )
+        checked = GaugeMetricFamily(
+            "dispatcher_reconcile_checked_timestamp_seconds",
+            "When the last reconcile report listed the cloud (Unix time).",
+            labels=["cloud"],
+        )
+        # Without the manager's reports, no query: /metrics answers with the database away.
+        reported = counts.recorded() if current_app.config["RECONCILE_INTERVAL"] else []
+        for row in reported:
+            for kind in KINDS:
+                found.add_metric([row.cloud, kind], getattr(row, kind))
+            checked.add_metric([row.cloud], as_utc(row.checked_at).timestamp())
+        yield found
+        yield checked
+
+
 def _pool_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_PoolCollector())
     registry.register(_CircuitCollector())
+    registry.register(_ReconcileCollector())
     return registry
 
 

@@ -140,6 +140,16 @@ EXTEND = CheckedSchema(
 )
 
 
+# A reconcile is a dry run unless it says apply; foreign orphans are destroyed only if asked.
+RECONCILE = Schema(
+    {
+        Optional("apply", default=False): boolean("apply"),
+        Optional("destroy_orphans", default=False): boolean("destroy_orphans"),
+    },
+    name="reconcile",
+    ignore_extra_keys=True,
+)
+
 PROTOCOLS = ("tcp", "udp", "icmp")
 
 

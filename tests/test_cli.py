@@ -296,6 +296,7 @@ DISPATCHER_COMMANDS = [
     "ledger-sync",
     "pools",
     "populate-db",
+    "reconcile",
     "reset-db",
     "run",
     "users",

@@ -112,7 +112,7 @@ def _operation(rule, view_class, method: str, components: Components, security: 
     if request_schema is not None:
         components.schemas.setdefault(request_schema.name, body_json_schema(request_schema))
         operation["requestBody"] = {
-            "required": True,
+            "required": not getattr(handler, "body_optional", False),
             "content": {
                 "application/json": {
                     "schema": {"$ref": f"#/components/schemas/{request_schema.name}"}

@@ -15,6 +15,7 @@ from .database import (
 )
 from .envfile import env_file_command
 from .pools import pools_group
+from .reconcile import reconcile_command
 from .serve import run_command
 from .users import users_group
 
@@ -30,6 +31,7 @@ COMMANDS = (
     db_group,
     env_file_command,
     pools_group,
+    reconcile_command,
 )
 
 

@@ -16,14 +16,16 @@ A pass, under the pool's lock (``lock.pool_lock``):
 
 import logging
 import threading
+import time
 
-from .. import clouds, idempotency, metrics, serializers, webhooks
+from .. import clouds, idempotency, metrics, reconcile, serializers, webhooks
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..leases import expiry
 from ..leases.expiry import LeaseReport
 from ..models import BOOTING, DELETED, FAULTY, FREE
+from ..reconcile import counts
 from ..serializers import as_utc, utcnow
 from ..webhooks import DeliveryReport
 from . import ledger, marks
@@ -36,8 +38,10 @@ __all__ = ["CALLER", "LeaseReport", "PoolReport", "run_forever", "run_pass", "up
 
 log = logging.getLogger(__name__)
 
-# The lock one manager at a time holds while it sends the webhook calls.
+# The lock one manager at a time holds while it sends the webhook calls, and while it
+# runs the reconcile report.
 WEBHOOKS_LOCK = ":webhooks"
+RECONCILE_LOCK = ":reconcile"
 
 
 def run_pass(pools: list[PoolSpec]) -> list[PoolReport]:
@@ -70,10 +74,25 @@ def send_webhooks() -> DeliveryReport | None:
         return webhooks.deliver_due() if held else None
 
 
+def survey_clouds() -> reconcile.Survey | None:
+    """The reconcile report of every cloud, its counts kept for /metrics (nothing is
+    fixed); None when another manager runs it."""
+    with pool_lock(RECONCILE_LOCK) as held:
+        if not held:
+            return None
+        found = reconcile.survey()
+        counts.record(found)
+        failed = [entry["message"] for entry in found.clouds if entry["status"] != "ok"]
+        if failed:
+            log.warning("reconcile report: %s", "; ".join(failed))
+        return found
+
+
 def run_forever(app, pools: list[PoolSpec], interval: float, stop: threading.Event) -> None:
-    """Passes over ``pools`` and the leases every ``interval`` seconds until ``stop`` is set;
-    the webhook calls sent by a thread of their own, after each pass and between passes,
-    so that a receiver that hangs never holds a pass back.
+    """Passes over ``pools`` and the leases every ``interval`` seconds until ``stop`` is set,
+    and the reconcile report every RECONCILE_INTERVAL seconds if set; the webhook calls
+    sent by a thread of their own, after each pass and between passes, so that a receiver
+    that hangs never holds a pass back.
 
     A pass that fails (the database away, a bug) is logged and the next one comes on
     time: the manager outlives what a pass meets.
@@ -83,8 +102,13 @@ def run_forever(app, pools: list[PoolSpec], interval: float, stop: threading.Eve
         target=_send_forever, args=(app, interval, stop, wake), name="webhook-sender", daemon=True
     )
     sender.start()
+    every = app.config["RECONCILE_INTERVAL"]
+    next_survey = time.monotonic()
     while not stop.is_set():
         _logged(app, "the pass", lambda: _one_pass(pools))
+        if every and time.monotonic() >= next_survey:
+            next_survey = time.monotonic() + every
+            _logged(app, "the reconcile report", survey_clouds)
         wake.set()  # what the pass queued goes out now
         stop.wait(interval)
     wake.set()

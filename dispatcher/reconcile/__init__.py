@@ -1,0 +1,57 @@
+"""The reconcile: the bookkeeping checked against the clouds.
+
+What a cloud's listing and the books disagree on:
+
+- **orphans**: nodes the cloud has (and not terminated) that the books lack; those carrying
+  the tags of a pool of this dispatcher (``pools.marks``) name it;
+- **ghosts**: VMs the books have FREE, ASSIGNED or BOOTING whose node the cloud no longer
+  lists, or lists as terminated;
+- **mismatches**: VMs the books have FREE or ASSIGNED that the cloud reports stopped,
+  suspended or in error: handed out, or about to be, and not working.
+
+``survey`` finds them and changes nothing; ``fixes`` mends what it found: in the local
+ledger only (Cistern's books are reported, never changed), and the orphans.
+"""
+
+from ..errors import ConfigurationError
+from . import fixes
+from .survey import KINDS, REPORT_FIELDS, Finding, Survey, finding_to_dict, refuse_fixes, survey
+
+__all__ = [
+    "KINDS",
+    "REPORT_FIELDS",
+    "Finding",
+    "Survey",
+    "finding_to_dict",
+    "init_app",
+    "reconcile",
+    "survey",
+]
+
+
+def init_app(app) -> None:
+    """Check the reconcile's settings.
+
+    :raises ConfigurationError: one line naming the setting at fault.
+    """
+    for name in ("RECONCILE_GRACE_SECONDS", "RECONCILE_INTERVAL"):
+        value = app.config[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigurationError(f"{name} must be a number of seconds from 0")
+
+
+def reconcile(
+    cloud: str | None, caller: str, apply: bool = False, destroy_orphans: bool = False
+) -> Survey:
+    """The survey of ``cloud`` (None: every cloud), its fixes applied if ``apply`` (by
+    ``caller``, in the history); else each finding's fix is what would be done.
+
+    :raises InvalidRequestError: fixes asked beside Cistern.
+    :raises DispatcherError: the one cloud named failed; the books cannot be read.
+    """
+    if apply:
+        refuse_fixes()
+    found = survey(cloud, destroy_orphans)
+    if apply:
+        fixes.apply(found, caller)
+    return found
