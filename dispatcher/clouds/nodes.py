@@ -9,8 +9,9 @@ from .cloud import Cloud
 from .lookups import node_by_id, nodes_by_name, takes
 
 # Node states as libcloud's drivers report them, for the code outside clouds/ that reads a
-# listed node's state (the pool manager).
+# listed node's state (the pool manager, the reconcile).
 RUNNING, TERMINATED, ERROR = NodeState.RUNNING, NodeState.TERMINATED, NodeState.ERROR
+STOPPED, SUSPENDED = NodeState.STOPPED, NodeState.SUSPENDED
 
 # action of /vm/action/<action> -> (driver method, verb for messages)
 POWER_ACTIONS = {

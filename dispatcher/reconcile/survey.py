@@ -3,11 +3,9 @@
 import time
 from dataclasses import dataclass, field
 
-from libcloud.compute.types import NodeState
-
 from .. import bookkeeping, clouds, pools
 from ..bookkeeping import LocalBookkeeper
-from ..clouds import Cloud
+from ..clouds import Cloud, nodes
 from ..clouds.everywhere import list_everywhere, outcome_to_dict
 from ..errors import InvalidRequestError
 from ..models import ASSIGNED, BOOTING, FREE, STATUS_NAMES
@@ -19,7 +17,7 @@ KINDS = ("orphans", "ghosts", "mismatches")
 GHOST_STATES = frozenset({FREE, ASSIGNED, BOOTING})
 MISMATCH_STATES = frozenset({FREE, ASSIGNED})
 # What a cloud reports of a VM that does not work.
-DOWN = frozenset({NodeState.STOPPED, NodeState.SUSPENDED, NodeState.ERROR})
+DOWN = frozenset({nodes.STOPPED, nodes.SUSPENDED, nodes.ERROR})
 
 MARK_DELETED = "mark DELETED"
 MARK_FAULTY = "mark FAULTY"
@@ -145,7 +143,7 @@ def _listing(cloud: Cloud) -> list[dict]:
 def _compare(
     cloud: Cloud, listed: list, books: list[dict], fixable: bool, destroy_orphans: bool
 ) -> list[Finding]:
-    alive = {str(node.id): node for node in listed if node.state != NodeState.TERMINATED}
+    alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     booked = {str(row["id_vm"]): row for row in books}
     findings = []
     for row_id, row in booked.items():
