@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 
 from bench import common
+from dispatcher import authn
 from dispatcher.config import DUMMY_FARM
 
 # Packages grouped as what they do for the request.
@@ -70,6 +71,11 @@ def main(argv=None) -> int:
         "--sqlite", action="store_true", help="SQLite even where PostgreSQL answers"
     )
     parser.add_argument("--top", type=int, default=25, help="how many functions to list")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="every token checked against the database, as without a serving command's cache",
+    )
     args = parser.parse_args(argv)
     os.environ["DISPATCHER_CONFIG"] = "production"
     with (
@@ -82,11 +88,14 @@ def main(argv=None) -> int:
         if args.sqlite:
             url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
         app = common.make_app(url, CLOUD_FARM=DUMMY_FARM)
+        if not args.no_cache:
+            authn.serve(app, single_process=True)  # as gunicorn's workers and dispatcher run
         client = app.test_client()
         client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
         with stderr_to_devnull():
-            for _ in range(100):  # warm-up
+            for _ in range(100):  # warm-up (and the token listener connected)
                 client.get(args.path)
+            time.sleep(0.5)
             started = time.perf_counter()
             for _ in range(args.requests):
                 client.get(args.path)
@@ -112,7 +121,8 @@ def main(argv=None) -> int:
         per_group[group_of(filename)] += tottime
         total += tottime
     print(
-        f"GET {args.path} with a token, {name}, in-process: {common.ms(plain)} per request "
+        f"GET {args.path} with a token, {name}, token cache "
+        f"{'off' if args.no_cache else 'on'}, in-process: {common.ms(plain)} per request "
         f"without the profiler (GET /api/v1/ without a token: {common.ms(root)})"
     )
     print(f"\nunder cProfile, {common.ms(total / args.requests)} per request:")

@@ -46,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
     from . import (
         api,
         auth,
+        authn,
         bookkeeping,
         cli,
         clouds,
@@ -67,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
         metrics,
         extensions,
         auth,
+        authn,
         throttle,
         clouds,
         bookkeeping,

@@ -13,6 +13,7 @@ from flask_security import (
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from . import authn
 from .errors import (
     AuthenticationRequiredError,
     ConflictError,
@@ -85,8 +86,9 @@ def issue_token(username: str, password: str) -> str:
 
 
 def revoke_tokens(user: User) -> None:
-    """Invalidate every token ``user`` holds."""
+    """Invalidate every token ``user`` holds, in every process at once."""
     _datastore().set_token_uniquifier(user)
+    authn.announce(user.id)
     db.session.commit()
     log.info("tokens revoked for user id %s", user.id)
 
@@ -171,6 +173,7 @@ def set_password(username: str, password: str, keep_tokens: bool = False) -> Use
     user.password = hash_password(password)
     if not keep_tokens:
         _datastore().set_token_uniquifier(user)
+    authn.announce(user.id)
     db.session.commit()
     return user
 
@@ -186,6 +189,7 @@ def set_active(username: str, active: bool) -> bool:
     changed = (datastore.activate_user if active else datastore.deactivate_user)(user)
     if not active:
         datastore.set_token_uniquifier(user)
+    authn.announce(user.id)
     db.session.commit()
     return changed
 
@@ -197,6 +201,7 @@ def add_role(username: str, role: str) -> bool:
     """
     user, role_row = get_user(username), _role(role)
     added = _datastore().add_role_to_user(user, role_row)
+    authn.announce(user.id)
     db.session.commit()
     return added
 
@@ -208,6 +213,7 @@ def remove_role(username: str, role: str) -> bool:
     """
     user, role_row = get_user(username), _role(role)
     removed = _datastore().remove_role_from_user(user, role_row)
+    authn.announce(user.id)
     db.session.commit()
     return removed
 

@@ -134,6 +134,10 @@ class Config:
     SECURITY_TOKEN_AUTHENTICATION_KEY = "auth_token"
     # Seconds a token stays valid after it is issued.
     SECURITY_TOKEN_MAX_AGE = 24 * 3600
+    # Each serving process keeps up to TOKEN_CACHE_SIZE verified tokens for at most
+    # TOKEN_CACHE_SECONDS (0: none), emptied at once by every revocation (docs/performance.md).
+    TOKEN_CACHE_SIZE = 4096
+    TOKEN_CACHE_SECONDS = 300
     SECURITY_PASSWORD_HASH = "argon2"
     SECURITY_PASSWORD_LENGTH_MIN = 8
     # No `users` and `roles` commands of Flask-Security-Too's: the dispatcher has its own.

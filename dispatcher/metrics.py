@@ -18,6 +18,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -57,6 +58,18 @@ ASSIGNMENTS = Counter(
     "dispatcher_assignments",
     "Assigns and releases of VMs (dry runs excluded), by cloud, action and outcome.",
     ["cloud", "action", "outcome"],
+)
+
+# The token check: how each request's token was checked, and the tokens each worker keeps.
+TOKEN_CHECKS = Counter(
+    "dispatcher_token_checks",
+    "Tokens checked, by where: cache (a verified token kept) or database.",
+    ["source"],
+)
+TOKEN_CACHE_ENTRIES = Gauge(
+    "dispatcher_token_cache_entries",
+    "Verified tokens a serving process keeps (per process under gunicorn).",
+    multiprocess_mode="liveall",
 )
 
 # The warm pools. The pool manager counts creations, failures and boot times in its own

@@ -29,7 +29,7 @@ class AuthAPI(PublicView):
     @answers({"result": TEXT})
     def delete(self):
         """Revoke every token of the caller."""
-        auth.revoke_tokens(current_user)
+        auth.revoke_tokens(auth.get_user(current_user.username))
         return ok(result="tokens revoked")
 
 

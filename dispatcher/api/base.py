@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from flask import current_app, jsonify, request
 from flask.views import MethodView
-from flask_security import auth_required, roles_accepted, roles_required
 
+from ..authn import roles_required
+from ..authn import token_required as _token_required
 from ..errors import InvalidRequestError
 from ..jsonparsing import RefusedJSONError
 from ..models import ADMIN, AGENT
@@ -19,21 +20,17 @@ CHANGE_ROLES = (AGENT, ADMIN)
 
 def agent_required(view):
     """Only for role agent or admin (403 otherwise): whatever changes a cloud or an assignment."""
-    guarded = roles_accepted(*CHANGE_ROLES)(view)
-    guarded.roles = CHANGE_ROLES  # read by the OpenAPI document
-    return guarded
+    return roles_required(*CHANGE_ROLES)(view)
 
 
 def admin_required(view):
     """Only for role admin (403 otherwise): what mends the books behind the agents' backs."""
-    guarded = roles_required(ADMIN)(view)
-    guarded.roles = (ADMIN,)  # read by the OpenAPI document
-    return guarded
+    return roles_required(ADMIN)(view)
 
 
 def token_required(view):
     """A valid token, on a method of a view that is otherwise public."""
-    guarded = auth_required("token")(view)
+    guarded = _token_required(view)
     guarded.token_required = True  # read by the OpenAPI document
     return guarded
 
@@ -109,7 +106,7 @@ class PublicView(MethodView):
 class ApiView(PublicView):
     """A view that needs a valid token (header, query parameter or JSON key)."""
 
-    decorators = [auth_required("token")]
+    decorators = [_token_required]
 
 
 def ok(**fields):

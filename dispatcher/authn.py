@@ -1,0 +1,223 @@
+"""Who a request's token says the caller is, and what an API view demands of the caller.
+
+A token is verified as Flask-Security-Too issued it (signature, age, its user's token
+uniquifier, the user active) against the database, or taken from this process's cache
+of verified tokens (``verified_tokens``) while the process hears every revocation
+(``revocations``). The caller is set as Flask-Login's user of the request, so that
+``current_user`` is it, and nothing else runs per request: no Flask-Principal identity
+(the views' roles are checked here, on the caller's roles), no session.
+
+The cache is off until the serving command turns it on (``serve``): gunicorn's workers
+(``dispatcher.wsgi``) on PostgreSQL, ``dispatcher run`` on PostgreSQL or SQLite.
+"""
+
+import functools
+import time
+
+from flask import current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_login import user_loaded_from_request
+from flask_security.utils import parse_auth_token
+from itsdangerous import BadData
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from . import metrics, revocations
+from .errors import AuthenticationRequiredError, ConfigurationError, ForbiddenError
+from .extensions import db
+from .models import User
+from .verified_tokens import Caller, VerifiedTokens
+
+EXTENSION = "dispatcher.authn"
+UNAUTHENTICATED = "Unauthorized: a valid auth token is required"
+
+
+class TokenCheck:
+    """One app's cache of verified tokens, and what tells whether it may answer now
+    (None: it may not, the cache is off)."""
+
+    def __init__(self, cache: VerifiedTokens):
+        self.cache = cache
+        self.guard = None
+
+    def cached(self, token: str) -> Caller | None:
+        if self.guard is None or not self.guard.usable():
+            return None
+        return self.cache.get(token)
+
+
+class NoSessions(SecureCookieSessionInterface):
+    """A token API keeps no session: no cookie is read or written."""
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response):
+        return None
+
+
+def init_app(app) -> None:
+    """The token check of ``app``, its cache off; no Flask-Principal identity per
+    request, no session.
+
+    :raises ConfigurationError: a bad TOKEN_CACHE_SIZE or TOKEN_CACHE_SECONDS.
+    """
+    size, seconds = app.config["TOKEN_CACHE_SIZE"], app.config["TOKEN_CACHE_SECONDS"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigurationError("TOKEN_CACHE_SIZE must be a whole number from 1")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ConfigurationError("TOKEN_CACHE_SECONDS must be a number of seconds from 0 (0: off)")
+    cache = VerifiedTokens(size, seconds, changed=metrics.TOKEN_CACHE_ENTRIES.set)
+    app.extensions[EXTENSION] = TokenCheck(cache)
+    principal = app.extensions["security"].principal
+    hooks = app.before_request_funcs.get(None, [])
+    hooks[:] = [hook for hook in hooks if getattr(hook, "__self__", None) is not principal]
+    app.session_interface = NoSessions()
+    # After every view, before the request log (after_request runs in reverse order).
+    app.after_request(_name_the_caller)
+
+
+def _name_the_caller(response):
+    """A request that carried a token but reached no view that checks one (no such URL,
+    no such method, a public view) is logged with its caller all the same."""
+    if not g.get("token_checked") and _token() is not None:
+        try:
+            authenticate()
+        except Exception:  # noqa: BLE001 (the answer is made; the log line says "-")
+            db.session.rollback()
+    return response
+
+
+def serve(app, single_process: bool = False) -> None:
+    """Turn the cache on for the process (and its forks) that serves ``app``, where every
+    revocation can reach it: on PostgreSQL always, on SQLite only when ``single_process``
+    serves (``dispatcher run``)."""
+    check = app.extensions[EXTENSION]
+    if check.guard is not None or not app.config["TOKEN_CACHE_SECONDS"]:
+        return
+    with app.app_context():
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            check.guard = revocations.Listener(engine, check.cache)
+        elif engine.dialect.name == "sqlite" and single_process:
+            path = engine.url.database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                check.guard = revocations.FileWatch(path, check.cache)
+
+
+def check() -> TokenCheck:
+    return current_app.extensions[EXTENSION]
+
+
+def announce(user_id: int) -> None:
+    """The user's tokens changed (``auth``): in the transaction of the change."""
+    revocations.announce(user_id, check().cache)
+
+
+def _token() -> str | None:
+    """The request's token, where Flask-Security-Too looks: the JSON body's key, else
+    the query parameter, else the header."""
+    config = current_app.config
+    token = request.args.get(
+        config["SECURITY_TOKEN_AUTHENTICATION_KEY"],
+        request.headers.get(config["SECURITY_TOKEN_AUTHENTICATION_HEADER"]),
+    )
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if isinstance(data, dict):
+            token = data.get(config["SECURITY_TOKEN_AUTHENTICATION_KEY"], token)
+    return token if isinstance(token, str) and token else None
+
+
+def _verified(token: str, tokens: TokenCheck) -> Caller | None:
+    """The caller of ``token`` read from the database, kept in the cache if it is on."""
+    epoch = tokens.cache.epoch()
+    try:
+        data = parse_auth_token(token)
+    except (BadData, ValueError, KeyError, TypeError):
+        return None
+    user = (
+        db.session.scalars(
+            select(User)
+            .options(joinedload(User.roles))
+            .where(User.fs_token_uniquifier == data["uid"])
+        )
+        .unique()
+        .one_or_none()
+    )
+    if user is None or not user.active or not user.verify_auth_token(data):
+        return None
+    caller = Caller(
+        user.id, user.username, user.fs_uniquifier, frozenset(r.name for r in user.roles)
+    )
+    if tokens.guard is not None:
+        # The token's end as parse_auth_token checks it: TOKEN_MAX_AGE (a timedelta once
+        # Flask-Security-Too has read it) after its issue, or its own "exp" if earlier.
+        max_age = current_app.config["SECURITY_TOKEN_MAX_AGE"]
+        max_age = getattr(max_age, "total_seconds", lambda: max_age)()
+        ends = [float(data.get("fs_paa", 0)) + max_age]
+        if data.get("exp"):
+            ends.append(float(data["exp"]))
+        tokens.cache.put(token, caller, min(ends) - time.time(), epoch)
+    return caller
+
+
+def authenticate() -> Caller | None:
+    """The caller of the request's token, set as the request's user; None without a
+    valid token. Once per request."""
+    if g.get("token_checked"):
+        return g.get("_login_user") if g.get("fs_authn_via") == "token" else None
+    g.token_checked = True
+    token = _token()
+    if token is None:
+        return None
+    tokens = check()
+    caller = tokens.cached(token)
+    metrics.TOKEN_CHECKS.labels("cache" if caller is not None else "database").inc()
+    if caller is None:
+        caller = _verified(token, tokens)
+        if caller is None:
+            return None
+    g._login_user = caller  # Flask-Login's current_user
+    g.fs_authn_via = "token"
+    user_loaded_from_request.send(current_app._get_current_object(), user=caller)
+    return caller
+
+
+def _refuse():
+    # Ask the database first, so that an outage is the 503 it is, not a 401 telling
+    # clients to log in again.
+    db.session.rollback()
+    db.session.execute(select(1))
+    raise AuthenticationRequiredError(UNAUTHENTICATED)
+
+
+def token_required(view):
+    """A valid token (401 otherwise)."""
+
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        if authenticate() is None:
+            _refuse()
+        return view(*args, **kwargs)
+
+    return checked
+
+
+def roles_required(*roles: str):
+    """A valid token of a caller with one of ``roles`` (401, 403 otherwise)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def checked(*args, **kwargs):
+            caller = authenticate()
+            if caller is None:
+                _refuse()
+            if not any(caller.has_role(role) for role in roles):
+                raise ForbiddenError(f"Forbidden: this needs the role {' or '.join(roles)}")
+            return view(*args, **kwargs)
+
+        checked.roles = roles  # read by the OpenAPI document
+        return checked
+
+    return decorate
