@@ -40,10 +40,9 @@ class TokenCheck:
         self.cache = cache
         self.guard = None
 
-    def cached(self, token: str) -> Caller | None:
-        if self.guard is None or not self.guard.usable():
-            return None
-        return self.cache.get(token)
+    def usable(self) -> bool:
+        """Whether the cache may answer, and keep what is verified, now."""
+        return self.guard is not None and self.guard.usable()
 
 
 class NoSessions(SecureCookieSessionInterface):
@@ -67,7 +66,7 @@ def init_app(app) -> None:
         raise ConfigurationError("TOKEN_CACHE_SIZE must be a whole number from 1")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise ConfigurationError("TOKEN_CACHE_SECONDS must be a number of seconds from 0 (0: off)")
-    cache = VerifiedTokens(size, seconds, changed=metrics.TOKEN_CACHE_ENTRIES.set)
+    cache = VerifiedTokens(size, seconds, changed=metrics.token_cache_entries)
     app.extensions[EXTENSION] = TokenCheck(cache)
     principal = app.extensions["security"].principal
     hooks = app.before_request_funcs.get(None, [])
@@ -129,8 +128,8 @@ def _token() -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _verified(token: str, tokens: TokenCheck) -> Caller | None:
-    """The caller of ``token`` read from the database, kept in the cache if it is on."""
+def _verified(token: str, tokens: TokenCheck, keep: bool) -> Caller | None:
+    """The caller of ``token`` read from the database, kept in the cache if ``keep``."""
     epoch = tokens.cache.epoch()
     try:
         data = parse_auth_token(token)
@@ -150,7 +149,7 @@ def _verified(token: str, tokens: TokenCheck) -> Caller | None:
     caller = Caller(
         user.id, user.username, user.fs_uniquifier, frozenset(r.name for r in user.roles)
     )
-    if tokens.guard is not None:
+    if keep:
         # The token's end as parse_auth_token checks it: TOKEN_MAX_AGE (a timedelta once
         # Flask-Security-Too has read it) after its issue, or its own "exp" if earlier.
         max_age = current_app.config["SECURITY_TOKEN_MAX_AGE"]
@@ -172,10 +171,11 @@ def authenticate() -> Caller | None:
     if token is None:
         return None
     tokens = check()
-    caller = tokens.cached(token)
+    usable = tokens.usable()
+    caller = tokens.cache.get(token) if usable else None
     metrics.TOKEN_CHECKS.labels("cache" if caller is not None else "database").inc()
     if caller is None:
-        caller = _verified(token, tokens)
+        caller = _verified(token, tokens, keep=usable)
         if caller is None:
             return None
     g._login_user = caller  # Flask-Login's current_user

@@ -6,6 +6,7 @@ every worker writes its figures to PROMETHEUS_MULTIPROC_DIR (set by
 dispatcher/gunicorn_config.py) and /metrics adds them up, whichever worker answers.
 """
 
+import functools
 import hmac
 import ipaddress
 import os
@@ -66,11 +67,23 @@ TOKEN_CHECKS = Counter(
     "Tokens checked, by where: cache (a verified token kept) or database.",
     ["source"],
 )
-TOKEN_CACHE_ENTRIES = Gauge(
-    "dispatcher_token_cache_entries",
-    "Verified tokens a serving process keeps (per process under gunicorn).",
-    multiprocess_mode="liveall",
-)
+
+
+@functools.cache
+def _token_cache_entries() -> Gauge:
+    # Made on first use, in a serving process: a gauge without labels opens its file under
+    # PROMETHEUS_MULTIPROC_DIR when made, which a command's process may not have.
+    return Gauge(
+        "dispatcher_token_cache_entries",
+        "Verified tokens a serving process keeps (per process under gunicorn).",
+        multiprocess_mode="liveall",
+    )
+
+
+def token_cache_entries(count: int) -> None:
+    """The number of verified tokens this process keeps now."""
+    _token_cache_entries().set(count)
+
 
 # The warm pools. The pool manager counts creations, failures and boot times in its own
 # process (`dispatcher pools run --metrics-port`, or /metrics under `dispatcher run`);

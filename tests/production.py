@@ -99,6 +99,7 @@ class ProductionServer(GunicornServer):
             assert argv[0] == "dispatcher", f"README's production block runs {line}"
             self._run(line if reading is None else f"{reading}\n{line}", env)
         assert reading, "README's production block never reads its env file"
+        self.env, self.reading = env, reading
         assert gunicorn.startswith("gunicorn "), f"README's production block ends with {gunicorn}"
         env["GUNICORN_CMD_ARGS"] = shlex.join(
             [f"--bind=127.0.0.1:{self.port}", f"--access-logformat={ACCESS_LOG_FORMAT}"]
@@ -138,11 +139,16 @@ class ProductionServer(GunicornServer):
         shown = script.replace(ADMIN_PASSWORD, "***")
         assert done.returncode == 0, f"{shown} failed:\n{done.stdout}{done.stderr}"
 
-    def login(self) -> str:
-        """A token of the README's admin, from POST /api/v1/auth."""
+    def run_command(self, line: str) -> None:
+        """A ``dispatcher`` command line in a new shell that reads the env file, as an
+        operator beside the running service would run it."""
+        self._run(f"{self.reading}\n{line}", self.env)
+
+    def login(self, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> str:
+        """A token of the README's admin (or of ``username``), from POST /api/v1/auth."""
         answer = requests.post(
             f"{self.base}/auth",
-            json={"username": ADMIN, "password": ADMIN_PASSWORD},
+            json={"username": username, "password": password},
             timeout=30,
         )
         assert answer.status_code == 200, answer.text
