@@ -79,11 +79,12 @@ def init_app(app) -> None:
 def _name_the_caller(response):
     """A request that carried a token but reached no view that checks one (no such URL,
     no such method, a public view) is logged with its caller all the same."""
-    if not g.get("token_checked") and _token() is not None:
-        try:
-            authenticate()
-        except Exception:  # noqa: BLE001 (the answer is made; the log line says "-")
-            db.session.rollback()
+    if g.get("token_checked"):
+        return response
+    try:
+        authenticate()
+    except Exception:  # noqa: BLE001 (the answer is made; the log line says "-")
+        db.session.rollback()  # a body too large to read, the database away
     return response
 
 
