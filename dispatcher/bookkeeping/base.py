@@ -51,8 +51,13 @@ class Bookkeeper(abc.ABC):
         """
 
     @abc.abstractmethod
-    def assign(self, cloud: str, row: dict, user: str, vm_type: str) -> dict:
+    def assign(
+        self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
+    ) -> dict:
         """Give the free VM of ``row`` to ``user`` for ``vm_type``; ``{"id_vm", "id", "result"}``.
+
+        ``assigned_by`` (the caller) and ``expires_at`` (the lease's end, None: none) are
+        kept where the backend keeps leases (the local ledger).
 
         :raises ConflictError: the VM is not free (the message names the holder).
         :raises BookkeepingRejectedError: the backend refused, with its reason.

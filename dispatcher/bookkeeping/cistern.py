@@ -100,7 +100,9 @@ class CisternBookkeeper(Bookkeeper):
     def _answer(self, body: dict) -> dict:
         return {"id_vm": body.get("id_vm"), "id": body.get("id"), "result": body.get("result")}
 
-    def assign(self, cloud: str, row: dict, user: str, vm_type: str) -> dict:
+    def assign(
+        self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
+    ) -> dict:
         payload = {"hostname": row["hostname"], "user": user, "vm_type": vm_type}
         return self._answer(self._call("POST", f"/vm/assign/{cloud}", payload))
 

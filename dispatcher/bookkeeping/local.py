@@ -82,26 +82,39 @@ class LocalBookkeeper(Bookkeeper):
             return {"id": None, "id_vm": found["id"], "hostname": found["name"], "status": FREE}
         return self.register(cloud, found)
 
-    def _change(self, row: dict, expected: int, **values) -> Assignment:
+    def _change(self, row: dict, expected: int, **values):
+        """Move the row from ``expected``, with ``values``: one conditional UPDATE, so that
+        of two requests one wins, which gets the row's ``id`` and ``id_vm`` back with it.
+
+        :raises ConflictError: the row was not ``expected``; the message names its holder.
+        """
         won = db.session.execute(
             update(Assignment)
             .where(Assignment.id == row["id"], Assignment.status == expected)
             .values(updated_at=func.now(), **values)
-        ).rowcount
-        current = db.session.get(Assignment, row["id"], populate_existing=True)
-        if not won:
+            .returning(Assignment.id, Assignment.id_vm)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if won is None:
+            current = db.session.get(Assignment, row["id"], populate_existing=True)
             raise ConflictError(describe_holder(assignment_to_dict(current)))
-        return current
+        return won
 
-    def assign(self, cloud: str, row: dict, user: str, vm_type: str) -> dict:
-        current = self._change(
-            row, FREE, status=ASSIGNED, user=user, recipe=vm_type, assigned_at=func.now()
+    def assign(
+        self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
+    ) -> dict:
+        won = self._change(
+            row,
+            FREE,
+            status=ASSIGNED,
+            user=user,
+            recipe=vm_type,
+            assigned_at=func.now(),
+            assigned_by=assigned_by,
+            expires_at=expires_at,
+            lease_warned_at=None,
         )
-        return {
-            "id_vm": current.id_vm,
-            "id": current.id,
-            "result": f"Node {current.id_vm} assigned",
-        }
+        return {"id_vm": won.id_vm, "id": won.id, "result": f"Node {won.id_vm} assigned"}
 
     def release(self, cloud: str, row: dict, retire: bool = False) -> dict:
         values = {"status": FREE, "user": None, "assigned_at": None, "assigned_by": None}
@@ -110,12 +123,8 @@ class LocalBookkeeper(Bookkeeper):
             # A retired VM keeps the end of its lease: the pool manager finishes the
             # destroy of a leased VM that outlived it (leases.records.left_running).
             values.update(status=FAULTY, expires_at=Assignment.expires_at)
-        current = self._change(row, ASSIGNED, **values)
-        return {
-            "id_vm": current.id_vm,
-            "id": current.id,
-            "result": f"Node {current.id_vm} released",
-        }
+        won = self._change(row, ASSIGNED, **values)
+        return {"id_vm": won.id_vm, "id": won.id, "result": f"Node {won.id_vm} released"}
 
     def forget(self, cloud: str, node_id: str) -> None:
         db.session.execute(

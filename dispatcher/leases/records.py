@@ -9,17 +9,6 @@ from ..extensions import db
 from ..models import ASSIGNED, FAULTY, Assignment
 
 
-def begin(row_id: int, assigned_by: str, expires_at: datetime.datetime | None) -> None:
-    """Note who assigned the row's VM and when its lease ends (None: never). The caller
-    commits, with the assign."""
-    db.session.execute(
-        update(Assignment)
-        .where(Assignment.id == row_id)
-        .values(assigned_by=assigned_by, expires_at=expires_at, lease_warned_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def extend(row_id: int, expires_at: datetime.datetime) -> bool:
     """Move the end of the lease of an assigned VM; False if it is not assigned (any more).
     A new warning goes before the new end. The caller commits."""

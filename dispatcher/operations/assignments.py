@@ -104,9 +104,8 @@ def assign_vm(
         if emulate:
             dry = _dry_run(row, f"would be assigned to {user} (emulated)")
             return {**dry, **_leased_until(expires_at)}
-        answer = bookkeeping.backend().assign(cloud.name, row, user, vm_type)
-        if ledger_row is not None:
-            records.begin(ledger_row.id, caller, expires_at)
+        keeper = bookkeeping.backend()
+        answer = keeper.assign(cloud.name, row, user, vm_type, caller, expires_at)
         return {**answer, **_leased_until(expires_at)}
 
     reference = {"id_vm": node, "hostname": hostname, "user": user, "vm_type": vm_type}
