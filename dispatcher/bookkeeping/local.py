@@ -5,7 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import AmbiguousHostnameError, ConflictError
 from ..extensions import db
-from ..models import ASSIGNED, DELETED, FAULTY, FREE, Assignment
+from ..models import ASSIGNED, DELETED, FAULTY, FREE, Assignment, assigned_values
 from ..serializers import assignment_to_dict
 from .base import Bookkeeper, describe_holder
 
@@ -103,17 +103,7 @@ class LocalBookkeeper(Bookkeeper):
     def assign(
         self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
     ) -> dict:
-        won = self._change(
-            row,
-            FREE,
-            status=ASSIGNED,
-            user=user,
-            recipe=vm_type,
-            assigned_at=func.now(),
-            assigned_by=assigned_by,
-            expires_at=expires_at,
-            lease_warned_at=None,
-        )
+        won = self._change(row, FREE, **assigned_values(user, vm_type, assigned_by, expires_at))
         return {"id_vm": won.id_vm, "id": won.id, "result": f"Node {won.id_vm} assigned"}
 
     def release(self, cloud: str, row: dict, retire: bool = False) -> dict:

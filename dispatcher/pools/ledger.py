@@ -17,6 +17,7 @@ from ..models import (
     Assignment,
     PoolCloudState,
     PoolPass,
+    assigned_values,
 )
 from ..serializers import as_utc, utcnow
 
@@ -120,16 +121,7 @@ def take_free(
     taken = db.session.execute(
         update(Assignment)
         .where(Assignment.id == candidate, Assignment.status == FREE)
-        .values(
-            status=ASSIGNED,
-            user=user,
-            recipe=vm_type,
-            assigned_at=func.now(),
-            assigned_by=assigned_by,
-            expires_at=expires_at,
-            lease_warned_at=None,
-            updated_at=func.now(),
-        )
+        .values(updated_at=func.now(), **assigned_values(user, vm_type, assigned_by, expires_at))
         .returning(Assignment.id)
         .execution_options(synchronize_session=False)
     ).scalar()
