@@ -1,6 +1,8 @@
 """The assignment history: every assign and release, forced stops of assigned VMs, who
 asked, for whom, and how it ended."""
 
+from sqlalchemy import or_
+
 from . import metrics
 from .extensions import db
 from .models import AuditEntry
@@ -9,6 +11,8 @@ from .serializers import audit_entry_to_dict
 
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 1000
+# The largest id of an entry (the column is a 32-bit integer).
+ID_MAX = 2**31 - 1
 
 
 def record(**entry) -> AuditEntry:
@@ -29,12 +33,22 @@ def amend(row: AuditEntry, outcome: str, message: str) -> None:
     db.session.commit()
 
 
-def entries(cloud: str, limit: int = LIMIT_DEFAULT) -> list[dict]:
-    """The cloud's assigns and releases, newest first, at most ``limit`` (and LIMIT_MAX)."""
-    rows = db.session.scalars(
-        db.select(AuditEntry)
-        .where(AuditEntry.cloud == cloud)
-        .order_by(AuditEntry.id.desc())
-        .limit(min(limit, LIMIT_MAX))
-    )
+def entries(
+    cloud: str,
+    limit: int = LIMIT_DEFAULT,
+    user: str | None = None,
+    action: str | None = None,
+    before: int | None = None,
+) -> list[dict]:
+    """The cloud's history, newest first, at most ``limit`` (and LIMIT_MAX) entries: only
+    those about ``user`` (whose VM it was, or who asked), of ``action``, older than the
+    entry ``before`` (the page after the one that ended there), where given."""
+    query = db.select(AuditEntry).where(AuditEntry.cloud == cloud)
+    if user is not None:
+        query = query.where(or_(AuditEntry.user == user, AuditEntry.caller == user))
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    rows = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(min(limit, LIMIT_MAX)))
     return [audit_entry_to_dict(row) for row in rows]

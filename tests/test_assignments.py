@@ -179,6 +179,30 @@ def test_history_records_every_outcome_newest_first(app, client):
     assert client.get("/api/v1/vm/history/default").json["history"] == []
 
 
+def test_history_filtered_by_user_and_action_in_pages(app, client):
+    """user (whose VM, or who asked) and action narrow the history; before pages it."""
+    assign(client)
+    assign(client, user="late")
+    client.put(RELEASE, json={"node": "1"})
+    path = "/api/v1/vm/history/fake_driver"
+
+    def shown(**query):
+        answer = client.get(path, query_string=query).json
+        return [(e["action"], e["user"]) for e in answer["history"]], answer["next_before"]
+
+    assert shown(action="assign") == ([("assign", "late"), ("assign", "zeppolo")], None)
+    assert shown(user="late") == ([("assign", "late")], None)
+    assert shown(user="tester", action="release") == ([("release", "zeppolo")], None)
+    first, after = shown(limit=2)
+    assert (first, shown(before=after)) == (
+        [("release", "zeppolo"), ("assign", "late")],
+        ([("assign", "zeppolo")], None),
+    )
+    assert shown(user="nobody") == ([], None)
+    refused = client.get(path, query_string={"before": "0"})
+    assert_error(refused, 400, "before: a whole number from 1 to 2147483647")
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", "x", "1001", "9" * 5000])
 def test_history_limit_must_be_sensible(client, limit):
     """A limit that is no whole number from 1 to 1000 is a 400 naming it."""

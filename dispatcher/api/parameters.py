@@ -18,9 +18,9 @@ class QueryParameter:
     parse: Callable[[str | None], object]
 
 
-def limit(maximum: int, default: int) -> QueryParameter:
-    """A ``limit`` query parameter: a whole number from 1 to ``maximum`` (``default``
-    when absent, which the view applies: it is None)."""
+def whole_number(name: str, maximum: int, default: int | None = None) -> QueryParameter:
+    """A whole number from 1 to ``maximum`` (``default`` when absent, which the view
+    applies: it is None)."""
 
     def parse(value: str | None) -> int | None:
         if value is None:
@@ -30,24 +30,36 @@ def limit(maximum: int, default: int) -> QueryParameter:
         significant = value.lstrip("0")
         digits = value.isascii() and value.isdigit() and len(significant) <= len(str(maximum))
         if not digits or not 1 <= int(significant or "0") <= maximum:
-            raise InvalidRequestError(f"limit: a whole number from 1 to {maximum}")
+            raise InvalidRequestError(f"{name}: a whole number from 1 to {maximum}")
         return int(significant)
 
-    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum}
+    if default is not None:
+        schema["default"] = default
     return QueryParameter(schema, parse)
 
 
-def _marker(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return Text("marker").validate(value)
-    except SchemaError as exc:
-        raise InvalidRequestError(exc.code) from None
+def limit(maximum: int, default: int) -> QueryParameter:
+    """A ``limit`` query parameter: how many items at most."""
+    return whole_number("limit", maximum, default)
+
+
+def text(name: str) -> QueryParameter:
+    """A text query parameter, as a body's text field is checked (None when absent)."""
+
+    def parse(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return Text(name).validate(value)
+        except SchemaError as exc:
+            raise InvalidRequestError(exc.code) from None
+
+    return QueryParameter(Text(name).json, parse)
 
 
 # The id of the last item of the page before.
-MARKER = QueryParameter(Text("marker").json, _marker)
+MARKER = text("marker")
 
 
 FLAG_VALUES = {
