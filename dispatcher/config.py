@@ -101,6 +101,9 @@ class Config:
     # a row up to POOLS_BACKOFF_MAX_SECONDS; its share goes to the pool's next cloud.
     POOLS_BACKOFF_SECONDS = 30
     POOLS_BACKOFF_MAX_SECONDS = 600
+    # The levels of a pool at the end of each pass kept for its chart (GET
+    # /api/v1/pools/<name>/levels): the newest this many; at POOLS_INTERVAL 15, six hours.
+    POOLS_LEVELS_KEPT = 1440
 
     # The reconcile (docs/configuration.md): with destroy_orphans, an orphan the cloud made
     # less than this many seconds ago is left alone (it may be a VM being started).

@@ -161,6 +161,22 @@ class ReconcileSurvey(db.Model):
     mismatches = db.Column(db.Integer, nullable=False)
 
 
+class PoolLevel(db.Model):
+    """A pool's VMs by state at the end of one pass of the pool manager: the series its
+    chart draws, the newest POOLS_LEVELS_KEPT of each pool."""
+
+    __tablename__ = "pool_levels"
+    __table_args__ = (db.Index("ix_pool_levels_pool_id", "pool", "id"),)
+
+    id = db.Column(db.Integer, primary_key=True)
+    pool = db.Column(db.String(80), nullable=False)
+    at = db.Column(db.DateTime(timezone=True), nullable=False)
+    booting = db.Column(db.Integer, nullable=False)
+    free = db.Column(db.Integer, nullable=False)
+    assigned = db.Column(db.Integer, nullable=False)
+    faulty = db.Column(db.Integer, nullable=False)
+
+
 class WebhookDelivery(db.Model):
     """One webhook call the pool manager owes: queued with the change it tells of, sent
     (and tried again after failures) by the manager, never inside a client's request."""

@@ -16,7 +16,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 from harness.ports import free_port
 
-HEAD = "0006"
+HEAD = "0007"
 PASSWORD = "a-long-enough-password"
 
 
@@ -123,6 +123,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "webhook_deliveries",
         "idempotency_keys",
         "reconcile_surveys",
+        "pool_levels",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(

@@ -472,6 +472,28 @@ def test_pools_answer_their_state_by_cloud(warm):
     assert warm.test_client().get("/api/v1/pools").status_code == 401
 
 
+def test_each_pass_leaves_the_pools_levels_for_a_chart_the_newest_kept(make_app):
+    app = make_app(POOLS=pool(), POOLS_LEVELS_KEPT=2)
+    client = token_client(app)
+    run_pass(app)  # 2 booting
+    run_pass(app)  # promoted: 2 free
+    client.put(ASSIGN, json={"vm_type": "web", "user": "u"})
+    run_pass(app)  # 1 free, 1 assigned, 1 new booting
+
+    levels = client.get("/api/v1/pools/web/levels").json["levels"]
+
+    counts = [(lv["booting"], lv["free"], lv["assigned"], lv["faulty"]) for lv in levels]
+    assert counts == [(0, 2, 0, 0), (1, 1, 1, 0)]  # the first pass's level is gone
+    assert levels[0]["time"] <= levels[1]["time"]
+    newer = client.get("/api/v1/pools/web/levels", query_string={"after": levels[0]["id"]})
+    assert newer.json["levels"] == levels[1:]
+    assert_error(client.get("/api/v1/pools/nowhere/levels"), 404, "Unknown pool: nowhere")
+    refused = client.get("/api/v1/pools/web/levels", query_string={"after": "x"})
+    assert_error(refused, 400, "after: a whole number from 1 to 2147483647")
+    with pytest.raises(ConfigurationError, match="^POOLS_LEVELS_KEPT must be a whole number"):
+        create_app({"TESTING": True, "CLOUD_FARM": DUMMY_FARM, "POOLS_LEVELS_KEPT": 0})
+
+
 def test_no_pools_configured_lists_none(client):
     assert client.get("/api/v1/pools").json == {"status": "ok", "pools": []}
 

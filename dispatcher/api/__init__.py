@@ -11,7 +11,7 @@ from .docs import DocsAssetAPI, DocsPageAPI, OpenAPIDocumentAPI
 from .health import HealthAPI
 from .listings import LISTINGS, CloudAPI, HomeAPI, ListingAPI
 from .metrics import MetricsAPI
-from .pools import PoolAPI, PoolsAPI
+from .pools import PoolAPI, PoolLevelsAPI, PoolsAPI
 from .reconcile import ReconcileAPI
 from .resources import (
     FirewallAPI,
@@ -87,6 +87,7 @@ for action in ("detach", "destroy"):
 route(bp, HistoryAPI, "/vm/history", "vm_history")
 bp.add_url_rule("/pools", view_func=PoolsAPI.as_view("pools"))
 bp.add_url_rule("/pools/<name>", view_func=PoolAPI.as_view("pool"))
+bp.add_url_rule("/pools/<name>/levels", view_func=PoolLevelsAPI.as_view("pool_levels"))
 route(bp, ReconcileAPI, "/reconcile", "reconcile")
 route(bp_v2, ListingAPI, "/<listing:action>", "listing")
 

@@ -4,7 +4,7 @@ an assign by type answers at once. ``manager`` keeps them filled (``dispatcher p
 
 from flask import current_app
 
-from ..errors import NotFoundError
+from ..errors import ConfigurationError, NotFoundError
 from .spec import PoolCloud, PoolSpec, parse_pools
 from .status import pool_to_dict
 
@@ -16,9 +16,13 @@ EXTENSION = "dispatcher.pools"
 def init_app(app) -> None:
     """Parse POOLS against the clouds and the bookkeeping.
 
-    :raises ConfigurationError: one line naming the pool and the key at fault.
+    :raises ConfigurationError: one line naming the pool and the key at fault, or a bad
+        POOLS_LEVELS_KEPT.
     """
     config = app.config
+    kept = config["POOLS_LEVELS_KEPT"]
+    if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
+        raise ConfigurationError("POOLS_LEVELS_KEPT must be a whole number from 1")
     app.extensions[EXTENSION] = parse_pools(
         config.get("POOLS"), config["CLOUD_FARM"], config["ASSIGNMENT_BACKEND"]
     )

@@ -3,7 +3,7 @@ record of each pool's clouds (last failure, back-off) and passes."""
 
 import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError
@@ -16,6 +16,7 @@ from ..models import (
     FREE,
     Assignment,
     PoolCloudState,
+    PoolLevel,
     PoolPass,
     assigned_values,
 )
@@ -206,14 +207,38 @@ def record_success(pool: str, cloud: str) -> None:
         db.session.commit()
 
 
-def finish_pass(pool: str) -> None:
-    """Note that a pass over the pool ended now; commits."""
+def finish_pass(pool: str, kept: int) -> None:
+    """Note that a pass over the pool ended now, and the pool's levels then (keeping the
+    newest ``kept`` of them); commits."""
+    now = utcnow()
     row = db.session.get(PoolPass, pool)
     if row is None:
-        db.session.add(PoolPass(pool=pool, finished_at=utcnow()))
+        db.session.add(PoolPass(pool=pool, finished_at=now))
     else:
-        row.finished_at = utcnow()
+        row.finished_at = now
+    db.session.add(PoolLevel(pool=pool, at=now, **totals(pool)))
+    db.session.flush()
+    oldest_kept = db.session.scalar(
+        select(PoolLevel.id)
+        .where(PoolLevel.pool == pool)
+        .order_by(PoolLevel.id.desc())
+        .offset(kept - 1)
+        .limit(1)
+    )
+    if oldest_kept is not None:
+        db.session.execute(
+            delete(PoolLevel).where(PoolLevel.pool == pool, PoolLevel.id < oldest_kept)
+        )
     db.session.commit()
+
+
+def levels(pool: str, after: int | None = None) -> list[PoolLevel]:
+    """The pool's levels at the end of its passes, oldest first; those after the one
+    numbered ``after`` if given."""
+    query = select(PoolLevel).where(PoolLevel.pool == pool)
+    if after is not None:
+        query = query.where(PoolLevel.id > after)
+    return list(db.session.scalars(query.order_by(PoolLevel.id)))
 
 
 def last_pass(pool: str) -> datetime.datetime | None:

@@ -18,6 +18,8 @@ import logging
 import threading
 import time
 
+from flask import current_app
+
 from .. import clouds, idempotency, metrics, reconcile, serializers, webhooks
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
@@ -155,7 +157,7 @@ def _pass(spec: PoolSpec) -> PoolReport:
             continue
         _tend(spec, cloud, listed, report)
     refill(spec, report)
-    ledger.finish_pass(spec.name)
+    ledger.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"])
     return report
 
 

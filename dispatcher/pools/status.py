@@ -88,3 +88,16 @@ def pool_detail_to_dict(spec: PoolSpec) -> dict:
         **pool_to_dict(spec),
         "leases": [leased_vm_to_dict(row) for row in ledger.leased(spec.name)],
     }
+
+
+@describes("PoolLevel", {"id": INTEGER, "time": TEXT, **_COUNTS})
+def level_to_dict(level) -> dict:
+    """A pool's VMs by state at the end of one pass of the pool manager."""
+    return {
+        "id": level.id,
+        "time": utc_iso(level.at),
+        "booting": level.booting,
+        "free": level.free,
+        "assigned": level.assigned,
+        "faulty": level.faulty,
+    }
