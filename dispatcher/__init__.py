@@ -50,6 +50,7 @@ def create_app(config: dict | None = None) -> Flask:
         bookkeeping,
         cli,
         clouds,
+        console,
         errors,
         extensions,
         fingerprints,
@@ -78,6 +79,7 @@ def create_app(config: dict | None = None) -> Flask:
         reconcile,
         errors,
         api,
+        console,
         cli,
     )
     for part in parts:

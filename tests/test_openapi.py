@@ -24,6 +24,8 @@ PUBLIC = {
     ("/api/v1/openapi.json", "get"),
     ("/api/v1/docs", "get"),
     ("/api/v1/docs/{filename}", "get"),
+    ("/console", "get"),
+    ("/console/assets/{filename}", "get"),
 }
 
 
@@ -81,7 +83,8 @@ def test_request_bodies_are_the_validating_schemas(app, document):
 
 
 def test_token_is_required_everywhere_but_the_public_endpoints(document):
-    """Every operation but the root, POST /auth and the docs names the token schemes."""
+    """Every operation but the root, POST /auth, the docs and the console's page names the
+    token schemes."""
     for path, item in document["paths"].items():
         for method, operation in item.items():
             if method == "parameters":

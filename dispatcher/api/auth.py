@@ -4,7 +4,7 @@ from flask import request
 from flask_security import current_user
 
 from .. import auth
-from ..shapes import TEXT, const
+from ..shapes import TEXT, const, list_of
 from ..throttle import login_attempt
 from ..validation import CREDENTIALS
 from .base import ApiView, PublicView, accepts, answers, ok, token_required
@@ -24,6 +24,13 @@ class AuthAPI(PublicView):
         with login_attempt(body["username"], request.remote_addr or "-"):
             token = auth.issue_token(**body)
         return ok(status_code=200, token=token)
+
+    @token_required
+    @answers({"user": TEXT, "roles": list_of(TEXT)})
+    def get(self):
+        """Who the token is: its user and roles (what a client such as the console may
+        offer it)."""
+        return ok(user=current_user.username, roles=sorted(current_user.roles))
 
     @token_required
     @answers({"result": TEXT})

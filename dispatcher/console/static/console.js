@@ -1,0 +1,441 @@
+// The dispatcher's console: every view read from the public API with the signed-in
+// user's token, kept in sessionStorage (gone with the tab), refreshed every few seconds.
+// No framework, no build step: a module the browser runs as it is.
+
+const TOKEN = "dispatcher.token";
+const REFRESH_MS = 5000;
+const STALE_MS = 15000;
+const CHANGE_ROLES = ["agent", "admin"];
+const STATES = ["free", "booting", "assigned", "faulty"];
+const COLORS = { free: "#1b7f3b", booting: "#2a6ad3", assigned: "#a05a00", faulty: "#b00020" };
+
+const $ = (id) => document.getElementById(id);
+let me = null; // {user, roles} of the signed-in user
+let lastGood = 0;
+let lastError = "";
+let timer = null;
+let history = { before: null, next: null };
+let dryRunDone = false;
+
+class SessionEnded extends Error {}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const token = sessionStorage.getItem(TOKEN);
+  const headers = { Accept: "application/json" };
+  if (token) headers["X-Auth-Token"] = token;
+  const init = { method, headers, cache: "no-store", credentials: "omit" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(`/api/v1${path}`, init);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (response.status === 401 && token) {
+    signOut("Your session has ended (the token expired or was revoked): sign in again.");
+    throw new SessionEnded();
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, (data && data.message) || response.statusText);
+  }
+  return data;
+}
+
+function el(tag, text, attributes = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function row(cells) {
+  const tr = el("tr");
+  for (const cell of cells) tr.append(cell instanceof Node ? cell : el("td", cell));
+  return tr;
+}
+
+function cell(content) {
+  const td = el("td");
+  td.append(content);
+  return td;
+}
+
+function can(roles) {
+  return me !== null && me.roles.some((role) => roles.includes(role));
+}
+
+// -- signing in and out ------------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  const message = $("sign-in-message");
+  message.textContent = "";
+  try {
+    const answer = await api("POST", "/auth", {
+      username: $("username").value,
+      password: $("password").value,
+    });
+    sessionStorage.setItem(TOKEN, answer.token);
+    $("password").value = "";
+    await start();
+  } catch (error) {
+    message.textContent = error.status === 403 ? "Wrong username or password." : error.message;
+  }
+}
+
+async function start() {
+  me = await api("GET", "/auth");
+  $("who").textContent = `Signed in as ${me.user}` + (me.roles.length ? ` (${me.roles.join(", ")})` : "");
+  $("who").hidden = false;
+  $("sign-out").hidden = false;
+  $("sign-in").hidden = true;
+  $("console").hidden = false;
+  for (const node of document.querySelectorAll(".for-agent")) node.hidden = !can(CHANGE_ROLES);
+  for (const node of document.querySelectorAll(".for-admin")) node.hidden = !can(["admin"]);
+  await loadClouds();
+  await refresh();
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN);
+  me = null;
+  clearInterval(timer);
+  timer = null;
+  $("console").hidden = true;
+  $("sign-out").hidden = true;
+  $("who").hidden = true;
+  $("sign-in").hidden = false;
+  $("freshness").textContent = "";
+  $("sign-in-message").textContent = message || "";
+  $("username").focus();
+}
+
+async function signOutClicked() {
+  try {
+    await api("DELETE", "/auth");
+  } finally {
+    signOut("Signed out: the token is revoked.");
+  }
+}
+
+// -- refreshing ----------------------------------------------------------------------
+
+async function refresh() {
+  const results = await Promise.allSettled([
+    showClouds(),
+    showPools(),
+    showAssignments(),
+    showHistory(),
+  ]);
+  if (me === null) return;
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed) {
+    lastError = failed.reason.message;
+  } else {
+    lastGood = Date.now();
+    lastError = "";
+  }
+  showFreshness();
+}
+
+function showFreshness() {
+  const node = $("freshness");
+  const age = Date.now() - lastGood;
+  const stale = !lastGood || age > STALE_MS || lastError;
+  node.classList.toggle("stale", Boolean(stale));
+  if (!lastGood) {
+    node.textContent = `Not loaded yet${lastError ? `: ${lastError}` : ""}`;
+  } else if (stale) {
+    const seconds = Math.round(age / 1000);
+    node.textContent = `Stale: last updated ${seconds} s ago${lastError ? ` (${lastError})` : ""}`;
+  } else {
+    node.textContent = `Updated ${new Date(lastGood).toLocaleTimeString()}`;
+  }
+}
+
+async function loadClouds() {
+  const answer = await api("GET", "/cloud");
+  const select = $("history-cloud");
+  select.replaceChildren(...answer.served_cloud.map((cloud) => el("option", cloud.name)));
+}
+
+// -- views ---------------------------------------------------------------------------
+
+async function showClouds() {
+  const answer = await api("GET", "/health?deep=1");
+  $("clouds-rows").replaceChildren(
+    ...answer.clouds.map((cloud) => {
+      const tr = row([
+        cloud.name,
+        cloud.reachable ? "yes" : "no",
+        cloud.latency_ms === null || cloud.latency_ms === undefined ? "-" : `${cloud.latency_ms} ms`,
+        cloud.circuit || "-",
+        cloud.message || "",
+      ]);
+      if (!cloud.reachable || cloud.circuit === "open") tr.classList.add("failing");
+      return tr;
+    }),
+  );
+}
+
+async function showPools() {
+  const answer = await api("GET", "/pools");
+  const blocks = [];
+  for (const pool of answer.pools) {
+    const block = el("article", null, { "aria-label": `Pool ${pool.name}` });
+    const short = pool.free < pool.min_ready;
+    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.min_ready} ready wanted, at most ${pool.max_total}`);
+    if (short) title.classList.add("short");
+    block.append(title);
+    const table = el("table", null, { "aria-label": `Pool ${pool.name} by cloud` });
+    const head = el("tr");
+    for (const name of ["Cloud", "Booting", "Free", "Assigned", "Faulty", "Last error"]) {
+      head.append(el("th", name, { scope: "col" }));
+    }
+    table.append(el("thead"), el("tbody"));
+    table.tHead.append(head);
+    const total = row(["all", pool.booting, pool.free, pool.assigned, pool.faulty, ""]);
+    total.dataset.pool = pool.name;
+    total.dataset.cloud = "";
+    table.tBodies[0].append(total);
+    for (const entry of pool.clouds) {
+      const error = entry.last_error ? `${entry.last_error.time} ${entry.last_error.message}` : "";
+      const tr = row([entry.cloud, entry.booting, entry.free, entry.assigned, entry.faulty, error]);
+      tr.dataset.pool = pool.name;
+      tr.dataset.cloud = entry.cloud;
+      if (entry.last_error) tr.classList.add("failing");
+      table.tBodies[0].append(tr);
+    }
+    block.append(table);
+    const levels = await api("GET", `/pools/${encodeURIComponent(pool.name)}/levels`);
+    block.append(chart(pool, levels.levels));
+    blocks.push(block);
+  }
+  if (!blocks.length) blocks.push(el("p", "No warm pools are configured."));
+  $("pools-list").replaceChildren(...blocks);
+}
+
+function chart(pool, levels) {
+  const width = 600;
+  const height = 120;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height));
+  svg.setAttribute("role", "img");
+  svg.setAttribute("class", "chart");
+  const last = levels[levels.length - 1];
+  const described = last
+    ? `Levels of pool ${pool.name} over ${levels.length} passes; now ${STATES.map((s) => `${last[s]} ${s}`).join(", ")}`
+    : `No levels of pool ${pool.name} yet`;
+  svg.setAttribute("aria-label", described);
+  const top = Math.max(pool.max_total, 1, ...levels.map((l) => Math.max(...STATES.map((s) => l[s]))));
+  const x = (index) => (levels.length < 2 ? width : (index * width) / (levels.length - 1));
+  const y = (value) => height - 4 - (value * (height - 8)) / top;
+  const wanted = document.createElementNS(ns, "line");
+  for (const [name, value] of Object.entries({ x1: 0, x2: width, y1: y(pool.min_ready), y2: y(pool.min_ready) })) {
+    wanted.setAttribute(name, String(value));
+  }
+  wanted.setAttribute("stroke", "#888");
+  wanted.setAttribute("stroke-dasharray", "4 4");
+  svg.append(wanted);
+  for (const state of STATES) {
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", levels.map((level, index) => `${x(index)},${y(level[state])}`).join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", COLORS[state]);
+    line.setAttribute("stroke-width", "2");
+    svg.append(line);
+  }
+  const figure = el("figure");
+  const caption = el("figcaption", null, { class: "legend" });
+  for (const state of STATES) caption.append(el("span", state, { class: state }));
+  caption.append(el("span", "dashed: min_ready"));
+  figure.append(svg, caption);
+  return figure;
+}
+
+function leaseLeft(expiresAt) {
+  if (!expiresAt) return "no lease";
+  const seconds = Math.round((Date.parse(expiresAt) - Date.now()) / 1000);
+  if (seconds <= 0) return "ended";
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 3600)} h`;
+}
+
+async function showAssignments() {
+  const clouds = Array.from($("history-cloud").options).map((option) => option.value);
+  const answers = await Promise.all(clouds.map((cloud) => api("GET", `/vm/status/${encodeURIComponent(cloud)}`)));
+  const rows = [];
+  answers.forEach((answer, index) => {
+    for (const vm of answer.nodes) {
+      if (vm.status !== 2) continue; // ASSIGNED
+      const cells = [clouds[index], vm.id_vm, vm.hostname, vm.user, vm.recipe, leaseLeft(vm.expires_at)];
+      const tr = row(cells);
+      tr.dataset.vm = `${clouds[index]}/${vm.id_vm}`;
+      if (can(CHANGE_ROLES)) tr.append(cell(actions(clouds[index], vm)));
+      rows.push(tr);
+    }
+  });
+  $("assignments-rows").replaceChildren(...rows);
+}
+
+function actions(cloud, vm) {
+  const span = el("span");
+  const extend = el("button", "Extend", { type: "button", "aria-label": `Extend the lease of ${vm.hostname}` });
+  extend.addEventListener("click", () => extendVm(cloud, vm));
+  const release = el("button", "Release", { type: "button", "aria-label": `Release ${vm.hostname}` });
+  release.addEventListener("click", () => releaseVm(cloud, vm));
+  span.append(extend, " ", release);
+  return span;
+}
+
+async function change(what, method, path, body) {
+  const message = $("assignments-message");
+  try {
+    const answer = await api(method, path, body);
+    message.textContent = answer.result || `${what}: done`;
+  } catch (error) {
+    if (!(error instanceof SessionEnded)) message.textContent = `${what} refused: ${error.message}`;
+  }
+  await refresh();
+}
+
+async function extendVm(cloud, vm) {
+  const text = window.prompt(`Lease of ${vm.hostname} from now, in seconds`, "3600");
+  if (text === null) return;
+  await change("Extend", "PUT", `/vm/action/extend/${encodeURIComponent(cloud)}`, { node: vm.id_vm, lease: Number(text) });
+}
+
+async function releaseVm(cloud, vm) {
+  if (!window.confirm(`Release ${vm.hostname} (${vm.id_vm}) of ${vm.user}?`)) return;
+  await change("Release", "PUT", `/vm/action/release/${encodeURIComponent(cloud)}`, { node: vm.id_vm });
+}
+
+async function assignByType(event) {
+  event.preventDefault();
+  const body = { vm_type: $("assign-vm-type").value, user: $("assign-user").value };
+  if ($("assign-lease").value) body.lease = Number($("assign-lease").value);
+  const message = $("assign-message");
+  try {
+    const answer = await api("PUT", "/vm/action/assign", body);
+    message.textContent = `${answer.result} on ${answer.cloud} (${answer.hostname})`;
+  } catch (error) {
+    if (!(error instanceof SessionEnded)) message.textContent = `Assign refused: ${error.message}`;
+  }
+  await refresh();
+}
+
+async function showHistory() {
+  const cloud = $("history-cloud").value;
+  if (!cloud) return;
+  const query = new URLSearchParams({ limit: "20" });
+  if ($("history-user").value) query.set("user", $("history-user").value);
+  if ($("history-action").value) query.set("action", $("history-action").value);
+  if (history.before) query.set("before", String(history.before));
+  const answer = await api("GET", `/vm/history/${encodeURIComponent(cloud)}?${query}`);
+  history.next = answer.next_before;
+  $("history-older").disabled = !answer.next_before;
+  $("history-rows").replaceChildren(
+    ...answer.history.map((entry) =>
+      row([entry.time, entry.action, entry.hostname || entry.id_vm, entry.user, entry.caller, entry.outcome, entry.message]),
+    ),
+  );
+}
+
+// -- the reconcile (admins) ----------------------------------------------------------
+
+function showReport(answer) {
+  const parts = [];
+  for (const kind of ["orphans", "ghosts", "mismatches"]) {
+    parts.push(el("h3", `${kind}: ${answer[kind].length}`));
+    if (!answer[kind].length) continue;
+    const table = el("table", null, { "aria-label": kind });
+    const head = el("tr");
+    for (const name of ["Cloud", "VM", "Host", "Books", "Cloud state", "Pool", "Fix"]) head.append(el("th", name, { scope: "col" }));
+    table.append(head);
+    for (const item of answer[kind]) {
+      table.append(row([item.cloud, item.id_vm, item.hostname, item.ledger_state, item.cloud_state, item.pool, item.fix]));
+    }
+    parts.push(table);
+  }
+  for (const outcome of answer.clouds.filter((entry) => entry.status !== "ok")) {
+    parts.push(el("p", `${outcome.name}: ${outcome.message}`, { class: "failing" }));
+  }
+  $("reconcile-result").replaceChildren(...parts);
+}
+
+async function reconcile(method, body, what) {
+  const message = $("reconcile-message");
+  message.textContent = `${what}…`;
+  try {
+    const answer = await api(method, "/reconcile", body);
+    showReport(answer);
+    message.textContent = `${what}: done`;
+    return true;
+  } catch (error) {
+    if (!(error instanceof SessionEnded)) message.textContent = `${what} refused: ${error.message}`;
+    return false;
+  }
+}
+
+async function dryRun() {
+  dryRunDone = await reconcile("POST", { destroy_orphans: $("reconcile-destroy").checked }, "Dry run");
+  $("reconcile-apply").disabled = !dryRunDone;
+}
+
+async function apply() {
+  if (!dryRunDone || !window.confirm("Apply the fixes the dry run shows?")) return;
+  await reconcile("POST", { apply: true, destroy_orphans: $("reconcile-destroy").checked }, "Applied");
+  dryRunDone = false;
+  $("reconcile-apply").disabled = true;
+}
+
+// -- wiring --------------------------------------------------------------------------
+
+$("sign-in-form").addEventListener("submit", signIn);
+$("sign-out").addEventListener("click", signOutClicked);
+$("assign-form").addEventListener("submit", assignByType);
+$("history-filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  history = { before: null, next: null };
+  showHistory().catch(() => {});
+});
+$("history-newest").addEventListener("click", () => {
+  history = { before: null, next: null };
+  showHistory().catch(() => {});
+});
+$("history-older").addEventListener("click", () => {
+  history.before = history.next;
+  showHistory().catch(() => {});
+});
+$("reconcile-report").addEventListener("click", () => reconcile("GET", undefined, "Report"));
+$("reconcile-dry-run").addEventListener("click", dryRun);
+$("reconcile-apply").addEventListener("click", apply);
+$("reconcile-destroy").addEventListener("change", () => {
+  dryRunDone = false;
+  $("reconcile-apply").disabled = true;
+});
+setInterval(() => me && showFreshness(), 1000);
+
+if (sessionStorage.getItem(TOKEN)) {
+  start().catch((error) => {
+    if (!(error instanceof SessionEnded)) signOut(error.message);
+  });
+} else {
+  $("username").focus();
+}

@@ -1,0 +1,152 @@
+"""The operators' console in headless Chromium against `dispatcher run` with a warm pool:
+sign in, the pools as the API counts them, an assign by type and a release through the
+page, a reader without buttons, a revoked token back at the sign-in form, signing out,
+and nothing loaded from another origin. Saves the screenshot README.md shows when
+DISPATCHER_CONSOLE_SCREENSHOT names a file."""
+
+import os
+import shutil
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+from test_docs_browser import CHROMEDRIVER, CHROMIUM, LOADED_URLS, WAIT
+from test_docs_browser import browser as browser  # the fixture
+from test_server import ADMIN_PASSWORD, DISPATCHER, Server, admin_token
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+        reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})",
+    ),
+]
+
+POOL = {"clouds": [{"cloud": "fake_driver", "image": "1", "size": "1"}], "min_ready": 2}
+READER_PASSWORD = "reader-password-long-enough"
+TOKEN = "return sessionStorage.getItem('dispatcher.token');"
+# The pools' table rows: pool, cloud ("" for the pool's total) and the four counts.
+POOL_ROWS = """
+return Array.from(document.querySelectorAll('#pools-list tr[data-pool]')).map(tr =>
+  [tr.dataset.pool, tr.dataset.cloud].concat(
+    Array.from(tr.cells).slice(1, 5).map(td => Number(td.textContent))));
+"""
+ASSIGNED_USERS = """
+return Array.from(document.querySelectorAll('#assignments-rows tr'))
+  .map(tr => tr.cells[3].textContent);
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`dispatcher run` with the warm pool web on the Dummy cloud fake_driver, filled, and
+    a user `reader` without roles."""
+    settings = {"POOLS": {"web": {**POOL, "max_total": 3}}, "POOLS_INTERVAL": 1}
+    instance = tmp_path_factory.mktemp("console") / "instance"
+    server = Server(instance, settings, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    try:
+        command = [str(DISPATCHER), "users", "create", "reader", f"--password={READER_PASSWORD}"]
+        subprocess.run(command, env=server.env, check=True, capture_output=True, timeout=60)
+        token = admin_token(server)
+        deadline = time.monotonic() + 30
+        while pool_counts(server, token)[("web", "")][1] < 2:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
+        yield server
+    finally:
+        server.stop()
+
+
+def pool_counts(server: Server, token: str) -> dict:
+    """(pool, cloud) -> [booting, free, assigned, faulty], cloud "" the pool's total."""
+    answer = requests.get(f"{server.base}/pools", headers={"X-Auth-Token": token}, timeout=10)
+    counts = {}
+    for pool in answer.json()["pools"]:
+        states = ("booting", "free", "assigned", "faulty")
+        counts[(pool["name"], "")] = [pool[state] for state in states]
+        for entry in pool["clouds"]:
+            counts[(pool["name"], entry["cloud"])] = [entry[state] for state in states]
+    return counts
+
+
+def sign_in(browser, server: Server, username: str, password: str) -> None:
+    browser.get(server.base.removesuffix("/api/v1") + "/console")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(expected_conditions.visibility_of_element_located((By.ID, "username")))
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "#sign-in-form button[type=submit]").click()
+    wait.until(lambda driver: driver.execute_script(POOL_ROWS))
+
+
+def test_an_operator_signs_in_assigns_releases_and_signs_out(server, browser, tmp_path):
+    origin = "{0.scheme}://{0.netloc}/".format(urlsplit(server.base))
+    wait = WebDriverWait(browser, WAIT)
+    sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    token = browser.execute_script(TOKEN)
+    assert token
+
+    shown = {(pool, cloud): counts for pool, cloud, *counts in browser.execute_script(POOL_ROWS)}
+    assert shown == pool_counts(server, token)
+
+    browser.find_element(By.ID, "assign-vm-type").send_keys("web")
+    browser.find_element(By.ID, "assign-user").send_keys("ada")
+    browser.find_element(By.CSS_SELECTOR, "#assign-form button[type=submit]").click()
+    wait.until(lambda driver: "ada" in driver.execute_script(ASSIGNED_USERS))
+    status = requests.get(
+        f"{server.base}/vm/status/fake_driver", headers={"X-Auth-Token": token}, timeout=10
+    ).json()["nodes"]
+    [held] = [vm for vm in status if vm["user"] == "ada"]
+    assert held["status"] == 2  # ASSIGNED
+    browser.save_screenshot(str(tmp_path / "console.png"))
+    if os.environ.get("DISPATCHER_CONSOLE_SCREENSHOT"):
+        shutil.copyfile(tmp_path / "console.png", os.environ["DISPATCHER_CONSOLE_SCREENSHOT"])
+
+    row = browser.find_element(
+        By.CSS_SELECTOR, f'#assignments-rows tr[data-vm="fake_driver/{held["id_vm"]}"]'
+    )
+    row.find_element(By.XPATH, ".//button[text()='Release']").click()
+    wait.until(expected_conditions.alert_is_present()).accept()
+    wait.until(lambda driver: "ada" not in driver.execute_script(ASSIGNED_USERS))
+    status = requests.get(
+        f"{server.base}/vm/status/fake_driver", headers={"X-Auth-Token": token}, timeout=10
+    ).json()["nodes"]
+    assert [vm for vm in status if vm["user"] == "ada"] == []
+
+    loaded = browser.execute_script(LOADED_URLS)
+    assert any("/api/v1/pools" in url for url in loaded)
+    assert [url for url in loaded if not url.startswith(origin)] == []
+
+    browser.find_element(By.ID, "sign-out").click()
+    wait.until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    assert browser.execute_script(TOKEN) is None
+    check = requests.put(f"{server.base}/test/start", headers={"X-Auth-Token": token}, timeout=10)
+    assert check.status_code == 401
+
+
+def test_a_reader_sees_no_buttons_and_a_revoked_token_signs_out(server, browser):
+    sign_in(browser, server, "reader", READER_PASSWORD)
+    token = browser.execute_script(TOKEN)
+
+    assert not browser.find_element(By.ID, "assign-form").is_displayed()
+    assert not browser.find_element(By.ID, "reconcile").is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, "#assignments-rows button") == []
+    refused = requests.put(
+        f"{server.base}/vm/action/assign",
+        json={"vm_type": "web", "user": "reader"},
+        headers={"X-Auth-Token": token},
+        timeout=10,
+    )
+    assert refused.status_code == 403
+
+    requests.delete(f"{server.base}/auth", headers={"X-Auth-Token": token}, timeout=10)
+
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
+    message = browser.find_element(By.ID, "sign-in-message").text
+    assert message.startswith("Your session has ended")
