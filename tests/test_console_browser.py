@@ -14,7 +14,7 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from test_docs_browser import CHROMEDRIVER, CHROMIUM, LOADED_URLS, WAIT
 from test_docs_browser import browser as browser  # the fixture
 from test_server import ADMIN_PASSWORD, DISPATCHER, Server, admin_token
@@ -35,6 +35,9 @@ POOL_ROWS = """
 return Array.from(document.querySelectorAll('#pools-list tr[data-pool]')).map(tr =>
   [tr.dataset.pool, tr.dataset.cloud].concat(
     Array.from(tr.cells).slice(1, 5).map(td => Number(td.textContent))));
+"""
+HISTORY_ACTIONS = """
+return Array.from(document.querySelectorAll('#history-rows tr')).map(tr => tr.cells[1].textContent);
 """
 ASSIGNED_USERS = """
 return Array.from(document.querySelectorAll('#assignments-rows tr'))
@@ -117,6 +120,15 @@ def test_an_operator_signs_in_assigns_releases_and_signs_out(server, browser, tm
         f"{server.base}/vm/status/fake_driver", headers={"X-Auth-Token": token}, timeout=10
     ).json()["nodes"]
     assert [vm for vm in status if vm["user"] == "ada"] == []
+
+    Select(browser.find_element(By.ID, "history-cloud")).select_by_visible_text("fake_driver")
+    browser.find_element(By.ID, "history-user").send_keys("ada")
+    browser.find_element(By.CSS_SELECTOR, "#history-filter button[type=submit]").click()
+    wait.until(lambda driver: driver.execute_script(HISTORY_ACTIONS) == ["release", "assign"])
+
+    browser.find_element(By.ID, "reconcile-dry-run").click()
+    wait.until(lambda driver: driver.find_element(By.ID, "reconcile-apply").is_enabled())
+    assert "orphans:" in browser.find_element(By.ID, "reconcile-result").text
 
     loaded = browser.execute_script(LOADED_URLS)
     assert any("/api/v1/pools" in url for url in loaded)
