@@ -219,12 +219,24 @@ async function showPools() {
       table.tBodies[0].append(tr);
     }
     block.append(table);
-    const levels = await api("GET", `/pools/${encodeURIComponent(pool.name)}/levels`);
-    block.append(chart(pool, levels.levels));
+    block.append(chart(pool, await levelsOf(pool.name)));
     blocks.push(block);
   }
   if (!blocks.length) blocks.push(el("p", "No warm pools are configured."));
   $("pools-list").replaceChildren(...blocks);
+}
+
+// Each pool's levels as far as fetched: a refresh asks only for the newer ones.
+const levelsKnown = new Map();
+const LEVELS_KEPT = 1440;
+
+async function levelsOf(name) {
+  const known = levelsKnown.get(name) || [];
+  const after = known.length ? `?after=${known[known.length - 1].id}` : "";
+  const answer = await api("GET", `/pools/${encodeURIComponent(name)}/levels${after}`);
+  const levels = known.concat(answer.levels).slice(-LEVELS_KEPT);
+  levelsKnown.set(name, levels);
+  return levels;
 }
 
 function chart(pool, levels) {
