@@ -24,7 +24,6 @@ import sqlite3
 import threading
 import time
 
-import psycopg
 from sqlalchemy import text
 
 from .extensions import db
@@ -57,6 +56,10 @@ class Listener:
     on CHANNEL, started by the first request of the process (after gunicorn's fork)."""
 
     def __init__(self, engine, cache: VerifiedTokens):
+        # Here, not at the top: psycopg comes with the `postgresql` extra only.
+        import psycopg
+
+        self._psycopg = psycopg
         self._connect_args = engine.dialect.create_connect_args(engine.url)
         self._cache = cache
         self._lock = threading.Lock()
@@ -76,7 +79,7 @@ class Listener:
             return False
         try:
             unread, _, _ = select.select([connection.pgconn.socket], [], [], 0)
-        except (OSError, ValueError, psycopg.Error):
+        except (OSError, ValueError, self._psycopg.Error):
             return False
         return not unread
 
@@ -94,6 +97,7 @@ class Listener:
     def _run(self) -> None:
         args, kwargs = self._connect_args
         name = f"dispatcher-tokens:{os.getpid()}"
+        psycopg = self._psycopg
         while not self._stop.is_set():
             try:
                 with psycopg.connect(

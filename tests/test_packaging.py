@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import os
+import subprocess
 import sys
 import sysconfig
 from pathlib import PurePosixPath
@@ -46,3 +47,18 @@ def test_gunicorn_serves_the_installed_app_from_anywhere(tmp_path):
         answer = requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=10)
     assert answer.status_code == 200
     assert answer.json() == {"status": "ok"}
+
+
+def test_the_app_runs_on_sqlite_without_the_postgresql_extra():
+    """psycopg comes with the `postgresql` extra only: without it the app still starts
+    and answers on SQLite (only a PostgreSQL process listens for revocations)."""
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"  # as if it were not installed
+        "from dispatcher import authn, create_app\n"
+        "app = create_app({'TESTING': True, 'SQLALCHEMY_DATABASE_URI': 'sqlite://'})\n"
+        "authn.serve(app, single_process=True)\n"
+        "print(app.test_client().get('/api/v1/').json)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "{'status': 'ok'}"
