@@ -4,6 +4,7 @@ page, a reader without buttons, a revoked token back at the sign-in form, signin
 and nothing loaded from another origin. Saves the screenshot README.md shows when
 DISPATCHER_CONSOLE_SCREENSHOT names a file."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,11 +13,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_docs_browser import CHROMEDRIVER, CHROMIUM, LOADED_URLS, WAIT
-from test_docs_browser import browser as browser  # the fixture
+from test_docs_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, LOADED_URLS, WAIT
 from test_server import ADMIN_PASSWORD, DISPATCHER, Server, admin_token
 
 pytestmark = [
@@ -43,6 +45,35 @@ ASSIGNED_USERS = """
 return Array.from(document.querySelectorAll('#assignments-rows tr'))
   .map(tr => tr.cells[3].textContent);
 """
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium as for the docs page, keeping its performance log (DevTools'
+    network events: every request the page sends)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()
+
+
+def requested_urls(browser) -> list[str]:
+    """The URL of every request sent over the network so far, from the performance log
+    (the browser's own chrome:// pages, which never leave it, left out)."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if urlsplit(url).scheme in ("http", "https", "ws", "wss"):
+                urls.append(url)
+    return urls
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +164,9 @@ def test_an_operator_signs_in_assigns_releases_and_signs_out(server, browser, tm
     loaded = browser.execute_script(LOADED_URLS)
     assert any("/api/v1/pools" in url for url in loaded)
     assert [url for url in loaded if not url.startswith(origin)] == []
+    requested = requested_urls(browser)
+    assert f"{origin}api/v1/auth" in requested and len(requested) > 10
+    assert [url for url in requested if not url.startswith(origin)] == []
 
     browser.find_element(By.ID, "sign-out").click()
     wait.until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
