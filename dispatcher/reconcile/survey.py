@@ -148,11 +148,12 @@ def _compare(
     findings = []
     for row_id, row in booked.items():
         node = alive.get(row_id)
-        state = STATUS_NAMES.get(row["status"], str(row["status"]))
-        if node is None and row["status"] in GHOST_STATES:
+        status = row.get("status")  # a Cistern row may lack it: then neither
+        state = STATUS_NAMES.get(status, str(status))
+        if node is None and status in GHOST_STATES:
             fix = MARK_DELETED if fixable else REPORT_ONLY
             findings.append(_of_row("ghosts", cloud, row, state, None, fix))
-        elif node is not None and node.state in DOWN and row["status"] in MISMATCH_STATES:
+        elif node is not None and node.state in DOWN and status in MISMATCH_STATES:
             fix = MARK_FAULTY if fixable else REPORT_ONLY
             findings.append(_of_row("mismatches", cloud, row, state, str(node.state), fix))
     by_name = not marks.takes_metadata(cloud.driver)
@@ -184,8 +185,7 @@ def _orphan(cloud: Cloud, node, by_name: bool, fixable: bool, destroy_orphans: b
         fix = f"none: no pool {pool} on {cloud.name} here (destroy_orphans destroys it)"
     else:
         fix = "none: not the dispatcher's (destroy_orphans destroys it)"
-    finding = Finding(
+    return Finding(
         "orphans", cloud.name, str(node.id), node.name, None, str(node.state), pool, fix,
         node=node, creation_id=creation_id, adoptable=adoptable and fixable,
     )  # fmt: skip
-    return finding
