@@ -10,12 +10,10 @@ from flask_security import (
     verify_and_update_password,
     verify_password,
 )
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import authn
 from .errors import (
-    AuthenticationRequiredError,
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
@@ -34,25 +32,12 @@ def init_app(app) -> None:
     """Bind Flask-Security-Too to ``app``: token auth only, errors as the envelope, tokens
     accepted only exactly as issued."""
     security.init_app(app, SQLAlchemyUserDatastore(db, User, Role), register_blueprint=False)
-    security.unauthn_handler(_unauthenticated)
-    security.unauthz_handler(_unauthorized)
+    # Flask-Security-Too's own refusals, should any of its checks run: the envelope.
+    security.unauthn_handler(authn.refuse_unauthenticated)
+    security.unauthz_handler(authn.refuse_unauthorized)
     serializer = security.remember_token_serializer
     if not isinstance(serializer, AsIssuedTokenSerializer):
         security.remember_token_serializer = AsIssuedTokenSerializer(serializer)
-
-
-def _unauthenticated(mechanisms=None, headers=None):
-    # Flask-Security-Too takes any failure to load the token's user for a bad token:
-    # with the database away, that would be a 401 telling clients to log in again.
-    # Ask the database first, so that an outage is the 503 it is.
-    db.session.rollback()
-    db.session.execute(select(1))
-    raise AuthenticationRequiredError("Unauthorized: a valid auth token is required")
-
-
-def _unauthorized(func_name=None, params=None):
-    roles = " or ".join(params or [])
-    raise ForbiddenError(f"Forbidden: this needs the role {roles}" if roles else "Forbidden")
 
 
 def _datastore() -> SQLAlchemyUserDatastore:

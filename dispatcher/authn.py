@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from . import metrics, revocations
-from .errors import AuthenticationRequiredError, ConfigurationError, ForbiddenError
+from .config import check_number
+from .errors import AuthenticationRequiredError, ForbiddenError
 from .extensions import db
 from .models import User
 from .verified_tokens import Caller, VerifiedTokens
@@ -61,11 +62,9 @@ def init_app(app) -> None:
 
     :raises ConfigurationError: a bad TOKEN_CACHE_SIZE or TOKEN_CACHE_SECONDS.
     """
+    check_number(app.config, "TOKEN_CACHE_SIZE", least=1, whole=True)
+    check_number(app.config, "TOKEN_CACHE_SECONDS", unit=" of seconds", note=" (0: off)")
     size, seconds = app.config["TOKEN_CACHE_SIZE"], app.config["TOKEN_CACHE_SECONDS"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigurationError("TOKEN_CACHE_SIZE must be a whole number from 1")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ConfigurationError("TOKEN_CACHE_SECONDS must be a number of seconds from 0 (0: off)")
     cache = VerifiedTokens(size, seconds, changed=metrics.token_cache_entries)
     app.extensions[EXTENSION] = TokenCheck(cache)
     principal = app.extensions["security"].principal
@@ -185,12 +184,24 @@ def authenticate() -> Caller | None:
     return caller
 
 
-def _refuse():
-    # Ask the database first, so that an outage is the 503 it is, not a 401 telling
-    # clients to log in again.
+def refuse_unauthenticated(mechanisms=None, headers=None):
+    """No valid token: 401. (Also Flask-Security-Too's handler, hence its arguments.)
+
+    :raises AuthenticationRequiredError: always; a database outage first, as the 503
+        it is, rather than a 401 telling clients to log in again.
+    """
     db.session.rollback()
     db.session.execute(select(1))
     raise AuthenticationRequiredError(UNAUTHENTICATED)
+
+
+def refuse_unauthorized(func_name=None, params=None):
+    """A role missing: 403 naming the roles ``params`` that would do.
+
+    :raises ForbiddenError: always.
+    """
+    roles = " or ".join(params or [])
+    raise ForbiddenError(f"Forbidden: this needs the role {roles}" if roles else "Forbidden")
 
 
 def token_required(view):
@@ -199,7 +210,7 @@ def token_required(view):
     @functools.wraps(view)
     def checked(*args, **kwargs):
         if authenticate() is None:
-            _refuse()
+            refuse_unauthenticated()
         return view(*args, **kwargs)
 
     return checked
@@ -213,9 +224,9 @@ def roles_required(*roles: str):
         def checked(*args, **kwargs):
             caller = authenticate()
             if caller is None:
-                _refuse()
+                refuse_unauthenticated()
             if not any(caller.has_role(role) for role in roles):
-                raise ForbiddenError(f"Forbidden: this needs the role {' or '.join(roles)}")
+                refuse_unauthorized(params=roles)
             return view(*args, **kwargs)
 
         checked.roles = roles  # read by the OpenAPI document

@@ -167,6 +167,31 @@ CONFIGS = {
 }
 
 
+def check_number(
+    config,
+    name: str,
+    least: int = 0,
+    whole: bool = False,
+    above: bool = False,
+    unit: str = "",
+    note: str = "",
+) -> None:
+    """The setting ``name`` is a number (``whole``: an integer; never a bool) from
+    ``least``, or ``above`` it.
+
+    :raises ConfigurationError: one line naming the setting, e.g. "CIRCUIT_SECONDS must
+        be a number of seconds above 0" (``unit`` " of seconds"; ``note`` follows).
+    """
+    value = config.get(name)
+    kinds = int if whole else int | float
+    number = not isinstance(value, bool) and isinstance(value, kinds)
+    if not number or not (value > least if above else value >= least):
+        kind = "whole number" if whole else "number"
+        raise ConfigurationError(
+            f"{name} must be a {kind}{unit} {'above' if above else 'from'} {least}{note}"
+        )
+
+
 def config_class(name=None):
     """Return the configuration class named by ``name`` or ``DISPATCHER_CONFIG``.
 

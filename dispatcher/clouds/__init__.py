@@ -7,7 +7,7 @@ the functions of ``nodes``, ``catalog``, ``volumes``, ``firewall`` and ``health`
 from flask import current_app
 
 from .. import serializers
-from ..errors import ConfigurationError
+from ..config import check_number
 from .breaker import CircuitBreaker
 from .cloud import Cloud
 from .pool import DEFAULT_CLOUD, CloudPool, CloudSpec, parse_farm
@@ -23,11 +23,9 @@ def init_app(app) -> None:
     :raises ConfigurationError: the farm cannot work (see ``parse_farm``).
     """
     config = app.config
+    check_number(config, "CIRCUIT_FAILURES", whole=True, note=" (0: off)")
+    check_number(config, "CIRCUIT_SECONDS", above=True, unit=" of seconds")
     failures, seconds = config["CIRCUIT_FAILURES"], config["CIRCUIT_SECONDS"]
-    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
-        raise ConfigurationError("CIRCUIT_FAILURES must be a whole number from 0 (0: off)")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        raise ConfigurationError("CIRCUIT_SECONDS must be a number of seconds above 0")
     app.extensions[EXTENSION] = CloudPool(
         {
             name: Cloud(

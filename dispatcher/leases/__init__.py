@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from .. import pools, webhooks
+from ..config import check_number
 from ..errors import ConfigurationError, ForbiddenError, InvalidRequestError
 from ..serializers import utcnow
 from ..validation import LEASE_LONGEST
@@ -128,9 +129,7 @@ def init_app(app) -> None:
             "DEFAULT_LEASE needs the local ledger (ASSIGNMENT_BACKEND='local'), which keeps "
             "the ends of the leases"
         )
-    warning = config.get("LEASE_WARNING_SECONDS")
-    if isinstance(warning, bool) or not isinstance(warning, int | float) or warning < 0:
-        raise ConfigurationError("LEASE_WARNING_SECONDS must be a number of seconds from 0")
+    check_number(config, "LEASE_WARNING_SECONDS", unit=" of seconds")
     for spec in app.extensions[pools.EXTENSION].values():
         if spec.webhook_url is not None:
             where = f"POOLS[{spec.name!r}]: webhook_url"

@@ -4,7 +4,8 @@ an assign by type answers at once. ``manager`` keeps them filled (``dispatcher p
 
 from flask import current_app
 
-from ..errors import ConfigurationError, NotFoundError
+from ..config import check_number
+from ..errors import NotFoundError
 from .spec import PoolCloud, PoolSpec, parse_pools
 from .status import pool_to_dict
 
@@ -20,9 +21,7 @@ def init_app(app) -> None:
         POOLS_LEVELS_KEPT.
     """
     config = app.config
-    kept = config["POOLS_LEVELS_KEPT"]
-    if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
-        raise ConfigurationError("POOLS_LEVELS_KEPT must be a whole number from 1")
+    check_number(config, "POOLS_LEVELS_KEPT", least=1, whole=True)
     app.extensions[EXTENSION] = parse_pools(
         config.get("POOLS"), config["CLOUD_FARM"], config["ASSIGNMENT_BACKEND"]
     )

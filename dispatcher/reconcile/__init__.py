@@ -13,7 +13,7 @@ What a cloud's listing and the books disagree on:
 ledger only (Cistern's books are reported, never changed), and the orphans.
 """
 
-from ..errors import ConfigurationError
+from ..config import check_number
 from . import fixes
 from .survey import KINDS, REPORT_FIELDS, Finding, Survey, finding_to_dict, refuse_fixes, survey
 
@@ -35,9 +35,7 @@ def init_app(app) -> None:
     :raises ConfigurationError: one line naming the setting at fault.
     """
     for name in ("RECONCILE_GRACE_SECONDS", "RECONCILE_INTERVAL"):
-        value = app.config[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigurationError(f"{name} must be a number of seconds from 0")
+        check_number(app.config, name, unit=" of seconds")
 
 
 def reconcile(

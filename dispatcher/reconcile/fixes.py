@@ -24,7 +24,7 @@ from ..leases import notices, records
 from ..models import ASSIGNED, DELETED, FAULTY, STATUS_NAMES
 from ..pools import ledger
 from ..pools.lock import pool_lock
-from .survey import DESTROY, MARK_DELETED, MARK_FAULTY, Finding, Survey
+from .survey import DESTROY, Finding, Survey
 
 # The history's action of every change a reconcile makes.
 ACTION = "reconcile"
@@ -36,9 +36,9 @@ def apply(survey: Survey, caller: str) -> None:
     for finding in survey.findings:
         if finding.kind == "orphans":
             finding.fix = _orphan(finding, caller)
-        elif finding.fix == MARK_DELETED:
+        elif finding.kind == "ghosts":
             finding.fix = _mark(finding, caller, DELETED, "gone from its cloud")
-        elif finding.fix == MARK_FAULTY:
+        else:
             finding.fix = _mark(finding, caller, FAULTY, f"{finding.cloud_state} in its cloud")
 
 

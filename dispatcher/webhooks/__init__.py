@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from urllib.parse import urlsplit
 
+from ..config import check_number
 from ..errors import ConfigurationError
 from ..extensions import db
 from ..models import WebhookDelivery
@@ -95,14 +96,6 @@ def _is_http_url(url) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _positive(config: Mapping, name: str, whole: bool = False) -> None:
-    value = config.get(name)
-    kinds = int if whole else int | float
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        kind = "whole number from 1" if whole else "number above 0"
-        raise ConfigurationError(f"{name} must be a {kind}")
-
-
 def check_config(config: Mapping) -> None:
     """The lease webhook settings can work.
 
@@ -113,9 +106,9 @@ def check_config(config: Mapping) -> None:
         raise ConfigurationError("LEASE_WEBHOOK_SECRET must be a non-empty text")
     if config.get("LEASE_WEBHOOK_URL"):
         check_url("LEASE_WEBHOOK_URL", config["LEASE_WEBHOOK_URL"], secret)
-    _positive(config, "LEASE_WEBHOOK_ATTEMPTS", whole=True)
-    _positive(config, "LEASE_WEBHOOK_BACKOFF_SECONDS")
-    _positive(config, "LEASE_WEBHOOK_TIMEOUT")
+    check_number(config, "LEASE_WEBHOOK_ATTEMPTS", least=1, whole=True)
+    check_number(config, "LEASE_WEBHOOK_BACKOFF_SECONDS", above=True)
+    check_number(config, "LEASE_WEBHOOK_TIMEOUT", above=True)
 
 
 def init_app(app) -> None:
