@@ -16,21 +16,18 @@ ID_MAX = 2**31 - 1
 
 
 def record(**entry) -> AuditEntry:
-    """Add ``entry`` (AuditEntry's columns) under the current request id, and commit.
-
-    Whatever the session holds is committed with it: a change and its entry together.
-    """
+    """Add ``entry`` (AuditEntry's columns) under the current request id to the session:
+    the use case that made the change commits the two together."""
     row = AuditEntry(**entry, request_id=current_request_id())
     db.session.add(row)
-    db.session.commit()
     metrics.count_assignment(entry["cloud"], entry["action"], entry["outcome"])
     return row
 
 
 def amend(row: AuditEntry, outcome: str, message: str) -> None:
-    """Say how a recorded change ended after its commit (what became of the VM)."""
+    """Say how a recorded change ended after its commit (what became of the VM); the use
+    case commits."""
     row.outcome, row.message = outcome, message[:1000]
-    db.session.commit()
 
 
 def entries(

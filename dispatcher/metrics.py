@@ -191,13 +191,13 @@ class _PoolCollector:
 
     def collect(self):
         from . import pools
-        from .pools import ledger
+        from .bookkeeping import ledger
 
         gauge = GaugeMetricFamily(
             "dispatcher_pool_vms", "VMs of each warm pool, by state.", labels=["pool", "state"]
         )
         for spec in pools.every():
-            for state, number in ledger.totals(spec.name).items():
+            for state, number in ledger.pool_totals(spec.name).items():
                 gauge.add_metric([spec.name, state], number)
         yield gauge
 

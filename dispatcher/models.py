@@ -111,20 +111,6 @@ class Assignment(TimestampMixin, db.Model):
     lease_warned_at = db.Column(db.DateTime(timezone=True))
 
 
-def assigned_values(user: str, vm_type: str, assigned_by=None, expires_at=None) -> dict:
-    """The columns an assign sets on the row it takes (FREE to ASSIGNED), in the UPDATE
-    that takes it: by node (the bookkeeping) or from a warm pool alike."""
-    return {
-        "status": ASSIGNED,
-        "user": user,
-        "recipe": vm_type,
-        "assigned_at": func.now(),
-        "assigned_by": assigned_by,
-        "expires_at": expires_at,
-        "lease_warned_at": None,
-    }
-
-
 class PoolCloudState(db.Model):
     """What the pool manager last saw of one cloud of one pool: its last failure and how
     long it is left alone after failures (the back-off), shared by every manager."""

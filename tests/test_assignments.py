@@ -6,7 +6,7 @@ from conftest import ASSIGNMENT_KEYS, assert_error, token_client
 from dispatcher import clouds
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
-from dispatcher.models import ASSIGNED, DELETED, FAULTY, FREE, Assignment, AuditEntry
+from dispatcher.models import ASSIGNED, DELETED, FREE, Assignment, AuditEntry
 
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
 RELEASE = "/api/v1/vm/action/release/fake_driver"
@@ -233,19 +233,27 @@ def test_a_failing_delete_after_release_is_502_and_leaves_the_vm_free(app, clien
         )
 
 
-def test_faulty_vm_is_not_assigned(app, client):
-    """ledger-sync marks a vanished VM faulty; it is then neither listed nor assignable."""
+def test_ledger_sync_mends_the_ledger(app, client):
+    """ledger-sync, the reconcile's older name: the cloud's VM the ledger lacks recorded
+    free, a vanished one marked deleted; neither is then listed nor assignable."""
     assign(client, hostname="dummy-2")
     with app.app_context():
         driver = clouds.get("fake_driver").driver
         driver.destroy_node(driver.list_nodes()[1])
     result = app.test_cli_runner().invoke(args=["ledger-sync", "--cloud", "fake_driver"])
-    assert result.output == "fake_driver: 1 registered, 1 marked faulty\n"
-    assert rows(app) == {"2": (FAULTY, "zeppolo", "app"), "1": (FREE, None, None)}
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "orphan   fake_driver 1 (dummy-1) books -, cloud running, pool -: recorded FREE",
+        "ghost    fake_driver 2 (dummy-2) books ASSIGNED, cloud -, pool -: marked DELETED",
+        "1 orphans, 1 ghosts, 0 mismatches (applied)",
+    ]
+    assert rows(app) == {"2": (DELETED, None, "app"), "1": (FREE, None, None)}
     assert [n["id_vm"] for n in client.get("/api/v1/vm/status/fake_driver").json["nodes"]] == ["1"]
     response = assign(client, node="2")
-    assert response.status_code == 409
-    assert response.json["message"] == "node 2 is faulty"
+    assert response.status_code == 404
+    history = client.get("/api/v1/vm/history/fake_driver").json["history"]
+    # Newest first: the refused assign, then the two fixes.
+    assert [entry["action"] for entry in history[:3]] == ["assign", "reconcile", "reconcile"]
 
 
 def test_ledger_sync_of_every_cloud(app):
@@ -253,11 +261,10 @@ def test_ledger_sync_of_every_cloud(app):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["ledger-sync"])
     assert first.exit_code == 0
-    assert first.output.splitlines() == [
-        "default: 2 registered, 0 marked faulty",
-        "fake_driver: 2 registered, 0 marked faulty",
-    ]
-    assert runner.invoke(args=["ledger-sync"]).output.count("0 registered, 0 marked faulty") == 2
+    assert first.output.splitlines()[-1] == "4 orphans, 0 ghosts, 0 mismatches (applied)"
+    assert first.output.count("recorded FREE") == 4
+    second = runner.invoke(args=["ledger-sync"])
+    assert second.output == "0 orphans, 0 ghosts, 0 mismatches (applied)\n"
 
 
 def test_vm_stop_retires_the_ledger_row(app, client):

@@ -300,6 +300,7 @@ DISPATCHER_COMMANDS = [
     "reset-db",
     "run",
     "users",
+    "worker",
 ]
 
 

@@ -12,10 +12,10 @@ import sqlalchemy
 from conftest import assert_error, token_client
 from test_webhooks import SECRET, docs_recipe
 
-from dispatcher import clouds, create_app, pools, webhooks
+from dispatcher import clouds, create_app, pools, webhooks, worker
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
-from dispatcher.leases import expiry
+from dispatcher.locks import one_at_a_time
 from dispatcher.models import (
     ASSIGNED,
     DELETED,
@@ -26,8 +26,8 @@ from dispatcher.models import (
     IdempotencyKey,
     WebhookDelivery,
 )
-from dispatcher.pools import manager
-from dispatcher.pools.lock import pool_lock
+from dispatcher.operations import leases as expiry
+from dispatcher.worker import key_purge, lease_expiry, pool_pass
 
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
 RELEASE = "/api/v1/vm/action/release/fake_driver"
@@ -87,8 +87,11 @@ def end_lease(app, id_vm="1", cloud="fake_driver", ago=1) -> None:
 
 
 def upkeep(app) -> expiry.LeaseReport:
+    """The worker's jobs of a pass besides the pools: the leases, then the keys."""
     with app.app_context():
-        return manager.upkeep()
+        report = lease_expiry.run()
+        key_purge.run()
+        return report
 
 
 def history(app, caller=None) -> list[tuple]:
@@ -141,8 +144,8 @@ def test_without_a_lease_nothing_ends_and_the_answers_are_as_before(app):
 def fill(app) -> None:
     """Two passes of the pool manager: the pools' VMs made, then free."""
     with app.app_context():
-        manager.run_pass(pools.every())
-        manager.run_pass(pools.every())
+        pool_pass.run(pools.every())
+        pool_pass.run(pools.every())
 
 
 def test_default_lease_applies_and_a_pool_lease_wins_for_its_vms(make_app):
@@ -465,7 +468,7 @@ def test_a_lease_about_to_end_is_warned_of_once_and_again_after_an_extend(app):
 def test_another_manager_on_the_leases_makes_this_one_skip(app):
     assign(token_client(app), lease=60)
     end_lease(app)
-    with app.app_context(), pool_lock(expiry.LOCK) as held:
+    with app.app_context(), one_at_a_time(lease_expiry.LOCK) as held:
         assert held
         assert upkeep(app) == expiry.LeaseReport(skipped=True)
     assert row(app).status == ASSIGNED
@@ -522,7 +525,7 @@ def test_the_manager_calls_the_webhooks_and_a_failing_one_stalls_nothing(make_ap
     with app.app_context():
         selected = pools.every()
     stop = threading.Event()
-    runner = threading.Thread(target=manager.run_forever, args=(app, selected, 0.1, stop))
+    runner = threading.Thread(target=worker.run_forever, args=(app, selected, 0.1, stop))
     runner.start()
     try:
         wait_for(lambda: len(good.calls) == 1, "the expiring call")

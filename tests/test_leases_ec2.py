@@ -10,9 +10,9 @@ from conftest import assert_error, token_client
 
 from dispatcher import pools
 from dispatcher.extensions import db
-from dispatcher.leases import expiry
 from dispatcher.models import DELETED, FREE, Assignment, AuditEntry
-from dispatcher.pools import manager
+from dispatcher.operations import leases as expiry
+from dispatcher.worker import lease_expiry, pool_pass
 
 SIZE = "t2.micro"
 
@@ -69,12 +69,12 @@ def test_a_two_second_lease_ends_and_the_next_pass_destroys_the_vm(aws_app, clou
     assert extended.status_code == 200, extended.json
     assert when(extended.json["expires_at"]) > when(leased.json["expires_at"])
     with aws_app.app_context():
-        assert manager.upkeep().released == 0  # not yet
+        assert lease_expiry.run().released == 0  # not yet
     assert state_of(ec2, node_id) == "running"
 
     wait_until(when(extended.json["expires_at"]))
     with aws_app.app_context():
-        report = manager.upkeep()
+        report = lease_expiry.run()
 
     assert (report.released, report.problems) == (1, [])
     assert state_of(ec2, node_id) == "terminated"
@@ -94,8 +94,8 @@ def test_a_pool_that_reuses_its_vms_takes_one_back_free_at_the_end_of_its_lease(
     )
     client = token_client(app)
     with app.app_context():
-        manager.run_pass(pools.every())  # made
-        manager.run_pass(pools.every())  # running: free
+        pool_pass.run(pools.every())  # made
+        pool_pass.run(pools.every())  # running: free
     taken = client.put(
         "/api/v1/vm/action/assign", json={"vm_type": "web", "user": "zeppolo", "lease": 2}
     )
@@ -104,7 +104,7 @@ def test_a_pool_that_reuses_its_vms_takes_one_back_free_at_the_end_of_its_lease(
 
     wait_until(when(taken.json["expires_at"]))
     with app.app_context():
-        assert manager.upkeep().released == 1
+        assert lease_expiry.run().released == 1
 
     assert status_of(app, node_id) == FREE
     assert state_of(cloud.boto3_client(), node_id) == "running"

@@ -19,12 +19,14 @@ from libcloud.compute.types import NodeState
 from test_clouds import EC2_NAMESPACE, NO_INSTANCES
 
 from dispatcher import clouds, create_app, pools
+from dispatcher.bookkeeping import ledger
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
+from dispatcher.locks import one_at_a_time
 from dispatcher.models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, AuditEntry
-from dispatcher.pools import ledger, manager
-from dispatcher.pools.lock import pool_lock
+from dispatcher.pools.events import CALLER, PoolReport
+from dispatcher.worker import pool_pass
 
 ASSIGN = "/api/v1/vm/action/assign"
 RELEASE = "/api/v1/vm/action/release"
@@ -49,10 +51,10 @@ def pool(**changes) -> dict:
     return {"web": {**WEB, **changes}}
 
 
-def run_pass(app, *names) -> list[manager.PoolReport]:
+def run_pass(app, *names) -> list[PoolReport]:
     with app.app_context():
         selected = [pools.get(name) for name in names] if names else pools.every()
-        return manager.run_pass(selected)
+        return pool_pass.run(selected)
 
 
 def rows(app, pool_name="web") -> list[tuple]:
@@ -69,9 +71,7 @@ def rows(app, pool_name="web") -> list[tuple]:
 def manager_history(app) -> list[tuple]:
     with app.app_context():
         found = db.session.scalars(
-            sqlalchemy.select(AuditEntry)
-            .where(AuditEntry.caller == manager.CALLER)
-            .order_by(AuditEntry.id)
+            sqlalchemy.select(AuditEntry).where(AuditEntry.caller == CALLER).order_by(AuditEntry.id)
         )
         return [(entry.action, entry.id_vm, entry.outcome) for entry in found]
 
@@ -385,7 +385,7 @@ def test_a_faulty_vm_of_a_pool_is_destroyed_by_the_next_pass(warm):
 
 def test_a_held_lock_makes_another_manager_skip_the_pass(make_app):
     app = make_app(POOLS=pool())
-    with app.app_context(), pool_lock("web") as held:
+    with app.app_context(), one_at_a_time("web") as held:
         assert held
         [report] = run_pass(app)
     assert report.skipped and report.created == 0
@@ -404,7 +404,7 @@ def test_managers_on_two_schemas_of_one_database_do_not_block_each_other(
     ):
         one = make_app(POOLS=pool(), SQLALCHEMY_DATABASE_URI=first)
         other = make_app(POOLS=pool(), SQLALCHEMY_DATABASE_URI=second)
-        with one.app_context(), pool_lock("web") as held:
+        with one.app_context(), one_at_a_time("web") as held:
             assert held
             assert run_pass(one)[0].skipped
             assert run_pass(other)[0].created == 2

@@ -13,10 +13,11 @@ from cistern_server import SEED, CisternServer
 from conftest import assert_error, ec2_cloud, metric, token_client
 from libcloud.compute.types import NodeState
 
-from dispatcher import clouds, create_app
+from dispatcher import clouds, create_app, worker
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
+from dispatcher.locks import one_at_a_time
 from dispatcher.models import (
     ASSIGNED,
     BOOTING,
@@ -28,8 +29,6 @@ from dispatcher.models import (
     ReconcileSurvey,
     WebhookDelivery,
 )
-from dispatcher.pools import manager
-from dispatcher.pools.lock import pool_lock
 
 RECONCILE = "/api/v1/reconcile"
 APPLY = {"apply": True}
@@ -187,7 +186,7 @@ def test_a_tagged_orphan_waits_while_the_pool_manager_holds_its_pool(make_app):
         node.name = "web-0123456789ab"
     admin = admin_of(app)
 
-    with app.app_context(), pool_lock("web") as held:
+    with app.app_context(), one_at_a_time("web") as held:
         assert held
         waiting = admin.post(f"{RECONCILE}/default", json=APPLY).json["orphans"]
     adopted = admin.post(f"{RECONCILE}/default", json=APPLY).json["orphans"]
@@ -229,7 +228,7 @@ def test_the_pool_manager_reports_each_interval_for_metrics(make_app):
     app = make_app(RECONCILE_INTERVAL=3600)
     add_row(app, "404", FREE)
     stop = threading.Event()
-    runner = threading.Thread(target=manager.run_forever, args=(app, [], 0.05, stop))
+    runner = threading.Thread(target=worker.run_forever, args=(app, [], 0.05, stop))
     calls_before = metric("dispatcher_cloud_call_duration_seconds_count", cloud="fake_driver",
                           method="list_nodes")  # fmt: skip
     runner.start()

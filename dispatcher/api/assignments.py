@@ -37,7 +37,8 @@ class AssignAPI(ApiView):
         (400 beyond the cap); without it the pool's or the default lease applies, if any."""
         caller = current_user.username
         if "node" not in body and "hostname" not in body:
-            return ok(**operations.assign_from_pool(cloud, caller, **body))
+            named = clouds.get(cloud) if cloud is not None else None
+            return ok(**operations.assign_from_pool(named, caller, **body))
         return ok(**operations.assign_vm(clouds.get(cloud), caller, **body))
 
 

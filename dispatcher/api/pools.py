@@ -1,7 +1,7 @@
 """Views of the warm pools: what each holds, by state and cloud."""
 
 from .. import pools
-from ..pools import ledger, pool_to_dict
+from ..pools import passes, pool_to_dict
 from ..pools.status import level_to_dict, pool_detail_to_dict
 from ..shapes import list_of
 from .base import ApiView, answers, ok, query
@@ -37,4 +37,4 @@ class PoolLevelsAPI(ApiView):
         first: the newest POOLS_LEVELS_KEPT (six hours at a pass every 15 s); only those
         after the level ``after`` (its ``id``) if given, for a chart that keeps up."""
         spec = pools.get(name)
-        return ok(levels=[level_to_dict(level) for level in ledger.levels(spec.name, after)])
+        return ok(levels=[level_to_dict(level) for level in passes.levels(spec.name, after)])

@@ -2,7 +2,7 @@
 
 from flask_security import current_user
 
-from .. import reconcile
+from .. import operations, reconcile
 from ..shapes import BOOLEAN
 from ..validation import RECONCILE
 from .base import ApiView, accepts, admin_required, answers, ok
@@ -33,5 +33,5 @@ class ReconcileAPI(ApiView):
         orphans destroyed only with ``destroy_orphans``. Each ``fix`` then says what
         became of the finding; every change is in the history. The local ledger only: 400
         beside Cistern."""
-        found = reconcile.reconcile(cloud, current_user.username, **body)
+        found = operations.reconcile_books(cloud, current_user.username, **body)
         return ok(**found.to_dict(), applied=body["apply"])

@@ -3,7 +3,7 @@
 import abc
 from collections.abc import Callable
 
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import NotFoundError
 from ..models import ASSIGNED, BOOTING, DELETED, FAULTY
 
 
@@ -25,10 +25,17 @@ class Bookkeeper(abc.ABC):
 
     Rows are ASSIGNMENT dicts (``serializers.assignment_to_dict``): ``id``, ``id_vm``,
     ``hostname``, ``cloud``, ``recipe``, ``recipe_id``, ``user``, ``status``,
-    ``status_desc``. ``assign`` and
-    ``release`` leave committing to the caller, who records the audit entry in the
-    same transaction.
+    ``status_desc``. Nothing here commits: the use case that changes a row commits it
+    with its history entry.
+
+    What a backend can do beyond the contract is said by its attributes, never by its
+    type: ``keeps_leases`` (an assignment's end and its assigner), ``keeps_pools`` (warm
+    pools' VMs), ``mends_books`` (the reconcile's fixes change its rows).
     """
+
+    keeps_leases = False
+    keeps_pools = False
+    mends_books = False
 
     @classmethod
     @abc.abstractmethod
@@ -84,6 +91,11 @@ class Bookkeeper(abc.ABC):
         """
         return [{**row, "pool": None} for row in self.nodes(cloud, with_faulty=True)]
 
+    def ledger_row(self, row: dict):
+        """The local ledger's row (``models.Assignment``) behind an ASSIGNMENT dict, with
+        its pool and lease; None where the backend keeps no such row."""
+        return None
+
     def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict | None:
         """Record a VM the dispatcher started (a NODE dict) as free; None where the
         backend learns its VMs elsewhere."""
@@ -103,13 +115,3 @@ class Bookkeeper(abc.ABC):
         :raises NotFoundError: the VM cannot be adopted, or the cloud has no such node.
         """
         raise NotFoundError(f"no useful node id here: the bookkeeping has no {wanted}")
-
-    def sync(self, cloud: str, list_nodes: Callable[[], list[dict]]) -> dict:
-        """Bring the rows of ``cloud`` in line with its nodes (``list_nodes`` asks the
-        cloud); ``{"registered": n, "faulty": m}``.
-
-        :raises InvalidRequestError: the backend keeps its rows itself.
-        """
-        raise InvalidRequestError(
-            "ledger-sync works on the local ledger (ASSIGNMENT_BACKEND=local)"
-        )

@@ -6,18 +6,13 @@ import click
 from flask.cli import ScriptInfo
 
 from ..errors import ConfigurationError
-from .database import (
-    db_group,
-    init_db_command,
-    ledger_sync_command,
-    populate_db_command,
-    reset_db_command,
-)
+from .database import db_group, init_db_command, populate_db_command, reset_db_command
 from .envfile import env_file_command
 from .pools import pools_group
-from .reconcile import reconcile_command
+from .reconcile import ledger_sync_command, reconcile_command
 from .serve import run_command
 from .users import users_group
+from .worker import worker_group
 
 __all__ = ["COMMANDS", "init_app", "main", "users_group"]
 
@@ -32,6 +27,7 @@ COMMANDS = (
     env_file_command,
     pools_group,
     reconcile_command,
+    worker_group,
 )
 
 

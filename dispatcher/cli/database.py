@@ -5,7 +5,7 @@ import click
 import flask_migrate
 from flask.cli import with_appcontext
 
-from .. import auth, clouds, database, operations
+from .. import auth, database
 from ..errors import DispatcherError
 from ..extensions import db
 from ..models import AGENT
@@ -147,16 +147,3 @@ def db_migrate_command(message, rev_id):
     models did not change.
     """
     flask_migrate.migrate(message=message, rev_id=rev_id)
-
-
-@click.command("ledger-sync")
-@click.option("--cloud", "names", multiple=True, help="A cloud to sync [default: every cloud].")
-@with_appcontext
-@service_errors
-def ledger_sync_command(names):
-    """Record the VMs the clouds have and the ledger lacks; mark vanished ones faulty."""
-    for cloud in [clouds.get(name) for name in names] or clouds.every():
-        counts = operations.sync_ledger(cloud)
-        click.echo(
-            f"{cloud.name}: {counts['registered']} registered, {counts['faulty']} marked faulty"
-        )

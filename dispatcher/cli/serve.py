@@ -9,8 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from .. import auth, authn, database, pools
-from ..pools import manager
+from .. import auth, authn, database, pools, worker
 from ..serving import redact, unreadable_answer
 from .base import service_errors, show_generated_password
 
@@ -71,27 +70,25 @@ def run_command(host, port):
     _check_free(host, port)
     bootstrap()
     click.echo(f"dispatcher: instance folder {app.instance_path} (database, secrets)")
-    _start_pool_manager(app)
+    _start_worker(app)
     authn.serve(app, single_process=True)
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 
 
-def _start_pool_manager(app) -> None:
-    """The pool manager in a thread of this one process, so that warm pools and leases
-    work without `dispatcher pools run` beside; under gunicorn that command is the manager."""
+def _start_worker(app) -> None:
+    """The worker in a thread of this one process, so that warm pools and leases work
+    without `dispatcher worker run` beside; under gunicorn that command is the worker."""
     selected = pools.every()
     interval = app.config["POOLS_INTERVAL"]
     thread = threading.Thread(
-        target=manager.run_forever,
+        target=worker.run_forever,
         args=(app, selected, interval, threading.Event()),
-        name="pool-manager",
+        name="worker",
         daemon=True,
     )
     thread.start()
-    click.echo(
-        f"dispatcher: pool manager on {manager.describe(selected)}, a pass every {interval:g} s"
-    )
+    click.echo(f"dispatcher: worker on {worker.describe(selected)}, a pass every {interval:g} s")
 
 
 def _check_free(host: str, port: int) -> None:

@@ -4,8 +4,8 @@ An assign may carry a lease in seconds; without one, its pool's ``lease`` or
 DEFAULT_LEASE applies, and with neither the assignment never ends. A pool's
 ``max_lease`` and MAX_LEASE cap every lease. The ledger keeps each assigned VM's end
 (``expires_at``) and who assigned it (``assigned_by``): only they, or an admin, may
-extend or release a leased VM. The pool manager releases what has ended
-(``leases.expiry``) and tells the lease webhooks.
+extend or release a leased VM. The worker releases what has ended
+(``operations.expire_leases``) and tells the lease webhooks.
 """
 
 import datetime
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import pools, webhooks
+from .. import bookkeeping, pools, webhooks
 from ..config import check_number
 from ..errors import ConfigurationError, ForbiddenError, InvalidRequestError
 from ..serializers import utcnow
@@ -55,8 +55,8 @@ def terms(spec=None, config=None) -> Terms:
 
 
 def enabled() -> bool:
-    """Whether assignments can be leased: only the local ledger keeps their ends."""
-    return current_app.config["ASSIGNMENT_BACKEND"] == "local"
+    """Whether assignments can be leased: only a bookkeeping that keeps their ends."""
+    return bookkeeping.backend().keeps_leases
 
 
 def refuse_without_ledger(requested: int | None) -> None:
@@ -124,7 +124,8 @@ def init_app(app) -> None:
     """
     config = app.config
     _seconds(config, "MAX_LEASE")
-    if _seconds(config, "DEFAULT_LEASE") is not None and config["ASSIGNMENT_BACKEND"] != "local":
+    keeps_leases = bookkeeping.BACKENDS[config["ASSIGNMENT_BACKEND"]].keeps_leases
+    if _seconds(config, "DEFAULT_LEASE") is not None and not keeps_leases:
         raise ConfigurationError(
             "DEFAULT_LEASE needs the local ledger (ASSIGNMENT_BACKEND='local'), which keeps "
             "the ends of the leases"

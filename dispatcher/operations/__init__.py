@@ -1,12 +1,18 @@
-"""The changes the API makes: each a use case over one cloud, and the bookkeeping.
+"""The use cases: each change the API, the commands and the worker make, over the clouds,
+the ledger and the history; each owns its commit.
 
 Views call these for whatever changes a cloud or an assignment; reads without side
-effects call the resource modules of ``clouds`` (and the bookkeeping) directly.
-Each takes the ``Cloud`` its request resolved once, and returns the answer's fields.
+effects call the resource modules of ``clouds`` (and the bookkeeping) directly. Each
+takes the ``Cloud`` its request resolved once (or None where none was named), and
+returns the answer's fields. Every path that ends a VM goes through ``end_vm``.
 """
 
-from .assignments import assign_vm, extend_vm, release_vm, sync_ledger
+from .assignments import assign_vm, extend_vm, release_vm
+from .ending import end_vm
+from .leases import LeaseReport, expire_leases
 from .pooled import assign_from_pool
+from .pools import tend_pool
+from .reconcile import reconcile_books, report_reconcile
 from .resources import (
     attach_volume,
     change_port,
@@ -20,6 +26,7 @@ from .vms import POWER_RESULTS, power_vm, start_vm, stop_vm
 
 __all__ = [
     "POWER_RESULTS",
+    "LeaseReport",
     "assign_from_pool",
     "assign_vm",
     "attach_volume",
@@ -29,10 +36,14 @@ __all__ = [
     "delete_security_group",
     "destroy_volume",
     "detach_volume",
+    "end_vm",
+    "expire_leases",
     "extend_vm",
     "power_vm",
+    "reconcile_books",
     "release_vm",
+    "report_reconcile",
     "start_vm",
     "stop_vm",
-    "sync_ledger",
+    "tend_pool",
 ]

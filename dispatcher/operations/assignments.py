@@ -6,13 +6,22 @@ from functools import partial
 from flask import current_app
 
 from .. import bookkeeping, history, leases, pools
+from ..bookkeeping import ledger
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
 from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError
 from ..extensions import db
-from ..leases import notices, records
+from ..leases import notices
 from ..models import ASSIGNED, FREE
 from ..serializers import assignment_to_dict, utc_iso
+from .ending import Wording, end_vm, fill
+
+# How the history tells of the destroy that follows a release.
+RELEASED = Wording(
+    destroyed="{what} and deleted",
+    gone="{what}; the node was gone already",
+    failed="{what}, but deleting it failed: {error}",
+)
 
 
 def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
@@ -22,7 +31,10 @@ def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool
     if row is not None:
         return row
     fetch = partial(nodes.get_node, cloud, node_id=node, hostname=hostname)
-    return keeper.adopt(cloud.name, node or hostname, fetch, emulate)
+    adopted = keeper.adopt(cloud.name, node or hostname, fetch, emulate)
+    if not emulate:
+        db.session.commit()  # the VM is the ledger's now, whatever the request meets next
+    return adopted
 
 
 def _known(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
@@ -58,10 +70,13 @@ def _audited(
         db.session.rollback()
         if not emulate:
             history.record(**entry, outcome=str(exc.status), message=exc.message[:1000])
+            db.session.commit()
         raise
     if emulate:
         return answer, None
-    return answer, history.record(**entry, outcome="ok", message=answer["result"])
+    recorded = history.record(**entry, outcome="ok", message=answer["result"])
+    db.session.commit()
+    return answer, recorded
 
 
 def _dry_run(row: dict, what: str) -> dict:
@@ -98,7 +113,7 @@ def assign_vm(
     def assign(row: dict) -> dict:
         if row["status"] != FREE:
             raise ConflictError(describe_holder(row))
-        ledger_row = records.get(row["id"]) if leases.enabled() else None
+        ledger_row = bookkeeping.backend().ledger_row(row)
         spec = pools.find(ledger_row.pool) if ledger_row is not None else None
         expires_at = leases.until(leases.resolve(lease, spec))
         if emulate:
@@ -144,7 +159,7 @@ def release_vm(
         nonlocal keep
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
-        ledger_row = records.get(row["id"]) if leases.enabled() else None
+        ledger_row = bookkeeping.backend().ledger_row(row)
         leased = None
         if ledger_row is not None and ledger_row.expires_at is not None:
             leases.check_holder(ledger_row.assigned_by, caller, admin, "release it", row["id_vm"])
@@ -166,19 +181,12 @@ def release_vm(
     )
     if emulate or keep:
         return answer
-    node_id = str(answer["id_vm"])
-    result = f"{answer['result']} and deleted"
+    what = answer["result"]
     try:
-        nodes.destroy_node(cloud, node_id=node_id)
-    except NotFoundError:
-        result = f"{answer['result']}; the node was gone already"  # what release wanted
+        end_vm(cloud, str(answer["id_vm"]), what, entry, RELEASED)
     except DispatcherError as exc:
-        failure = CloudError(f"{answer['result']}, but deleting it failed: {exc.message}")
-        history.amend(entry, str(failure.status), failure.message)
-        raise failure from exc
-    bookkeeping.backend().forget(cloud.name, node_id)
-    history.amend(entry, "ok", result)
-    return {**answer, "result": f"{answer['result']} and deleted"}
+        raise CloudError(fill(RELEASED.failed, what=what, error=exc.message)) from exc
+    return {**answer, "result": f"{what} and deleted"}
 
 
 def extend_vm(
@@ -203,10 +211,10 @@ def extend_vm(
     def extend(row: dict) -> dict:
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
-        ledger_row = records.get(row["id"])
+        ledger_row = ledger.get(row["id"])
         leases.check_holder(ledger_row.assigned_by, caller, admin, "extend its lease", row["id_vm"])
         expires_at = leases.until(leases.resolve(lease, pools.find(ledger_row.pool)))
-        if not records.extend(ledger_row.id, expires_at):  # released meanwhile
+        if not ledger.extend(ledger_row.id, expires_at):  # released meanwhile
             db.session.refresh(ledger_row)
             raise ConflictError(describe_holder(assignment_to_dict(ledger_row)))
         until = utc_iso(expires_at)
@@ -219,12 +227,3 @@ def extend_vm(
 
     reference = {"id_vm": node, "hostname": hostname}
     return _audited("extend", cloud, caller, reference, False, extend, find=_known)[0]
-
-
-def sync_ledger(cloud: Cloud) -> dict:
-    """Bring the local ledger in line with the cloud: ``{"registered": n, "faulty": m}``.
-
-    :raises InvalidRequestError: the bookkeeping is not the local ledger.
-    :raises CloudError: the cloud failed.
-    """
-    return bookkeeping.backend().sync(cloud.name, partial(nodes.list_nodes, cloud))

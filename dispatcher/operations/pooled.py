@@ -6,37 +6,62 @@ import time
 from flask import current_app
 
 from .. import clouds, history, leases, metrics, pools
-from ..errors import NotFoundError, PoolEmptyError
+from ..bookkeeping import ledger
+from ..clouds import Cloud
+from ..errors import DispatcherError, NotFoundError, PoolEmptyError
 from ..extensions import db
-from ..pools import ledger
+from ..pools import passes
 from ..serializers import as_utc, utc_iso
 
 
 def assign_from_pool(
-    cloud_name: str | None,
+    cloud: Cloud | None,
     caller: str,
     user: str,
     vm_type: str,
     lease: int | None = None,
     emulate: bool = False,
 ) -> dict:
-    """Give a free VM of the pool ``vm_type`` to ``user``, on the cloud named if one is,
-    else on any of the pool's clouds, leased for ``lease`` seconds (else the pool's or the
-    default lease, if any); ``{"id_vm", "id", "result", "cloud", "hostname",
-    "public_ips", "private_ips"}``, and ``expires_at`` for a leased VM.
+    """Give a free VM of the pool ``vm_type`` to ``user``, on ``cloud`` if the request
+    named one, else on any of the pool's clouds, leased for ``lease`` seconds (else the
+    pool's or the default lease, if any); ``{"id_vm", "id", "result", "cloud",
+    "hostname", "public_ips", "private_ips"}``, and ``expires_at`` for a leased VM.
+
+    Like an assign by node, every outcome but a dry run's is in the history and counted:
+    a refusal under the cloud the request named (else the pool's first cloud, or the
+    default cloud when no pool serves ``vm_type``).
 
     :raises NotFoundError: no pool serves ``vm_type``, or it has no VMs on that cloud.
     :raises InvalidRequestError: a lease longer than its cap.
     :raises PoolEmptyError: the pool has no free VM there now (with Retry-After).
     """
     spec = pools.find(vm_type)
+    entry = {"action": "assign", "caller": caller, "user": user, "vm_type": vm_type}
+    try:
+        answer = _take(spec, cloud, caller, user, vm_type, lease, emulate)
+    except DispatcherError as exc:
+        db.session.rollback()
+        if not emulate:
+            where = cloud or clouds.get(spec.cloud_names[0] if spec is not None else None)
+            history.record(
+                **entry, cloud=where.name, outcome=str(exc.status), message=exc.message[:1000]
+            )
+            db.session.commit()
+        raise
+    if not emulate:
+        entry.update(cloud=answer["cloud"], id_vm=answer["id_vm"], hostname=answer["hostname"])
+        history.record(**entry, outcome="ok", message=answer["result"])
+        db.session.commit()
+    return answer
+
+
+def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate) -> dict:
     if spec is None:
         raise NotFoundError(
             f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
         )
     where = spec.cloud_names
-    if cloud_name is not None:
-        cloud = clouds.get(cloud_name)
+    if cloud is not None:
         if cloud.name not in where:
             raise NotFoundError(f"pool {spec.name} keeps no VMs on cloud {cloud.name}")
         where = [cloud.name]
@@ -48,11 +73,10 @@ def assign_from_pool(
         row = ledger.take_free(spec.name, where, user, vm_type, caller, expires_at)
     metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
     if row is None:
-        db.session.rollback()
-        # The next pass of the manager is the soonest a VM can be free: in whole seconds,
+        # The next pass of the worker is the soonest a VM can be free: in whole seconds,
         # as Retry-After takes them.
         retry_after = max(1, math.ceil(current_app.config["POOLS_INTERVAL"]))
-        raise PoolEmptyError(_why_empty(spec, where, cloud_name is not None), retry_after)
+        raise PoolEmptyError(_why_empty(spec, where, cloud is not None), retry_after)
     verb = f"would be assigned to {user} (emulated)" if emulate else "assigned"
     answer = {
         "id_vm": row.id_vm,
@@ -65,21 +89,17 @@ def assign_from_pool(
     }
     if expires_at is not None:
         answer["expires_at"] = utc_iso(expires_at)
-    if not emulate:
-        entry = {"cloud": row.cloud, "action": "assign", "caller": caller, "user": user}
-        entry.update(id_vm=row.id_vm, hostname=row.hostname, vm_type=vm_type)
-        history.record(**entry, outcome="ok", message=answer["result"])  # commits the take
     return answer
 
 
 def _why_empty(spec, where: list[str], named: bool) -> str:
     """Why a pool has no free VM (on the cloud the request ``named``): how many are
     booting, and its last failed refill."""
-    counted = ledger.counts(spec.name)
+    counted = ledger.pool_counts(spec.name)
     booting = sum(counted.get(cloud, {}).get("booting", 0) for cloud in where)
     place = f" on cloud {where[0]}" if named else ""
     message = f"pool {spec.name} has no free VM{place} now: {booting} booting"
-    failures = [state for state in ledger.cloud_states(spec.name).values() if state.last_error]
+    failures = [state for state in passes.cloud_states(spec.name).values() if state.last_error]
     if failures:
         last = max(failures, key=lambda state: as_utc(state.last_error_at))
         when = utc_iso(last.last_error_at)

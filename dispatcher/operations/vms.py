@@ -4,7 +4,16 @@ from .. import bookkeeping, history
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
 from ..errors import ConflictError
+from ..extensions import db
 from ..models import ASSIGNED
+from .ending import Wording, end_vm
+
+# How the history tells of a forced stop, ``{what}`` saying whose VM it was.
+FORCED_STOP = Wording(
+    destroyed="Node {node} deleted; forced, it was {what}",
+    gone="Node {node} deleted; forced, it was {what}",
+    failed="Node {node} not deleted (forced, it was {what}): {error}",
+)
 
 # action of /vm/action/<action> -> the past tense its answer uses
 POWER_RESULTS = {"reboot": "rebooted", "poweron": "powered on", "poweroff": "powered off"}
@@ -21,6 +30,7 @@ def start_vm(cloud: Cloud, vm_type: str | None = None, **request) -> dict:
     """
     node = nodes.start_node(cloud, **request)
     bookkeeping.backend().register(cloud.name, node, vm_type)
+    db.session.commit()
     return {"nodes": node}
 
 
@@ -45,21 +55,19 @@ def stop_vm(
     keeper = bookkeeping.backend()
     row = keeper.find(cloud.name, node_id=str(found.id))
     holder = row if row is not None and row["status"] == ASSIGNED else None
-    entry = {"cloud": cloud.name, "action": "stop", "caller": caller, "id_vm": str(found.id)}
+    entry = None
     if holder is not None:
+        entry = {"cloud": cloud.name, "action": "stop", "caller": caller, "id_vm": str(found.id)}
         entry.update(hostname=found.name, user=holder["user"], vm_type=holder["recipe"])
         if not force:
             message = f'{describe_holder(holder)}: give "force": true to stop it anyway'
             history.record(**entry, outcome="409", message=message)
+            db.session.commit()
             raise ConflictError(message)
-    node_id = nodes.destroy(cloud, found)
-    keeper.forget(cloud.name, node_id)
-    result = f"Node {node_id} deleted"
-    if holder is not None:
-        history.record(
-            **entry, outcome="ok", message=f"{result}; forced, it was {describe_holder(holder)}"
-        )
-    return {"result": result}
+    # Only a forced stop of an assigned VM is in the history, with whose VM it was.
+    what = describe_holder(holder) if holder is not None else ""
+    ended = end_vm(cloud, found, what, entry, FORCED_STOP)
+    return {"result": f"Node {ended.node_id} deleted"}
 
 
 def power_vm(cloud: Cloud, action: str, node: str | None = None, hostname=None) -> dict:

@@ -1,9 +1,10 @@
 """Warm pools: per vm_type, VMs started ahead of time on an ordered list of clouds, so that
-an assign by type answers at once. ``manager`` keeps them filled (``dispatcher pools``);
-``operations.assign_from_pool`` hands them out."""
+an assign by type answers at once. The worker's pool pass keeps them filled
+(``operations.tend_pool``); ``operations.assign_from_pool`` hands them out."""
 
 from flask import current_app
 
+from .. import bookkeeping
 from ..config import check_number
 from ..errors import NotFoundError
 from .spec import PoolCloud, PoolSpec, parse_pools
@@ -22,8 +23,10 @@ def init_app(app) -> None:
     """
     config = app.config
     check_number(config, "POOLS_LEVELS_KEPT", least=1, whole=True)
+    backend = config["ASSIGNMENT_BACKEND"]
+    keeps_pools = bookkeeping.BACKENDS[backend].keeps_pools
     app.extensions[EXTENSION] = parse_pools(
-        config.get("POOLS"), config["CLOUD_FARM"], config["ASSIGNMENT_BACKEND"]
+        config.get("POOLS"), config["CLOUD_FARM"], backend, keeps_pools
     )
 
 

@@ -1,5 +1,5 @@
-"""What the pool manager's work leaves behind: a report per pass, history entries with
-caller ``pool-manager``, and a cloud's failure on record."""
+"""What a pool pass leaves behind: a report, history entries with caller
+``pool-manager``, and a cloud's failure on record."""
 
 from dataclasses import dataclass, field
 
@@ -7,7 +7,7 @@ from flask import current_app
 
 from .. import history, metrics
 from ..clouds import Cloud
-from . import ledger
+from . import passes
 from .spec import PoolSpec
 
 # The caller of the manager's entries in the history.
@@ -27,7 +27,20 @@ class PoolReport:
     problems: list[str] = field(default_factory=list)  # why VMs could not be made
 
 
+def entry(cloud: Cloud, action: str, row) -> dict:
+    """The fields of the history entry of the pass's ``action`` on the VM of ``row``."""
+    return {
+        "cloud": cloud.name,
+        "action": action,
+        "caller": CALLER,
+        "id_vm": row.id_vm,
+        "hostname": row.hostname,
+        "vm_type": row.pool,
+    }
+
+
 def record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
+    """Add the entry of the pass's ``action`` to the history; the pass commits."""
     history.record(
         cloud=cloud.name,
         action=action,
@@ -42,7 +55,7 @@ def record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
 
 def failed(spec: PoolSpec, cloud: Cloud, message: str, report: PoolReport) -> None:
     config = current_app.config
-    ledger.record_failure(
+    passes.record_failure(
         spec.name,
         cloud.name,
         message,

@@ -157,8 +157,9 @@ def parse_pool(name, entry, farm) -> PoolSpec:
     )
 
 
-def parse_pools(pools, farm, backend: str) -> dict[str, PoolSpec]:
-    """Every POOLS entry, by name.
+def parse_pools(pools, farm, backend: str, keeps_pools: bool) -> dict[str, PoolSpec]:
+    """Every POOLS entry, by name, beside the bookkeeping ``backend`` (whether it
+    ``keeps_pools``).
 
     :raises ConfigurationError: one line naming the pool and the key at fault; pools with
         a bookkeeping other than the local ledger.
@@ -167,7 +168,7 @@ def parse_pools(pools, farm, backend: str) -> dict[str, PoolSpec]:
         return {}
     if not isinstance(pools, dict):
         raise ConfigurationError("POOLS must be a mapping of pool names to pools")
-    if backend != "local":
+    if not keeps_pools:
         raise ConfigurationError(
             f"POOLS needs the local ledger (ASSIGNMENT_BACKEND='local'), not {backend!r}: "
             "the pool manager keeps its VMs there"

@@ -1,8 +1,9 @@
 """What a pool holds, for ``GET /api/v1/pools`` and ``dispatcher pools status``."""
 
+from ..bookkeeping import ledger
 from ..serializers import utc_iso
 from ..shapes import INTEGER, TEXT, TEXT_OR_NULL, describes, list_of
-from . import ledger
+from . import passes
 from .spec import PoolSpec
 
 _COUNTS = {state: INTEGER for state in ledger.STATES.values()}
@@ -41,8 +42,8 @@ _POOL = {
 def pool_to_dict(spec: PoolSpec) -> dict:
     """POOL: the pool's settings, its VMs by state over all clouds and per cloud, when the
     manager last finished a pass over it (times in ISO 8601, UTC)."""
-    counted = ledger.counts(spec.name)
-    states = ledger.cloud_states(spec.name)
+    counted = ledger.pool_counts(spec.name)
+    states = passes.cloud_states(spec.name)
     per_cloud = [
         pool_cloud_to_dict(
             name, counted.get(name, dict.fromkeys(ledger.STATES.values(), 0)), states.get(name)
@@ -55,7 +56,7 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "min_ready": spec.min_ready,
         "max_total": spec.max_total,
         **totals,
-        "last_pass": utc_iso(ledger.last_pass(spec.name)),
+        "last_pass": utc_iso(passes.last_pass(spec.name)),
         "clouds": per_cloud,
     }
 
@@ -86,7 +87,7 @@ def pool_detail_to_dict(spec: PoolSpec) -> dict:
     """POOL, and its leased VMs, the soonest to end first."""
     return {
         **pool_to_dict(spec),
-        "leases": [leased_vm_to_dict(row) for row in ledger.leased(spec.name)],
+        "leases": [leased_vm_to_dict(row) for row in ledger.pool_leased(spec.name)],
     }
 
 

@@ -9,22 +9,32 @@ What a cloud's listing and the books disagree on:
 - **mismatches**: VMs the books have FREE or ASSIGNED that the cloud reports stopped,
   suspended or in error: handed out, or about to be, and not working.
 
-``survey`` finds them and changes nothing; ``fixes`` mends what it found: in the local
-ledger only (Cistern's books are reported, never changed), and the orphans.
+``survey`` finds them and changes nothing; ``operations.reconcile`` mends what it found:
+in the local ledger only (Cistern's books are reported, never changed), and the orphans.
+``counts`` keeps the worker's reports for /metrics.
 """
 
 from ..config import check_number
-from . import fixes
-from .survey import KINDS, REPORT_FIELDS, Finding, Survey, finding_to_dict, refuse_fixes, survey
+from .survey import (
+    DESTROY,
+    KINDS,
+    REPORT_FIELDS,
+    Finding,
+    Survey,
+    finding_to_dict,
+    refuse_fixes,
+    survey,
+)
 
 __all__ = [
+    "DESTROY",
     "KINDS",
     "REPORT_FIELDS",
     "Finding",
     "Survey",
     "finding_to_dict",
     "init_app",
-    "reconcile",
+    "refuse_fixes",
     "survey",
 ]
 
@@ -36,20 +46,3 @@ def init_app(app) -> None:
     """
     for name in ("RECONCILE_GRACE_SECONDS", "RECONCILE_INTERVAL"):
         check_number(app.config, name, unit=" of seconds")
-
-
-def reconcile(
-    cloud: str | None, caller: str, apply: bool = False, destroy_orphans: bool = False
-) -> Survey:
-    """The survey of ``cloud`` (None: every cloud), its fixes applied if ``apply`` (by
-    ``caller``, in the history); else each finding's fix is what would be done.
-
-    :raises InvalidRequestError: fixes asked beside Cistern.
-    :raises DispatcherError: the one cloud named failed; the books cannot be read.
-    """
-    if apply:
-        refuse_fixes()
-    found = survey(cloud, destroy_orphans)
-    if apply:
-        fixes.apply(found, caller)
-    return found

@@ -4,7 +4,6 @@ import time
 from dataclasses import dataclass, field
 
 from .. import bookkeeping, clouds, pools
-from ..bookkeeping import LocalBookkeeper
 from ..clouds import Cloud, nodes
 from ..clouds.everywhere import list_everywhere, outcome_to_dict
 from ..errors import InvalidRequestError
@@ -22,6 +21,7 @@ DOWN = frozenset({nodes.STOPPED, nodes.SUSPENDED, nodes.ERROR})
 MARK_DELETED = "mark DELETED"
 MARK_FAULTY = "mark FAULTY"
 DESTROY = "destroy"
+RECORD_FREE = "record FREE"
 REPORT_ONLY = "none: the books are Cistern's, which the dispatcher only reports on"
 
 
@@ -99,14 +99,16 @@ def refuse_fixes() -> None:
 
     :raises InvalidRequestError: the bookkeeping is Cistern's.
     """
-    if not isinstance(bookkeeping.backend(), LocalBookkeeper):
+    if not bookkeeping.backend().mends_books:
         raise InvalidRequestError(
             "apply: the fixes change the local ledger; beside Cistern "
             "(ASSIGNMENT_BACKEND=cistern) the reconcile only reports"
         )
 
 
-def survey(cloud: str | None = None, destroy_orphans: bool = False) -> Survey:
+def survey(
+    cloud: str | None = None, destroy_orphans: bool = False, record_orphans: bool = False
+) -> Survey:
     """What the books and ``cloud`` (None: every cloud) disagree on; nothing changes.
 
     Every cloud is listed at once, each within CLOUD_TIMEOUT: one that fails is an error
@@ -124,14 +126,15 @@ def survey(cloud: str | None = None, destroy_orphans: bool = False) -> Survey:
         seconds = time.perf_counter() - started
         outcomes = [outcome_to_dict(cloud, len(listed), seconds, None)]
     keeper = bookkeeping.backend()
-    fixable = isinstance(keeper, LocalBookkeeper)
+    fixable = keeper.mends_books
     findings = []
     for target, outcome in zip(targets, outcomes, strict=True):
         if outcome["status"] != "ok":
             continue
         found = [item["node"] for item in listed if item["cloud"] == target.name]
         books = keeper.books(target.name)
-        findings.extend(_compare(target, found, books, fixable, destroy_orphans))
+        orphans = RECORD_FREE if record_orphans else DESTROY if destroy_orphans else None
+        findings.extend(_compare(target, found, books, fixable, orphans))
     findings.sort(key=lambda finding: (finding.cloud, finding.id_vm))
     return Survey(findings, outcomes)
 
@@ -141,7 +144,7 @@ def _listing(cloud: Cloud) -> list[dict]:
 
 
 def _compare(
-    cloud: Cloud, listed: list, books: list[dict], fixable: bool, destroy_orphans: bool
+    cloud: Cloud, listed: list, books: list[dict], fixable: bool, orphans: str | None
 ) -> list[Finding]:
     alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     booked = {str(row["id_vm"]): row for row in books}
@@ -159,7 +162,7 @@ def _compare(
     by_name = not marks.takes_metadata(cloud.driver)
     for node_id, node in alive.items():
         if node_id not in booked:
-            findings.append(_orphan(cloud, node, by_name, fixable, destroy_orphans))
+            findings.append(_orphan(cloud, node, by_name, fixable, orphans))
     return findings
 
 
@@ -170,7 +173,9 @@ def _of_row(kind, cloud: Cloud, row: dict, ledger_state, cloud_state, fix: str) 
     )  # fmt: skip
 
 
-def _orphan(cloud: Cloud, node, by_name: bool, fixable: bool, destroy_orphans: bool) -> Finding:
+def _orphan(cloud: Cloud, node, by_name: bool, fixable: bool, orphans: str | None) -> Finding:
+    """An orphan, and its fix: adopted into the pool whose tags it carries, else what
+    ``orphans`` says of the others (DESTROY, RECORD_FREE), else none."""
     mark = marks.mark_of(node, by_name)
     pool, creation_id = mark if mark is not None else (None, None)
     spec = pools.find(pool)
@@ -179,8 +184,8 @@ def _orphan(cloud: Cloud, node, by_name: bool, fixable: bool, destroy_orphans: b
         fix = REPORT_ONLY
     elif adoptable:
         fix = f"adopt into pool {pool}"
-    elif destroy_orphans:
-        fix = DESTROY
+    elif orphans is not None:
+        fix = orphans
     elif pool is not None:
         fix = f"none: no pool {pool} on {cloud.name} here (destroy_orphans destroys it)"
     else:

@@ -254,6 +254,7 @@ def _record(outcome: _Outcome, config: Mapping, report: DeliveryReport) -> None:
         outcome=result,
         message=message[:1000],
     )
+    db.session.commit()
     node = f"node {row.id_vm} of {row.cloud}"
     log.log(level, "lease webhook %s (%s): %s", due.id, node, message)
 

@@ -1,7 +1,9 @@
-"""One pool manager at a time per pool, across processes and hosts.
+"""One at a time across processes and hosts: the locks of the worker's jobs (a pool's
+pass, the leases, the webhooks, the reconcile report), and of a reconcile's adoption into
+a pool, which must not meet that pool's pass.
 
-On PostgreSQL a pass holds a session advisory lock (``pg_try_advisory_lock``), which the
-server drops by itself when the manager's connection ends, a killed manager's too. On
+On PostgreSQL the holder keeps a session advisory lock (``pg_try_advisory_lock``), which
+the server drops by itself when the holder's connection ends, a killed worker's too. On
 SQLite, whose database is one file on one host, a lock file beside it does the same.
 """
 
@@ -15,33 +17,34 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import text
 
-from ..extensions import db
+from .extensions import db
 
 
-def advisory_key(schema: str, pool: str) -> int:
-    """The pool's advisory lock: a signed 64-bit number of its name and of the schema that
-    holds the ledger, since advisory locks are per database and two dispatchers may share
-    one database in two schemas."""
-    digest = hashlib.blake2b(f"dispatcher-pool:{schema}:{pool}".encode(), digest_size=8)
+def advisory_key(schema: str, name: str) -> int:
+    """The advisory lock called ``name``: a signed 64-bit number of the name and of the
+    schema that holds the ledger, since advisory locks are per database and two
+    dispatchers may share one database in two schemas."""
+    digest = hashlib.blake2b(f"dispatcher-pool:{schema}:{name}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 @contextmanager
-def pool_lock(pool: str) -> Iterator[bool]:
-    """Hold the pool's lock while the block runs: True, or False when another manager has it
-    (the block then runs without it, and should skip the pass)."""
+def one_at_a_time(name: str) -> Iterator[bool]:
+    """Hold the lock ``name`` (a pool's name, or a job's, which starts with a colon) while
+    the block runs: True, or False when another process has it (the block then runs
+    without it, and should skip its work)."""
     if db.engine.dialect.name == "postgresql":
-        with _advisory_lock(pool) as held:
+        with _advisory_lock(name) as held:
             yield held
     else:
-        with _file_lock(_lock_path(pool)) as held:
+        with _file_lock(_lock_path(name)) as held:
             yield held
 
 
 @contextmanager
-def _advisory_lock(pool: str) -> Iterator[bool]:
+def _advisory_lock(name: str) -> Iterator[bool]:
     with db.engine.connect() as connection:
-        key = advisory_key(connection.execute(text("SELECT current_schema()")).scalar(), pool)
+        key = advisory_key(connection.execute(text("SELECT current_schema()")).scalar(), name)
         held = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
         connection.commit()
         try:
@@ -54,11 +57,11 @@ def _advisory_lock(pool: str) -> Iterator[bool]:
                 connection.commit()
 
 
-def _lock_path(pool: str) -> Path:
+def _lock_path(name: str) -> Path:
     database = db.engine.url.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        return Path(f"{database}.pool-{pool}.lock")
-    return Path(current_app.instance_path) / f"pool-{pool}.lock"
+        return Path(f"{database}.pool-{name}.lock")
+    return Path(current_app.instance_path) / f"pool-{name}.lock"
 
 
 @contextmanager

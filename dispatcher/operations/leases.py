@@ -1,6 +1,5 @@
-"""The pool manager's work on leases, in each pass: warn of the leases about to end,
-release those that ended, and finish the destroy of a released VM that its cloud
-refused.
+"""The end of leases, each worker pass: warn of the leases about to end, release those
+that ended, and finish the destroy of a released VM that its cloud refused.
 
 A release at the end of a lease takes the path of an HTTP release (``release_vm``,
 caller ``lease-expiry``): the VM's pool's release policy applies, its webhook hears of it,
@@ -13,51 +12,51 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from .. import bookkeeping, clouds, history
-from ..clouds import nodes
-from ..errors import DispatcherError, NotFoundError
+from .. import clouds
+from ..bookkeeping import ledger
+from ..errors import DispatcherError
 from ..extensions import db
-from ..operations import release_vm
-from ..pools.lock import pool_lock
+from ..leases import notices
 from ..serializers import utcnow
-from . import notices, records
+from .assignments import release_vm
+from .ending import Wording, end_vm
 
 log = logging.getLogger(__name__)
 
-# The caller of the manager's lease entries in the history.
+# The caller of the worker's lease entries in the history.
 CALLER = "lease-expiry"
-# The lock one manager at a time holds over the leases; a pool's name holds no colon.
-LOCK = ":leases"
+# How the history tells of the destroy a release at the end of a lease left to do.
+LEFT_RUNNING = Wording(
+    destroyed="Node {node} released at the end of its lease: destroyed",
+    gone="Node {node} released at the end of its lease: gone already",
+    failed="Node {node} released at the end of its lease; destroying it failed: {error}",
+)
 
 
 @dataclass
 class LeaseReport:
     """What one pass did to the leases."""
 
-    skipped: bool = False  # another manager held the lock
+    skipped: bool = False  # another worker held the lock
     warned: int = 0
     released: int = 0
     destroyed: int = 0
     problems: list[str] = field(default_factory=list)
 
 
-def run() -> LeaseReport:
-    """One pass over the leases, unless another manager is on them."""
-    with pool_lock(LOCK) as held:
-        return _run() if held else LeaseReport(skipped=True)
-
-
-def _run() -> LeaseReport:
+def expire_leases() -> LeaseReport:
+    """One pass over the leases: warn, release, finish destroys; what it did. The caller
+    holds the leases' lock."""
     report = LeaseReport()
     now = utcnow()
-    for row in records.to_warn(now, current_app.config["LEASE_WARNING_SECONDS"]):
+    for row in ledger.leases_to_warn(now, current_app.config["LEASE_WARNING_SECONDS"]):
         leased = notices.Leased.of(row)
-        if records.mark_warned(row, now):
+        if ledger.mark_warned(row, now):
             notices.notify("expiring", leased)
             report.warned += 1
         db.session.commit()
     released = set()
-    for row in records.ended(now):
+    for row in ledger.leases_ended(now):
         released.add(row.id)
         where = f"{row.cloud} node {row.id_vm}"
         try:
@@ -66,7 +65,7 @@ def _run() -> LeaseReport:
         except DispatcherError as exc:
             db.session.rollback()
             report.problems.append(f"{where}: releasing it at the end of its lease: {exc.message}")
-    for row in records.left_running(now):
+    for row in ledger.left_running(now):
         if row.id not in released:  # a destroy this pass tried already waits for the next
             _destroy(row, report)
     return report
@@ -82,15 +81,8 @@ def _destroy(row, report: LeaseReport) -> None:
         report.problems.append(f"{row.cloud} node {row.id_vm}: {exc.message}")
         return
     try:
-        nodes.destroy_node(cloud, node_id=row.id_vm)
-        message = f"Node {row.id_vm} released at the end of its lease: destroyed"
-    except NotFoundError:
-        message = f"Node {row.id_vm} released at the end of its lease: gone already"
+        end_vm(cloud, row.id_vm, "", entry, LEFT_RUNNING)
     except DispatcherError as exc:
-        message = f"Node {row.id_vm} released at the end of its lease; destroying it failed"
-        history.record(**entry, outcome=str(exc.status), message=f"{message}: {exc.message}")
         report.problems.append(f"{row.cloud} node {row.id_vm}: {exc.message}")
         return
-    bookkeeping.backend().forget(row.cloud, row.id_vm)
-    history.record(**entry, outcome="ok", message=message)
     report.destroyed += 1

@@ -8,22 +8,23 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from flask import current_app
 
 from .. import clouds, metrics
+from ..bookkeeping import ledger
 from ..clouds import nodes
 from ..errors import DispatcherError
+from ..extensions import db
+from ..pools import PoolCloud, PoolSpec, marks, passes
+from ..pools.events import PoolReport, failed, record
 from ..serializers import as_utc, utcnow
-from . import ledger, marks
-from .events import PoolReport, failed, record
-from .spec import PoolCloud, PoolSpec
 
 
 def refill(spec: PoolSpec, report: PoolReport) -> None:
-    totals = ledger.totals(spec.name)
+    totals = ledger.pool_totals(spec.name)
     need = min(
         spec.min_ready - totals["free"] - totals["booting"], spec.max_total - sum(totals.values())
     )
     if need <= 0:
         return
-    states = ledger.cloud_states(spec.name)
+    states = passes.cloud_states(spec.name)
     now = utcnow()
     for index, entry in enumerate(spec.clouds):
         state = states.get(entry.cloud)
@@ -99,11 +100,12 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
                 failures.append(exc.message)
                 continue
             record(cloud, "create", row, "ok", f"Node {row.id_vm} created, booting")
+            db.session.commit()
             metrics.POOL_CREATIONS.labels(spec.name, cloud.name).inc()
             made += 1
     if failures:
         failed(spec, cloud, f"creating a VM failed: {failures[0]}", report)
     else:
-        ledger.record_success(spec.name, cloud.name)
+        passes.record_success(spec.name, cloud.name)
     report.created += made
     return made

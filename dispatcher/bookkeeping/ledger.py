@@ -1,0 +1,359 @@
+"""The local ledger's rows (``models.Assignment``): the one module that writes them.
+
+Every transition of a VM's row is here, each one conditional statement that says whether
+it happened, so that of two processes changing one row at once exactly one wins:
+
+    (new) --add_booting--> BOOTING --promote--> FREE --assign / take_free--> ASSIGNED
+    (new) --register / adopt------------------> FREE <--release-------------- ASSIGNED
+    ASSIGNED --extend, mark_warned--> ASSIGNED (a new end of its lease; its warning sent)
+    any live state --mark_faulty--> FAULTY --mark_deleted--> DELETED
+    any live state --mark_deleted--> DELETED (destroyed, or gone from its cloud)
+
+A row of a destroyed VM (DELETED) whose id its cloud gives a new VM is taken over by the
+new VM (``add_booting``, ``register``). Nothing here commits: the use case that changes a
+row commits it together with its history entry.
+"""
+
+import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConflictError
+from ..extensions import db
+from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment
+
+# The states a pool's VM counts in, as the API names them.
+STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
+
+# What nobody holds: the columns a release, a retirement or a reconcile's mark clears.
+HOLDER_CLEARED = {
+    "user": None,
+    "assigned_at": None,
+    "assigned_by": None,
+    "expires_at": None,
+    "lease_warned_at": None,
+}
+
+
+def assigned_values(user: str, vm_type: str, assigned_by=None, expires_at=None) -> dict:
+    """The columns an assign sets on the row it takes (FREE to ASSIGNED): by node or from
+    a warm pool alike."""
+    return {
+        "status": ASSIGNED,
+        "user": user,
+        "recipe": vm_type,
+        "assigned_at": func.now(),
+        "assigned_by": assigned_by,
+        "expires_at": expires_at,
+        "lease_warned_at": None,
+    }
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def get(row_id, fresh: bool = False) -> Assignment | None:
+    """The row with this id (an ASSIGNMENT's ``id``), or None; ``fresh``: read again from
+    the database, not as the session last saw it."""
+    if row_id is None:
+        return None
+    return db.session.get(Assignment, row_id, populate_existing=fresh)
+
+
+def rows_of(cloud: str, node_id=None, hostname=None) -> list[Assignment]:
+    """The live rows of ``cloud`` with this node id, or else this hostname."""
+    match = Assignment.id_vm == node_id if node_id is not None else Assignment.hostname == hostname
+    query = select(Assignment).where(Assignment.cloud == cloud, Assignment.status != DELETED)
+    return list(db.session.scalars(query.where(match)))
+
+
+def listed(cloud: str, statuses) -> list[Assignment]:
+    """The rows of ``cloud`` in one of ``statuses``, in the order they were made."""
+    query = select(Assignment).where(Assignment.cloud == cloud, Assignment.status.in_(statuses))
+    return list(db.session.scalars(query.order_by(Assignment.id)))
+
+
+def live(cloud: str) -> list[Assignment]:
+    """Every row of ``cloud`` but the deleted ones."""
+    return listed(cloud, list(STATES))
+
+
+def known_ids(cloud: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the ledger has a row for on ``cloud``, in any state."""
+    if not ids:
+        return set()
+    query = select(Assignment.id_vm).where(Assignment.cloud == cloud, Assignment.id_vm.in_(ids))
+    return set(db.session.scalars(query))
+
+
+def pool_counts(pool: str) -> dict[str, dict[str, int]]:
+    """How many of the pool's VMs each cloud has in each state: ``{cloud: {"free": n, ...}}``."""
+    found: dict[str, dict[str, int]] = {}
+    rows = db.session.execute(
+        select(Assignment.cloud, Assignment.status, func.count())
+        .where(Assignment.pool == pool, Assignment.status != DELETED)
+        .group_by(Assignment.cloud, Assignment.status)
+    )
+    for cloud, status, number in rows:
+        if status in STATES:
+            found.setdefault(cloud, dict.fromkeys(STATES.values(), 0))[STATES[status]] = number
+    return found
+
+
+def pool_totals(pool: str) -> dict[str, int]:
+    """How many of the pool's VMs are in each state, over all its clouds."""
+    summed = dict.fromkeys(STATES.values(), 0)
+    for per_cloud in pool_counts(pool).values():
+        for state, number in per_cloud.items():
+            summed[state] += number
+    return summed
+
+
+def pool_rows(pool: str, cloud: str) -> list[Assignment]:
+    """The pool's rows on ``cloud`` that are not deleted."""
+    query = select(Assignment).where(
+        Assignment.pool == pool, Assignment.cloud == cloud, Assignment.status != DELETED
+    )
+    return list(db.session.scalars(query.order_by(Assignment.id)))
+
+
+def pool_leased(pool: str) -> list[Assignment]:
+    """The pool's assigned VMs with a lease, the soonest to end first."""
+    query = select(Assignment).where(
+        Assignment.pool == pool, Assignment.status == ASSIGNED, Assignment.expires_at.is_not(None)
+    )
+    return list(db.session.scalars(query.order_by(Assignment.expires_at, Assignment.id)))
+
+
+def _free(pool: str, clouds: list[str]):
+    return (
+        select(Assignment.id)
+        .where(Assignment.pool == pool, Assignment.status == FREE, Assignment.cloud.in_(clouds))
+        .order_by(Assignment.ready_at, Assignment.id)
+        .limit(1)
+    )
+
+
+def peek_free(pool: str, clouds: list[str]) -> Assignment | None:
+    """A free VM of the pool on one of ``clouds``, left free (for a dry run)."""
+    found = db.session.scalar(_free(pool, clouds))
+    return get(found)
+
+
+def leases_to_warn(now: datetime.datetime, window: float) -> list[Assignment]:
+    """Assigned VMs whose lease ends within ``window`` seconds, not yet warned of."""
+    query = select(Assignment).where(
+        Assignment.status == ASSIGNED,
+        Assignment.expires_at > now,
+        Assignment.expires_at <= now + datetime.timedelta(seconds=window),
+        Assignment.lease_warned_at.is_(None),
+    )
+    return list(db.session.scalars(query.order_by(Assignment.expires_at, Assignment.id)))
+
+
+def leases_ended(now: datetime.datetime) -> list[Assignment]:
+    """Assigned VMs whose lease has ended, the longest ended first."""
+    query = select(Assignment).where(Assignment.status == ASSIGNED, Assignment.expires_at <= now)
+    return list(db.session.scalars(query.order_by(Assignment.expires_at, Assignment.id)))
+
+
+def left_running(now: datetime.datetime) -> list[Assignment]:
+    """VMs of no pool released at the end of their lease whose destroy failed: kept
+    faulty, with their lease's end, until the worker destroys them (a pool's own are the
+    pool's pass to retire)."""
+    query = select(Assignment).where(
+        Assignment.status == FAULTY, Assignment.pool.is_(None), Assignment.expires_at <= now
+    )
+    return list(db.session.scalars(query.order_by(Assignment.id)))
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
+    """A new row for the VM, or its DELETED row taken over; ``(row, made)``. An existing
+    live row is left as it is, with ``made`` False."""
+    try:
+        with db.session.begin_nested():
+            row = Assignment(cloud=cloud, id_vm=id_vm, **values)
+            db.session.add(row)
+        return row, True
+    except IntegrityError:
+        # Known already, perhaps recorded by another process this very moment.
+        row = db.session.scalars(
+            select(Assignment).where(Assignment.cloud == cloud, Assignment.id_vm == id_vm)
+        ).one()
+    revived = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == row.id, Assignment.status == DELETED)
+        .values(created_at=func.now(), updated_at=func.now(), **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.refresh(row)
+    return row, bool(revived)
+
+
+def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> Assignment:
+    """Record a VM a pool made (or adopts) as booting.
+
+    :raises ConflictError: a VM the ledger holds has that id (libcloud's Dummy numbers
+        its nodes by their count, and gives a live node's id again after a destroy).
+    """
+    values = {
+        "hostname": node["name"] or node["id"],
+        "recipe": pool,
+        "pool": pool,
+        "creation_id": creation_id,
+        "status": BOOTING,
+        "user": None,
+        "ready_at": None,
+        "assigned_by": None,
+        "expires_at": None,
+        "lease_warned_at": None,
+    }
+    row, made = _insert_or_revive(cloud, node["id"], values)
+    if not made:
+        raise ConflictError(
+            f"{cloud} gave the new VM the id {node['id']}, which a VM of the ledger has"
+        )
+    return row
+
+
+def register(cloud: str, node: dict, vm_type: str | None = None) -> Assignment:
+    """Record a VM (a NODE dict) as free, for ``vm_type``; a row the ledger has already is
+    kept as it is."""
+    values = {"hostname": node["name"], "recipe": vm_type, "status": FREE, **HOLDER_CLEARED}
+    # A pool's DELETED row taken over is no longer the pool's.
+    values.update(pool=None, creation_id=None, ready_at=None, public_ips=None, private_ips=None)
+    return _insert_or_revive(cloud, node["id"], values)[0]
+
+
+def _move(row_id: int, expected, **values):
+    """Change the row from a state in ``expected`` with ``values``; its ``(id, id_vm)``, or
+    None when it was in no such state (another process changed it first)."""
+    states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
+    return db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == row_id, Assignment.status.in_(states))
+        .values(updated_at=func.now(), **values)
+        .returning(Assignment.id, Assignment.id_vm)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+
+
+def _moved(row: Assignment, won) -> bool:
+    db.session.refresh(row)
+    return won is not None
+
+
+def promote(row: Assignment, ready_at, hostname: str, public_ips, private_ips) -> bool:
+    """A booting VM found running: free, with its addresses; whether it moved."""
+    won = _move(
+        row.id,
+        BOOTING,
+        status=FREE,
+        ready_at=ready_at,
+        hostname=hostname,
+        public_ips=public_ips,
+        private_ips=private_ips,
+    )
+    return _moved(row, won)
+
+
+def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=None):
+    """Give the free VM to ``user``: its ``(id, id_vm)``, or None when it was not free."""
+    return _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at))
+
+
+def take_free(
+    pool: str,
+    clouds: list[str],
+    user: str,
+    vm_type: str,
+    assigned_by: str | None = None,
+    expires_at: datetime.datetime | None = None,
+) -> Assignment | None:
+    """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
+    leased until ``expires_at`` (None: no end): one statement that picks and changes the
+    row, so that two requests never get the same VM. None when the pool has no free VM
+    there.
+
+    On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
+    so concurrent requests take different VMs rather than queue for one; SQLite runs one
+    writing statement at a time. The status check repeats in the UPDATE all the same.
+    """
+    candidate = _free(pool, clouds).with_for_update(skip_locked=True).scalar_subquery()
+    taken = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == candidate, Assignment.status == FREE)
+        .values(updated_at=func.now(), **assigned_values(user, vm_type, assigned_by, expires_at))
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if taken is None:
+        return None
+    return db.session.get(Assignment, taken, populate_existing=True)
+
+
+def release(row_id: int, retire: bool = False):
+    """Free the assigned VM: its ``(id, id_vm)``, or None when it was not assigned.
+
+    ``retire``: the VM is to be destroyed and is kept FAULTY meanwhile, with the end of its
+    lease (the worker finishes the destroy of a leased VM that outlived it).
+    """
+    values = {"status": FREE, **HOLDER_CLEARED}
+    if retire:
+        values.update(status=FAULTY, expires_at=Assignment.expires_at)
+    return _move(row_id, ASSIGNED, **values)
+
+
+def extend(row_id: int, expires_at: datetime.datetime) -> bool:
+    """Move the end of the lease of an assigned VM; False if it is not assigned (any more).
+    A new warning goes before the new end."""
+    won = _move(row_id, ASSIGNED, expires_at=expires_at, lease_warned_at=None)
+    return won is not None
+
+
+def mark_warned(row: Assignment, now: datetime.datetime) -> bool:
+    """Note that the lease of ``row`` was warned of, unless it was released, extended or
+    warned of meanwhile; whether this caller is the one to warn."""
+    won = db.session.execute(
+        update(Assignment)
+        .where(
+            Assignment.id == row.id,
+            Assignment.status == ASSIGNED,
+            Assignment.expires_at == row.expires_at,
+            Assignment.lease_warned_at.is_(None),
+        )
+        .values(lease_warned_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(won)
+
+
+def mark_faulty(row: Assignment, expected=None, keep_holder: bool = False) -> bool:
+    """Keep the VM from being handed out (to be destroyed, or not working): FAULTY, from
+    ``expected`` (default: its state as read); whether it moved. Its holder is forgotten
+    unless ``keep_holder``."""
+    values = {} if keep_holder else HOLDER_CLEARED
+    won = _move(row.id, row.status if expected is None else expected, status=FAULTY, **values)
+    return _moved(row, won)
+
+
+def mark_deleted(row: Assignment, expected=None) -> bool:
+    """The VM is destroyed, or gone from its cloud: DELETED, from ``expected`` (default:
+    its state as read); whether it moved."""
+    won = _move(row.id, row.status if expected is None else expected, status=DELETED,
+                **HOLDER_CLEARED)  # fmt: skip
+    return _moved(row, won)
+
+
+def forget(cloud: str, node_id: str) -> int:
+    """The VM with this id was destroyed: its live row DELETED; how many rows moved."""
+    return db.session.execute(
+        update(Assignment)
+        .where(Assignment.cloud == cloud, Assignment.id_vm == node_id, Assignment.status != DELETED)
+        .values(status=DELETED, updated_at=func.now(), **HOLDER_CLEARED)
+        .execution_options(synchronize_session=False)
+    ).rowcount

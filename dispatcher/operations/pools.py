@@ -1,0 +1,112 @@
+"""A pass over a warm pool: adopt, promote, retire, then refill.
+
+A pass (the worker runs it under the pool's lock, one at a time across hosts):
+
+1. lists the nodes of each of the pool's clouds once;
+2. adopts the nodes marked as the pool's that the ledger lacks (a pass stopped between a
+   create call and its commit), as booting;
+3. promotes booting VMs the cloud reports running to free, with their addresses; retires
+   (marks faulty, then ends: ``end_vm``) those still not running after ``boot_timeout``,
+   free ones gone from their cloud, and faulty ones a failed destroy left;
+4. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``
+   (``refill``).
+"""
+
+from flask import current_app
+
+from .. import clouds, metrics, serializers
+from ..bookkeeping import ledger
+from ..clouds import Cloud, nodes
+from ..errors import DispatcherError
+from ..extensions import db
+from ..models import BOOTING, FAULTY, FREE
+from ..pools import PoolSpec, marks, passes
+from ..pools.events import PoolReport, entry, failed, record
+from ..serializers import as_utc, utcnow
+from .ending import Wording, end_vm
+from .refill import refill
+
+# How the history tells of a retired VM's end, ``{what}`` saying why it was retired.
+RETIRED = Wording(
+    destroyed="Node {node} {what}: destroyed",
+    gone="Node {node} {what}; not in the cloud, nothing to destroy",
+    failed="Node {node} {what}; destroying it failed: {error}",
+)
+
+
+def tend_pool(spec: PoolSpec) -> PoolReport:
+    """One pass over the pool ``spec``; what it did. The caller holds the pool's lock."""
+    report = PoolReport(spec.name)
+    for pool_cloud in spec.clouds:
+        cloud = clouds.get(pool_cloud.cloud)
+        try:
+            listed = cloud.call_driver("list_nodes")
+        except DispatcherError as exc:
+            failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
+            continue
+        _tend(spec, cloud, listed, report)
+    refill(spec, report)
+    passes.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"])
+    return report
+
+
+def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> None:
+    """Adopt, promote and retire the pool's VMs on ``cloud`` by what its listing shows."""
+    alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
+    by_name = not marks.takes_metadata(cloud.driver)
+    ours = {}  # node id -> creation id, of the nodes marked as the pool's
+    for node_id, node in alive.items():
+        mark = marks.mark_of(node, by_name)
+        if mark is not None and mark[0] == spec.name:
+            ours[node_id] = mark[1]
+    known = ledger.known_ids(cloud.name, list(ours))
+    for node_id, creation_id in ours.items():
+        if node_id not in known:
+            shown = serializers.node_to_dict(alive[node_id])
+            row = ledger.add_booting(spec.name, cloud.name, shown, creation_id)
+            record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
+            db.session.commit()
+            report.adopted += 1
+    now = utcnow()
+    for row in ledger.pool_rows(spec.name, cloud.name):
+        node = alive.get(row.id_vm)
+        if row.status == BOOTING:
+            if node is not None and node.state == nodes.RUNNING:
+                _promote(cloud, row, node, now, report)
+            elif node is not None and node.state == nodes.ERROR:
+                _retire(cloud, row, node, "the cloud reports it in error", report)
+            elif (now - as_utc(row.created_at)).total_seconds() > spec.boot_timeout:
+                reason = f"not running {spec.boot_timeout} s after its creation"
+                _retire(cloud, row, node, reason, report)
+        elif row.status == FREE and node is None:
+            _retire(cloud, row, None, "gone from its cloud", report)
+        elif row.status == FAULTY:
+            _retire(cloud, row, node, "faulty", report)
+
+
+def _promote(cloud: Cloud, row, node, now, report: PoolReport) -> None:
+    shown = serializers.node_to_dict(node)
+    hostname = shown["name"] or row.hostname
+    if not ledger.promote(row, now, hostname, shown["public_ips"], shown["private_ips"]):
+        db.session.rollback()
+        return
+    seconds = max(0.0, (now - as_utc(row.created_at)).total_seconds())
+    metrics.POOL_BOOT_SECONDS.labels(row.pool, cloud.name).observe(seconds)
+    record(cloud, "promote", row, "ok", f"Node {row.id_vm} running after {seconds:.0f} s, free")
+    db.session.commit()
+    report.promoted += 1
+
+
+def _retire(cloud: Cloud, row, node, reason: str, report: PoolReport) -> None:
+    """Mark the VM faulty (committed first, so that a failed destroy is tried again by the
+    next pass), then end it."""
+    if row.status != FAULTY and not ledger.mark_faulty(row):
+        db.session.rollback()
+        return  # taken by an assign meanwhile: not the pass's to retire any more
+    db.session.commit()
+    target = node if node is not None else row.id_vm
+    try:
+        end_vm(cloud, target, reason, entry(cloud, "destroy", row), RETIRED, node is None)
+    except DispatcherError:
+        return  # on record; the next pass tries again
+    report.destroyed += 1
