@@ -321,4 +321,4 @@ def test_run_keeps_a_warm_pool_on_the_dummy_cloud(tmp_path):
         assert assigned.json()["hostname"].startswith("dummy-")
     finally:
         output = server.stop()
-    assert "dispatcher: pool manager on web, the leases, a pass every 0.2 s" in output
+    assert "dispatcher: worker on web, the leases, a pass every 0.2 s" in output
