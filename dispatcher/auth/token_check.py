@@ -2,8 +2,8 @@
 
 A token is verified as Flask-Security-Too issued it (signature, age, its user's token
 uniquifier, the user active) against the database, or taken from this process's cache
-of verified tokens (``verified_tokens``) while the process hears every revocation
-(``revocations``). The caller is set as Flask-Login's user of the request, so that
+of verified tokens (``token_cache``) while the process hears every revocation
+(``revocation``). The caller is set as Flask-Login's user of the request, so that
 ``current_user`` is it, and nothing else runs per request: no Flask-Principal identity
 (the views' roles are checked here, on the caller's roles), no session.
 
@@ -22,14 +22,15 @@ from itsdangerous import BadData
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from . import metrics, revocations
-from .config import check_number
-from .errors import AuthenticationRequiredError, ForbiddenError
-from .extensions import db
-from .models import User
-from .verified_tokens import Caller, VerifiedTokens
+from .. import metrics
+from ..config import check_number
+from ..errors import AuthenticationRequiredError, ForbiddenError
+from ..extensions import db
+from ..models import User
+from . import revocation
+from .token_cache import Caller, VerifiedTokens
 
-EXTENSION = "dispatcher.authn"
+EXTENSION = "dispatcher.auth.token_check"
 UNAUTHENTICATED = "Unauthorized: a valid auth token is required"
 
 
@@ -97,11 +98,11 @@ def serve(app, single_process: bool = False) -> None:
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "postgresql":
-            check.guard = revocations.Listener(engine, check.cache)
+            check.guard = revocation.Listener(engine, check.cache)
         elif engine.dialect.name == "sqlite" and single_process:
             path = engine.url.database
             if path and path != ":memory:" and not path.startswith("file:"):
-                check.guard = revocations.FileWatch(path, check.cache)
+                check.guard = revocation.FileWatch(path, check.cache)
 
 
 def check() -> TokenCheck:
@@ -109,8 +110,8 @@ def check() -> TokenCheck:
 
 
 def announce(user_id: int) -> None:
-    """The user's tokens changed (``auth``): in the transaction of the change."""
-    revocations.announce(user_id, check().cache)
+    """The user's tokens changed (``users``): in the transaction of the change."""
+    revocation.announce(user_id, check().cache)
 
 
 def _token() -> str | None:

@@ -16,11 +16,11 @@ from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from .errors import ForbiddenError, TooManyRequestsError
+from ..errors import ForbiddenError, TooManyRequestsError
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "dispatcher.throttle"
+EXTENSION = "dispatcher.auth.throttle"
 
 
 class LoginThrottle:
