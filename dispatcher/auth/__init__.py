@@ -17,7 +17,7 @@ from flask_security import SQLAlchemyUserDatastore
 
 from ..extensions import db, security
 from ..models import Role, User
-from . import throttle, token_check
+from . import library_seams, throttle, token_check
 from .login import issue_token
 from .throttle import login_attempt
 from .token_cache import Caller
@@ -83,8 +83,6 @@ def init_app(app) -> None:
     # Flask-Security-Too's own refusals, should any of its checks run: the envelope.
     security.unauthn_handler(refuse_unauthenticated)
     security.unauthz_handler(refuse_unauthorized)
-    serializer = security.remember_token_serializer
-    if not isinstance(serializer, AsIssuedTokenSerializer):
-        security.remember_token_serializer = AsIssuedTokenSerializer(serializer)
+    library_seams.wrap_token_serializer(security, AsIssuedTokenSerializer)
     token_check.init_app(app)
     throttle.init_app(app)

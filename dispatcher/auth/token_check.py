@@ -16,8 +16,6 @@ import time
 
 from flask import current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import user_loaded_from_request
-from flask_security.utils import parse_auth_token
 from itsdangerous import BadData
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -27,7 +25,7 @@ from ..config import check_number
 from ..errors import AuthenticationRequiredError, ForbiddenError
 from ..extensions import db
 from ..models import User
-from . import revocation
+from . import library_seams, revocation
 from .token_cache import Caller, VerifiedTokens
 
 EXTENSION = "dispatcher.auth.token_check"
@@ -68,9 +66,7 @@ def init_app(app) -> None:
     size, seconds = app.config["TOKEN_CACHE_SIZE"], app.config["TOKEN_CACHE_SECONDS"]
     cache = VerifiedTokens(size, seconds, changed=metrics.token_cache_entries)
     app.extensions[EXTENSION] = TokenCheck(cache)
-    principal = app.extensions["security"].principal
-    hooks = app.before_request_funcs.get(None, [])
-    hooks[:] = [hook for hook in hooks if getattr(hook, "__self__", None) is not principal]
+    library_seams.drop_principal_identity(app)
     app.session_interface = NoSessions()
     # After every view, before the request log (after_request runs in reverse order).
     app.after_request(_name_the_caller)
@@ -133,14 +129,14 @@ def _verified(token: str, tokens: TokenCheck, keep: bool) -> Caller | None:
     """The caller of ``token`` read from the database, kept in the cache if ``keep``."""
     epoch = tokens.cache.epoch()
     try:
-        data = parse_auth_token(token)
+        data = library_seams.parse_token(token)
     except (BadData, ValueError, KeyError, TypeError):
         return None
     user = (
         db.session.scalars(
             select(User)
             .options(joinedload(User.roles))
-            .where(User.fs_token_uniquifier == data["uid"])
+            .where(User.fs_token_uniquifier == library_seams.token_uniquifier(data))
         )
         .unique()
         .one_or_none()
@@ -151,14 +147,8 @@ def _verified(token: str, tokens: TokenCheck, keep: bool) -> Caller | None:
         user.id, user.username, user.fs_uniquifier, frozenset(r.name for r in user.roles)
     )
     if keep:
-        # The token's end as parse_auth_token checks it: TOKEN_MAX_AGE (a timedelta once
-        # Flask-Security-Too has read it) after its issue, or its own "exp" if earlier.
-        max_age = current_app.config["SECURITY_TOKEN_MAX_AGE"]
-        max_age = getattr(max_age, "total_seconds", lambda: max_age)()
-        ends = [float(data.get("fs_paa", 0)) + max_age]
-        if data.get("exp"):
-            ends.append(float(data["exp"]))
-        tokens.cache.put(token, caller, min(ends) - time.time(), epoch)
+        ends = library_seams.token_end(data, current_app.config["SECURITY_TOKEN_MAX_AGE"])
+        tokens.cache.put(token, caller, ends - time.time(), epoch)
     return caller
 
 
@@ -166,7 +156,7 @@ def authenticate() -> Caller | None:
     """The caller of the request's token, set as the request's user; None without a
     valid token. Once per request."""
     if g.get("token_checked"):
-        return g.get("_login_user") if g.get("fs_authn_via") == "token" else None
+        return library_seams.request_user()
     g.token_checked = True
     token = _token()
     if token is None:
@@ -179,9 +169,7 @@ def authenticate() -> Caller | None:
         caller = _verified(token, tokens, keep=usable)
         if caller is None:
             return None
-    g._login_user = caller  # Flask-Login's current_user
-    g.fs_authn_via = "token"
-    user_loaded_from_request.send(current_app._get_current_object(), user=caller)
+    library_seams.set_request_user(caller)  # Flask-Login's current_user
     return caller
 
 
