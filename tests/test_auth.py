@@ -15,6 +15,7 @@ from dispatcher.models import User
 
 PASSWORD = "correct horse battery"
 LISTINGS = ["nodes", "images", "flavors", "sizes", "tenants"]
+LISTING = "/api/v1/nodes/fake_driver"
 
 
 @pytest.fixture
@@ -118,6 +119,30 @@ def test_token_accepted_in_each_of_the_three_places(anonymous, alice, action, pl
         response = anonymous.get(path, json={"auth_token": token})
     assert response.status_code == 200
     assert response.json["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "around",
+    [(" ", ""), ("", " "), ("\t", "\t"), (" \t  ", "\t \t")],
+    ids=["space before", "space after", "tabs", "spaces and tabs"],
+)
+def test_spaces_and_tabs_around_the_header_token_are_not_part_of_it(anonymous, alice, around):
+    """HTTP: a field value's surrounding whitespace is not part of it (RFC 9110, 5.5)."""
+    before, after = around
+    token = get_token(anonymous)
+    response = anonymous.get(LISTING, headers={"X-Auth-Token": f"{before}{token}{after}"})
+    assert response.status_code == 200, response.json
+
+
+@pytest.mark.parametrize("inside", [" ", "\t"], ids=["space", "tab"])
+def test_whitespace_inside_the_token_is_refused(anonymous, alice, inside):
+    """Only the header value's edges are trimmed: a token broken by a space or a tab, or one
+    with spaces around it in the query string, is no token."""
+    token = get_token(anonymous)
+    broken = f"{token[:10]}{inside}{token[10:]}"
+    assert anonymous.get(LISTING, headers={"X-Auth-Token": broken}).status_code == 401
+    spaced = anonymous.get(LISTING, query_string={"auth_token": f" {token} "})
+    assert spaced.status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/api/v1/cloud", "/api/v1/test/start"])

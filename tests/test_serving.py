@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from test_server import Server
+from test_server import ADMIN_PASSWORD, Server, admin_token
 
 from harness.gunicorn_server import GunicornServer
 from harness.ports import free_port
@@ -64,7 +64,9 @@ def long_header_request() -> bytes:
 
 @pytest.fixture(scope="module")
 def development_server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("run") / "instance")
+    server = Server(
+        tmp_path_factory.mktemp("run") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
     yield server
     server.stop()
 
@@ -78,6 +80,20 @@ def test_dispatcher_run_logs_no_token_of_a_request_it_cannot_read(tmp_path):
         output = server.stop()
     assert "request not read" in output
     assert TOKEN not in output
+
+
+@pytest.mark.parametrize("around", [("", " \t "), (" \t", "\t ")], ids=["after", "both sides"])
+def test_dispatcher_run_takes_a_token_with_whitespace_around_it(development_server, around):
+    """Sent raw, as a client may: spaces and tabs around X-Auth-Token's value are not part of
+    the token. (http.server drops those before the value, the dispatcher those after.)"""
+    before, after = around
+    token = admin_token(development_server)
+    request = (
+        f"GET /api/v1/nodes/fake_driver HTTP/1.1\r\nHost: x\r\n"
+        f"X-Auth-Token:{before}{token}{after}\r\nConnection: close\r\n\r\n"
+    )
+    status, _, body = exchange(development_server.port, request.encode())
+    assert status == 200, body
 
 
 @pytest.fixture(scope="module")

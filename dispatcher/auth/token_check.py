@@ -112,12 +112,14 @@ def announce(user_id: int) -> None:
 
 def _token() -> str | None:
     """The request's token, where Flask-Security-Too looks: the JSON body's key, else
-    the query parameter, else the header."""
+    the query parameter, else the header, without the spaces and tabs around its value."""
     config = current_app.config
-    token = request.args.get(
-        config["SECURITY_TOKEN_AUTHENTICATION_KEY"],
-        request.headers.get(config["SECURITY_TOKEN_AUTHENTICATION_HEADER"]),
-    )
+    header = request.headers.get(config["SECURITY_TOKEN_AUTHENTICATION_HEADER"])
+    if header is not None:
+        # HTTP: whitespace around a field's value is not part of it (RFC 9110, 5.5).
+        # gunicorn drops it itself, http.server (dispatcher run) only before the value.
+        header = header.strip(" \t")
+    token = request.args.get(config["SECURITY_TOKEN_AUTHENTICATION_KEY"], header)
     if request.is_json:
         data = request.get_json(silent=True)
         if isinstance(data, dict):
