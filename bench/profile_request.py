@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 
 from bench import common
-from dispatcher import authn
+from dispatcher import auth
 from dispatcher.config import DUMMY_FARM
 
 # Packages grouped as what they do for the request.
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
             url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
         app = common.make_app(url, CLOUD_FARM=DUMMY_FARM)
         if not args.no_cache:
-            authn.serve(app, single_process=True)  # as gunicorn's workers and dispatcher run
+            auth.serve(app, single_process=True)  # as gunicorn's workers and dispatcher run
         client = app.test_client()
         client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
         with stderr_to_devnull():

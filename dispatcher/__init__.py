@@ -46,7 +46,6 @@ def create_app(config: dict | None = None) -> Flask:
     from . import (
         api,
         auth,
-        authn,
         bookkeeping,
         cli,
         clouds,
@@ -59,7 +58,6 @@ def create_app(config: dict | None = None) -> Flask:
         pools,
         reconcile,
         requestlog,
-        throttle,
         webhooks,
     )
 
@@ -69,8 +67,6 @@ def create_app(config: dict | None = None) -> Flask:
         metrics,
         extensions,
         auth,
-        authn,
-        throttle,
         clouds,
         bookkeeping,
         webhooks,

@@ -3,7 +3,8 @@
 A request that cannot be read as HTTP (a malformed request line, a header too long)
 is answered by the server: gunicorn's worker and the development server both answer
 it here in the JSON envelope, without repeating the request. Their log lines go
-through ``redact``, so that a token in a query string or header never reaches a log.
+through ``redact``, so that a token never reaches a log: in a query string, in a header,
+in a header's name or a malformed line, wherever text has a token's shape.
 """
 
 import json
@@ -14,9 +15,12 @@ import traceback
 from gunicorn.glogging import Logger
 from gunicorn.workers.sync import SyncWorker
 
+from .auth.tokens import SHAPE
 from .errors import envelope
 
-_TOKEN = re.compile(r"(auth_token=|x-auth-token\s*:\s*)[^&\s'\"]*", re.IGNORECASE)
+# After the query parameter, or the header's name however malformed (a space for the dash,
+# no colon, the token glued to it), whatever follows up to a separator.
+_TOKEN = re.compile(r"(auth_token=|x-auth[-_ ]?token\s*:?\s*)[^&\s'\"]+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 # What a request the server could not read is told, by status: never the request.
@@ -28,9 +32,11 @@ UNREADABLE = {
 
 
 def redact(value):
-    """``value`` with every token (``auth_token=…``, ``X-Auth-Token: …``) hidden; other
-    types unchanged."""
-    return _TOKEN.sub(rf"\1{REDACTED}", value) if isinstance(value, str) else value
+    """``value`` with every token hidden (``auth_token=…``, ``X-Auth-Token: …`` and its
+    malformed kin, and any text of a token's shape); other types unchanged."""
+    if not isinstance(value, str):
+        return value
+    return SHAPE.sub(REDACTED, _TOKEN.sub(rf"\1{REDACTED}", value))
 
 
 def unreadable_answer(status: int) -> bytes:

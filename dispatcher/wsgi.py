@@ -1,7 +1,7 @@
 """The WSGI application: ``gunicorn dispatcher.wsgi:app``."""
 
-from dispatcher import authn, create_app
+from dispatcher import auth, create_app
 
 app = create_app()
 # Each worker keeps the tokens it verified while it hears every revocation (PostgreSQL).
-authn.serve(app)
+auth.serve(app)

@@ -1,10 +1,13 @@
 """Token authentication: getting, using, expiring and revoking tokens; roles."""
 
+import ast
 import time
+from pathlib import Path
 
 import pytest
 from conftest import token_client
 
+import dispatcher
 from dispatcher import auth
 from dispatcher.api.base import ApiView, agent_required, ok
 from dispatcher.extensions import db
@@ -12,6 +15,7 @@ from dispatcher.models import User
 
 PASSWORD = "correct horse battery"
 LISTINGS = ["nodes", "images", "flavors", "sizes", "tenants"]
+LISTING = "/api/v1/nodes/fake_driver"
 
 
 @pytest.fixture
@@ -115,6 +119,30 @@ def test_token_accepted_in_each_of_the_three_places(anonymous, alice, action, pl
         response = anonymous.get(path, json={"auth_token": token})
     assert response.status_code == 200
     assert response.json["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "around",
+    [(" ", ""), ("", " "), ("\t", "\t"), (" \t  ", "\t \t")],
+    ids=["space before", "space after", "tabs", "spaces and tabs"],
+)
+def test_spaces_and_tabs_around_the_header_token_are_not_part_of_it(anonymous, alice, around):
+    """HTTP: a field value's surrounding whitespace is not part of it (RFC 9110, 5.5)."""
+    before, after = around
+    token = get_token(anonymous)
+    response = anonymous.get(LISTING, headers={"X-Auth-Token": f"{before}{token}{after}"})
+    assert response.status_code == 200, response.json
+
+
+@pytest.mark.parametrize("inside", [" ", "\t"], ids=["space", "tab"])
+def test_whitespace_inside_the_token_is_refused(anonymous, alice, inside):
+    """Only the header value's edges are trimmed: a token broken by a space or a tab, or one
+    with spaces around it in the query string, is no token."""
+    token = get_token(anonymous)
+    broken = f"{token[:10]}{inside}{token[10:]}"
+    assert anonymous.get(LISTING, headers={"X-Auth-Token": broken}).status_code == 401
+    spaced = anonymous.get(LISTING, query_string={"auth_token": f" {token} "})
+    assert spaced.status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/api/v1/cloud", "/api/v1/test/start"])
@@ -279,3 +307,34 @@ def test_a_token_is_accepted_only_exactly_as_issued(anonymous, alice):
             response = anonymous.put(check, **sent)
             assert response.status_code == 401, (variant, sent)
             assert response.json["status"] == "error"
+
+
+# What the auth package may import of the dispatcher: the layer below it (docs/overview.md).
+AUTH_MAY_IMPORT = {"models", "database", "errors", "config", "metrics", "extensions", "auth"}
+
+
+def dispatcher_imports(path: Path) -> set[str]:
+    """The dispatcher's modules a module of the auth package imports, by their name right
+    under ``dispatcher`` (``auth`` for the package's own)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.add("auth")
+        elif isinstance(node, ast.ImportFrom) and node.level == 2:
+            names |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dispatcher"):
+            parts = node.module.split(".")
+            names |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("dispatcher.")}
+    return names
+
+
+def test_the_auth_package_imports_only_the_layer_below_it():
+    """Beside clouds and bookkeeping: models, database, errors, config, metrics and
+    extensions, never api, cli, operations, pools or the like."""
+    package = Path(dispatcher.__file__).with_name("auth")
+    imported = {path.name: dispatcher_imports(path) for path in sorted(package.glob("*.py"))}
+    assert {name: found - AUTH_MAY_IMPORT for name, found in imported.items()} == {
+        name: set() for name in imported
+    }

@@ -11,7 +11,7 @@ from conftest import assert_error, cloud_calls, token_client
 
 from dispatcher import auth, idempotency
 from dispatcher.extensions import db
-from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry, IdempotencyKey
+from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry, IdempotencyKey, User
 from dispatcher.serializers import utcnow
 
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
@@ -35,8 +35,8 @@ def keys(app) -> list[tuple]:
     """(username, key, status_code) of every stored key, in the order they were made."""
     with app.app_context():
         found = db.session.execute(
-            sqlalchemy.select(auth.User.username, IdempotencyKey.key, IdempotencyKey.status_code)
-            .join(auth.User, auth.User.id == IdempotencyKey.user_id)
+            sqlalchemy.select(User.username, IdempotencyKey.key, IdempotencyKey.status_code)
+            .join(User, User.id == IdempotencyKey.user_id)
             .order_by(IdempotencyKey.id)
         )
         return [tuple(row) for row in found]

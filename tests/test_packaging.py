@@ -51,12 +51,12 @@ def test_gunicorn_serves_the_installed_app_from_anywhere(tmp_path):
 
 def test_the_app_runs_on_sqlite_without_the_postgresql_extra():
     """psycopg comes with the `postgresql` extra only: without it the app still starts
-    and answers on SQLite (only a PostgreSQL process listens for revocations)."""
+    and answers on SQLite (only a PostgreSQL process listens for a revocation)."""
     code = (
         "import sys; sys.modules['psycopg'] = None\n"  # as if it were not installed
-        "from dispatcher import authn, create_app\n"
+        "from dispatcher import auth, create_app\n"
         "app = create_app({'TESTING': True, 'SQLALCHEMY_DATABASE_URI': 'sqlite://'})\n"
-        "authn.serve(app, single_process=True)\n"
+        "auth.serve(app, single_process=True)\n"
         "print(app.test_client().get('/api/v1/').json)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

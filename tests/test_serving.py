@@ -3,13 +3,16 @@ dispatcher's settings, sent requests they cannot read, with a token in them."""
 
 import json
 import os
+import secrets
 import socket
 import sys
 import time
 
 import pytest
-from test_server import Server
+from itsdangerous import URLSafeTimedSerializer
+from test_server import ADMIN_PASSWORD, Server, admin_token
 
+from dispatcher.serving import REDACTED, redact
 from harness.gunicorn_server import GunicornServer
 from harness.ports import free_port
 
@@ -23,6 +26,34 @@ MALFORMED = {
     "NUL": f"GET /api/v1/nodes?auth_token={TOKEN}\x00 HTTP/1.1".encode(),
     "no version": f"GET /api/v1/nodes?auth_token={TOKEN} HTTP/9 x".encode(),
 }
+
+
+def issued_token(uid_length: int) -> str:
+    """A token as Flask-Security-Too issues one (itsdangerous' URLSafeTimedSerializer over
+    its payload): ``payload.timestamp.signature``, the payload compressed (a leading dot)
+    when that is shorter, as with a long ``uid``."""
+    serializer = URLSafeTimedSerializer(secrets.token_hex(16), salt="remember")
+    uid = secrets.token_hex(uid_length // 2)
+    return serializer.dumps({"ver": "5", "uid": uid, "fs_paa": time.time(), "exp": 0})
+
+
+PLAIN_TOKEN, COMPRESSED_TOKEN = issued_token(32), issued_token(64)
+# Requests gunicorn refuses, whose error line would carry a token: in a header's name,
+# without the colon, as a line of its own, in the path of a malformed request line.
+TOKEN_IN_HEADER_NAMES = {
+    "name glued to the token": f"X-Auth Token{PLAIN_TOKEN}",
+    "name and token, no colon": f"X-Auth-Token {PLAIN_TOKEN}",
+    "the token, a space, a colon": f"{PLAIN_TOKEN} x: 1",
+    "the token alone": PLAIN_TOKEN,
+    "compressed, glued": f"X-Auth Token{COMPRESSED_TOKEN}",
+    "compressed, alone": COMPRESSED_TOKEN,
+}
+
+
+def token_parts(token: str) -> list[str]:
+    """What of a token must not be logged: it whole, its payload and its signature."""
+    payload, _, signature = token.lstrip(".").split(".")
+    return [token, payload, signature]
 
 
 def exchange(port: int, request: bytes) -> tuple[int | None, dict, bytes]:
@@ -64,7 +95,9 @@ def long_header_request() -> bytes:
 
 @pytest.fixture(scope="module")
 def development_server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("run") / "instance")
+    server = Server(
+        tmp_path_factory.mktemp("run") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
     yield server
     server.stop()
 
@@ -78,6 +111,20 @@ def test_dispatcher_run_logs_no_token_of_a_request_it_cannot_read(tmp_path):
         output = server.stop()
     assert "request not read" in output
     assert TOKEN not in output
+
+
+@pytest.mark.parametrize("around", [("", " \t "), (" \t", "\t ")], ids=["after", "both sides"])
+def test_dispatcher_run_takes_a_token_with_whitespace_around_it(development_server, around):
+    """Sent raw, as a client may: spaces and tabs around X-Auth-Token's value are not part of
+    the token. (http.server drops those before the value, the dispatcher those after.)"""
+    before, after = around
+    token = admin_token(development_server)
+    request = (
+        f"GET /api/v1/nodes/fake_driver HTTP/1.1\r\nHost: x\r\n"
+        f"X-Auth-Token:{before}{token}{after}\r\nConnection: close\r\n\r\n"
+    )
+    status, _, body = exchange(development_server.port, request.encode())
+    assert status == 200, body
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +178,43 @@ def test_gunicorn_logs_no_token_whatever_the_request_line(gunicorn):
     assert "Invalid request from ip=127.0.0.1" in output
     assert "[redacted]" in output
     assert TOKEN not in output
+
+
+def test_gunicorn_logs_no_token_in_a_header_name_or_anywhere(gunicorn):
+    """A token where no header value is (in a malformed header line, in a path) is hidden by
+    its shape, as the dispatcher issues tokens: nothing of it reaches the log."""
+    since = len(gunicorn.output())
+    for line in TOKEN_IN_HEADER_NAMES.values():
+        request = f"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n"
+        status, _, body = exchange(gunicorn.port, request.encode())
+        assert status == 400, body
+    exchange(gunicorn.port, f"GET /api/v1/nodes/{COMPRESSED_TOKEN}\x7f HTTP/1.1\r\n\r\n".encode())
+    output = gunicorn.output()[since:]
+    assert output.count("Invalid request from ip=127.0.0.1") == len(TOKEN_IN_HEADER_NAMES) + 1
+    leaked = [part for token in (PLAIN_TOKEN, COMPRESSED_TOKEN) for part in token_parts(token)]
+    assert [part for part in leaked if part in output] == [], output
+
+
+@pytest.mark.parametrize("token", [PLAIN_TOKEN, COMPRESSED_TOKEN], ids=["plain", "compressed"])
+def test_redact_hides_a_token_by_its_shape(token):
+    """Glued to a header name, alone, quoted, in a path: the token goes, its context stays."""
+    for text in (f"X-Auth Token{token}", f"'{token}'", f"GET /x/{token}/y", f"a {token} b"):
+        hidden = redact(text)
+        assert [part for part in token_parts(token) if part in hidden] == [], hidden
+        assert REDACTED in hidden
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Using worker: dispatcher.serving.EnvelopeWorker",
+        "Listening at: http://127.0.0.1:5070 (4242)",
+        "sqlalchemy.exc.OperationalError: (psycopg.OperationalError) connection failed",
+        "Invalid HTTP header name: 'X-Auth Token'",
+    ],
+)
+def test_redact_leaves_lines_without_a_token_alone(line):
+    assert redact(line) == line
 
 
 def test_gunicorn_opens_no_control_socket_shared_by_the_user(gunicorn):

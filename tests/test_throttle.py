@@ -1,17 +1,22 @@
 """The login throttle: failed logins per client address and username, then 429."""
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 from conftest import assert_error
+from production import TcpProxy
 
 from dispatcher import auth
+from dispatcher.auth import throttle
 
 PASSWORD = "correct horse battery"
 WRONG = "wrong horse battery"
 REDIS_URL = "redis://127.0.0.1:6379/15"
+# The tests of a Redis that goes away and comes back: a database the others do not flush.
+RETURNING_REDIS_URL = "redis://127.0.0.1:6379/14"
 THROTTLED = "Too many failed logins: try again later"
 
 
@@ -198,3 +203,103 @@ def test_concurrent_guesses_evaluate_at_most_the_limit(app):
 def test_concurrent_guesses_counted_in_redis_evaluate_at_most_the_limit(make_app, redis_db):
     app = with_users(make_app(RATELIMIT_STORAGE_URI=REDIS_URL))
     assert concurrent_guesses(app, 30) == [403] * 5 + [429] * 25
+
+
+@pytest.fixture
+def returning_redis():
+    """Redis database 14 behind a loopback proxy that the test closes (the port refuses, as a
+    stopped Redis's does) and opens again on the same port: (the proxy, the URI through it,
+    the server reached directly)."""
+    server = redis.Redis.from_url(RETURNING_REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        server.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at {RETURNING_REDIS_URL}: {type(exc).__name__}")
+    proxy = TcpProxy(("127.0.0.1", 6379)).start()
+    yield proxy, f"redis://127.0.0.1:{proxy.port}/14", server
+    proxy.stop()
+    server.close()
+
+
+class Clock:
+    """The throttle's clock (``LoginThrottle.clock``), moved by the test, never slept on."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def two_processes(make_app, uri: str, username: str):
+    """Two apps counting in ``uri``, as two workers would (a throttle and a memory each), on
+    one clock; the user ``username``; a client of each."""
+    first = make_app(RATELIMIT_STORAGE_URI=uri)
+    with first.app_context():
+        auth.create_user(username, PASSWORD, roles=("agent",))
+    second = make_app(RATELIMIT_STORAGE_URI=uri)
+    clock = Clock()
+    for app in (first, second):
+        app.extensions[throttle.EXTENSION].clock = clock
+    return clock, first.test_client(), second.test_client()
+
+
+def counted_in(server, username: str) -> int:
+    """The user's refused logins as Redis holds them (0 for none)."""
+    keys = server.keys(f"*{username}*")
+    assert len(keys) <= 1, keys
+    return int(server.get(keys[0])) if keys else 0
+
+
+def test_the_throttle_counts_in_redis_again_once_it_is_back(make_app, returning_redis):
+    """Redis stopped (a port that refuses) then back: a login throttle shared by two processes
+    counts in Redis again within one attempt of its return."""
+    proxy, uri, server = returning_redis
+    username = f"alice-{uuid.uuid4().hex[:12]}"
+    clock, one, two = two_processes(make_app, uri, username)
+    try:
+        assert_forbidden(login(one, username, WRONG))
+        assert_forbidden(login(two, username, WRONG))
+        assert counted_in(server, username) == 2  # shared
+
+        proxy.stop()
+        assert_forbidden(login(one, username, WRONG))  # each in its own memory meanwhile
+        assert_forbidden(login(two, username, WRONG))
+        assert counted_in(server, username) == 2
+
+        proxy.start()
+        clock.now += throttle.RETRY_SECONDS
+        assert_forbidden(login(one, username, WRONG))
+        assert counted_in(server, username) == 3  # the first attempt since its return
+        assert_forbidden(login(two, username, WRONG))
+        assert_forbidden(login(one, username, WRONG))
+        assert counted_in(server, username) == 5
+        # Each process counted only three itself: the sixth is refused by the shared count.
+        assert_throttled(login(two, username))
+        assert_throttled(login(one, username))
+        assert counted_in(server, username) == 5
+    finally:
+        server.delete(*server.keys(f"*{username}*") or ["-"])
+
+
+def test_redis_is_asked_again_only_after_the_back_off(make_app, returning_redis):
+    """While Redis refuses, the throttle counts in memory and asks Redis again at most every
+    RETRY_SECONDS (on the throttle's clock); it keeps counting in memory while Redis still
+    refuses, and the limit holds there."""
+    proxy, uri, server = returning_redis
+    username = f"alice-{uuid.uuid4().hex[:12]}"
+    clock, one, _ = two_processes(make_app, uri, username)
+    try:
+        proxy.stop()
+        assert_forbidden(login(one, username, WRONG))
+        clock.now += throttle.RETRY_SECONDS
+        assert_forbidden(login(one, username, WRONG))  # Redis asked, still refusing
+        proxy.start()
+        clock.now += throttle.RETRY_SECONDS / 2
+        assert_forbidden(login(one, username, WRONG))  # too soon to ask: memory
+        assert counted_in(server, username) == 0
+        clock.now += throttle.RETRY_SECONDS / 2
+        assert_forbidden(login(one, username, WRONG))
+        assert counted_in(server, username) == 1
+    finally:
+        server.delete(*server.keys(f"*{username}*") or ["-"])

@@ -8,10 +8,11 @@ import time
 import pytest
 from conftest import assert_error, metric, token_client
 
-from dispatcher import auth, authn, create_app
+from dispatcher import auth, create_app
+from dispatcher.auth import token_check
+from dispatcher.auth.token_cache import Caller, VerifiedTokens
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
-from dispatcher.verified_tokens import Caller, VerifiedTokens
 
 LISTING = "/api/v1/nodes/fake_driver"
 CHANGE = "/api/v1/vm/action/assign/fake_driver"  # role agent; an empty body is a 400 then
@@ -23,8 +24,8 @@ def from_cache() -> float:
 
 def served(app, single_process=True):
     """``app`` as its serving command runs it, once the cache may answer."""
-    authn.serve(app, single_process=single_process)
-    tokens = app.extensions[authn.EXTENSION]
+    auth.serve(app, single_process=single_process)
+    tokens = app.extensions[token_check.EXTENSION]
     deadline = time.monotonic() + 10
     while not tokens.usable():
         assert time.monotonic() < deadline, "the cache never became usable"
@@ -40,7 +41,7 @@ def pair(make_app, any_database_url):
     other = make_app()
     client = token_client(serving, "kept", roles=("agent",))
     yield serving, other, client
-    serving.extensions[authn.EXTENSION].guard.stop()
+    serving.extensions[token_check.EXTENSION].guard.stop()
 
 
 def wait_for(client, path, status, seconds=1.0, method="get"):
@@ -69,7 +70,7 @@ def test_a_revocation_elsewhere_empties_the_cache_at_once(pair):
     with other.app_context():
         auth.revoke_tokens(auth.get_user("kept"))
 
-    assert_error(wait_for(client, LISTING, 401), 401, authn.UNAUTHENTICATED)
+    assert_error(wait_for(client, LISTING, 401), 401, auth.UNAUTHENTICATED)
 
 
 def test_a_role_removed_elsewhere_is_403_at_once(pair):
@@ -104,7 +105,7 @@ def test_a_token_is_never_kept_past_its_own_end(make_app, sqlite_url):
     try:
         assert client.get(LISTING).status_code == 401
     finally:
-        app.extensions[authn.EXTENSION].guard.stop()
+        app.extensions[token_check.EXTENSION].guard.stop()
 
 
 def test_without_a_serving_command_every_token_is_checked(app):
@@ -116,8 +117,8 @@ def test_without_a_serving_command_every_token_is_checked(app):
 
 def test_gunicorn_on_sqlite_keeps_no_token(make_app):
     app = make_app()
-    authn.serve(app)  # several processes: no single one may keep tokens
-    assert app.extensions[authn.EXTENSION].guard is None
+    auth.serve(app)  # several processes: no single one may keep tokens
+    assert app.extensions[token_check.EXTENSION].guard is None
 
 
 def caller(user_id: int) -> Caller:

@@ -5,7 +5,6 @@ from flask_security import current_user
 
 from .. import auth
 from ..shapes import TEXT, const, list_of
-from ..throttle import login_attempt
 from ..validation import CREDENTIALS
 from .base import ApiView, PublicView, accepts, answers, ok, token_required
 
@@ -21,7 +20,7 @@ class AuthAPI(PublicView):
         After LOGIN_FAILURE_LIMIT refusals for a username from one client, a 429 with
         Retry-After until the window is over, whatever the password.
         """
-        with login_attempt(body["username"], request.remote_addr or "-"):
+        with auth.login_attempt(body["username"], request.remote_addr or "-"):
             token = auth.issue_token(**body)
         return ok(status_code=200, token=token)
 

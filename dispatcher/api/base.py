@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from flask import current_app, jsonify, request
 from flask.views import MethodView
 
-from ..authn import roles_required
-from ..authn import token_required as _token_required
+from ..auth import roles_required
+from ..auth import token_required as _token_required
 from ..errors import InvalidRequestError
 from ..jsonparsing import RefusedJSONError
 from ..models import ADMIN, AGENT

@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from .. import auth, authn, database, pools, worker
+from .. import auth, database, pools, worker
 from ..serving import redact, unreadable_answer
 from .base import service_errors, show_generated_password
 
@@ -71,7 +71,7 @@ def run_command(host, port):
     bootstrap()
     click.echo(f"dispatcher: instance folder {app.instance_path} (database, secrets)")
     _start_worker(app)
-    authn.serve(app, single_process=True)
+    auth.serve(app, single_process=True)
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")
     run_simple(host, port, app, threaded=True, request_handler=RedactingRequestHandler)
 

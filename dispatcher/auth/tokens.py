@@ -5,8 +5,17 @@ padding (``=``) and the unused low bits of a last character: several texts decod
 one signed token. The dispatcher accepts only the text it issued.
 """
 
+import re
+
 from itsdangerous import BadData, BadSignature
 from itsdangerous.encoding import base64_decode, base64_encode
+
+# Text shaped as a token (``issued_form``'s parts): the payload, the time of signing and
+# the signature in URL-safe base64, joined by dots, a leading dot when the payload is
+# compressed. Loose enough to catch a token glued to other text (a header's name), for
+# hiding tokens in a log, never for checking one: the payload is at least a JSON object's
+# worth, the time 4 to 12 characters (6 until 2106), the signature at least SHA-1's 27.
+SHAPE = re.compile(r"\.?[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{4,12}\.[A-Za-z0-9_-]{20,}")
 
 
 def issued_form(token) -> bool:

@@ -2,8 +2,8 @@
 
 A token is verified as Flask-Security-Too issued it (signature, age, its user's token
 uniquifier, the user active) against the database, or taken from this process's cache
-of verified tokens (``verified_tokens``) while the process hears every revocation
-(``revocations``). The caller is set as Flask-Login's user of the request, so that
+of verified tokens (``token_cache``) while the process hears every revocation
+(``revocation``). The caller is set as Flask-Login's user of the request, so that
 ``current_user`` is it, and nothing else runs per request: no Flask-Principal identity
 (the views' roles are checked here, on the caller's roles), no session.
 
@@ -16,20 +16,19 @@ import time
 
 from flask import current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import user_loaded_from_request
-from flask_security.utils import parse_auth_token
 from itsdangerous import BadData
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from . import metrics, revocations
-from .config import check_number
-from .errors import AuthenticationRequiredError, ForbiddenError
-from .extensions import db
-from .models import User
-from .verified_tokens import Caller, VerifiedTokens
+from .. import metrics
+from ..config import check_number
+from ..errors import AuthenticationRequiredError, ForbiddenError
+from ..extensions import db
+from ..models import User
+from . import library_seams, revocation
+from .token_cache import Caller, VerifiedTokens
 
-EXTENSION = "dispatcher.authn"
+EXTENSION = "dispatcher.auth.token_check"
 UNAUTHENTICATED = "Unauthorized: a valid auth token is required"
 
 
@@ -67,9 +66,7 @@ def init_app(app) -> None:
     size, seconds = app.config["TOKEN_CACHE_SIZE"], app.config["TOKEN_CACHE_SECONDS"]
     cache = VerifiedTokens(size, seconds, changed=metrics.token_cache_entries)
     app.extensions[EXTENSION] = TokenCheck(cache)
-    principal = app.extensions["security"].principal
-    hooks = app.before_request_funcs.get(None, [])
-    hooks[:] = [hook for hook in hooks if getattr(hook, "__self__", None) is not principal]
+    library_seams.drop_principal_identity(app)
     app.session_interface = NoSessions()
     # After every view, before the request log (after_request runs in reverse order).
     app.after_request(_name_the_caller)
@@ -97,11 +94,11 @@ def serve(app, single_process: bool = False) -> None:
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "postgresql":
-            check.guard = revocations.Listener(engine, check.cache)
+            check.guard = revocation.Listener(engine, check.cache)
         elif engine.dialect.name == "sqlite" and single_process:
             path = engine.url.database
             if path and path != ":memory:" and not path.startswith("file:"):
-                check.guard = revocations.FileWatch(path, check.cache)
+                check.guard = revocation.FileWatch(path, check.cache)
 
 
 def check() -> TokenCheck:
@@ -109,18 +106,20 @@ def check() -> TokenCheck:
 
 
 def announce(user_id: int) -> None:
-    """The user's tokens changed (``auth``): in the transaction of the change."""
-    revocations.announce(user_id, check().cache)
+    """The user's tokens changed (``users``): in the transaction of the change."""
+    revocation.announce(user_id, check().cache)
 
 
 def _token() -> str | None:
     """The request's token, where Flask-Security-Too looks: the JSON body's key, else
-    the query parameter, else the header."""
+    the query parameter, else the header, without the spaces and tabs around its value."""
     config = current_app.config
-    token = request.args.get(
-        config["SECURITY_TOKEN_AUTHENTICATION_KEY"],
-        request.headers.get(config["SECURITY_TOKEN_AUTHENTICATION_HEADER"]),
-    )
+    header = request.headers.get(config["SECURITY_TOKEN_AUTHENTICATION_HEADER"])
+    if header is not None:
+        # HTTP: whitespace around a field's value is not part of it (RFC 9110, 5.5).
+        # gunicorn drops it itself, http.server (dispatcher run) only before the value.
+        header = header.strip(" \t")
+    token = request.args.get(config["SECURITY_TOKEN_AUTHENTICATION_KEY"], header)
     if request.is_json:
         data = request.get_json(silent=True)
         if isinstance(data, dict):
@@ -132,14 +131,14 @@ def _verified(token: str, tokens: TokenCheck, keep: bool) -> Caller | None:
     """The caller of ``token`` read from the database, kept in the cache if ``keep``."""
     epoch = tokens.cache.epoch()
     try:
-        data = parse_auth_token(token)
+        data = library_seams.parse_token(token)
     except (BadData, ValueError, KeyError, TypeError):
         return None
     user = (
         db.session.scalars(
             select(User)
             .options(joinedload(User.roles))
-            .where(User.fs_token_uniquifier == data["uid"])
+            .where(User.fs_token_uniquifier == library_seams.token_uniquifier(data))
         )
         .unique()
         .one_or_none()
@@ -150,14 +149,8 @@ def _verified(token: str, tokens: TokenCheck, keep: bool) -> Caller | None:
         user.id, user.username, user.fs_uniquifier, frozenset(r.name for r in user.roles)
     )
     if keep:
-        # The token's end as parse_auth_token checks it: TOKEN_MAX_AGE (a timedelta once
-        # Flask-Security-Too has read it) after its issue, or its own "exp" if earlier.
-        max_age = current_app.config["SECURITY_TOKEN_MAX_AGE"]
-        max_age = getattr(max_age, "total_seconds", lambda: max_age)()
-        ends = [float(data.get("fs_paa", 0)) + max_age]
-        if data.get("exp"):
-            ends.append(float(data["exp"]))
-        tokens.cache.put(token, caller, min(ends) - time.time(), epoch)
+        ends = library_seams.token_end(data, current_app.config["SECURITY_TOKEN_MAX_AGE"])
+        tokens.cache.put(token, caller, ends - time.time(), epoch)
     return caller
 
 
@@ -165,7 +158,7 @@ def authenticate() -> Caller | None:
     """The caller of the request's token, set as the request's user; None without a
     valid token. Once per request."""
     if g.get("token_checked"):
-        return g.get("_login_user") if g.get("fs_authn_via") == "token" else None
+        return library_seams.request_user()
     g.token_checked = True
     token = _token()
     if token is None:
@@ -178,9 +171,7 @@ def authenticate() -> Caller | None:
         caller = _verified(token, tokens, keep=usable)
         if caller is None:
             return None
-    g._login_user = caller  # Flask-Login's current_user
-    g.fs_authn_via = "token"
-    user_loaded_from_request.send(current_app._get_current_object(), user=caller)
+    library_seams.set_request_user(caller)  # Flask-Login's current_user
     return caller
 
 

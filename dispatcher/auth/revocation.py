@@ -26,8 +26,8 @@ import time
 
 from sqlalchemy import text
 
-from .extensions import db
-from .verified_tokens import VerifiedTokens
+from ..extensions import db
+from .token_cache import VerifiedTokens
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The tokens this process has verified, so that a repeated token costs neither the
 signature check nor the database: bounded in number and age, and emptied at once, for a
-user or whole, by every change that ends or narrows a token (``revocations``).
+user or whole, by every change that ends or narrows a token (``revocation``).
 
 An entry is only kept if no emptying happened while it was being verified (the
 ``epoch`` taken before the database was read): a verification that read the user before

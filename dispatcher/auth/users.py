@@ -1,79 +1,31 @@
-"""Users, roles and tokens: the only place a password is checked or a token issued."""
+"""Users and roles, and the changes that end or narrow their tokens: each one announced
+(``token_check.announce``) in the transaction of the change."""
 
 import logging
 import secrets
 
 from flask import current_app
-from flask_security import (
-    SQLAlchemyUserDatastore,
-    hash_password,
-    verify_and_update_password,
-    verify_password,
-)
+from flask_security import SQLAlchemyUserDatastore, hash_password
 from sqlalchemy.exc import IntegrityError
 
-from . import authn
-from .errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidRequestError,
-    NotFoundError,
-)
-from .extensions import db, security
-from .models import ADMIN, AGENT, ROLES, Role, User
-from .tokens import AsIssuedTokenSerializer
+from ..errors import ConflictError, InvalidRequestError, NotFoundError
+from ..extensions import db, security
+from ..models import ADMIN, AGENT, ROLES, Role, User
+from .token_check import announce
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_ADMIN = "admin"
 
 
-def init_app(app) -> None:
-    """Bind Flask-Security-Too to ``app``: token auth only, errors as the envelope, tokens
-    accepted only exactly as issued."""
-    security.init_app(app, SQLAlchemyUserDatastore(db, User, Role), register_blueprint=False)
-    # Flask-Security-Too's own refusals, should any of its checks run: the envelope.
-    security.unauthn_handler(authn.refuse_unauthenticated)
-    security.unauthz_handler(authn.refuse_unauthorized)
-    serializer = security.remember_token_serializer
-    if not isinstance(serializer, AsIssuedTokenSerializer):
-        security.remember_token_serializer = AsIssuedTokenSerializer(serializer)
-
-
 def _datastore() -> SQLAlchemyUserDatastore:
     return security.datastore
-
-
-def _dummy_hash() -> str:
-    """A hash to verify against for unknown users, so that they cost as much as known ones."""
-    cache = current_app.extensions.setdefault("dispatcher.auth", {})
-    if "dummy_hash" not in cache:
-        cache["dummy_hash"] = hash_password(secrets.token_urlsafe(16))
-    return cache["dummy_hash"]
-
-
-def issue_token(username: str, password: str) -> str:
-    """Return a new token for the user whose password this is.
-
-    :raises ForbiddenError: unknown user, wrong password or inactive user (the
-        original's "Forbidden", the same for all three).
-    """
-    user = _datastore().find_user(username=username)
-    if user is None:
-        verify_password(password, _dummy_hash())
-        raise ForbiddenError("Forbidden")
-    verified = verify_and_update_password(password, user)
-    db.session.commit()  # a hash the hasher upgraded on the way
-    if not verified or not user.active:
-        log.info("token refused for user id %s", user.id)
-        raise ForbiddenError("Forbidden")
-    return user.get_auth_token()
 
 
 def revoke_tokens(user: User) -> None:
     """Invalidate every token ``user`` holds, in every process at once."""
     _datastore().set_token_uniquifier(user)
-    authn.announce(user.id)
+    announce(user.id)
     db.session.commit()
     log.info("tokens revoked for user id %s", user.id)
 
@@ -158,7 +110,7 @@ def set_password(username: str, password: str, keep_tokens: bool = False) -> Use
     user.password = hash_password(password)
     if not keep_tokens:
         _datastore().set_token_uniquifier(user)
-    authn.announce(user.id)
+    announce(user.id)
     db.session.commit()
     return user
 
@@ -174,7 +126,7 @@ def set_active(username: str, active: bool) -> bool:
     changed = (datastore.activate_user if active else datastore.deactivate_user)(user)
     if not active:
         datastore.set_token_uniquifier(user)
-    authn.announce(user.id)
+    announce(user.id)
     db.session.commit()
     return changed
 
@@ -186,7 +138,7 @@ def add_role(username: str, role: str) -> bool:
     """
     user, role_row = get_user(username), _role(role)
     added = _datastore().add_role_to_user(user, role_row)
-    authn.announce(user.id)
+    announce(user.id)
     db.session.commit()
     return added
 
@@ -198,7 +150,7 @@ def remove_role(username: str, role: str) -> bool:
     """
     user, role_row = get_user(username), _role(role)
     removed = _datastore().remove_role_from_user(user, role_row)
-    authn.announce(user.id)
+    announce(user.id)
     db.session.commit()
     return removed
 
