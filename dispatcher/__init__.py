@@ -55,7 +55,6 @@ def create_app(config: dict | None = None) -> Flask:
         extensions,
         fingerprints,
         leases,
-        metrics,
         pools,
         reconcile,
         requestlog,
@@ -66,7 +65,6 @@ def create_app(config: dict | None = None) -> Flask:
     # requestlog first: its request id is there before any other hook can fail.
     parts = (
         requestlog,
-        metrics,
         extensions,
         auth,
         authn,

@@ -13,8 +13,10 @@ What a cloud's listing and the books disagree on:
 ledger only (Cistern's books are reported, never changed), and the orphans.
 """
 
+from .. import metrics
 from ..config import check_number
 from . import fixes
+from .counts import ReconcileCollector
 from .survey import KINDS, REPORT_FIELDS, Finding, Survey, finding_to_dict, refuse_fixes, survey
 
 __all__ = [
@@ -30,12 +32,13 @@ __all__ = [
 
 
 def init_app(app) -> None:
-    """Check the reconcile's settings.
+    """Check the reconcile's settings; show the pool manager's last reports on /metrics.
 
     :raises ConfigurationError: one line naming the setting at fault.
     """
     for name in ("RECONCILE_GRACE_SECONDS", "RECONCILE_INTERVAL"):
         check_number(app.config, name, unit=" of seconds")
+    metrics.register_collector(app, ReconcileCollector(bool(app.config["RECONCILE_INTERVAL"])))
 
 
 def reconcile(
