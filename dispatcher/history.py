@@ -23,7 +23,7 @@ def record(**entry) -> AuditEntry:
     row = AuditEntry(**entry, request_id=current_request_id())
     db.session.add(row)
     db.session.commit()
-    metrics.count_assignment(entry["cloud"], entry["action"], entry["outcome"])
+    metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
     return row
 
 

@@ -2,7 +2,8 @@
 helpers that count, and the collectors the packages register for ``GET /metrics``.
 
 Requests by endpoint and status with their duration, calls to each cloud by method
-with their duration and errors, and assigns and releases by outcome. Under gunicorn
+with their duration and errors, assigns and releases by outcome, and the history's
+other entries by action and outcome. Under gunicorn
 every worker writes its figures to PROMETHEUS_MULTIPROC_DIR (set by
 dispatcher/gunicorn_config.py) and /metrics adds them up, whichever worker answers.
 Figures read at each scrape (a pool's VMs by state, say) come from a collector that
@@ -47,6 +48,15 @@ CLOUD_CALL_ERRORS = Counter(
 ASSIGNMENTS = Counter(
     "dispatcher_assignments",
     "Assigns and releases of VMs (dry runs excluded), by cloud, action and outcome.",
+    ["cloud", "action", "outcome"],
+)
+# The history's actions that dispatcher_assignments counts; the others have their own.
+ASSIGNMENT_ACTIONS = frozenset({"assign", "release"})
+HISTORY_ENTRIES = Counter(
+    "dispatcher_history_entries",
+    "Entries of the history other than assigns and releases (stops, extends, the pool "
+    "manager's and the lease expiry's changes, reconcile fixes, lease webhook calls), by "
+    "cloud, action and outcome.",
     ["cloud", "action", "outcome"],
 )
 
@@ -119,9 +129,12 @@ def cloud_call(cloud: str, method: str):
         CLOUD_CALL_SECONDS.labels(cloud, method).observe(time.perf_counter() - started)
 
 
-def count_assignment(cloud: str, action: str, outcome: str) -> None:
-    """One assign or release of ``cloud`` ended with ``outcome`` (ok, or the HTTP status)."""
-    ASSIGNMENTS.labels(cloud, action, outcome).inc()
+def count_history_entry(cloud: str, action: str, outcome: str) -> None:
+    """One entry of the history of ``cloud``, its change ended with ``outcome`` (ok, or the
+    HTTP status): an assign or a release in dispatcher_assignments, any other action in
+    dispatcher_history_entries."""
+    counter = ASSIGNMENTS if action in ASSIGNMENT_ACTIONS else HISTORY_ENTRIES
+    counter.labels(cloud, action, outcome).inc()
 
 
 def count_request(endpoint: str | None, method: str, status: int, seconds: float | None) -> None:
