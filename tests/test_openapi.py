@@ -169,6 +169,33 @@ def test_every_action_the_history_records_is_in_the_documents_enum(make_app, goo
     assert recorded == set(models.ACTIONS) - {"adopt"}
 
 
+def test_the_reconcile_post_body_is_optional(document):
+    """POST /api/v1/reconcile[/<cloud>] without a body is a dry run: the document says the
+    body is not required (read from the view's @accepts(..., optional=True))."""
+    for path in ("/api/v1/reconcile", "/api/v1/reconcile/{cloud}"):
+        assert document["paths"][path]["post"]["requestBody"]["required"] is False
+
+
+def test_the_document_says_which_bodies_are_required_as_the_server_does(make_app, document):
+    """Every operation with a body, sent without one by an admin: where the document says
+    the body is required, the server refuses it (400); where it does not, it answers."""
+    client = token_client(make_app(), "boss", roles=("admin", "agent"))
+    refusal = "Malformed JSON stream: the body must be a JSON object"
+    seen = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters" or "requestBody" not in operation:
+                continue
+            url = path.replace("{cloud}", "fake_driver").replace("{action}", "reboot")
+            answer = client.open(url, method=method.upper())
+            required = operation["requestBody"]["required"]
+            refused = answer.status_code == 400 and answer.json["message"] == refusal
+            assert refused is required, (method, path, answer.status_code, answer.json)
+            seen[(method, path)] = required
+    assert seen[("post", "/api/v1/reconcile")] is False
+    assert seen[("put", "/api/v1/vm/action/assign")] is True
+
+
 def answer_schema(document, path, method, status="200"):
     responses = document["paths"][path][method]["responses"]
     schema = responses[status]["content"]["application/json"]["schema"]
