@@ -13,6 +13,8 @@ from .errors import ConfigurationError
 from .jsonparsing import JSONProvider
 
 SETTINGS_VARIABLES = ("DISPATCHER_SETTINGS", "MIDDLEWARE_SETTINGS")
+# A checkout's settings file, beside wsgi.py; the wheel does not install it.
+CHECKOUT_SETTINGS = "config.py"
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -54,7 +56,6 @@ def create_app(config: dict | None = None) -> Flask:
         extensions,
         fingerprints,
         leases,
-        metrics,
         pools,
         reconcile,
         requestlog,
@@ -64,7 +65,6 @@ def create_app(config: dict | None = None) -> Flask:
     # requestlog first: its request id is there before any other hook can fail.
     parts = (
         requestlog,
-        metrics,
         extensions,
         auth,
         clouds,
@@ -90,34 +90,66 @@ def create_app(config: dict | None = None) -> Flask:
 def load_config(config: dict | None = None, root_path: str | None = None) -> Config:
     """The settings in their layers, without building an app (gunicorn's config reads it).
 
-    The class ``DISPATCHER_CONFIG`` names, the file ``DISPATCHER_SETTINGS`` names,
-    the environment, then ``config``.
+    The class ``DISPATCHER_CONFIG`` names, the settings file (``settings_file()``: the
+    one ``DISPATCHER_SETTINGS`` names, else a checkout's config.py), the environment,
+    then ``config``.
     """
     settings = Config(root_path or os.path.dirname(os.path.abspath(__file__)))
     settings.from_object(config_class())
-    for variable in SETTINGS_VARIABLES:
-        path = os.environ.get(variable)
-        if path:
-            _read_settings_file(settings, variable, os.path.abspath(path))
-            break
+    source = _settings_source()
+    if source is not None:
+        _read_settings_file(settings, *source)
     settings.update(settings_from_env())
     settings.update(config or {})
     return settings
 
 
-def _read_settings_file(settings: Config, variable: str, path: str) -> None:
-    """Read the settings file ``variable`` names.
+def checkout() -> Path | None:
+    """The checkout the package runs from (the folder of dispatcher/, wsgi.py and
+    config.py), or None for an installed package.
+
+    Flask's own test, the one that puts the instance folder in a checkout's ``instance``
+    and an installed package's under its prefix (``<venv>/var/dispatcher-instance``):
+    the package is imported from neither the interpreter's prefix nor a site-packages.
+    """
+    folder = Path(__file__).resolve().parent.parent
+    found = Path(Flask(__name__, static_folder=None).auto_find_instance_path()).resolve()
+    return folder if found == folder / "instance" else None
+
+
+def settings_file() -> Path | None:
+    """The settings file this process reads: the one ``DISPATCHER_SETTINGS`` (or the
+    original's ``MIDDLEWARE_SETTINGS``) names, else the checkout's config.py where the
+    package runs from a checkout that has one; None for neither."""
+    source = _settings_source()
+    return None if source is None else source[1]
+
+
+def _settings_source() -> tuple[str, Path] | None:
+    """How the settings file is named in messages, and its path."""
+    for variable in SETTINGS_VARIABLES:
+        path = os.environ.get(variable)
+        if path:
+            return f"{variable} names", Path(os.path.abspath(path))
+    folder = checkout()
+    if folder is not None and (folder / CHECKOUT_SETTINGS).is_file():
+        return "the checkout's settings file", folder / CHECKOUT_SETTINGS
+    return None
+
+
+def _read_settings_file(settings: Config, source: str, path: Path) -> None:
+    """Read the settings file at ``path``; ``source`` names it in the messages.
 
     :raises ConfigurationError: it is missing, unreadable or not valid Python.
     """
     try:
         settings.from_pyfile(path)
     except OSError as exc:
-        raise ConfigurationError(f"{variable} names {path}: {exc.strerror}") from None
+        raise ConfigurationError(f"{source} {path}: {exc.strerror}") from None
     except SyntaxError as exc:
-        raise ConfigurationError(f"{variable} names {path}: line {exc.lineno}: {exc.msg}") from None
+        raise ConfigurationError(f"{source} {path}: line {exc.lineno}: {exc.msg}") from None
     except Exception as exc:  # the file is Python: whatever it raises is its fault
-        raise ConfigurationError(f"{variable} names {path}: {type(exc).__name__}: {exc}") from None
+        raise ConfigurationError(f"{source} {path}: {type(exc).__name__}: {exc}") from None
 
 
 # Secrets the embedded default generates into the instance folder when neither the

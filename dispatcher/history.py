@@ -20,7 +20,7 @@ def record(**entry) -> AuditEntry:
     the use case that made the change commits the two together."""
     row = AuditEntry(**entry, request_id=current_request_id())
     db.session.add(row)
-    metrics.count_assignment(entry["cloud"], entry["action"], entry["outcome"])
+    metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
     return row
 
 

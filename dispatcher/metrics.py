@@ -1,34 +1,24 @@
-"""What the dispatcher counts for Prometheus, and ``GET /metrics`` that shows it.
+"""What the dispatcher counts for Prometheus: the counters, histograms and gauges, the
+helpers that count, and the collectors the packages register for ``GET /metrics``.
 
 Requests by endpoint and status with their duration, calls to each cloud by method
-with their duration and errors, and assigns and releases by outcome. Under gunicorn
+with their duration and errors, assigns and releases by outcome, and the history's
+other entries by action and outcome. Under gunicorn
 every worker writes its figures to PROMETHEUS_MULTIPROC_DIR (set by
 dispatcher/gunicorn_config.py) and /metrics adds them up, whichever worker answers.
+Figures read at each scrape (a pool's VMs by state, say) come from a collector that
+its package registers at ``init_app``. This module imports nothing of the dispatcher,
+so that every module may count; /metrics itself is dispatcher/api/metrics.py.
 """
 
 import functools
-import hmac
-import ipaddress
-import os
 import time
 from contextlib import contextmanager
 
-from flask import Flask, Response, current_app, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
+from flask import Flask
+from prometheus_client import Counter, Gauge, Histogram
 
-from .errors import AuthenticationRequiredError, ForbiddenError
-from .requestlog import elapsed_seconds
-from .serializers import as_utc
+EXTENSION = "dispatcher.metrics"
 
 # Labels take a bounded set of values: the endpoint name of a route (not the path,
 # which holds ids), a known method, the status.
@@ -58,6 +48,15 @@ CLOUD_CALL_ERRORS = Counter(
 ASSIGNMENTS = Counter(
     "dispatcher_assignments",
     "Assigns and releases of VMs (dry runs excluded), by cloud, action and outcome.",
+    ["cloud", "action", "outcome"],
+)
+# The history's actions that dispatcher_assignments counts; the others have their own.
+ASSIGNMENT_ACTIONS = frozenset({"assign", "release"})
+HISTORY_ENTRIES = Counter(
+    "dispatcher_history_entries",
+    "Entries of the history other than assigns and releases (stops, extends, the pool "
+    "manager's and the lease expiry's changes, reconcile fixes, lease webhook calls), by "
+    "cloud, action and outcome.",
     ["cloud", "action", "outcome"],
 )
 
@@ -130,129 +129,30 @@ def cloud_call(cloud: str, method: str):
         CLOUD_CALL_SECONDS.labels(cloud, method).observe(time.perf_counter() - started)
 
 
-def count_assignment(cloud: str, action: str, outcome: str) -> None:
-    """One assign or release of ``cloud`` ended with ``outcome`` (ok, or the HTTP status)."""
-    ASSIGNMENTS.labels(cloud, action, outcome).inc()
+def count_history_entry(cloud: str, action: str, outcome: str) -> None:
+    """One entry of the history of ``cloud``, its change ended with ``outcome`` (ok, or the
+    HTTP status): an assign or a release in dispatcher_assignments, any other action in
+    dispatcher_history_entries."""
+    counter = ASSIGNMENTS if action in ASSIGNMENT_ACTIONS else HISTORY_ENTRIES
+    counter.labels(cloud, action, outcome).inc()
 
 
-def _finish(response):
-    endpoint = request.endpoint or "unmatched"
-    method = request.method if request.method in METHODS else "other"
-    REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-    elapsed = elapsed_seconds()  # from requestlog's clock, started before any other hook
-    if elapsed is not None:
-        REQUEST_SECONDS.labels(endpoint, method).observe(elapsed)
-    return response
+def count_request(endpoint: str | None, method: str, status: int, seconds: float | None) -> None:
+    """One request answered with ``status``; ``endpoint`` None for a path no route serves,
+    ``seconds`` None where its start is unknown."""
+    endpoint = endpoint or "unmatched"
+    method = method if method in METHODS else "other"
+    REQUESTS.labels(endpoint, method, str(status)).inc()
+    if seconds is not None:
+        REQUEST_SECONDS.labels(endpoint, method).observe(seconds)
 
 
-def _loopback(address: str | None) -> bool:
-    try:
-        return ipaddress.ip_address(address or "").is_loopback
-    except ValueError:
-        return False
+def register_collector(app: Flask, collector) -> None:
+    """Show the figures of ``collector`` (a prometheus_client collector, asked at each
+    scrape) on the /metrics of ``app``; a package registers its own at ``init_app``."""
+    app.extensions.setdefault(EXTENSION, []).append(collector)
 
 
-def _check_access() -> None:
-    """Let the scraper in: the bearer token METRICS_BEARER_TOKEN, or else a loopback client.
-
-    :raises AuthenticationRequiredError: a token is set and the request lacks it.
-    :raises ForbiddenError: no token is set and the client is not on loopback.
-    """
-    token = current_app.config.get("METRICS_BEARER_TOKEN")
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-            raise AuthenticationRequiredError(
-                "Unauthorized: /metrics needs the bearer token METRICS_BEARER_TOKEN"
-            )
-    elif not _loopback(request.remote_addr):
-        raise ForbiddenError(
-            "Forbidden: /metrics answers loopback clients only, or set METRICS_BEARER_TOKEN"
-        )
-
-
-def exposition() -> Response:
-    """Every figure in Prometheus' text format: of all workers under gunicorn.
-
-    :raises AuthenticationRequiredError: a bearer token is set and missing here.
-    :raises ForbiddenError: no token is set and the client is not on loopback.
-    """
-    _check_access()
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-    body = generate_latest(registry) + generate_latest(_pool_registry())
-    return Response(body, content_type=CONTENT_TYPE_LATEST)
-
-
-class _PoolCollector:
-    """The VMs of each pool in each state, read from the ledger at each scrape."""
-
-    def collect(self):
-        from . import pools
-        from .bookkeeping import ledger
-
-        gauge = GaugeMetricFamily(
-            "dispatcher_pool_vms", "VMs of each warm pool, by state.", labels=["pool", "state"]
-        )
-        for spec in pools.every():
-            for state, number in ledger.pool_totals(spec.name).items():
-                gauge.add_metric([spec.name, state], number)
-        yield gauge
-
-
-class _CircuitCollector:
-    """Each cloud's circuit breaker as this process sees it (the state is per process)."""
-
-    def collect(self):
-        from . import clouds
-
-        gauge = GaugeMetricFamily(
-            "dispatcher_cloud_circuit_open",
-            "1 while the cloud's circuit is open in the process that answers (not asked).",
-            labels=["cloud"],
-        )
-        for cloud in clouds.every():
-            gauge.add_metric([cloud.name], 1 if cloud.circuit.seconds_left() > 0 else 0)
-        yield gauge
-
-
-class _ReconcileCollector:
-    """The pool manager's last reconcile report of each cloud (RECONCILE_INTERVAL), read
-    from the database at each scrape."""
-
-    def collect(self):
-        from .reconcile import KINDS, counts
-
-        found = GaugeMetricFamily(
-            "dispatcher_reconcile_findings",
-            "Orphans, ghosts and mismatches the last reconcile report found, by cloud.",
-            labels=["cloud", "kind"],
-        )
-        checked = GaugeMetricFamily(
-            "dispatcher_reconcile_checked_timestamp_seconds",
-            "When the last reconcile report listed the cloud (Unix time).",
-            labels=["cloud"],
-        )
-        # Without the manager's reports, no query: /metrics answers with the database away.
-        reported = counts.recorded() if current_app.config["RECONCILE_INTERVAL"] else []
-        for row in reported:
-            for kind in KINDS:
-                found.add_metric([row.cloud, kind], getattr(row, kind))
-            checked.add_metric([row.cloud], as_utc(row.checked_at).timestamp())
-        yield found
-        yield checked
-
-
-def _pool_registry() -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_PoolCollector())
-    registry.register(_CircuitCollector())
-    registry.register(_ReconcileCollector())
-    return registry
-
-
-def init_app(app: Flask) -> None:
-    """Count the requests of ``app``; ``GET /metrics`` (api.metrics) shows the figures."""
-    app.after_request(_finish)
+def collectors(app: Flask) -> list:
+    """The collectors registered on ``app``, in the order of registration."""
+    return list(app.extensions.get(EXTENSION, ()))

@@ -203,8 +203,27 @@ class IdempotencyKey(db.Model):
     expires_at = db.Column(db.DateTime(timezone=True), nullable=False, index=True)
 
 
+# Every action the history records (AuditEntry.action): the API's assign, release, extend
+# and stop; the pool manager's create, promote, destroy and adopt (destroy and release
+# also by the lease expiry); a reconcile fix; a lease webhook call. The history's
+# ``action`` filter and the OpenAPI document take them from here.
+ACTIONS = (
+    "assign",
+    "release",
+    "stop",
+    "extend",
+    "create",
+    "promote",
+    "destroy",
+    "adopt",
+    "webhook",
+    "reconcile",
+)
+
+
 class AuditEntry(db.Model):
-    """One assign or release: who asked, for whom, and how it ended."""
+    """One entry of the history: a change (its ``action``, one of ACTIONS), who asked, for
+    whom, and how it ended."""
 
     __tablename__ = "audit_entries"
 

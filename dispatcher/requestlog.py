@@ -1,4 +1,5 @@
-"""One log line per request, under a request id that the answer carries in X-Request-ID.
+"""One log line per request, under a request id that the answer carries in X-Request-ID,
+and its count and duration in /metrics.
 
 The line holds the request id, the caller, the method, the endpoint, the path (never
 the query string, where ``?auth_token=`` may be), the status and the duration: never a
@@ -16,6 +17,7 @@ from flask import Flask, g, has_request_context, request
 from flask_login import user_loaded_from_request
 from pythonjsonlogger.json import JsonFormatter
 
+from . import metrics
 from .errors import ConfigurationError
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -113,11 +115,12 @@ def _finish(response):
     # request_id is the record's own (install_record_factory); extra may not set it.
     extra = {key: value for key, value in fields.items() if key != "request_id"}
     log.info(" ".join(f"{key}={fields[key]}" for key in FIELDS[1:]), extra=extra)
+    metrics.count_request(request.endpoint, request.method, response.status_code, elapsed)
     return response
 
 
 def init_app(app: Flask) -> None:
-    """Log every request of ``app`` (``REQUEST_LOG``), in ``LOG_FORMAT``.
+    """Log every request of ``app`` (``REQUEST_LOG``), in ``LOG_FORMAT``, and count it.
 
     :raises ConfigurationError: an unknown LOG_FORMAT.
     """

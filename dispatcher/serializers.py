@@ -3,7 +3,7 @@
 import datetime
 import enum
 
-from .models import ASSIGNED, STATUS_NAMES
+from .models import ACTIONS, ASSIGNED, STATUS_NAMES
 from .shapes import (
     ANY,
     ARRAY,
@@ -234,17 +234,7 @@ def utc_iso(moment: datetime.datetime | None) -> str | None:
         "id": INTEGER,
         "time": TEXT_OR_NULL,
         "cloud": TEXT,
-        "action": one_of(
-            "assign",
-            "release",
-            "stop",
-            "extend",
-            "create",
-            "promote",
-            "destroy",
-            "adopt",
-            "webhook",
-        ),
+        "action": one_of(*ACTIONS),
         "id_vm": TEXT_OR_NULL,
         "hostname": TEXT_OR_NULL,
         "caller": TEXT_OR_NULL,

@@ -107,7 +107,8 @@ def render(document: dict) -> str:
             body = operation.get("requestBody")
             if body:
                 name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-                lines.append(f"Body (`{name}`):\n")
+                optional = "" if body.get("required", False) else ", optional"
+                lines.append(f"Body (`{name}`{optional}):\n")
                 lines.extend(_fields(components[name]))
                 lines.append("")
             lines.extend(_answer(operation))

@@ -90,11 +90,15 @@ CHEAP_PASSWORD_HASH = {
 }
 
 
+# The checkout's settings file, beside wsgi.py: what `dispatcher run` reads in a checkout.
+CHECKOUT_SETTINGS = Path(__file__).resolve().parent.parent / "config.py"
+
+
 def settings_file(path: Path, **settings) -> Path:
-    """Write a DISPATCHER_SETTINGS file for a server the test starts: the cheap password
-    hash, then ``settings``. Returns ``path``."""
+    """Write a DISPATCHER_SETTINGS file for a server the test starts: the checkout's
+    config.py, the cheap password hash, then ``settings``. Returns ``path``."""
     lines = [f"{key} = {value!r}\n" for key, value in {**CHEAP_PASSWORD_HASH, **settings}.items()]
-    path.write_text("".join(lines))
+    path.write_text(CHECKOUT_SETTINGS.read_text() + "\n" + "".join(lines))
     return path
 
 

@@ -199,8 +199,16 @@ def test_history_filtered_by_user_and_action_in_pages(app, client):
         ([("assign", "zeppolo")], None),
     )
     assert shown(user="nobody") == ([], None)
+    assert shown(action="reconcile") == ([], None)
     refused = client.get(path, query_string={"before": "0"})
     assert_error(refused, 400, "before: a whole number from 1 to 2147483647")
+    unknown = client.get(path, query_string={"action": "assigned"})
+    assert_error(
+        unknown,
+        400,
+        "action: one of assign, release, stop, extend, create, promote, destroy, adopt, "
+        "webhook, reconcile",
+    )
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "x", "1001", "9" * 5000])

@@ -1,14 +1,21 @@
 """Configuration in layers: class, settings file, environment, then the factory's argument."""
 
 import importlib
+import json
 import os
+import re
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import CHEAP_PASSWORD_HASH, token_client
+from conftest import CHEAP_PASSWORD_HASH, CHECKOUT_SETTINGS, token_client
+from flask import Flask
 
+import dispatcher
 from dispatcher import create_app
 from dispatcher.errors import ConfigurationError
 
@@ -82,6 +89,122 @@ def test_default_farm_is_two_dummy_clouds():
         {"name": "default", "type": "dummy", "host": None},
         {"name": "fake_driver", "type": "dummy", "host": None},
     ]
+
+
+# -- the checkout's config.py -------------------------------------------------------------
+
+CHECKOUT = CHECKOUT_SETTINGS.parent
+
+
+def test_the_checkouts_config_py_gives_the_quick_starts_two_dummy_clouds(monkeypatch):
+    """The top-level config.py, named by DISPATCHER_SETTINGS, serves default and fake_driver
+    on the Dummy driver, as the package's defaults do; it sets nothing else live."""
+    monkeypatch.setenv("DISPATCHER_SETTINGS", str(CHECKOUT_SETTINGS))
+    assert dispatcher.settings_file() == CHECKOUT_SETTINGS
+    app = create_app(CHEAP_PASSWORD_HASH)
+    body = token_client(app).get("/api/v1/cloud").json
+    assert body["served_cloud"] == [
+        {"name": "default", "type": "dummy", "host": None},
+        {"name": "fake_driver", "type": "dummy", "host": None},
+    ]
+    live = {}
+    exec(compile(CHECKOUT_SETTINGS.read_text(), str(CHECKOUT_SETTINGS), "exec"), live)  # noqa: S102
+    assert sorted(name for name in live if name.isupper()) == ["CLOUD_FARM"]
+
+
+def uncommented(text: str) -> str:
+    """config.py with its commented examples made live: every commented line that is code
+    (a dict's key or its end, or NAME = ...), its prose left as it is."""
+    code = re.compile(r'^(\s*)# (\s*(?:"|\}|\]|[A-Z_]+ = ).*)$')
+    return "\n".join(code.sub(r"\1\2", line) for line in text.splitlines())
+
+
+def test_the_examples_of_config_py_start_when_uncommented(monkeypatch, tmp_path):
+    """config.py's commented OpenStack and EC2 clouds, warm pool and leases, made live, are
+    a configuration that starts (their secrets from the environment, never in the file)."""
+    settings = tmp_path / "config.py"
+    settings.write_text(uncommented(CHECKOUT_SETTINGS.read_text()))
+    for variable in ("OS_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(variable, f"{variable.lower()}-from-the-environment")
+    monkeypatch.setenv("DISPATCHER_SETTINGS", str(settings))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    farm = app.config["CLOUD_FARM"]
+    assert {name: cloud["ENGINE"] for name, cloud in farm.items()} == {
+        "default": "dummy",
+        "fake_driver": "dummy",
+        "openstack": "openstack",
+        "aws": "ec2",
+    }
+    assert "from-the-environment" not in settings.read_text()
+    assert list(app.config["POOLS"]) == ["web"]
+    assert (app.config["DEFAULT_LEASE"], app.config["MAX_LEASE"]) == (8 * 3600, 7 * 24 * 3600)
+
+
+def test_this_checkout_is_one_and_reads_its_config_py():
+    """The tests run in a checkout: Flask puts its instance folder there, and without
+    DISPATCHER_SETTINGS its config.py is the settings file (a test of the one helper over
+    Flask's detection, which fails if Flask's changes)."""
+    assert dispatcher.checkout() == CHECKOUT
+    automatic = Flask("dispatcher", static_folder=None).auto_find_instance_path()
+    assert Path(automatic).resolve() == CHECKOUT / "instance"
+    assert dispatcher.settings_file() == CHECKOUT_SETTINGS
+
+
+SHOW_SETTINGS = """
+import json, dispatcher
+try:
+    app = dispatcher.create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    print(json.dumps([dispatcher.__file__, sorted(app.config["CLOUD_FARM"]),
+                      app.config["CLOUD_TIMEOUT"]]))
+except dispatcher.errors.ConfigurationError as exc:
+    print(json.dumps(str(exc)))
+"""
+
+
+def settings_seen(folder: Path, tmp_path: Path, **env):
+    """What an app of the dispatcher package copied into ``folder`` reads, in a process
+    started there: [its package's file, its clouds, CLOUD_TIMEOUT], or the error's line."""
+    environ = {key: value for key, value in os.environ.items() if "SETTINGS" not in key}
+    environ.update(PYTHONPATH=str(folder), DISPATCHER_INSTANCE_PATH=str(tmp_path / "i"), **env)
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW_SETTINGS],
+        cwd=folder,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_checkout_reads_its_config_py_and_an_installed_package_never(tmp_path):
+    """The package in a checkout reads the config.py beside it, unless DISPATCHER_SETTINGS
+    names another file; a config.py in a site-packages (some other distribution's module)
+    is never read; a config.py that is not Python is one line naming it."""
+    checkout = tmp_path / "checkout"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(CHECKOUT / "dispatcher", checkout / "dispatcher", ignore=ignore)
+    farm = {"default": {"ENGINE": "dummy"}, "from_checkout": {"ENGINE": "dummy"}}
+    (checkout / "config.py").write_text(f"CLOUD_FARM = {farm!r}\nCLOUD_TIMEOUT = 9\n")
+    other = tmp_path / "other.py"
+    other.write_text("CLOUD_TIMEOUT = 11\n")
+
+    package = str(checkout / "dispatcher" / "__init__.py")
+    assert settings_seen(checkout, tmp_path) == [package, ["default", "from_checkout"], 9]
+    seen = settings_seen(checkout, tmp_path, DISPATCHER_SETTINGS=str(other))
+    assert seen == [package, ["default", "fake_driver"], 11]
+
+    (checkout / "config.py").write_text("CLOUD_FARM = {\n")
+    assert settings_seen(checkout, tmp_path) == (
+        f"the checkout's settings file {checkout / 'config.py'}: line 1: '{{' was never closed"
+    )
+
+    site_packages = tmp_path / "prefix" / "lib" / "python3" / "site-packages"
+    shutil.copytree(checkout / "dispatcher", site_packages / "dispatcher", ignore=ignore)
+    (site_packages / "config.py").write_text("CLOUD_TIMEOUT = 13\n")
+    installed = str(site_packages / "dispatcher" / "__init__.py")
+    assert settings_seen(site_packages, tmp_path) == [installed, ["default", "fake_driver"], 30]
 
 
 def test_production_wants_its_secret_from_the_environment(monkeypatch):

@@ -34,6 +34,20 @@ def test_api_reference_covers_every_operation():
                 assert f"## `{method.upper()} {path}`" in reference
 
 
+def section(reference: str, heading: str) -> str:
+    """The text of the reference's section ``heading`` (up to the next heading)."""
+    return reference.split(f"## `{heading}`\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_reference_marks_the_bodies_that_are_optional():
+    """A body the document does not require (the reconcile's POST, a dry run without one)
+    is marked optional; a required one is not."""
+    reference = (DOCS / "api.md").read_text()
+    for path in ("/api/v1/reconcile", "/api/v1/reconcile/{cloud}"):
+        assert "Body (`reconcile`, optional):" in section(reference, f"POST {path}")
+    assert "Body (`vm_assign`):" in section(reference, "PUT /api/v1/vm/action/assign")
+
+
 def test_check_mode_tells_a_stale_reference(tmp_path, monkeypatch):
     """--check exits 1 when the reference differs, 0 when it is current."""
     module = generator()

@@ -1,11 +1,13 @@
 """Request ids, the request log, /metrics and /api/v1/health, on the Dummy driver."""
 
+import ast
 import io
 import json
 import logging
 import re
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -18,11 +20,13 @@ from conftest import (
     metric,
     token_client,
 )
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher import auth, create_app, requestlog
+from dispatcher import auth, create_app, metrics, pools, requestlog
 from dispatcher.extensions import db
 from dispatcher.models import AuditEntry
+from dispatcher.pools import manager
 
 REQUEST_FIELDS = {
     "request_id",
@@ -470,6 +474,7 @@ def test_metrics_in_prometheus_text_without_a_token(anonymous):
         "dispatcher_cloud_call_duration_seconds": "histogram",
         "dispatcher_cloud_call_errors": "counter",
         "dispatcher_assignments": "counter",
+        "dispatcher_history_entries": "counter",
     }.items() <= {name: family.type for name, family in families.items()}.items()
 
 
@@ -497,6 +502,59 @@ def test_metrics_with_a_bearer_token_answer_its_holder_from_anywhere(make_app, m
     granted = {"Authorization": "Bearer scrape-me-8f2c"}
     assert client.get("/metrics", headers=granted, environ_base=remote).status_code == 200
     assert "scrape-me-8f2c" not in client.get("/metrics", headers=granted).text
+
+
+def test_metrics_imports_nothing_of_the_dispatcher():
+    """dispatcher/metrics.py is at the bottom: every module may count, and it imports no module
+    of the dispatcher, at its top or in a function (a package registers its own collector)."""
+    tree = ast.parse(Path(metrics.__file__).read_text())
+    ours = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level or (node.module or "").partition(".")[0] == "dispatcher":
+                ours.append(f"{'.' * node.level}{node.module or ''} (line {node.lineno})")
+        elif isinstance(node, ast.Import):
+            ours += [a.name for a in node.names if a.name.partition(".")[0] == "dispatcher"]
+    assert ours == []
+
+
+def test_metrics_show_what_each_package_collects_at_each_scrape(make_app):
+    """The figures read at each scrape, each from its own package: the pools' VMs by state,
+    the clouds' circuits and the reconcile's last report, with their help texts."""
+    web_pool = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+                     "min_ready": 0, "max_total": 1}}  # fmt: skip
+    client = make_app(POOLS=web_pool).test_client()
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert {
+        name: (families[name].type, families[name].documentation)
+        for name in (
+            "dispatcher_pool_vms",
+            "dispatcher_cloud_circuit_open",
+            "dispatcher_reconcile_findings",
+            "dispatcher_reconcile_checked_timestamp_seconds",
+        )
+    } == {
+        "dispatcher_pool_vms": ("gauge", "VMs of each warm pool, by state."),
+        "dispatcher_cloud_circuit_open": (
+            "gauge",
+            "1 while the cloud's circuit is open in the process that answers (not asked).",
+        ),
+        "dispatcher_reconcile_findings": (
+            "gauge",
+            "Orphans, ghosts and mismatches the last reconcile report found, by cloud.",
+        ),
+        "dispatcher_reconcile_checked_timestamp_seconds": (
+            "gauge",
+            "When the last reconcile report listed the cloud (Unix time).",
+        ),
+    }
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for name in ("dispatcher_pool_vms", "dispatcher_cloud_circuit_open")
+        for sample in families[name].samples
+    }
+    assert ("dispatcher_pool_vms", (("pool", "web"), ("state", "free")), 0.0) in samples
+    assert ("dispatcher_cloud_circuit_open", (("cloud", "fake_driver"),), 0.0) in samples
 
 
 def scraped(client, name, labels):
@@ -572,6 +630,53 @@ def test_assignments_counted_by_outcome(client):
     assert assignments_counted("ok", action="release") == released
     assert client.put(RELEASE, json={"node": "1"}).status_code == 200
     assert assignments_counted("ok", action="release") == released + 1
+
+
+def history_counts(name):
+    """The samples of counter ``name`` in this process, by (cloud, action, outcome)."""
+    return {
+        (sample.labels["cloud"], sample.labels["action"], sample.labels["outcome"]): sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def moved(before, after):
+    """The labels whose count moved, and by how much."""
+    return {
+        key: value - before.get(key, 0)
+        for key, value in after.items()
+        if value != before.get(key, 0)
+    }
+
+
+def test_only_assigns_and_releases_count_as_assignments_every_other_entry_apart(make_app):
+    """A pool pass, an extend and a forced stop each write the history: they count in
+    dispatcher_history_entries, never in dispatcher_assignments (assigns and releases)."""
+    web_pool = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+                     "min_ready": 2, "max_total": 2}}  # fmt: skip
+    app = make_app(POOLS=web_pool)
+    client = token_client(app)
+    assignments = history_counts("dispatcher_assignments_total")
+    others = history_counts("dispatcher_history_entries_total")
+
+    with app.app_context():
+        manager.run_pass(pools.every())
+    assert assign(client).status_code == 200
+    extend = client.put("/api/v1/vm/action/extend/fake_driver", json={"node": "1", "lease": 60})
+    assert extend.status_code == 200, extend.json
+    stop = client.put("/api/v1/vm/stop/fake_driver", json={"node": "1", "force": True})
+    assert stop.status_code == 200, stop.json
+
+    assert moved(assignments, history_counts("dispatcher_assignments_total")) == {
+        ("fake_driver", "assign", "ok"): 1
+    }
+    assert moved(others, history_counts("dispatcher_history_entries_total")) == {
+        ("default", "create", "ok"): 2,
+        ("fake_driver", "extend", "ok"): 1,
+        ("fake_driver", "stop", "ok"): 1,
+    }
 
 
 # /api/v1/health

@@ -4,13 +4,18 @@ import re
 
 import jsonschema
 import pytest
+import sqlalchemy
+from conftest import token_client
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from dispatcher import validation
+from dispatcher import clouds, models, pools, validation, webhooks
 from dispatcher.errors import InvalidRequestError
+from dispatcher.extensions import db
 from dispatcher.fields import body_json_schema
+from dispatcher.models import FREE, Assignment, AuditEntry
+from dispatcher.pools import manager
 
 REQUEST_SCHEMAS = [
     value for value in vars(validation).values() if isinstance(value, validation.Schema)
@@ -114,6 +119,81 @@ def test_path_parameters_and_choices(document):
     ]
     assert names["cloud"]["required"] is True
     assert "parameters" not in document["paths"]["/api/v1/fw/open"]
+
+
+def test_every_action_the_history_records_is_in_the_documents_enum(make_app, good):
+    """Each kind of change run for real writes its history entry: assign, release, extend
+    and stop; the pool manager's create, promote and destroy; a reconcile fix; a lease
+    webhook call. Their actions are in the document's enum, for an entry's ``action`` and
+    for the history's ``action`` filter alike, and that enum is models.ACTIONS, the one
+    list. (``adopt`` needs a cloud that keeps a pool's marks: test_pools_ec2.py.)"""
+    web = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+                   "min_ready": 1, "max_total": 1}}  # fmt: skip
+    app = make_app(POOLS=web, LEASE_WEBHOOK_URL=good.url(), LEASE_WEBHOOK_SECRET="s3cret")
+    client = token_client(app, "boss", roles=("admin", "agent"))
+    with app.app_context():
+        manager.run_pass(pools.every())  # create
+        manager.run_pass(pools.every())  # promote
+        pooled = db.session.scalar(
+            sqlalchemy.select(Assignment.id_vm).where(Assignment.pool == "web")
+        )
+        driver = clouds.get("default").driver
+        [node] = [node for node in driver.list_nodes() if str(node.id) == pooled]
+        driver.destroy_node(node)
+        manager.run_pass(pools.every())  # destroy (gone from its cloud), create
+        db.session.add(Assignment(cloud="default", id_vm="404", hostname="ghost", status=FREE))
+        db.session.commit()
+    change = "/api/v1/vm/action/{}/fake_driver"
+    for action, body in [
+        ("assign", {"node": "1", "user": "ada", "vm_type": "app", "lease": 600}),
+        ("extend", {"node": "1", "lease": 900}),
+        ("release", {"node": "1"}),  # leased: its webhook hears of it
+        ("assign", {"node": "2", "user": "ada", "vm_type": "app"}),
+    ]:
+        assert client.put(change.format(action), json=body).status_code == 200
+    forced = {"node": "2", "force": True}
+    assert client.put("/api/v1/vm/stop/fake_driver", json=forced).status_code == 200
+    applied = client.post("/api/v1/reconcile/default", json={"apply": True})
+    assert applied.json["ghosts"][0]["fix"] == "marked DELETED"
+    with app.app_context():
+        assert webhooks.deliver_due().delivered == 1
+        recorded = set(db.session.scalars(sqlalchemy.select(AuditEntry.action).distinct()))
+
+    document = client.get("/api/v1/openapi.json").json
+    entry = document["components"]["schemas"]["HistoryEntry"]["properties"]["action"]["enum"]
+    history = document["paths"]["/api/v1/vm/history/{cloud}"]["get"]["parameters"]
+    [action_filter] = [parameter for parameter in history if parameter["name"] == "action"]
+    assert recorded <= set(entry)
+    assert action_filter["schema"].get("enum") == entry
+    assert entry == list(models.ACTIONS)
+    assert recorded == set(models.ACTIONS) - {"adopt"}
+
+
+def test_the_reconcile_post_body_is_optional(document):
+    """POST /api/v1/reconcile[/<cloud>] without a body is a dry run: the document says the
+    body is not required (read from the view's @accepts(..., optional=True))."""
+    for path in ("/api/v1/reconcile", "/api/v1/reconcile/{cloud}"):
+        assert document["paths"][path]["post"]["requestBody"]["required"] is False
+
+
+def test_the_document_says_which_bodies_are_required_as_the_server_does(make_app, document):
+    """Every operation with a body, sent without one by an admin: where the document says
+    the body is required, the server refuses it (400); where it does not, it answers."""
+    client = token_client(make_app(), "boss", roles=("admin", "agent"))
+    refusal = "Malformed JSON stream: the body must be a JSON object"
+    seen = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters" or "requestBody" not in operation:
+                continue
+            url = path.replace("{cloud}", "fake_driver").replace("{action}", "reboot")
+            answer = client.open(url, method=method.upper())
+            required = operation["requestBody"]["required"]
+            refused = answer.status_code == 400 and answer.json["message"] == refusal
+            assert refused is required, (method, path, answer.status_code, answer.json)
+            seen[(method, path)] = required
+    assert seen[("post", "/api/v1/reconcile")] is False
+    assert seen[("put", "/api/v1/vm/action/assign")] is True
 
 
 def answer_schema(document, path, method, status="200"):

@@ -2,10 +2,12 @@
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
-from pathlib import PurePosixPath
+import zipfile
+from pathlib import Path, PurePosixPath
 
 import requests
 
@@ -30,6 +32,35 @@ def test_the_distribution_installs_only_the_dispatcher_package():
         and not part.startswith("__editable__")
     }
     assert others <= {"dispatcher"}
+
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def test_the_wheel_holds_the_package_and_not_the_checkouts_config_py(tmp_path):
+    """A wheel built from the checkout holds dispatcher/ (its own config.py among it) and
+    its metadata, never the checkout's top-level config.py or wsgi.py."""
+    assert (CHECKOUT / "config.py").is_file()
+    source = tmp_path / "source"
+    left_out = (".git", ".venv", "venv", "instance", "build", "dist", "*.egg-info")
+    left_out += ("__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(*left_out))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+         str(tmp_path / "wheels"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    [wheel] = (tmp_path / "wheels").glob("dispatcher-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {
+        "dispatcher",
+        next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA")),
+    }
+    assert "dispatcher/config.py" in names
+    assert not {"config.py", "wsgi.py", "gunicorn.conf.py"} & set(names)
 
 
 def test_gunicorn_serves_the_installed_app_from_anywhere(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ENVIRONMENT, settings_file
+from conftest import CHECKOUT_SETTINGS, ENVIRONMENT, settings_file
 
 from harness.ports import free_port
 
@@ -34,8 +34,9 @@ class Server:
         settings_path = settings_file(folder / f"settings-{self.port}.py", **(settings or {}))
         self.env = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT}
         self.env.update(
-            DISPATCHER_INSTANCE_PATH=str(instance), DISPATCHER_SETTINGS=str(settings_path), **env
+            DISPATCHER_INSTANCE_PATH=str(instance), DISPATCHER_SETTINGS=str(settings_path)
         )
+        self.env.update(env)
         self.log = folder / f"dispatcher-{self.port}.log"
         with self.log.open("w") as output:
             self.process = subprocess.Popen(
@@ -149,9 +150,33 @@ def test_request_log_hides_tokens_and_passwords(own_server):
 
 
 def test_run_says_where_its_instance_folder_is(tmp_path):
-    """The first lines name the folder that holds the database and the secrets."""
+    """The first lines name the folder that holds the database and the secrets, and the
+    settings file."""
     output = Server(tmp_path / "instance").stop()
     assert f"dispatcher: instance folder {tmp_path / 'instance'} (database, secrets)" in output
+    settings = next(tmp_path.glob("settings-*.py"))
+    assert f"dispatcher: settings file {settings}" in output
+
+
+def test_run_in_the_checkout_reads_its_config_py(tmp_path):
+    """Without DISPATCHER_SETTINGS, `dispatcher run` in a checkout reads its config.py, and
+    serves the quick start's two Dummy clouds."""
+    instance = tmp_path / "instance"
+    server = Server(instance, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD, DISPATCHER_SETTINGS="")
+    try:
+        token = admin_token(server)
+        served = requests.get(f"{server.base}/cloud", headers={"X-Auth-Token": token}, timeout=10)
+        nodes = requests.get(
+            f"{server.base}/nodes/fake_driver", headers={"X-Auth-Token": token}, timeout=10
+        )
+    finally:
+        output = server.stop()
+    assert f"dispatcher: settings file {CHECKOUT_SETTINGS}" in output
+    assert [(c["name"], c["type"]) for c in served.json()["served_cloud"]] == [
+        ("default", "dummy"),
+        ("fake_driver", "dummy"),
+    ]
+    assert [node["name"] for node in nodes.json()["nodes"]] == ["dummy-1", "dummy-2"]
 
 
 def test_run_on_a_busy_port_is_one_line_and_exit_1(tmp_path):

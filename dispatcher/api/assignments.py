@@ -3,13 +3,13 @@
 from flask_security import current_user
 
 from .. import bookkeeping, clouds, history, operations
-from ..models import ADMIN
+from ..models import ACTIONS, ADMIN
 from ..serializers import assignment_to_dict, audit_entry_to_dict
 from ..shapes import ANY, ARRAY, INTEGER_OR_NULL, TEXT, TEXT_OR_NULL, list_of
 from ..validation import ASSIGN, EXTEND, RELEASE
 from .base import ApiView, accepts, agent_required, answers, ok, query
 from .idempotency import idempotent
-from .parameters import limit, text, whole_number
+from .parameters import choice, limit, text, whole_number
 
 # What an assign or a release answers, as Cistern does.
 BOOKKEEPING_ANSWER = {"id_vm": ANY, "id": ANY, "result": TEXT_OR_NULL}
@@ -89,15 +89,15 @@ class HistoryAPI(ApiView):
     @query(
         limit=limit(history.LIMIT_MAX, history.LIMIT_DEFAULT),
         user=text("user"),
-        action=text("action"),
+        action=choice("action", ACTIONS),
         before=whole_number("before", history.ID_MAX),
     )
     @answers({"history": list_of(audit_entry_to_dict), "next_before": INTEGER_OR_NULL})
     def get(self, cloud, limit, user, action, before):
         """The history of the cloud, newest first: ``limit`` entries (50 by default, at
         most 1000), only those about ``user`` (whose VM it was, or who asked) and of
-        ``action`` where given, older than the entry ``before``. ``next_before`` is the
-        ``before`` of the next page (null on the last)."""
+        ``action`` (one the history records) where given, older than the entry ``before``.
+        ``next_before`` is the ``before`` of the next page (null on the last)."""
         wanted = limit or history.LIMIT_DEFAULT
         entries = history.entries(clouds.get(cloud).name, wanted, user, action, before)
         next_before = entries[-1]["id"] if len(entries) == min(wanted, history.LIMIT_MAX) else None

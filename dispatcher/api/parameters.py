@@ -58,6 +58,17 @@ def text(name: str) -> QueryParameter:
     return QueryParameter(Text(name).json, parse)
 
 
+def choice(name: str, values: tuple[str, ...]) -> QueryParameter:
+    """One of ``values`` (None when absent); anything else is refused, naming them."""
+
+    def parse(value: str | None) -> str | None:
+        if value is not None and value not in values:
+            raise InvalidRequestError(f"{name}: one of {', '.join(values)}")
+        return value
+
+    return QueryParameter({"type": "string", "enum": list(values)}, parse)
+
+
 # The id of the last item of the page before.
 MARKER = text("marker")
 

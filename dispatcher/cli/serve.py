@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from .. import auth, database, pools, worker
+from .. import auth, database, pools, settings_file, worker
 from ..serving import redact, unreadable_answer
 from .base import service_errors, show_generated_password
 
@@ -70,6 +70,12 @@ def run_command(host, port):
     _check_free(host, port)
     bootstrap()
     click.echo(f"dispatcher: instance folder {app.instance_path} (database, secrets)")
+    settings = settings_file()
+    click.echo(
+        f"dispatcher: settings file {settings}"
+        if settings
+        else "dispatcher: no settings file (DISPATCHER_SETTINGS names none)"
+    )
     _start_worker(app)
     auth.serve(app, single_process=True)
     click.echo(f"dispatcher: serving http://{host}:{port}/api/v1/")

@@ -6,9 +6,9 @@ the functions of ``nodes``, ``catalog``, ``volumes``, ``firewall`` and ``health`
 
 from flask import current_app
 
-from .. import serializers
+from .. import metrics, serializers
 from ..config import check_number
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, CircuitCollector
 from .cloud import Cloud
 from .pool import DEFAULT_CLOUD, CloudPool, CloudSpec, parse_farm
 
@@ -18,7 +18,8 @@ EXTENSION = "dispatcher.clouds"
 
 
 def init_app(app) -> None:
-    """Parse CLOUD_FARM into the app's cloud pool; drivers are built on first use.
+    """Parse CLOUD_FARM into the app's cloud pool (drivers are built on first use), and
+    show each cloud's circuit on /metrics.
 
     :raises ConfigurationError: the farm cannot work (see ``parse_farm``).
     """
@@ -26,7 +27,7 @@ def init_app(app) -> None:
     check_number(config, "CIRCUIT_FAILURES", whole=True, note=" (0: off)")
     check_number(config, "CIRCUIT_SECONDS", above=True, unit=" of seconds")
     failures, seconds = config["CIRCUIT_FAILURES"], config["CIRCUIT_SECONDS"]
-    app.extensions[EXTENSION] = CloudPool(
+    pool = app.extensions[EXTENSION] = CloudPool(
         {
             name: Cloud(
                 spec,
@@ -39,6 +40,7 @@ def init_app(app) -> None:
             for name, spec in parse_farm(config["CLOUD_FARM"]).items()
         }
     )
+    metrics.register_collector(app, CircuitCollector(pool))
 
 
 def _pool() -> CloudPool:

@@ -10,6 +10,9 @@ numbers per configured cloud.
 import math
 import threading
 import time
+from collections.abc import Iterable
+
+from prometheus_client.core import GaugeMetricFamily
 
 from ..errors import CircuitOpenError
 
@@ -66,3 +69,20 @@ class CircuitBreaker:
             self._failures += 1
             if self.limit and self._failures >= self.limit:
                 self._open_until = self._clock() + self.seconds
+
+
+class CircuitCollector:
+    """For /metrics: each cloud's circuit as this process sees it (the state is per process)."""
+
+    def __init__(self, clouds: Iterable):
+        self.clouds = clouds  # the pool of Cloud objects, each with its ``circuit``
+
+    def collect(self):
+        gauge = GaugeMetricFamily(
+            "dispatcher_cloud_circuit_open",
+            "1 while the cloud's circuit is open in the process that answers (not asked).",
+            labels=["cloud"],
+        )
+        for cloud in self.clouds:
+            gauge.add_metric([cloud.name], 1 if cloud.circuit.seconds_left() > 0 else 0)
+        yield gauge

@@ -4,11 +4,11 @@ an assign by type answers at once. The worker's pool pass keeps them filled
 
 from flask import current_app
 
-from .. import bookkeeping
+from .. import bookkeeping, metrics
 from ..config import check_number
 from ..errors import NotFoundError
 from .spec import PoolCloud, PoolSpec, parse_pools
-from .status import pool_to_dict
+from .status import PoolCollector, pool_to_dict
 
 __all__ = ["PoolCloud", "PoolSpec", "every", "find", "get", "init_app", "pool_to_dict"]
 
@@ -16,7 +16,8 @@ EXTENSION = "dispatcher.pools"
 
 
 def init_app(app) -> None:
-    """Parse POOLS against the clouds and the bookkeeping.
+    """Parse POOLS against the clouds and the bookkeeping; show each pool's VMs by state
+    on /metrics.
 
     :raises ConfigurationError: one line naming the pool and the key at fault, or a bad
         POOLS_LEVELS_KEPT.
@@ -25,9 +26,10 @@ def init_app(app) -> None:
     check_number(config, "POOLS_LEVELS_KEPT", least=1, whole=True)
     backend = config["ASSIGNMENT_BACKEND"]
     keeps_pools = bookkeeping.BACKENDS[backend].keeps_pools
-    app.extensions[EXTENSION] = parse_pools(
+    specs = app.extensions[EXTENSION] = parse_pools(
         config.get("POOLS"), config["CLOUD_FARM"], backend, keeps_pools
     )
+    metrics.register_collector(app, PoolCollector(list(specs.values())))
 
 
 def _pools() -> dict[str, PoolSpec]:

@@ -1,4 +1,6 @@
-"""What a pool holds, for ``GET /api/v1/pools`` and ``dispatcher pools status``."""
+"""What a pool holds, for ``GET /api/v1/pools``, ``dispatcher pools status`` and /metrics."""
+
+from prometheus_client.core import GaugeMetricFamily
 
 from ..bookkeeping import ledger
 from ..serializers import utc_iso
@@ -102,3 +104,19 @@ def level_to_dict(level) -> dict:
         "assigned": level.assigned,
         "faulty": level.faulty,
     }
+
+
+class PoolCollector:
+    """For /metrics: the VMs of each pool in each state, read from the ledger at each scrape."""
+
+    def __init__(self, specs: list[PoolSpec]):
+        self.specs = specs
+
+    def collect(self):
+        gauge = GaugeMetricFamily(
+            "dispatcher_pool_vms", "VMs of each warm pool, by state.", labels=["pool", "state"]
+        )
+        for spec in self.specs:
+            for state, number in ledger.pool_totals(spec.name).items():
+                gauge.add_metric([spec.name, state], number)
+        yield gauge

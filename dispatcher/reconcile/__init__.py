@@ -14,7 +14,9 @@ in the local ledger only (Cistern's books are reported, never changed), and the 
 ``counts`` keeps the worker's reports for /metrics.
 """
 
+from .. import metrics
 from ..config import check_number
+from .counts import ReconcileCollector
 from .survey import (
     DESTROY,
     KINDS,
@@ -40,9 +42,11 @@ __all__ = [
 
 
 def init_app(app) -> None:
-    """Check the reconcile's settings.
+    """Check the reconcile's settings; show the pool manager's last reports on /metrics.
 
     :raises ConfigurationError: one line naming the setting at fault.
     """
     for name in ("RECONCILE_GRACE_SECONDS", "RECONCILE_INTERVAL"):
         check_number(app.config, name, unit=" of seconds")
+    metrics.register_collector(app, ReconcileCollector(bool(app.config["RECONCILE_INTERVAL"])))
+

@@ -1,12 +1,13 @@
 """The pool manager's reconcile reports, kept per cloud in the database so that /metrics
 shows them whichever process or host answers it."""
 
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import ReconcileSurvey
-from ..serializers import utcnow
-from .survey import Survey
+from ..serializers import as_utc, utcnow
+from .survey import KINDS, Survey
 
 
 def record(survey: Survey) -> None:
@@ -25,3 +26,30 @@ def record(survey: Survey) -> None:
 def recorded() -> list[ReconcileSurvey]:
     """The last counts of each cloud, by cloud."""
     return list(db.session.scalars(select(ReconcileSurvey).order_by(ReconcileSurvey.cloud)))
+
+
+class ReconcileCollector:
+    """For /metrics: the pool manager's last reconcile report of each cloud, read from the
+    database at each scrape; ``reported`` False (no RECONCILE_INTERVAL): none, and no query,
+    so that /metrics answers with the database away."""
+
+    def __init__(self, reported: bool):
+        self.reported = reported
+
+    def collect(self):
+        found = GaugeMetricFamily(
+            "dispatcher_reconcile_findings",
+            "Orphans, ghosts and mismatches the last reconcile report found, by cloud.",
+            labels=["cloud", "kind"],
+        )
+        checked = GaugeMetricFamily(
+            "dispatcher_reconcile_checked_timestamp_seconds",
+            "When the last reconcile report listed the cloud (Unix time).",
+            labels=["cloud"],
+        )
+        for row in recorded() if self.reported else []:
+            for kind in KINDS:
+                found.add_metric([row.cloud, kind], getattr(row, kind))
+            checked.add_metric([row.cloud], as_utc(row.checked_at).timestamp())
+        yield found
+        yield checked
