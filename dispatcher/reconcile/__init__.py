@@ -49,4 +49,3 @@ def init_app(app) -> None:
     for name in ("RECONCILE_GRACE_SECONDS", "RECONCILE_INTERVAL"):
         check_number(app.config, name, unit=" of seconds")
     metrics.register_collector(app, ReconcileCollector(bool(app.config["RECONCILE_INTERVAL"])))
-
