@@ -2,7 +2,7 @@
 
 The cloud ``default`` is moto's EC2 on loopback (harness/ec2_cloud.py), in the bench's
 process; the ledger is on PostgreSQL. A pool ``web`` of 10 VMs there, ``release:
-"reuse"``, is filled beforehand by ``dispatcher pools reconcile --wait``, as an operator
+"reuse"``, is filled beforehand by ``dispatcher worker pass --wait``, as an operator
 would before opening the doors; gunicorn does not run the pool manager.
 
 - *warm*: ``PUT /api/v1/vm/action/assign`` with ``{"vm_type": "web", "user": ...}``, timed;
@@ -79,11 +79,11 @@ def run(quick: bool = False, **_) -> common.Result:
 
 
 def fill_pool(env: dict) -> float:
-    """`dispatcher pools reconcile --wait 120` with the checkout's code; its seconds."""
+    """`dispatcher worker pass --wait 120` with the checkout's code; its seconds."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", "from dispatcher.cli import main; main()"]
-        + ["pools", "reconcile", "--wait", "120"],
+        + ["worker", "pass", "--wait", "120"],
         cwd=common.ROOT,
         env=env,
         capture_output=True,
@@ -91,7 +91,7 @@ def fill_pool(env: dict) -> float:
         timeout=180,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"pools reconcile: {done.returncode}\n{done.stdout}{done.stderr}")
+        raise RuntimeError(f"worker pass: {done.returncode}\n{done.stdout}{done.stderr}")
     return time.perf_counter() - started
 
 
@@ -232,7 +232,7 @@ def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> comm
         )
     details = [
         f"{WORKERS} workers, PostgreSQL, moto's EC2; the pool of {POOL_SIZE} filled by "
-        f"`dispatcher pools reconcile --wait` in {fill_seconds:.1f} s "
+        f"`dispatcher worker pass --wait` in {fill_seconds:.1f} s "
         f"({filled_with} RunInstances)",
         *table(rows).splitlines(),
     ]

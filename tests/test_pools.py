@@ -24,7 +24,16 @@ from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.locks import one_at_a_time
-from dispatcher.models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, AuditEntry
+from dispatcher.models import (
+    ASSIGNED,
+    BOOTING,
+    DELETED,
+    FAULTY,
+    FREE,
+    Assignment,
+    AuditEntry,
+    ReconcileSurvey,
+)
 from dispatcher.pools.events import CALLER, PoolReport
 from dispatcher.worker import pool_pass
 
@@ -518,10 +527,10 @@ def test_pools_status_reconcile_and_their_errors_on_the_command_line(make_app, r
     app = make_app(CLOUD_FARM=farm, POOLS={**pool(), "starved": starved})
     runner = app.test_cli_runner()
 
-    first = runner.invoke(args=["pools", "reconcile", "--pool", "web"])
-    waited = runner.invoke(args=["pools", "reconcile", "--wait", "1.5"])
+    first = runner.invoke(args=["worker", "pass", "--pool", "web"])
+    waited = runner.invoke(args=["worker", "pass", "--wait", "1.5"])
     status = runner.invoke(args=["pools", "status"])
-    unknown = runner.invoke(args=["pools", "reconcile", "--pool", "nowhere"])
+    unknown = runner.invoke(args=["worker", "pass", "--pool", "nowhere"])
 
     assert first.exit_code == 0, first.output
     assert first.output == (
@@ -554,9 +563,30 @@ def test_pools_commands_without_pools_say_so(app):
     status = app.test_cli_runner().invoke(args=["pools", "status"])
     assert status.exit_code == 1
     assert status.output == "Error: no warm pools: POOLS is empty\n"
-    result = app.test_cli_runner().invoke(args=["pools", "reconcile"])
+    result = app.test_cli_runner().invoke(args=["pools", "reconcile"])  # the older name
     assert result.exit_code == 0
     assert result.output == "leases: nothing to do\n"
+
+
+def test_worker_pass_runs_the_jobs_named(app):
+    """`worker pass --job NAME` runs that job alone: the reconcile report, kept for
+    /metrics; the keys; a job that does not exist is a usage error."""
+    runner = app.test_cli_runner()
+    report = runner.invoke(args=["worker", "pass", "--job", "reconcile"])
+    assert report.exit_code == 0, report.output
+    assert report.output == "reconcile: 4 orphans, 0 ghosts, 0 mismatches\n"
+    with app.app_context():
+        kept = db.session.scalars(
+            sqlalchemy.select(ReconcileSurvey).order_by(ReconcileSurvey.cloud)
+        )
+        assert [(row.cloud, row.orphans) for row in kept] == [("default", 2), ("fake_driver", 2)]
+    keys = runner.invoke(args=["worker", "pass", "--job", "keys", "--job", "webhooks"])
+    assert (keys.exit_code, keys.output) == (0, "")
+    unknown = runner.invoke(args=["worker", "pass", "--job", "everything"])
+    assert unknown.exit_code == 2
+    assert "'everything' is not one of 'pools', 'leases', 'keys', 'webhooks', 'reconcile'" in (
+        unknown.output
+    )
 
 
 def test_a_cloud_that_refuses_a_creation_gets_no_more_of_that_pass(make_app):

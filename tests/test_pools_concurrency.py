@@ -86,10 +86,10 @@ def engine(postgresql_url):
 
 @pytest.fixture
 def manager(environment, agent_token):
-    """`dispatcher pools reconcile --wait 120`, as an operator fills the pools before opening
+    """`dispatcher worker pass --wait 120`, as an operator fills the pools before opening
     the doors: started on the test's schema, killed at the end if it still runs."""
     process = subprocess.Popen(
-        [str(DISPATCHER), "pools", "reconcile", "--wait", "120"],
+        [str(DISPATCHER), "worker", "pass", "--wait", "120"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
