@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dispatcher import auth, create_app, metrics, pools, requestlog
 from dispatcher.extensions import db
 from dispatcher.models import AuditEntry
-from dispatcher.pools import manager
+from dispatcher.worker import pool_pass
 
 REQUEST_FIELDS = {
     "request_id",
@@ -662,7 +662,7 @@ def test_only_assigns_and_releases_count_as_assignments_every_other_entry_apart(
     others = history_counts("dispatcher_history_entries_total")
 
     with app.app_context():
-        manager.run_pass(pools.every())
+        pool_pass.run(pools.every())
     assert assign(client).status_code == 200
     extend = client.put("/api/v1/vm/action/extend/fake_driver", json={"node": "1", "lease": 60})
     assert extend.status_code == 200, extend.json

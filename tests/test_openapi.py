@@ -15,7 +15,7 @@ from dispatcher.errors import InvalidRequestError
 from dispatcher.extensions import db
 from dispatcher.fields import body_json_schema
 from dispatcher.models import FREE, Assignment, AuditEntry
-from dispatcher.pools import manager
+from dispatcher.worker import pool_pass
 
 REQUEST_SCHEMAS = [
     value for value in vars(validation).values() if isinstance(value, validation.Schema)
@@ -132,15 +132,15 @@ def test_every_action_the_history_records_is_in_the_documents_enum(make_app, goo
     app = make_app(POOLS=web, LEASE_WEBHOOK_URL=good.url(), LEASE_WEBHOOK_SECRET="s3cret")
     client = token_client(app, "boss", roles=("admin", "agent"))
     with app.app_context():
-        manager.run_pass(pools.every())  # create
-        manager.run_pass(pools.every())  # promote
+        pool_pass.run(pools.every())  # create
+        pool_pass.run(pools.every())  # promote
         pooled = db.session.scalar(
             sqlalchemy.select(Assignment.id_vm).where(Assignment.pool == "web")
         )
         driver = clouds.get("default").driver
         [node] = [node for node in driver.list_nodes() if str(node.id) == pooled]
         driver.destroy_node(node)
-        manager.run_pass(pools.every())  # destroy (gone from its cloud), create
+        pool_pass.run(pools.every())  # destroy (gone from its cloud), create
         db.session.add(Assignment(cloud="default", id_vm="404", hostname="ghost", status=FREE))
         db.session.commit()
     change = "/api/v1/vm/action/{}/fake_driver"
