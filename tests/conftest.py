@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import flask_migrate
 import pytest
 import sqlalchemy
+from cistern_server import CisternServer
+from helpers import ADMIN_PASSWORD, CHEAP_PASSWORD_HASH, ENVIRONMENT, Server
+from helpers import settings_file as settings_file  # for the modules that import it from here
 from prometheus_client import REGISTRY
 
 from dispatcher import auth, create_app, database
@@ -75,42 +77,6 @@ def cloud_calls(cloud: str, method: str) -> float:
     """How many calls of ``method`` this process has made to ``cloud`` so far."""
     return metric("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
 
-
-# argon2 at the lowest cost it takes (8 KiB, one pass, one lane) rather than the package's
-# (64 MiB, three passes, four lanes: about 0.3 s a hash on two cores, for every user made
-# and every login). The scheme and the code path stay those of production (an HMAC with the
-# salt, then argon2), so no test database holds a password in clear. The tests of hashing
-# itself are marked `password_hashing` and keep the package's settings.
-CHEAP_PASSWORD_HASH = {
-    "SECURITY_PASSWORD_HASH_PASSLIB_OPTIONS": {
-        "argon2__memory_cost": 8,
-        "argon2__rounds": 1,
-        "argon2__parallelism": 1,
-    },
-}
-
-
-def settings_file(path: Path, **settings) -> Path:
-    """Write a DISPATCHER_SETTINGS file for a server the test starts: the cheap password
-    hash, then ``settings``. Returns ``path``."""
-    lines = [f"{key} = {value!r}\n" for key, value in {**CHEAP_PASSWORD_HASH, **settings}.items()]
-    path.write_text("".join(lines))
-    return path
-
-
-# Keys that a test must not inherit from the environment it runs in.
-ENVIRONMENT = (
-    "DISPATCHER_CONFIG",
-    "DISPATCHER_SETTINGS",
-    "MIDDLEWARE_SETTINGS",
-    "DISPATCHER_SECRET_KEY",
-    "DATABASE_URL",
-    "DISPATCHER_PASSWORD_SALT",
-    "DISPATCHER_ADMIN_PASSWORD",
-    "DISPATCHER_RATELIMIT_STORAGE_URI",
-    "DISPATCHER_METRICS_TOKEN",
-    "DISPATCHER_LEASE_WEBHOOK_SECRET",
-)
 
 # Where the PostgreSQL tests run; each test gets a schema of its own there.
 POSTGRESQL_URL = os.environ.get(
@@ -348,6 +314,24 @@ class ScriptedCloud:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def cistern():
+    """A running Cistern contract server holding its SEED rows, stopped after the test."""
+    with CisternServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One `dispatcher run` (user admin, password ADMIN_PASSWORD) for a module's tests that
+    leave it as they found it: they read. A module may define a `server` of its own."""
+    server = Server(
+        tmp_path_factory.mktemp("server") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -13,13 +13,22 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from helpers import (
+    ADMIN_PASSWORD,
+    CHROMEDRIVER,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    DISPATCHER,
+    LOADED_URLS,
+    WAIT,
+    Server,
+    admin_token,
+)
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_docs_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, LOADED_URLS, WAIT
-from test_server import ADMIN_PASSWORD, DISPATCHER, Server, admin_token
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_server import ADMIN_PASSWORD, EXAMPLES, Server
+from helpers import ADMIN_PASSWORD, EXAMPLES, Server
 
 from harness.ec2_cloud import Ec2Cloud
 from harness.gunicorn_server import ROOT

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 from conftest import CHEAP_PASSWORD_HASH, ERROR_KEYS, prepare_database, settings_file
+from helpers import PASSWORD_SALT, SECRET_KEY, Gunicorn
 from sqlalchemy import select
-from test_concurrency import PASSWORD_SALT, SECRET_KEY, Gunicorn
 
 from dispatcher import auth, create_app
 from dispatcher.extensions import db

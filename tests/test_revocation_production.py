@@ -10,8 +10,7 @@ import pytest
 import requests
 import sqlalchemy
 from conftest import DUMMY_FARM, postgresql_schema
-from production import WORKERS, ProductionServer
-from test_production import start_production
+from production import WORKERS, ProductionServer, start_production
 
 from harness.gunicorn_server import race
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from test_server import Server
+from helpers import Server
 
 from harness.gunicorn_server import GunicornServer
 from harness.ports import free_port
