@@ -21,7 +21,6 @@ from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
 from harness.ec2_cloud import Ec2Cloud
-from harness.ports import free_port
 from harness.webhook_receiver import Receiver
 
 # The keys of an ASSIGNMENT, Cistern's row shape (serializers.assignment_to_dict).
@@ -243,8 +242,11 @@ def cloud(moto: Ec2Cloud) -> Ec2Cloud:
 
 @pytest.fixture
 def refusing_port():
-    """A port on loopback where every connection is refused."""
-    return free_port()
+    """A port on loopback where every connection is refused: bound for the test and never
+    listened on, so that no other server (of another test, another worker) takes it."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from harness.gunicorn_server import ROOT, GunicornServer, race
-from harness.ports import free_port
+from harness.ports import free_port, listens
 
 # -- what every server the tests start reads ----------------------------------------------
 
@@ -76,33 +76,47 @@ class Server:
     """
 
     def __init__(self, instance: Path, settings: dict | None = None, **env):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api/v1"
         folder = instance.parent
-        settings_path = settings_file(folder / f"settings-{self.port}.py", **(settings or {}))
         self.env = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT}
-        self.env.update(
-            DISPATCHER_INSTANCE_PATH=str(instance), DISPATCHER_SETTINGS=str(settings_path), **env
-        )
-        self.log = folder / f"dispatcher-{self.port}.log"
-        with self.log.open("w") as output:
-            self.process = subprocess.Popen(
-                [str(DISPATCHER), "run", "--port", str(self.port)],
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
+        self.env.update(DISPATCHER_INSTANCE_PATH=str(instance), **env)
+        # A port drawn free can be taken before the server binds it (by a server of another
+        # run on this machine): the server then says so and exits, and another port is drawn.
+        for _ in range(3):
+            self.port = free_port()
+            self.base = f"http://127.0.0.1:{self.port}/api/v1"
+            settings_path = settings_file(folder / f"settings-{self.port}.py", **(settings or {}))
+            self.env["DISPATCHER_SETTINGS"] = str(settings_path)
+            self.log = folder / f"dispatcher-{self.port}.log"
+            with self.log.open("w") as output:
+                self.process = subprocess.Popen(
+                    [str(DISPATCHER), "run", "--port", str(self.port)],
+                    env=self.env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            if self._wait_until_ready():
+                return
+        pytest.fail(f"dispatcher run found no free port:\n{self.output()}")
+
+    def _wait_until_ready(self) -> bool:
+        """Wait until the server listens on its port and answers there; False if it could
+        not listen there, a failure of the test if it exits otherwise or takes too long."""
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(f"{self.base}/", timeout=1)
-                return
+                # Its own port: not another server that took the port first and answers there.
+                if listens(self.process.pid, self.port):
+                    requests.get(f"{self.base}/", timeout=1)
+                    return True
             except requests.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.process.kill()
-                    self.process.wait()
-                    pytest.fail(f"dispatcher run did not start:\n{self.output()}")
-                time.sleep(0.1)
+                pass
+            if self.process.poll() is not None and "Address already in use" in self.output():
+                return False
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail(f"dispatcher run did not start:\n{self.output()}")
+            time.sleep(0.1)
 
     def output(self) -> str:
         """What the server printed so far."""
