@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from harness.gunicorn_server import ROOT, GunicornServer, race
-from harness.ports import free_port, listens
+from harness.ports import free_port, listens, xdist_worker
 
 # -- what every server the tests start reads ----------------------------------------------
 
@@ -57,6 +57,18 @@ ENVIRONMENT = (
     "DISPATCHER_METRICS_TOKEN",
     "DISPATCHER_LEASE_WEBHOOK_SECRET",
 )
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+# The login throttle's tests (test_throttle.py, test_production.py) count in a database of
+# Redis that they empty: 15, and 15 - n for pytest-xdist's worker n, so that no worker
+# empties another's counts. Database 0, where README's "Production" keeps its counts, is
+# never used.
+_WORKER, _WORKERS = xdist_worker()
+if _WORKERS > 15:
+    raise RuntimeError(f"{_WORKERS} workers: Redis databases 1 to 15 serve 15 at most (-n 15)")
+REDIS_URL = f"redis://127.0.0.1:6379/{15 - _WORKER}"
 
 
 # -- `dispatcher run` ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers import REDIS_URL
 
 from harness.gunicorn_server import ROOT, GunicornServer, race
 from harness.ports import free_port
@@ -29,7 +30,6 @@ BIN = Path(sys.executable).parent
 WORKERS = 4
 ADMIN = "admin"
 ADMIN_PASSWORD = "production-test-password"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 # The access line of dispatcher/gunicorn_config.py with the worker's pid in front, to see
 # which worker served a request. Only this log format is changed (GUNICORN_CMD_ARGS).
 ACCESS_LOG_FORMAT = 'pid=%(p)s %({x-request-id}o)s "%(m)s %(U)s %(H)s" %(s)s'

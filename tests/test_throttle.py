@@ -6,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 from conftest import assert_error
+from helpers import REDIS_URL
 
 from dispatcher import auth
 
 PASSWORD = "correct horse battery"
 WRONG = "wrong horse battery"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 THROTTLED = "Too many failed logins: try again later"
 
 
@@ -140,7 +140,8 @@ def test_a_throttled_user_keeps_the_tokens_she_has(app, anonymous):
 
 @pytest.fixture
 def redis_db():
-    """Redis database 15, emptied before and after; a skip where no server answers."""
+    """This worker's Redis database (helpers.REDIS_URL), emptied before and after; a skip
+    where no server answers."""
     server = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
     try:
         server.ping()
