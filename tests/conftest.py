@@ -77,7 +77,8 @@ def cloud_calls(cloud: str, method: str) -> float:
     return metric("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
 
 
-# Where the PostgreSQL tests run; each test gets a schema of its own there.
+# The PostgreSQL server of the database tests. Each test process makes a database of its
+# own there (postgresql_engine), and each test a schema of its own in it.
 POSTGRESQL_URL = os.environ.get(
     "DISPATCHER_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -93,15 +94,40 @@ def clean_environment(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def postgresql_engine():
-    """An engine on the PostgreSQL server, or a skip where none answers."""
-    engine = sqlalchemy.create_engine(POSTGRESQL_URL, connect_args={"connect_timeout": 3})
+    """An engine on a database of this test process's own on the PostgreSQL server, made
+    here and dropped at the end of the session; a skip where no server answers.
+
+    A database, not only schemas: PostgreSQL delivers a NOTIFY (how a revocation reaches
+    every serving process, dispatcher/revocations.py) to every listener of the database,
+    so the token caches of two pytest-xdist workers, or of two runs, on one database
+    would hear each other's revocations. Where the server will not make one (no CREATEDB
+    right), the tests use POSTGRESQL_URL's own database.
+    """
+    server = sqlalchemy.create_engine(
+        POSTGRESQL_URL, connect_args={"connect_timeout": 3}, isolation_level="AUTOCOMMIT"
+    )
     try:
-        with engine.connect():
+        with server.connect():
             pass
     except Exception as exc:  # any failure to connect means: no server here
+        server.dispose()
         pytest.skip(f"PostgreSQL not reachable at {POSTGRESQL_URL}: {type(exc).__name__}")
+    url = sqlalchemy.make_url(POSTGRESQL_URL)
+    database = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with server.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
+        url = url.set(database=database)
+    except sqlalchemy.exc.DBAPIError:
+        database = None
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
     yield engine
     engine.dispose()
+    if database:
+        with server.connect() as conn:
+            # FORCE: a connection a test left open (a server killed mid-test) ends with it.
+            conn.execute(sqlalchemy.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+    server.dispose()
 
 
 @pytest.fixture
@@ -111,14 +137,12 @@ def sqlite_url(tmp_path):
 
 @contextmanager
 def postgresql_schema(engine) -> Iterator[str]:
-    """A fresh schema on the PostgreSQL server of ``engine``: the URL that uses it. Dropped
-    at the end."""
+    """A fresh schema in the PostgreSQL database of ``engine``: the URL that uses it.
+    Dropped at the end."""
     schema = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
     with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    url = sqlalchemy.make_url(POSTGRESQL_URL).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
+    url = engine.url.update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
