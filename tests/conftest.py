@@ -84,6 +84,48 @@ POSTGRESQL_URL = os.environ.get(
 )
 
 
+# The modules whose tests load both cores (gunicorn with four workers, the production
+# setting, Chromium, the fuzzing): under pytest-xdist one worker runs them one after
+# another (pytest_xdist_make_scheduler). A new module of that kind belongs here.
+HEAVY_MODULES = (
+    "test_concurrency.py",
+    "test_console_browser.py",
+    "test_docs_browser.py",
+    "test_fuzz.py",
+    "test_idempotency_ec2.py",
+    "test_pools_concurrency.py",
+    "test_pools_ec2.py",
+    "test_production.py",
+    "test_revocation_production.py",
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (pyproject.toml's addopts), with the heavy modules as one unit.
+
+    loadfile hands out whole modules, so that a module's shared server (`server`, the
+    production setting, moto) starts once. The heavy modules form one unit, the longest,
+    handed out first: one worker runs them in a row while the other runs everything else,
+    so two of them never share the two cores, which would slow both beyond the bounds
+    some of their tests set on time (a revocation refused by every worker within 1 s).
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None  # another --dist given on the command line: xdist's own
+    from xdist.scheduler import LoadFileScheduling
+
+    class HeavyInSeries(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "heavy" if scope.rpartition("/")[2] in HEAVY_MODULES else scope
+
+        def _assign_work_unit(self, node) -> None:
+            if "heavy" in self.workqueue:
+                self.workqueue.move_to_end("heavy", last=False)
+            super()._assign_work_unit(node)
+
+    return HeavyInSeries(config, log)
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     """Every test starts from the embedded defaults, its instance folder in tmp_path."""
