@@ -36,6 +36,8 @@ def agent_token(any_database_url):
     )
     with app.app_context():
         token = auth.create_user("racer", "racer-password", roles=(AGENT,)).get_auth_token()
+    # Once the context has ended, its session has given its connection back: all closed.
+    with app.app_context():
         db.engine.dispose()
     return token
 
