@@ -30,6 +30,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from harness.ports import free_port
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -66,7 +68,9 @@ def browser(tmp_path):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    # ChromeDriver on a port drawn as for every server of the suite (harness.ports).
+    service = Service(str(CHROMEDRIVER), port=free_port())
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(WAIT)
     yield driver
     driver.quit()
