@@ -172,7 +172,7 @@ class Ec2Cloud:
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> "Ec2Cloud":
-        """Serve on a free loopback port, with moto's state wiped."""
+        """Serve on a free loopback port, with moto's state wiped and its EC2 backend made."""
         self._server = make_server(HOST, 0, self._app, threaded=True, request_handler=_QuietHandler)
         # A short poll interval: shutdown() waits for one.
         self._thread = threading.Thread(
@@ -180,6 +180,9 @@ class Ec2Cloud:
         )
         self._thread.start()
         self.reset()
+        # moto builds its EC2 backend at the first request of the process: about 1.5 s, more
+        # on a busy machine, which the first test would pay within its CLOUD_TIMEOUT. Now.
+        self.boto3_client().describe_regions()
         return self
 
     def stop(self) -> None:

@@ -13,15 +13,18 @@ from pathlib import Path
 
 import requests
 
+from harness.ports import listens
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class GunicornServer:
     """A gunicorn process (``args``) in ``cwd`` (the checkout), its output in the file ``log``.
 
-    It is ready once ``GET http://127.0.0.1:<port><ready_path>`` answers 200; a server
-    that exits or is not ready within ``timeout`` seconds raises RuntimeError with its
-    output. It runs in a session of its own, so that its workers die with it.
+    It is ready once its process listens on ``port`` and ``GET
+    http://127.0.0.1:<port><ready_path>`` answers 200; a server that exits or is not ready
+    within ``timeout`` seconds raises RuntimeError with its output. It runs in a session of
+    its own, so that its workers die with it.
     """
 
     def __init__(
@@ -57,7 +60,11 @@ class GunicornServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if requests.get(url, timeout=2).status_code == 200:
+                # Its own port: not another server that took the port first and answers there.
+                if (
+                    listens(self.process.pid, self.port)
+                    and requests.get(url, timeout=2).status_code == 200
+                ):
                     return
             # Refused before the master binds; a timeout while the workers still load the app.
             except (requests.ConnectionError, requests.Timeout):

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import flask_migrate
 import pytest
 import sqlalchemy
+from cistern_server import CisternServer
+from helpers import ADMIN_PASSWORD, CHEAP_PASSWORD_HASH, ENVIRONMENT, Server
+from helpers import settings_file as settings_file  # for the modules that import it from here
 from prometheus_client import REGISTRY
 
 from dispatcher import auth, create_app, database
@@ -19,7 +21,6 @@ from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
 from harness.ec2_cloud import Ec2Cloud
-from harness.ports import free_port
 from harness.webhook_receiver import Receiver
 
 # The keys of an ASSIGNMENT, Cistern's row shape (serializers.assignment_to_dict).
@@ -76,50 +77,53 @@ def cloud_calls(cloud: str, method: str) -> float:
     return metric("dispatcher_cloud_call_duration_seconds_count", cloud=cloud, method=method)
 
 
-# argon2 at the lowest cost it takes (8 KiB, one pass, one lane) rather than the package's
-# (64 MiB, three passes, four lanes: about 0.3 s a hash on two cores, for every user made
-# and every login). The scheme and the code path stay those of production (an HMAC with the
-# salt, then argon2), so no test database holds a password in clear. The tests of hashing
-# itself are marked `password_hashing` and keep the package's settings.
-CHEAP_PASSWORD_HASH = {
-    "SECURITY_PASSWORD_HASH_PASSLIB_OPTIONS": {
-        "argon2__memory_cost": 8,
-        "argon2__rounds": 1,
-        "argon2__parallelism": 1,
-    },
-}
-
-
-# The checkout's settings file, beside wsgi.py: what `dispatcher run` reads in a checkout.
-CHECKOUT_SETTINGS = Path(__file__).resolve().parent.parent / "config.py"
-
-
-def settings_file(path: Path, **settings) -> Path:
-    """Write a DISPATCHER_SETTINGS file for a server the test starts: the checkout's
-    config.py, the cheap password hash, then ``settings``. Returns ``path``."""
-    lines = [f"{key} = {value!r}\n" for key, value in {**CHEAP_PASSWORD_HASH, **settings}.items()]
-    path.write_text(CHECKOUT_SETTINGS.read_text() + "\n" + "".join(lines))
-    return path
-
-
-# Keys that a test must not inherit from the environment it runs in.
-ENVIRONMENT = (
-    "DISPATCHER_CONFIG",
-    "DISPATCHER_SETTINGS",
-    "MIDDLEWARE_SETTINGS",
-    "DISPATCHER_SECRET_KEY",
-    "DATABASE_URL",
-    "DISPATCHER_PASSWORD_SALT",
-    "DISPATCHER_ADMIN_PASSWORD",
-    "DISPATCHER_RATELIMIT_STORAGE_URI",
-    "DISPATCHER_METRICS_TOKEN",
-    "DISPATCHER_LEASE_WEBHOOK_SECRET",
-)
-
-# Where the PostgreSQL tests run; each test gets a schema of its own there.
+# The PostgreSQL server of the database tests. Each test process makes a database of its
+# own there (postgresql_engine), and each test a schema of its own in it.
 POSTGRESQL_URL = os.environ.get(
     "DISPATCHER_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+# The modules whose tests load both cores (gunicorn with four workers, the production
+# setting, Chromium, the fuzzing): under pytest-xdist one worker runs them one after
+# another (pytest_xdist_make_scheduler). A new module of that kind belongs here.
+HEAVY_MODULES = (
+    "test_concurrency.py",
+    "test_console_browser.py",
+    "test_docs_browser.py",
+    "test_fuzz.py",
+    "test_idempotency_ec2.py",
+    "test_pools_concurrency.py",
+    "test_pools_ec2.py",
+    "test_production.py",
+    "test_revocation_production.py",
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (pyproject.toml's addopts), with the heavy modules as one unit.
+
+    loadfile hands out whole modules, so that a module's shared server (`server`, the
+    production setting, moto) starts once. The heavy modules form one unit, the longest,
+    handed out first: one worker runs them in a row while the other runs everything else,
+    so two of them never share the two cores, which would slow both beyond the bounds
+    some of their tests set on time (a revocation refused by every worker within 1 s).
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None  # another --dist given on the command line: xdist's own
+    from xdist.scheduler import LoadFileScheduling
+
+    class HeavyInSeries(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "heavy" if scope.rpartition("/")[2] in HEAVY_MODULES else scope
+
+        def _assign_work_unit(self, node) -> None:
+            if "heavy" in self.workqueue:
+                self.workqueue.move_to_end("heavy", last=False)
+            super()._assign_work_unit(node)
+
+    return HeavyInSeries(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -132,15 +136,40 @@ def clean_environment(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def postgresql_engine():
-    """An engine on the PostgreSQL server, or a skip where none answers."""
-    engine = sqlalchemy.create_engine(POSTGRESQL_URL, connect_args={"connect_timeout": 3})
+    """An engine on a database of this test process's own on the PostgreSQL server, made
+    here and dropped at the end of the session; a skip where no server answers.
+
+    A database, not only schemas: PostgreSQL delivers a NOTIFY (how a revocation reaches
+    every serving process, dispatcher/revocations.py) to every listener of the database,
+    so the token caches of two pytest-xdist workers, or of two runs, on one database
+    would hear each other's revocations. Where the server will not make one (no CREATEDB
+    right), the tests use POSTGRESQL_URL's own database.
+    """
+    server = sqlalchemy.create_engine(
+        POSTGRESQL_URL, connect_args={"connect_timeout": 3}, isolation_level="AUTOCOMMIT"
+    )
     try:
-        with engine.connect():
+        with server.connect():
             pass
     except Exception as exc:  # any failure to connect means: no server here
+        server.dispose()
         pytest.skip(f"PostgreSQL not reachable at {POSTGRESQL_URL}: {type(exc).__name__}")
+    url = sqlalchemy.make_url(POSTGRESQL_URL)
+    database = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with server.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
+        url = url.set(database=database)
+    except sqlalchemy.exc.DBAPIError:
+        database = None
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
     yield engine
     engine.dispose()
+    if database:
+        with server.connect() as conn:
+            # FORCE: a connection a test left open (a server killed mid-test) ends with it.
+            conn.execute(sqlalchemy.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+    server.dispose()
 
 
 @pytest.fixture
@@ -150,14 +179,12 @@ def sqlite_url(tmp_path):
 
 @contextmanager
 def postgresql_schema(engine) -> Iterator[str]:
-    """A fresh schema on the PostgreSQL server of ``engine``: the URL that uses it. Dropped
-    at the end."""
+    """A fresh schema in the PostgreSQL database of ``engine``: the URL that uses it.
+    Dropped at the end."""
     schema = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
     with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    url = sqlalchemy.make_url(POSTGRESQL_URL).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
+    url = engine.url.update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -281,8 +308,11 @@ def cloud(moto: Ec2Cloud) -> Ec2Cloud:
 
 @pytest.fixture
 def refusing_port():
-    """A port on loopback where every connection is refused."""
-    return free_port()
+    """A port on loopback where every connection is refused: bound for the test and never
+    listened on, so that no other server (of another test, another worker) takes it."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
 
 
 @pytest.fixture
@@ -352,6 +382,24 @@ class ScriptedCloud:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def cistern():
+    """A running Cistern contract server holding its SEED rows, stopped after the test."""
+    with CisternServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One `dispatcher run` (user admin, password ADMIN_PASSWORD) for a module's tests that
+    leave it as they found it: they read. A module may define a `server` of its own."""
+    server = Server(
+        tmp_path_factory.mktemp("server") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 ``production_commands`` reads the first ``sh`` block under README.md's "## Production";
 ``ProductionServer`` runs those commands (with the test's database, secrets and settings)
-and keeps the gunicorn they start; ``TcpProxy`` sits between gunicorn and PostgreSQL and
-can take the database away and give it back.
+and keeps the gunicorn they start; ``start_production`` starts it with a test's clouds and
+waits for every worker; ``TcpProxy`` sits between gunicorn and PostgreSQL and can take the
+database away and give it back.
 """
 
 import contextlib
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers import REDIS_URL
 
 from harness.gunicorn_server import ROOT, GunicornServer, race
 from harness.ports import free_port
@@ -28,7 +30,6 @@ BIN = Path(sys.executable).parent
 WORKERS = 4
 ADMIN = "admin"
 ADMIN_PASSWORD = "production-test-password"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 # The access line of dispatcher/gunicorn_config.py with the worker's pid in front, to see
 # which worker served a request. Only this log format is changed (GUNICORN_CMD_ARGS).
 ACCESS_LOG_FORMAT = 'pid=%(p)s %({x-request-id}o)s "%(m)s %(U)s %(H)s" %(s)s'
@@ -273,3 +274,26 @@ class TcpProxy:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+def start_production(folder, database_url: str, farm: dict, cloud_timeout: int = 2):
+    """The README's production setting on ``database_url`` with a CLOUD_FARM and
+    CLOUD_TIMEOUT of the test's, once every worker has answered."""
+    settings = folder / "settings.py"
+    settings.write_text(f"CLOUD_FARM = {farm!r}\nCLOUD_TIMEOUT = {cloud_timeout!r}\n")
+    substitutions = {
+        "DATABASE_URL": database_url,
+        "DISPATCHER_RATELIMIT_STORAGE_URI": REDIS_URL if redis_answers() else None,
+    }
+    extra_env = {
+        "DISPATCHER_SETTINGS": str(settings),
+        "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
+    }
+    server = ProductionServer(folder, substitutions, extra_env)
+    try:
+        server.serve_on_every_worker("/nodes/default")
+    except BaseException:
+        server.stop()
+        print(server.output())
+        raise
+    return server

@@ -5,9 +5,8 @@ import logging
 import pytest
 import requests
 from cistern_server import ASSIGNED, FREE, CisternServer
-from cistern_server import cistern as cistern  # the fixture, for this module's tests
 from conftest import ASSIGNMENT_KEYS, token_client
-from test_server import ADMIN_PASSWORD, Server
+from helpers import ADMIN_PASSWORD, Server
 from werkzeug.exceptions import ServiceUnavailable
 
 # The dispatcher's listing of the Dummy cloud's nodes.

@@ -2,28 +2,17 @@
 
 import pytest
 from conftest import ScriptedCloud, ec2_cloud, token_client
+from helpers import INTERNAL_ERROR, NO_INSTANCES
 
 from dispatcher import clouds
 from dispatcher.clouds.pool import parse_farm
 from dispatcher.errors import ConfigurationError
 
-EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
-NO_INSTANCES = (
-    200,
-    f'<DescribeInstancesResponse xmlns="{EC2_NAMESPACE}">'
-    "<requestId>r-1</requestId><reservationSet/></DescribeInstancesResponse>",
-)
 AUTH_FAILURE = (
     401,
     "<Response><Errors><Error><Code>AuthFailure</Code>"
     "<Message>AWS was not able to validate the provided access credentials</Message>"
     "</Error></Errors><RequestID>r-2</RequestID></Response>",
-)
-INTERNAL_ERROR = (
-    500,
-    "<Response><Errors><Error><Code>InternalError</Code>"
-    "<Message>An internal error has occurred</Message>"
-    "</Error></Errors><RequestID>r-3</RequestID></Response>",
 )
 
 

@@ -1,99 +1,24 @@
 """Exactly one winner: concurrent assigns and releases of one VM through gunicorn workers."""
 
 import os
-import re
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy
 from conftest import CHEAP_PASSWORD_HASH, prepare_database, settings_file
+from helpers import PASSWORD_SALT, SECRET_KEY, Gunicorn
 from sqlalchemy import select
 
 from dispatcher import auth, create_app
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
-from harness.gunicorn_server import ROOT, GunicornServer, race
-from harness.ports import free_port
+from harness.gunicorn_server import race
 
 pytestmark = pytest.mark.slow
 
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-WORKERS = 4
-# The test process issues the token, the workers check it: both need the same secrets.
-SECRET_KEY = "concurrency-test-secret-key"
-PASSWORD_SALT = "concurrency-test-password-salt"
-CLOUD = "fake_driver"
+CLOUD = "fake_driver"  # the cloud of Gunicorn.put
 VM = "1"  # dummy-1: every worker's own Dummy driver has it
-# The worker's pid in each access log line, to see which process served a request.
-ACCESS_LOG_FORMAT = 'pid=%(p)s "%(r)s" %(s)s'
-ACCESS_LINE = re.compile(r'^pid=<(\d+)> "(\w+) (\S+) [^"]*" (\d+)$', re.MULTILINE)
-
-
-class Gunicorn(GunicornServer):
-    """`gunicorn -w 4 dispatcher.wsgi:app` on a free loopback port; its output in a file."""
-
-    def __init__(self, folder: Path, env: dict):
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}/api/v1"
-        args = [
-            str(GUNICORN),
-            f"--workers={WORKERS}",
-            f"--bind=127.0.0.1:{port}",
-            f"--chdir={ROOT}",
-            # Nothing is in flight when a test stops it, and an idle worker notices SIGTERM
-            # only once its wait for a connection (half the worker timeout) ends.
-            "--graceful-timeout=1",
-            "--access-logfile=-",
-            f"--access-logformat={ACCESS_LOG_FORMAT}",
-            "dispatcher.wsgi:app",
-        ]
-        try:
-            super().__init__(args, env, folder / "gunicorn.log", port)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
-
-    def put(self, session: requests.Session, action: str, token: str, **body):
-        """PUT /vm/action/<action>/fake_driver with ``body`` and the token in X-Auth-Token."""
-        return session.put(
-            f"{self.base}/vm/action/{action}/{CLOUD}",
-            json=body,
-            headers={"X-Auth-Token": token},
-            timeout=30,
-        )
-
-    def warm_up(self, token: str, path: str = f"/api/v1/nodes/{CLOUD}") -> None:
-        """Send token-checked GETs of ``path`` until every worker has served one.
-
-        A worker's first request is slow (lazy imports, the Dummy driver, the first queries):
-        cold workers would leave one warm worker to serve a race nearly alone, in series.
-        """
-        deadline = time.monotonic() + 20
-        while len(self.worker_pids(path, 0)) < WORKERS:
-            if time.monotonic() > deadline:
-                pytest.fail(f"not every worker answered:\n{self.output()}")
-            answers = race(
-                2 * WORKERS,
-                lambda index, session: session.get(
-                    f"http://127.0.0.1:{self.port}{path}",
-                    headers={"X-Auth-Token": token},
-                    timeout=30,
-                ),
-            )
-            assert {answer.status_code for answer in answers} == {200}
-
-    def worker_pids(self, path: str, count: int) -> set[int]:
-        """The pids of the workers that served requests to ``path``, once ``count`` are logged."""
-        # A worker logs the request after sending the answer: wait for the lines a moment.
-        deadline = time.monotonic() + 5
-        while True:
-            lines = [m for m in ACCESS_LINE.finditer(self.output()) if m[3] == path]
-            if len(lines) >= count or time.monotonic() > deadline:
-                return {int(m[1]) for m in lines}
-            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -111,6 +36,8 @@ def agent_token(any_database_url):
     )
     with app.app_context():
         token = auth.create_user("racer", "racer-password", roles=(AGENT,)).get_auth_token()
+    # Once the context has ended, its session has given its connection back: all closed.
+    with app.app_context():
         db.engine.dispose()
     return token
 

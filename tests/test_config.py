@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import CHEAP_PASSWORD_HASH, CHECKOUT_SETTINGS, token_client
+from conftest import CHEAP_PASSWORD_HASH, token_client
 from flask import Flask
+from helpers import CHECKOUT_SETTINGS
 
 import dispatcher
 from dispatcher import create_app

@@ -7,7 +7,14 @@ import re
 import pytest
 from conftest import assert_error, token_client
 
-from dispatcher.console import CONTENT_SECURITY_POLICY, FILES
+from dispatcher.console import FILES
+
+# The policy the console's page and files must be served under, written out: a change to
+# dispatcher/console's constant that loosens it fails here.
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 @pytest.mark.parametrize(
@@ -19,13 +26,13 @@ from dispatcher.console import CONTENT_SECURITY_POLICY, FILES
     ],
 )
 def test_the_page_and_its_files_under_the_strict_policy(anonymous, path, content_type):
-    answer = anonymous.get(path)
-    assert answer.status_code == 200
-    assert answer.content_type.startswith(content_type)
-    assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
-    assert answer.headers["X-Content-Type-Options"] == "nosniff"
-    assert "connect-src 'self'" in CONTENT_SECURITY_POLICY
-    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    # A file's answer holds the file open until it is closed, as a WSGI server would.
+    with anonymous.get(path) as answer:
+        assert answer.status_code == 200
+        assert answer.content_type.startswith(content_type)
+        assert answer.headers["Content-Security-Policy"] == POLICY
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
 
 
 def test_no_other_file_is_served(anonymous):

@@ -13,13 +13,24 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from helpers import (
+    ADMIN_PASSWORD,
+    CHROMEDRIVER,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    DISPATCHER,
+    LOADED_URLS,
+    WAIT,
+    Server,
+    admin_token,
+)
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_docs_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, LOADED_URLS, WAIT
-from test_server import ADMIN_PASSWORD, DISPATCHER, Server, admin_token
+
+from harness.ports import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,7 +68,9 @@ def browser(tmp_path):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    # ChromeDriver on a port drawn as for every server of the suite (harness.ports).
+    service = Service(str(CHROMEDRIVER), port=free_port())
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(WAIT)
     yield driver
     driver.quit()

@@ -1,33 +1,16 @@
 """The Swagger UI page of a live server, in headless Chromium: operations listed, "try it out"."""
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from helpers import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, LOADED_URLS, WAIT
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from test_server import server as server
 
-# Debian's chromium and chromium-driver: .ci/run installs them where missing. Selenium is
-# given both paths, so it never runs Selenium Manager (which would download a browser).
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# The network is closed: without these, Chromium keeps trying to reach Google.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2000",
-)
-WAIT = 30  # seconds, at most, for any one step of the page
+from harness.ports import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -61,13 +44,6 @@ return body && body.textContent.trim() ? {
   body: body.textContent,
 } : null;
 """
-# Every URL the page loaded: the document itself and each resource (scripts, styles,
-# the OpenAPI document, the request made by "try it out").
-LOADED_URLS = """
-return performance.getEntriesByType('navigation')
-  .concat(performance.getEntriesByType('resource'))
-  .map(entry => entry.name);
-"""
 
 
 @pytest.fixture
@@ -78,7 +54,9 @@ def browser(tmp_path):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    # ChromeDriver on a port drawn as for every server of the suite (harness.ports).
+    service = Service(str(CHROMEDRIVER), port=free_port())
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(WAIT)
     yield driver
     driver.quit()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 from conftest import ScriptedCloud, assert_error, ec2_cloud, token_client
-from test_clouds import INTERNAL_ERROR, NO_INSTANCES
+from helpers import INTERNAL_ERROR, NO_INSTANCES
 
 from dispatcher import create_app
 from dispatcher.config import DUMMY_FARM

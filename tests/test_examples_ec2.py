@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_server import ADMIN_PASSWORD, EXAMPLES, Server
+from helpers import ADMIN_PASSWORD, EXAMPLES, Server
 
 from harness.ec2_cloud import Ec2Cloud
 from harness.gunicorn_server import ROOT
@@ -96,25 +96,28 @@ def test_the_emulation_the_examples_readme_shows(tmp_path):
     """`python -m harness.ec2_cloud SETTINGS`, then `dispatcher run` on those settings:
     firewall.sh runs green against it, as api_call_examples/README.md says."""
     settings = tmp_path / "ec2-settings.py"
-    emulation = subprocess.Popen(
+    # As a context manager, Popen closes its pipe at the end.
+    with subprocess.Popen(
         [sys.executable, "-m", "harness.ec2_cloud", str(settings)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert "cloud `aws` in" in emulation.stdout.readline()
-        assert emulation.stdout.readline().startswith("an image: ami-")
-        # Its CLOUD_FARM, beside the suite's settings (the cheap password hash).
-        farm = runpy.run_path(str(settings))["CLOUD_FARM"]
-        server = Server(
-            tmp_path / "instance", {"CLOUD_FARM": farm}, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
-        )
+    ) as emulation:
         try:
-            answers = run_example(server, "firewall.sh", "aws")
+            assert "cloud `aws` in" in emulation.stdout.readline()
+            assert emulation.stdout.readline().startswith("an image: ami-")
+            # Its CLOUD_FARM, beside the suite's settings (the cheap password hash).
+            farm = runpy.run_path(str(settings))["CLOUD_FARM"]
+            server = Server(
+                tmp_path / "instance",
+                {"CLOUD_FARM": farm},
+                DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            )
+            try:
+                answers = run_example(server, "firewall.sh", "aws")
+            finally:
+                server.stop()
+            assert answers[-1]["result"].endswith(" deleted")
         finally:
-            server.stop()
-        assert answers[-1]["result"].endswith(" deleted")
-    finally:
-        emulation.terminate()
-        assert emulation.wait(timeout=15) == 0
+            emulation.terminate()
+            assert emulation.wait(timeout=15) == 0

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 import requests
 import schemathesis
+from helpers import ADMIN_PASSWORD, DISPATCHER, Server
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -18,7 +19,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_server import ADMIN_PASSWORD, DISPATCHER, Server
 
 pytestmark = pytest.mark.slow
 

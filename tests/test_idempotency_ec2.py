@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy
-import test_concurrency as concurrency
 from conftest import CHEAP_PASSWORD_HASH, prepare_database, settings_file, token_client
+from helpers import Gunicorn
 from sqlalchemy import select
 
 from dispatcher import auth, create_app
@@ -59,7 +59,7 @@ class Site:
             "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
         }
         self.engine = sqlalchemy.create_engine(database_url)
-        self.server = concurrency.Gunicorn(folder, env)
+        self.server = Gunicorn(folder, env)
         self.server.warm_up(self.token)
 
     def send(self, method: str, path: str, body: dict, key: str, timeout: float = 30, **kwargs):

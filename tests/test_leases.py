@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy
 from conftest import assert_error, token_client
-from test_webhooks import SECRET, docs_recipe
+from helpers import WEBHOOK_SECRET, docs_recipe
 
 from dispatcher import clouds, create_app, pools, webhooks, worker
 from dispatcher.errors import ConfigurationError
@@ -510,7 +510,7 @@ def test_the_manager_calls_the_webhooks_and_a_failing_one_stalls_nothing(make_ap
     given up, while the other receiver's calls and the releases go on."""
     app = make_app(
         LEASE_WEBHOOK_URL=good.url(),
-        LEASE_WEBHOOK_SECRET=SECRET,
+        LEASE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         LEASE_WEBHOOK_ATTEMPTS=3,
         LEASE_WEBHOOK_BACKOFF_SECONDS=0.05,
         POOLS={"web": {**POOL["web"], "release": "reuse", "webhook_url": failing.url()}},
@@ -541,8 +541,10 @@ def test_the_manager_calls_the_webhooks_and_a_failing_one_stalls_nothing(make_ap
     verified = docs_recipe()
     sent = [json.loads(call["body"]) for call in good.calls]
     for call in good.calls:
-        assert verified(call["body"], call["headers"]["X-Dispatcher-Signature"], SECRET)
-        assert not verified(call["body"] + b" ", call["headers"]["X-Dispatcher-Signature"], SECRET)
+        assert verified(call["body"], call["headers"]["X-Dispatcher-Signature"], WEBHOOK_SECRET)
+        assert not verified(
+            call["body"] + b" ", call["headers"]["X-Dispatcher-Signature"], WEBHOOK_SECRET
+        )
     assert [body["event"] for body in sent] == ["expiring", "released"]
     assert sent[0] == {
         "event": "expiring",
@@ -571,7 +573,7 @@ def test_the_manager_calls_the_webhooks_and_a_failing_one_stalls_nothing(make_ap
 def test_a_release_request_of_a_leased_vm_queues_its_released_call_and_a_refused_one_none(
     make_app,
 ):
-    app = make_app(LEASE_WEBHOOK_URL="http://127.0.0.1:9/hook", LEASE_WEBHOOK_SECRET=SECRET)
+    app = make_app(LEASE_WEBHOOK_URL="http://127.0.0.1:9/hook", LEASE_WEBHOOK_SECRET=WEBHOOK_SECRET)
     owner, other = token_client(app, "owner"), token_client(app, "other")
     assign(owner, lease=3600)
     assign(owner, node="2")  # no lease: no webhook

@@ -14,7 +14,6 @@ from conftest import CHEAP_PASSWORD_HASH, DUMMY_FARM
 from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
-from harness.ports import free_port
 
 HEAD = "0007"
 PASSWORD = "a-long-enough-password"
@@ -229,9 +228,9 @@ def test_init_db_and_run_upgrade_too(app, cli):
     assert revision(app) == HEAD
 
 
-def test_upgrade_of_a_database_that_does_not_answer_is_a_one_line_error():
+def test_upgrade_of_a_database_that_does_not_answer_is_a_one_line_error(refusing_port):
     """No traceback and no password: what failed, and exit status 1."""
-    url = f"postgresql+psycopg://postgres:a-secret-password@127.0.0.1:{free_port()}/test"
+    url = f"postgresql+psycopg://postgres:a-secret-password@127.0.0.1:{refusing_port}/test"
     app = create_app({"TESTING": True, "CLOUD_FARM": DUMMY_FARM, "SQLALCHEMY_DATABASE_URI": url})
 
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])

@@ -16,7 +16,6 @@ from conftest import (
     assert_error,
     cloud_calls,
     ec2_cloud,
-    free_port,
     metric,
     token_client,
 )
@@ -760,9 +759,9 @@ def test_deep_health_asks_the_clouds_at_once(make_app, hanging_port):
     assert elapsed < 1.9
 
 
-def test_health_with_the_database_gone_is_503(caplog):
+def test_health_with_the_database_gone_is_503(caplog, refusing_port):
     """No database server answering: /health is the 503 envelope; / still answers 200."""
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{refusing_port}/test"
     app = create_app({"TESTING": True, "CLOUD_FARM": DUMMY_FARM, "SQLALCHEMY_DATABASE_URI": url})
     client = app.test_client()
     try:

@@ -15,8 +15,8 @@ from conftest import (
     postgresql_schema,
     token_client,
 )
+from helpers import EC2_NAMESPACE, NO_INSTANCES
 from libcloud.compute.types import NodeState
-from test_clouds import EC2_NAMESPACE, NO_INSTANCES
 
 from dispatcher import clouds, create_app, pools
 from dispatcher.bookkeeping import ledger

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 from conftest import CHEAP_PASSWORD_HASH, ERROR_KEYS, prepare_database, settings_file
+from helpers import PASSWORD_SALT, SECRET_KEY, Gunicorn
 from sqlalchemy import select
-from test_concurrency import PASSWORD_SALT, SECRET_KEY, Gunicorn
 
 from dispatcher import auth, create_app
 from dispatcher.extensions import db
@@ -72,6 +72,8 @@ def agent_token(postgresql_url) -> str:
     )
     with app.app_context():
         token = auth.create_user("racer", "racer-password", roles=(AGENT,)).get_auth_token()
+    # Once the context has ended, its session has given its connection back: all closed.
+    with app.app_context():
         db.engine.dispose()
     return token
 

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 import requests
 import sqlalchemy
-import test_concurrency as concurrency
 from conftest import CHEAP_PASSWORD_HASH, ec2_cloud, prepare_database, settings_file, token_client
 from sqlalchemy import func, select
 
@@ -137,7 +137,7 @@ class Site:
         self.engine.dispose()
 
 
-class Gunicorn(concurrency.Gunicorn):
+class Gunicorn(helpers.Gunicorn):
     """The concurrency tests' `gunicorn -w 4`, with an assign by type."""
 
     def assign(self, session: requests.Session, token: str, user: str) -> requests.Response:

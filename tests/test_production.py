@@ -22,11 +22,11 @@ from production import (
     ADMIN,
     ADMIN_PASSWORD,
     BIN,
-    REDIS_URL,
     WORKERS,
     ProductionServer,
     TcpProxy,
     redis_answers,
+    start_production,
 )
 from sqlalchemy import select
 
@@ -42,29 +42,6 @@ ENVELOPE_KEYS = {"status", "status_code", "status_short_message", "status_long_m
 def worker_timeout(cloud_timeout: int) -> int:
     """gunicorn's worker timeout as README's "## Production" states it."""
     return 4 * cloud_timeout + 10
-
-
-def start_production(folder, database_url: str, farm: dict, cloud_timeout: int = 2):
-    """The README's production setting on ``database_url`` with a CLOUD_FARM and
-    CLOUD_TIMEOUT of the test's, once every worker has answered."""
-    settings = folder / "settings.py"
-    settings.write_text(f"CLOUD_FARM = {farm!r}\nCLOUD_TIMEOUT = {cloud_timeout!r}\n")
-    substitutions = {
-        "DATABASE_URL": database_url,
-        "DISPATCHER_RATELIMIT_STORAGE_URI": REDIS_URL if redis_answers() else None,
-    }
-    extra_env = {
-        "DISPATCHER_SETTINGS": str(settings),
-        "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
-    }
-    server = ProductionServer(folder, substitutions, extra_env)
-    try:
-        server.serve_on_every_worker("/nodes/default")
-    except BaseException:
-        server.stop()
-        print(server.output())
-        raise
-    return server
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import pytest
 import requests
 import sqlalchemy
 from conftest import DUMMY_FARM, postgresql_schema
-from production import WORKERS, ProductionServer
-from test_production import start_production
+from production import WORKERS, ProductionServer, start_production
 
 from harness.gunicorn_server import race
 
@@ -22,6 +21,7 @@ LISTING = "/nodes/fake_driver"
 # An agent's change: the role is checked before the body, which is refused (400).
 CHANGE = "/vm/action/assign/fake_driver"
 CACHED = re.compile(r'^dispatcher_token_cache_entries\{pid="(\d+)"\} (\S+)$', re.MULTILINE)
+FROM_CACHE = re.compile(r'^dispatcher_token_checks_total\{source="cache"\} (\S+)$', re.MULTILINE)
 # How soon every worker must refuse a token that was revoked.
 AT_ONCE = 1.0
 
@@ -50,9 +50,21 @@ def send(server: ProductionServer, token: str, path: str, session) -> requests.R
     return session.get(f"{server.base}{path}", headers=headers, timeout=30)
 
 
+def scrape(server: ProductionServer) -> tuple[dict[int, float], float]:
+    """From /metrics: the tokens each worker keeps (pid -> the per-worker gauge), and the
+    token checks answered from a cache, summed over the workers."""
+    text = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30).text
+    kept = {int(pid): float(count) for pid, count in CACHED.findall(text)}
+    from_cache = FROM_CACHE.search(text)
+    return kept, float(from_cache[1]) if from_cache else 0.0
+
+
 def cached_by_every_worker(server: ProductionServer, token: str, path: str, status: int) -> None:
-    """Requests with ``token`` until each worker answered one with ``status`` and keeps
-    verified tokens (the per-worker gauge of /metrics)."""
+    """Requests with ``token`` until each worker answered one with ``status`` and keeps one
+    token more than before (the per-worker gauge of /metrics): ``token``. Then two requests
+    per worker, every one answered from a cache (the checks from a cache, counted exactly):
+    a test of what empties the caches begins here, so that it cannot pass with them off."""
+    before, _ = scrape(server)
     deadline = time.monotonic() + 30
     since = server.mark()
     while True:
@@ -60,11 +72,14 @@ def cached_by_every_worker(server: ProductionServer, token: str, path: str, stat
         assert {answer.status_code for answer in answers} == {status}
         time.sleep(0.1)  # a worker logs its access line after answering
         served = {pid for pid, _, logged, _ in server.access(since) if logged.endswith(path)}
-        scraped = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30).text
-        keeping = {int(pid) for pid, count in CACHED.findall(scraped) if float(count) >= 1}
+        kept, from_cache = scrape(server)
+        keeping = {pid for pid, count in kept.items() if count >= before.get(pid, 0) + 1}
         if served >= server.workers() and keeping >= server.workers():
-            return
-        assert time.monotonic() < deadline, (served, keeping, server.workers())
+            break
+        assert time.monotonic() < deadline, (served, kept, before, server.workers())
+    answers = race(2 * WORKERS, lambda index, session: send(server, token, path, session))
+    assert {answer.status_code for answer in answers} == {status}
+    assert scrape(server)[1] == from_cache + 2 * WORKERS
 
 
 def refused_by_every_worker(

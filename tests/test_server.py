@@ -4,89 +4,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from conftest import CHECKOUT_SETTINGS, ENVIRONMENT, settings_file
+from helpers import ADMIN_PASSWORD, CHECKOUT_SETTINGS, DISPATCHER, EXAMPLES, Server, admin_token
 
-from harness.ports import free_port
-
-DISPATCHER = Path(sys.executable).with_name("dispatcher")
-ADMIN_PASSWORD = "admin-password-for-the-tests"
-
-
-class Server:
-    """A `dispatcher run` process on a free loopback port, its instance folder ``instance``.
-
-    ``settings`` (after the suite's cheap password hash) go to a DISPATCHER_SETTINGS file
-    beside the instance folder, ``env`` on top of the environment (less what a test must
-    not inherit, as conftest's ENVIRONMENT says). What the server prints goes to a file
-    there too: a pipe that nobody reads while it runs would fill and block the server.
-    """
-
-    def __init__(self, instance: Path, settings: dict | None = None, **env):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        folder = instance.parent
-        settings_path = settings_file(folder / f"settings-{self.port}.py", **(settings or {}))
-        self.env = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT}
-        self.env.update(
-            DISPATCHER_INSTANCE_PATH=str(instance), DISPATCHER_SETTINGS=str(settings_path)
-        )
-        self.env.update(env)
-        self.log = folder / f"dispatcher-{self.port}.log"
-        with self.log.open("w") as output:
-            self.process = subprocess.Popen(
-                [str(DISPATCHER), "run", "--port", str(self.port)],
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{self.base}/", timeout=1)
-                return
-            except requests.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.process.kill()
-                    self.process.wait()
-                    pytest.fail(f"dispatcher run did not start:\n{self.output()}")
-                time.sleep(0.1)
-
-    def output(self) -> str:
-        """What the server printed so far."""
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> str:
-        """Stop the server; return what it printed."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        return self.output()
-
-
-def admin_token(server: Server) -> str:
-    """The original suite's first step: authenticate over HTTP."""
-    response = requests.post(
-        f"{server.base}/auth", json={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
-    )
-    assert response.status_code == 200
-    assert response.json()["status"] == "ok"
-    return response.json()["token"]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server for the module's tests that leave it as they found it (they read)."""
-    server = Server(
-        tmp_path_factory.mktemp("server") / "instance", DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
-    )
-    yield server
-    server.stop()
+# The module's tests that leave the server as they found it (they read) share conftest's
+# `server`; the others start one of their own.
 
 
 @pytest.fixture
@@ -229,9 +154,6 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
         second_output = second.stop()
     assert "shown only this once" not in second_output
     assert password not in second_output
-
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "api_call_examples"
 
 
 # The scripts that change what the server holds (a VM started and deleted, a node assigned,

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
+from helpers import ADMIN_PASSWORD, Server, admin_token
 from itsdangerous import URLSafeTimedSerializer
-from test_server import ADMIN_PASSWORD, Server, admin_token
 
 from dispatcher.serving import REDACTED, redact
 from harness.gunicorn_server import GunicornServer

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 from conftest import assert_error
+from helpers import REDIS_URL, RETURNING_REDIS_URL
 from production import TcpProxy
 
 from dispatcher import auth
@@ -14,9 +15,6 @@ from dispatcher.auth import throttle
 
 PASSWORD = "correct horse battery"
 WRONG = "wrong horse battery"
-REDIS_URL = "redis://127.0.0.1:6379/15"
-# The tests of a Redis that goes away and comes back: a database the others do not flush.
-RETURNING_REDIS_URL = "redis://127.0.0.1:6379/14"
 THROTTLED = "Too many failed logins: try again later"
 
 
@@ -145,7 +143,8 @@ def test_a_throttled_user_keeps_the_tokens_she_has(app, anonymous):
 
 @pytest.fixture
 def redis_db():
-    """Redis database 15, emptied before and after; a skip where no server answers."""
+    """This worker's Redis database (helpers.REDIS_URL), emptied before and after; a skip
+    where no server answers."""
     server = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
     try:
         server.ping()

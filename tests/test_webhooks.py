@@ -8,11 +8,11 @@ import datetime
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 import sqlalchemy
 from conftest import token_client
+from helpers import WEBHOOK_SECRET, docs_recipe
 
 from dispatcher import create_app, webhooks
 from dispatcher.errors import ConfigurationError
@@ -21,8 +21,6 @@ from dispatcher.models import AuditEntry, WebhookDelivery
 from dispatcher.serializers import as_utc
 from harness.webhook_receiver import Receiver
 
-CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
-SECRET = "webhook-secret-never-shown"
 # What the lease manager would pass for one VM.
 VM = {
     "cloud": "default",
@@ -46,20 +44,8 @@ def no_secret_in_the_environment(monkeypatch):
     monkeypatch.delenv("DISPATCHER_LEASE_WEBHOOK_SECRET", raising=False)
 
 
-def docs_recipe():
-    """The signature check of docs/configuration.md's "Lease webhooks", run as written."""
-    text = CONFIGURATION.read_text()
-    section = re.search(r"^## Lease webhooks\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
-    assert section, "docs/configuration.md has no '## Lease webhooks' section"
-    blocks = re.findall(r"^```python\n(.*?)^```", section[1], re.MULTILINE | re.DOTALL)
-    [recipe] = [block for block in blocks if "compare_digest" in block]
-    namespace = {}
-    exec(compile(recipe, str(CONFIGURATION), "exec"), namespace)  # noqa: S102 (our docs)
-    return namespace["verified"]
-
-
 def webhook_app(make_app, url=None, **settings):
-    return make_app(LEASE_WEBHOOK_URL=url, LEASE_WEBHOOK_SECRET=SECRET, **settings)
+    return make_app(LEASE_WEBHOOK_URL=url, LEASE_WEBHOOK_SECRET=WEBHOOK_SECRET, **settings)
 
 
 def queue(app, url, event="expiring", **fields) -> int:
@@ -164,11 +150,11 @@ def test_a_queued_call_is_delivered_once_signed_as_the_docs_verify(
         assert headers["Content-Type"] == "application/json"
         assert re.fullmatch(r"dispatcher/\S+ \(lease webhook\)", headers["User-Agent"])
         assert headers["X-Dispatcher-Delivery"] == str(row_id)
-        assert headers["X-Dispatcher-Signature"] == webhooks.sign(call["body"], SECRET)
-        assert verified(call["body"], headers["X-Dispatcher-Signature"], SECRET)
-        assert not verified(call["body"] + b" ", headers["X-Dispatcher-Signature"], SECRET)
+        assert headers["X-Dispatcher-Signature"] == webhooks.sign(call["body"], WEBHOOK_SECRET)
+        assert verified(call["body"], headers["X-Dispatcher-Signature"], WEBHOOK_SECRET)
+        assert not verified(call["body"] + b" ", headers["X-Dispatcher-Signature"], WEBHOOK_SECRET)
         assert not verified(call["body"], headers["X-Dispatcher-Signature"], "another")
-        assert not verified(call["body"], None, SECRET)
+        assert not verified(call["body"], None, WEBHOOK_SECRET)
 
     assert deliver(app) == report()  # nothing is due any more
     assert len(good.calls) == 2
@@ -311,7 +297,7 @@ def test_a_failing_receiver_is_tried_attempts_times_then_given_up_while_others_g
         + json.dumps(history)
         + json.dumps({key: str(value) for key, value in row.items()})
     )
-    for secret in (SECRET, "hookpassword", "hookuser", "querysecret", "/fail"):
+    for secret in (WEBHOOK_SECRET, "hookpassword", "hookuser", "querysecret", "/fail"):
         assert secret not in shown
 
 
