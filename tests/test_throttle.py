@@ -206,7 +206,7 @@ def test_concurrent_guesses_counted_in_redis_evaluate_at_most_the_limit(make_app
 
 @pytest.fixture
 def returning_redis():
-    """Redis database 14 behind a loopback proxy that the test closes (the port refuses, as a
+    """The worker's returning Redis database behind a loopback proxy that the test closes (the port refuses, as a
     stopped Redis's does) and opens again on the same port: (the proxy, the URI through it,
     the server reached directly)."""
     server = redis.Redis.from_url(RETURNING_REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
@@ -215,7 +215,8 @@ def returning_redis():
     except redis.RedisError as exc:
         pytest.skip(f"Redis not reachable at {RETURNING_REDIS_URL}: {type(exc).__name__}")
     proxy = TcpProxy(("127.0.0.1", 6379)).start()
-    yield proxy, f"redis://127.0.0.1:{proxy.port}/14", server
+    database = RETURNING_REDIS_URL.rsplit("/", 1)[1]
+    yield proxy, f"redis://127.0.0.1:{proxy.port}/{database}", server
     proxy.stop()
     server.close()
 
