@@ -206,9 +206,9 @@ def test_concurrent_guesses_counted_in_redis_evaluate_at_most_the_limit(make_app
 
 @pytest.fixture
 def returning_redis():
-    """The worker's returning Redis database behind a loopback proxy that the test closes (the port refuses, as a
-    stopped Redis's does) and opens again on the same port: (the proxy, the URI through it,
-    the server reached directly)."""
+    """The worker's returning Redis database behind a loopback proxy that the test closes
+    (the port refuses, as a stopped Redis's does) and opens again on the same port: (the
+    proxy, the URI through it, the server reached directly)."""
     server = redis.Redis.from_url(RETURNING_REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
     try:
         server.ping()
