@@ -66,10 +66,16 @@ def test_the_wheel_holds_the_package_and_not_the_checkouts_config_py(tmp_path):
 def test_gunicorn_serves_the_installed_app_from_anywhere(tmp_path):
     """`gunicorn dispatcher.wsgi:app` serves from a folder that holds no checkout."""
     port = free_port()
+    # Without the dispatcher's settings gunicorn opens its control socket in the user's
+    # runtime folder or home, where every other gunicorn of the user would find it: here,
+    # those of the test.
+    (tmp_path / "run").mkdir()
     env = {
         **os.environ,
         "DISPATCHER_INSTANCE_PATH": str(tmp_path / "instance"),
         "GUNICORN_CMD_ARGS": "",
+        "HOME": str(tmp_path / "home"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
     }
     args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
     with GunicornServer(
