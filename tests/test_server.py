@@ -84,10 +84,16 @@ def test_run_says_where_its_instance_folder_is(tmp_path):
 
 
 def test_run_in_the_checkout_reads_its_config_py(tmp_path):
-    """Without DISPATCHER_SETTINGS, `dispatcher run` in a checkout reads its config.py, and
-    serves the quick start's two Dummy clouds."""
+    """Without DISPATCHER_SETTINGS, `dispatcher run` in a checkout (the package imported
+    from it: `pip install -e .`, or here its folder first on the path, as CI installs the
+    package plainly) reads its config.py, and serves the quick start's two Dummy clouds."""
     instance = tmp_path / "instance"
-    server = Server(instance, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD, DISPATCHER_SETTINGS="")
+    server = Server(
+        instance,
+        DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        DISPATCHER_SETTINGS="",
+        PYTHONPATH=str(CHECKOUT_SETTINGS.parent),
+    )
     try:
         token = admin_token(server)
         served = requests.get(f"{server.base}/cloud", headers={"X-Auth-Token": token}, timeout=10)
