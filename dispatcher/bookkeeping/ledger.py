@@ -332,12 +332,11 @@ def mark_warned(row: Assignment, now: datetime.datetime) -> bool:
     return bool(won)
 
 
-def mark_faulty(row: Assignment, expected=None, keep_holder: bool = False) -> bool:
+def mark_faulty(row: Assignment, expected=None) -> bool:
     """Keep the VM from being handed out (to be destroyed, or not working): FAULTY, from
-    ``expected`` (default: its state as read); whether it moved. Its holder is forgotten
-    unless ``keep_holder``."""
-    values = {} if keep_holder else HOLDER_CLEARED
-    won = _move(row.id, row.status if expected is None else expected, status=FAULTY, **values)
+    ``expected`` (default: its state as read), its holder forgotten; whether it moved."""
+    expected = row.status if expected is None else expected
+    won = _move(row.id, expected, status=FAULTY, **HOLDER_CLEARED)
     return _moved(row, won)
 
 

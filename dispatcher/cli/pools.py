@@ -6,7 +6,7 @@ from flask.cli import with_appcontext
 
 from .. import pools
 from .base import service_errors
-from .worker import _selected, pass_command, run_command
+from .worker import pass_command, run_command, selected_pools
 
 
 @click.group("pools")
@@ -24,7 +24,7 @@ pools_group.add_command(run_command, name="run")
 @service_errors
 def status_command():
     """Show what each pool holds, by state and cloud, and each cloud's last failure."""
-    selected = _selected(())
+    selected = selected_pools(())
     columns = ("booting", "free", "assigned", "faulty")
     header = f"{'POOL / CLOUD':<24} {'MIN':>4} {'MAX':>4}" + "".join(
         f" {name.upper():>8}" for name in columns

@@ -25,7 +25,12 @@ def worker_group():
     """The worker: every background job, on a schedule or once."""
 
 
-def _selected(names: tuple[str, ...]) -> list[pools.PoolSpec]:
+def selected_pools(names: tuple[str, ...]) -> list[pools.PoolSpec]:
+    """The pools ``names`` (every pool if none).
+
+    :raises click.ClickException: there are no pools.
+    :raises NotFoundError: no pool of a name given.
+    """
     if not pools.every():
         raise click.ClickException("no warm pools: POOLS is empty")
     return [pools.get(name) for name in names] if names else pools.every()
@@ -125,7 +130,7 @@ def pass_command(jobs, names, wait):
     leases that ended; delete the expired Idempotency-Keys; send the webhook calls that
     are due. Without POOLS, all but the pools."""
     jobs = jobs or worker.PASS
-    selected = _selected(names) if names or pools.every() else []
+    selected = selected_pools(names) if names or pools.every() else []
     deadline = time.monotonic() + (wait or 0)
     while True:
         reports = _one_pass(jobs, selected)

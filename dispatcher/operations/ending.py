@@ -22,26 +22,25 @@ class Wording:
     the caller's words (why it ends), ``{error}`` the cloud's message. Filled in one pass,
     so that text from a user or a cloud is never read as a placeholder."""
 
-    destroyed: str = "{what}: destroyed"
-    gone: str = "{what}: gone already"
-    failed: str = "{what}; destroying it failed: {error}"
+    destroyed: str
+    gone: str
+    failed: str
 
 
 @dataclass(frozen=True)
 class Ended:
-    """What became of the VM: destroyed now, or gone already; the history's message."""
+    """What became of the VM: destroyed now, or gone already."""
 
     node_id: str
     destroyed: bool
-    message: str
 
 
 def end_vm(
     cloud: Cloud,
     node,
     what: str,
-    entry: dict | AuditEntry | None = None,
-    wording: Wording = Wording(),  # noqa: B008 (frozen: one shared default is safe)
+    entry: dict | AuditEntry | None,
+    wording: Wording,
     known_gone: bool = False,
 ) -> Ended:
     """Destroy ``node`` (a libcloud node, or its id) on ``cloud``, mark its row DELETED
@@ -74,7 +73,7 @@ def end_vm(
     message = fill(wording.destroyed if destroyed else wording.gone, node=node_id, what=what)
     _say(entry, "ok", message)
     db.session.commit()
-    return Ended(node_id, destroyed, message)
+    return Ended(node_id, destroyed)
 
 
 def fill(template: str, **values: str) -> str:

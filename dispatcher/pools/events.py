@@ -41,16 +41,7 @@ def entry(cloud: Cloud, action: str, row) -> dict:
 
 def record(cloud: Cloud, action: str, row, outcome: str, message: str) -> None:
     """Add the entry of the pass's ``action`` to the history; the pass commits."""
-    history.record(
-        cloud=cloud.name,
-        action=action,
-        caller=CALLER,
-        id_vm=row.id_vm,
-        hostname=row.hostname,
-        vm_type=row.pool,
-        outcome=outcome,
-        message=message[:1000],
-    )
+    history.record(**entry(cloud, action, row), outcome=outcome, message=message[:1000])
 
 
 def failed(spec: PoolSpec, cloud: Cloud, message: str, report: PoolReport) -> None:

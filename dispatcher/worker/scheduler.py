@@ -70,7 +70,7 @@ def _logged(app, what: str, work) -> None:
             work()
         except Exception as exc:  # noqa: BLE001 (the worker outlives what a pass meets)
             reason = (str(exc).strip().splitlines() or [""])[0]
-            log.error("pool manager: %s failed: %s: %s", what, type(exc).__name__, reason)
-            log.debug("pool manager: %s failed", what, exc_info=True)
+            log.error("worker: %s failed: %s: %s", what, type(exc).__name__, reason)
+            log.debug("worker: %s failed", what, exc_info=True)
         finally:
             db.session.remove()
