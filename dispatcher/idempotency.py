@@ -17,10 +17,11 @@ from flask import current_app
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from . import clock
 from .errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError
 from .extensions import db
 from .models import IdempotencyKey
-from .serializers import as_utc, utcnow
+from .serializers import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def claim(user_id: int, key: str, request_fingerprint: str) -> Claim | StoredAns
     :raises IdempotencyKeyInUseError: the request with the key is still running (409).
     """
     for _ in range(CLAIM_ATTEMPTS):
-        now = utcnow()
+        now = clock.now()
         row = db.session.scalars(
             select(IdempotencyKey).where(
                 IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
@@ -222,7 +223,7 @@ def give_back(claimed: Claim) -> bool:
 def purge_expired(now: datetime.datetime | None = None) -> int:
     """Delete the keys past their expiry (those of requests still running excepted, until
     ``running_limit``); how many. Commits."""
-    now = now or utcnow()
+    now = now or clock.now()
     purged = db.session.execute(
         delete(IdempotencyKey)
         .where(

@@ -207,11 +207,6 @@ def assignment_to_dict(row) -> dict:
     return shown
 
 
-def utcnow() -> datetime.datetime:
-    """Now, in UTC with its zone: the time the dispatcher writes and compares."""
-    return datetime.datetime.now(datetime.UTC)
-
-
 def as_utc(moment: datetime.datetime | None) -> datetime.datetime | None:
     """A time read from the database, in UTC with its zone: SQLite hands back the UTC it
     stored without one, PostgreSQL with one."""

@@ -10,9 +10,9 @@ import sqlalchemy
 from conftest import assert_error, cloud_calls, token_client
 
 from dispatcher import auth, idempotency
+from dispatcher.clock import now as utcnow
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry, IdempotencyKey, User
-from dispatcher.serializers import utcnow
 
 ASSIGN = "/api/v1/vm/action/assign/fake_driver"
 RELEASE = "/api/v1/vm/action/release/fake_driver"

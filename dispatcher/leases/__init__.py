@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import bookkeeping, pools, webhooks
+from .. import bookkeeping, clock, pools, webhooks
 from ..config import check_number
 from ..errors import ConfigurationError, ForbiddenError, InvalidRequestError
-from ..serializers import utcnow
 from ..validation import LEASE_LONGEST
 
 __all__ = [
@@ -89,7 +88,7 @@ def until(seconds: int | None) -> datetime.datetime | None:
     """When a lease of ``seconds`` that starts now ends."""
     if seconds is None:
         return None
-    return utcnow() + datetime.timedelta(seconds=seconds)
+    return clock.now() + datetime.timedelta(seconds=seconds)
 
 
 def check_holder(assigned_by: str | None, caller: str, admin: bool, what: str, node) -> None:

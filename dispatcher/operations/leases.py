@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from .. import clouds
+from .. import clock, clouds
 from ..bookkeeping import ledger
 from ..errors import DispatcherError
 from ..extensions import db
 from ..leases import notices
-from ..serializers import utcnow
 from .assignments import release_vm
 from .ending import Wording, end_vm
 
@@ -48,7 +47,7 @@ def expire_leases() -> LeaseReport:
     """One pass over the leases: warn, release, finish destroys; what it did. The caller
     holds the leases' lock."""
     report = LeaseReport()
-    now = utcnow()
+    now = clock.now()
     for row in ledger.leases_to_warn(now, current_app.config["LEASE_WARNING_SECONDS"]):
         leased = notices.Leased.of(row)
         if ledger.mark_warned(row, now):

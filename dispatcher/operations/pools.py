@@ -14,7 +14,7 @@ A pass (the worker runs it under the pool's lock, one at a time across hosts):
 
 from flask import current_app
 
-from .. import clouds, metrics, serializers
+from .. import clock, clouds, metrics, serializers
 from ..bookkeeping import ledger
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
@@ -22,7 +22,7 @@ from ..extensions import db
 from ..models import BOOTING, FAULTY, FREE
 from ..pools import PoolSpec, marks, passes
 from ..pools.events import PoolReport, entry, failed, record
-from ..serializers import as_utc, utcnow
+from ..serializers import as_utc
 from .ending import Wording, end_vm
 from .refill import refill
 
@@ -67,7 +67,7 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> Non
             record(cloud, "adopt", row, "ok", f"Node {row.id_vm} found in the cloud, adopted")
             db.session.commit()
             report.adopted += 1
-    now = utcnow()
+    now = clock.now()
     for row in ledger.pool_rows(spec.name, cloud.name):
         node = alive.get(row.id_vm)
         if row.status == BOOTING:

@@ -19,7 +19,7 @@ A row that changed since the survey read it (an assign, a release) is left as it
 
 from flask import current_app
 
-from .. import bookkeeping, clouds, history, reconcile, serializers
+from .. import bookkeeping, clock, clouds, history, reconcile, serializers
 from ..bookkeeping import ledger
 from ..errors import ConflictError, DispatcherError
 from ..extensions import db
@@ -159,7 +159,7 @@ def _destroy(finding: Finding, caller: str) -> str:
     created = serializers.as_utc(getattr(finding.node, "created_at", None))
     grace = current_app.config["RECONCILE_GRACE_SECONDS"]
     if created is not None:
-        age = (serializers.utcnow() - created).total_seconds()
+        age = (clock.now() - created).total_seconds()
         if age < grace:
             return f"none: made {max(age, 0):.0f} s ago, within RECONCILE_GRACE_SECONDS ({grace:g})"
     if bookkeeping.backend().find(finding.cloud, node_id=finding.id_vm) is not None:

@@ -7,14 +7,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from flask import current_app
 
-from .. import clouds, metrics
+from .. import clock, clouds, metrics
 from ..bookkeeping import ledger
 from ..clouds import nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..pools import PoolCloud, PoolSpec, marks, passes
 from ..pools.events import PoolReport, failed, record
-from ..serializers import as_utc, utcnow
+from ..serializers import as_utc
 
 
 def refill(spec: PoolSpec, report: PoolReport) -> None:
@@ -25,7 +25,7 @@ def refill(spec: PoolSpec, report: PoolReport) -> None:
     if need <= 0:
         return
     states = passes.cloud_states(spec.name)
-    now = utcnow()
+    now = clock.now()
     for index, entry in enumerate(spec.clouds):
         state = states.get(entry.cloud)
         retry_at = as_utc(state.retry_at) if state is not None else None

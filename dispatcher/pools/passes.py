@@ -6,10 +6,11 @@ import datetime
 
 from sqlalchemy import delete, select
 
+from .. import clock
 from ..bookkeeping import ledger
 from ..extensions import db
 from ..models import PoolCloudState, PoolLevel, PoolPass
-from ..serializers import as_utc, utcnow
+from ..serializers import as_utc
 
 
 def cloud_states(pool: str) -> dict[str, PoolCloudState]:
@@ -32,7 +33,7 @@ def record_failure(pool: str, cloud: str, message: str, backoff: float, backoff_
     """Note the cloud's failure for the pool, and leave it alone for a while that doubles
     with each failure in a row; commits (a failure is kept whatever the pass meets next)."""
     state = _cloud_state(pool, cloud)
-    now = utcnow()
+    now = clock.now()
     state.failures = (state.failures or 0) + 1
     state.last_error, state.last_error_at = message[:1000], now
     pause = min(backoff * 2 ** (state.failures - 1), backoff_max)
@@ -51,7 +52,7 @@ def record_success(pool: str, cloud: str) -> None:
 def finish_pass(pool: str, kept: int) -> None:
     """Note that a pass over the pool ended now, and the pool's levels then (keeping the
     newest ``kept`` of them); commits."""
-    now = utcnow()
+    now = clock.now()
     row = db.session.get(PoolPass, pool)
     if row is None:
         db.session.add(PoolPass(pool=pool, finished_at=now))

@@ -4,16 +4,17 @@ shows them whichever process or host answers it."""
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import select
 
+from .. import clock
 from ..extensions import db
 from ..models import ReconcileSurvey
-from ..serializers import as_utc, utcnow
+from ..serializers import as_utc
 from .survey import KINDS, Survey
 
 
 def record(survey: Survey) -> None:
     """Keep the counts of each cloud the survey listed (one that failed keeps its last
     ones, and their time says how old they are); commits."""
-    now = utcnow()
+    now = clock.now()
     for outcome in survey.clouds:
         if outcome["status"] != "ok":
             continue

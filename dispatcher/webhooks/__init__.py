@@ -25,11 +25,12 @@ from collections.abc import Mapping
 from importlib import metadata
 from urllib.parse import urlsplit
 
+from .. import clock
 from ..config import check_number
 from ..errors import ConfigurationError
 from ..extensions import db
 from ..models import WebhookDelivery
-from ..serializers import utc_iso, utcnow
+from ..serializers import utc_iso
 
 __all__ = [
     "CALLER",
@@ -165,7 +166,7 @@ def queue(
         id_vm=id_vm,
         hostname=hostname,
         attempts=0,
-        next_attempt_at=utcnow(),
+        next_attempt_at=clock.now(),
     )
     db.session.add(row)
     return row

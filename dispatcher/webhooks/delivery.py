@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app
 
-from .. import history
+from .. import clock, history
 from ..extensions import db
 from ..models import WebhookDelivery
-from ..serializers import utcnow
 from . import ACTION, CALLER, DELIVERY_HEADER, SIGNATURE_HEADER, USER_AGENT, sign
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ def deliver_due(limit: int = DELIVER_LIMIT) -> DeliveryReport:
     again later: receivers may see a call more than once (the same X-Dispatcher-Delivery).
     """
     config = current_app.config
-    now = utcnow()
+    now = clock.now()
     rows = db.session.scalars(
         db.select(WebhookDelivery)
         .where(
@@ -214,7 +213,7 @@ def _record(outcome: _Outcome, config: Mapping, report: DeliveryReport) -> None:
     """Write ``outcome`` to its row and the history (one commit), and log it."""
     due = outcome.due
     row = db.session.get(WebhookDelivery, due.id)
-    now = utcnow()
+    now = clock.now()
     row.attempts = due.attempts + 1
     where = origin(due.url)
     if outcome.ok:
