@@ -8,7 +8,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .shapes import INTEGER, TEXT, const, describes
+from .shapes import INTEGER, OBJECT, TEXT, const, describes
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +17,17 @@ class DispatcherError(Exception):
     """A deliberate failure, answered with ``status`` and the message."""
 
     status = 500
+    # More fields of the error's envelope, beside its message.
+    details: dict = {}
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+    @property
+    def outcome(self) -> str:
+        """How the history records the failure: its HTTP status."""
+        return str(self.status)
 
 
 class InvalidRequestError(DispatcherError):
@@ -45,6 +52,19 @@ class ForbiddenError(DispatcherError):
     """The credentials are wrong, or the caller lacks the role."""
 
     status = 403
+
+
+class QuotaExceededError(ForbiddenError):
+    """A quota refuses the request: ``details["quota"]`` says which rule and limit, the
+    limit's value and what is used of it."""
+
+    def __init__(self, message: str, quota: dict):
+        super().__init__(message)
+        self.details = {"quota": quota}
+
+    @property
+    def outcome(self) -> str:
+        return "quota"
 
 
 class TooManyRequestsError(DispatcherError):
@@ -163,6 +183,8 @@ class ConfigurationError(ValueError):
         "status_long_message": TEXT,
         "message": TEXT,
     },
+    # A quota's refusal: the rule, the limit (``key``), its value and what is used.
+    {"quota": OBJECT},
 )
 def envelope(status: int, message: str) -> dict:
     """The original's error body for ``status``."""
@@ -189,8 +211,8 @@ HTTP_MESSAGES = {404: "Page not found"}
 def handle_dispatcher_error(exc: DispatcherError):
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
-    body, status = error_envelope(exc.status, exc.message)
-    return body, status, getattr(exc, "headers", {})
+    body = jsonify({**envelope(exc.status, exc.message), **exc.details})
+    return body, exc.status, getattr(exc, "headers", {})
 
 
 def handle_http_exception(exc: HTTPException):

@@ -70,6 +70,29 @@ def _whole(value) -> bool:
     return isinstance(value, int) or value.is_integer()
 
 
+def number(field: str, lowest: float, highest: float, unit: str = "") -> Field:
+    """A number from ``lowest`` to ``highest``, fractions allowed, given as a float."""
+    return Field(
+        {"type": "number", "minimum": lowest, "maximum": highest},
+        lambda value: not isinstance(value, bool) and isinstance(value, int | float),
+        lambda value: lowest <= value <= highest,  # NaN and infinities fail here
+        Use(float),
+        error=f"{field}: a number{unit} from {lowest} to {highest}",
+    )
+
+
+class Nullable:
+    """``field``, or null (which says: no limit)."""
+
+    def __init__(self, field):
+        self.field = field
+        self.json = {"anyOf": [field.json, {"type": "null"}]}
+
+    def validate(self, data, **kwargs):
+        """Return None for null, else what ``field`` makes of ``data``."""
+        return None if data is None else self.field.validate(data, **kwargs)
+
+
 def whole_number(field: str, lowest: int, highest: int, unit: str = "") -> Field:
     """A whole number from ``lowest`` to ``highest``, given as an int."""
     return Field(
@@ -100,6 +123,25 @@ class CheckedSchema(Schema):
         if message:
             raise SchemaError(None, message)
         return data
+
+
+class ClosedSchema(CheckedSchema):
+    """A schema of a body that refuses a field it does not know, naming it (the token's
+    ``auth_token`` key aside, which the schema lists)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("ignore_extra_keys", True)  # what it does not know it refuses first
+        super().__init__(*args, **kwargs)
+        self.check_json = {**self.check_json, "additionalProperties": False}
+
+    def validate(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(self.schema, dict):
+            known = {key.schema if isinstance(key, Optional) else key for key in self.schema}
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                fields = ", ".join(sorted(known))
+                raise SchemaError(None, f"{unknown[0][:40]}: not a field here ({fields})")
+        return super().validate(data, **kwargs)
 
 
 def body_json_schema(schema: Schema) -> dict:

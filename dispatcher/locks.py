@@ -79,3 +79,27 @@ def _file_lock(path: Path) -> Iterator[bool]:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:
         os.close(descriptor)
+
+
+def hold_until_commit(name: str) -> None:
+    """Take the lock ``name`` for the rest of the session's transaction, waiting for it:
+    whatever the transaction reads next, no other holder of the lock changes before it
+    commits or rolls back (a quota's count and the assign it allows, per caller).
+
+    On PostgreSQL a transaction advisory lock, keyed by the schema and the name. On
+    SQLite, which has one writer at a time, the transaction becomes that writer now
+    (BEGIN IMMEDIATE) rather than at its first write: the reads that follow are then
+    those its write will follow.
+    """
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock("
+                "hashtextextended('dispatcher:' || current_schema() || ':' || :name, 0))"
+            ),
+            {"name": name},
+        )
+        return
+    connection = db.session.connection()
+    if not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

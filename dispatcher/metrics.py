@@ -61,6 +61,12 @@ HISTORY_ENTRIES = Counter(
 )
 
 # The token check: how each request's token was checked, and the tokens each worker keeps.
+QUOTA_REFUSALS = Counter(
+    "dispatcher_quota_refusals",
+    "Assigns and extends a quota refused (dry runs excluded), by the limit and the scope of "
+    "the rule that set it.",
+    ["limit", "scope"],
+)
 TOKEN_CHECKS = Counter(
     "dispatcher_token_checks",
     "Tokens checked, by where: cache (a verified token kept) or database.",

@@ -88,6 +88,8 @@ class Assignment(TimestampMixin, db.Model):
         db.UniqueConstraint("cloud", "id_vm"),
         db.Index("ix_assignments_pool_status", "pool", "status"),
         db.Index("ix_assignments_status_expires_at", "status", "expires_at"),
+        # A quota's count of the VMs a caller holds.
+        db.Index("ix_assignments_assigned_by_status", "assigned_by", "status"),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -109,6 +111,46 @@ class Assignment(TimestampMixin, db.Model):
     expires_at = db.Column(db.DateTime(timezone=True))  # the lease's end; None: no lease
     # When the lease's "expiring" webhook was queued, so that it goes once per expiry.
     lease_warned_at = db.Column(db.DateTime(timezone=True))
+
+
+class Holding(db.Model):
+    """One assignment of a VM, from its assign to its release (or its end by any other
+    way): the time a quota's VM-hours count, kept after the VM has gone.
+
+    ``holder`` is the caller who assigned it, whom quotas bind; ``pool`` is the VM's pool,
+    else the vm_type it was assigned for. Times come from the dispatcher's clock.
+    """
+
+    __tablename__ = "holdings"
+    __table_args__ = (db.Index("ix_holdings_holder_ended_at", "holder", "ended_at"),)
+
+    id = db.Column(db.Integer, primary_key=True)
+    assignment_id = db.Column(db.Integer, nullable=False, index=True)
+    holder = db.Column(db.String(255))
+    pool = db.Column(db.String(255))
+    started_at = db.Column(db.DateTime(timezone=True), nullable=False)
+    lease_until = db.Column(db.DateTime(timezone=True))  # the lease's end; None: no lease
+    ended_at = db.Column(db.DateTime(timezone=True))  # None: still held
+
+
+class QuotaRule(TimestampMixin, db.Model):
+    """A quota set by an admin for a user, a role or everyone (``default``), perhaps only
+    for one pool; it takes the place of the QUOTAS setting's rule of the same scope, name
+    and pool. ``limits`` holds only the limits it sets (a null one: no limit).
+
+    No pool and the default's name are stored as "", not NULL, so that the unique
+    constraint holds for them too.
+    """
+
+    __tablename__ = "quota_rules"
+    __table_args__ = (db.UniqueConstraint("scope", "name", "pool"),)
+
+    id = db.Column(db.Integer, primary_key=True)
+    scope = db.Column(db.String(10), nullable=False)  # user, role, default
+    name = db.Column(db.String(255), nullable=False)
+    pool = db.Column(db.String(80), nullable=False)
+    limits = db.Column(db.JSON, nullable=False)
+    updated_by = db.Column(db.String(255))
 
 
 class PoolCloudState(db.Model):

@@ -5,7 +5,16 @@ from schema import Optional, Schema, SchemaError, Use
 
 from .clouds.groups import network
 from .errors import InvalidRequestError
-from .fields import CheckedSchema, Field, Text, boolean, whole_number
+from .fields import (
+    CheckedSchema,
+    ClosedSchema,
+    Field,
+    Nullable,
+    Text,
+    boolean,
+    number,
+    whole_number,
+)
 from .jsonparsing import encodable
 
 # The longest lease a request may ask for, in seconds (ten years): MAX_LEASE and a pool's
@@ -239,6 +248,40 @@ VOLUME_ATTACHMENT = CheckedSchema(
     ignore_extra_keys=True,
     check=_one_node,
     check_json=ONE_NODE,
+)
+
+
+# The most a quota may allow of VMs at once and of VM-hours in a period: beyond any pool,
+# below a number that only a mistake or an attack sends.
+QUOTA_VMS_MOST = 1_000_000
+QUOTA_HOURS_MOST = 1_000_000_000
+
+# What a quota rule may limit; a key left out is taken from the next rule, a null one
+# means no limit. ``period`` goes with max_vm_hours (a day if no rule gives one).
+QUOTA_LIMITS = {
+    Optional("max_vms"): Nullable(whole_number("max_vms", 0, QUOTA_VMS_MOST)),
+    Optional("max_vm_hours"): Nullable(number("max_vm_hours", 0, QUOTA_HOURS_MOST)),
+    Optional("period"): whole_number("period", 60, LEASE_LONGEST, unit=" of seconds"),
+    Optional("max_lease"): Nullable(
+        whole_number("max_lease", 1, LEASE_LONGEST, unit=" of seconds")
+    ),
+    Optional("pools"): Nullable(
+        Field(
+            {"type": "array", "items": Text("pools").json},
+            [Text("pools")],
+            error="pools: list of pool names",
+        )
+    ),
+}
+
+# A quota rule an admin sets (PUT /api/v1/quotas/...), for one pool if it names one.
+QUOTA = ClosedSchema(
+    {
+        Optional("pool"): Text("pool", longest=80),
+        **QUOTA_LIMITS,
+        Optional("auth_token"): Text("auth_token", longest=None),
+    },
+    name="quota",
 )
 
 

@@ -15,7 +15,7 @@ from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED
 
-HEAD = "0007"
+HEAD = "0008"
 PASSWORD = "a-long-enough-password"
 
 
@@ -123,6 +123,8 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "idempotency_keys",
         "reconcile_surveys",
         "pool_levels",
+        "holdings",
+        "quota_rules",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(

@@ -187,6 +187,7 @@ def test_the_document_says_which_bodies_are_required_as_the_server_does(make_app
             if method == "parameters" or "requestBody" not in operation:
                 continue
             url = path.replace("{cloud}", "fake_driver").replace("{action}", "reboot")
+            url = url.replace("{scope}", "role").replace("{name}", "agent")
             answer = client.open(url, method=method.upper())
             required = operation["requestBody"]["required"]
             refused = answer.status_code == 400 and answer.json["message"] == refusal
@@ -340,7 +341,14 @@ def test_the_document_and_the_validation_agree_on_every_body(schema, data):
     assert accepted(schema, body) == allowed, body
 
 
-# The operations that take an Idempotency-Key (each with and without /{cloud}).
+# The operations that take an Idempotency-Key (each with and without /{cloud}); the
+# quotas' only for admins.
+ADMINS_ONLY = {
+    ("put", "/api/v1/quotas/default"),
+    ("delete", "/api/v1/quotas/default"),
+    ("put", "/api/v1/quotas/{scope}/{name}"),
+    ("delete", "/api/v1/quotas/{scope}/{name}"),
+}
 IDEMPOTENT = {
     ("post", "/api/v1/vm/start"),
     ("put", "/api/v1/vm/stop"),
@@ -358,12 +366,14 @@ IDEMPOTENT = {
     ("put", "/api/v1/storage/attach"),
     ("put", "/api/v1/storage/detach"),
     ("put", "/api/v1/storage/destroy"),
+    *ADMINS_ONLY,
 }
 
 
 def test_every_change_takes_an_idempotency_key_and_says_what_it_answers(document):
-    """Each operation that needs the role agent documents the Idempotency-Key header, its
-    409 (with Retry-After) and 422, and Idempotent-Replayed on the answers; no other does."""
+    """Each operation that needs the role agent (or, for the quotas, admin) documents the
+    Idempotency-Key header, its 409 (with Retry-After) and 422, and Idempotent-Replayed on
+    the answers; no other does."""
     found = set()
     for path, item in document["paths"].items():
         for method, operation in item.items():
@@ -374,7 +384,8 @@ def test_every_change_takes_an_idempotency_key_and_says_what_it_answers(document
                 assert set(operation["responses"]) == {"200", "default"}, (method, path)
                 continue
             found.add((method, path.removesuffix("/{cloud}")))
-            assert "Needs the role agent or admin." in operation["description"]
+            roles = "admin" if (method, path) in ADMINS_ONLY else "agent or admin"
+            assert f"Needs the role {roles}." in operation["description"]
             assert [(p["name"], p["required"]) for p in headers] == [("Idempotency-Key", False)]
             assert headers[0]["schema"]["maxLength"] == 257  # 255 and the quotes
             responses = operation["responses"]

@@ -12,6 +12,7 @@ from .health import HealthAPI
 from .listings import LISTINGS, CloudAPI, HomeAPI, ListingAPI
 from .metrics import MetricsAPI
 from .pools import PoolAPI, PoolLevelsAPI, PoolsAPI
+from .quotas import MyQuotaAPI, QuotaAPI, QuotasAPI
 from .reconcile import ReconcileAPI
 from .resources import (
     FirewallAPI,
@@ -89,6 +90,14 @@ bp.add_url_rule("/pools", view_func=PoolsAPI.as_view("pools"))
 bp.add_url_rule("/pools/<name>", view_func=PoolAPI.as_view("pool"))
 bp.add_url_rule("/pools/<name>/levels", view_func=PoolLevelsAPI.as_view("pool_levels"))
 route(bp, ReconcileAPI, "/reconcile", "reconcile")
+bp.add_url_rule("/quotas", view_func=QuotasAPI.as_view("quotas"))
+bp.add_url_rule("/quotas/me", view_func=MyQuotaAPI.as_view("quota_me"))
+bp.add_url_rule(
+    "/quotas/default",
+    view_func=QuotaAPI.as_view("quota_default"),
+    defaults={"scope": "default", "name": None},
+)
+bp.add_url_rule("/quotas/<any(user, role):scope>/<name>", view_func=QuotaAPI.as_view("quota"))
 route(bp_v2, ListingAPI, "/<listing:action>", "listing")
 
 

@@ -30,10 +30,12 @@ class Bookkeeper(abc.ABC):
 
     What a backend can do beyond the contract is said by its attributes, never by its
     type: ``keeps_leases`` (an assignment's end and its assigner), ``keeps_pools`` (warm
-    pools' VMs), ``mends_books`` (the reconcile's fixes change its rows).
+    pools' VMs), ``mends_books`` (the reconcile's fixes change its rows), ``keeps_quotas``
+    (what each caller holds and has held, which quotas count).
     """
 
     keeps_leases = False
+    keeps_quotas = False
     keeps_pools = False
     mends_books = False
 

@@ -10,18 +10,20 @@ it happened, so that of two processes changing one row at once exactly one wins:
     any live state --mark_deleted--> DELETED (destroyed, or gone from its cloud)
 
 A row of a destroyed VM (DELETED) whose id its cloud gives a new VM is taken over by the
-new VM (``add_booting``, ``register``). Nothing here commits: the use case that changes a
-row commits it together with its history entry.
+new VM (``add_booting``, ``register``). Each assignment is also kept as a ``Holding``, from
+the assign to whatever ends it, which quotas count in VM-hours. Nothing here commits: the
+use case that changes a row commits it together with its history entry.
 """
 
 import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import clock
 from ..errors import ConflictError
 from ..extensions import db
-from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment
+from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, Holding
 
 # The states a pool's VM counts in, as the API names them.
 STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
@@ -168,7 +170,62 @@ def left_running(now: datetime.datetime) -> list[Assignment]:
     return list(db.session.scalars(query.order_by(Assignment.id)))
 
 
+def _quota_pool():
+    """The pool an assignment counts in for a quota: its VM's pool, else its vm_type."""
+    return func.coalesce(Assignment.pool, Assignment.recipe)
+
+
+def held_count(holders, pool: str | None = None) -> int:
+    """How many VMs ``holders`` (the callers who assigned them; None: anyone) hold now, in
+    ``pool`` (None: in any)."""
+    query = select(func.count()).where(Assignment.status == ASSIGNED)
+    if holders is not None:
+        query = query.where(Assignment.assigned_by.in_(list(holders)))
+    if pool is not None:
+        query = query.where(_quota_pool() == pool)
+    return db.session.scalar(query)
+
+
+def holdings_since(holders, since: datetime.datetime, pool: str | None = None) -> list[Holding]:
+    """The holdings of ``holders`` (None: of everyone) in ``pool`` (None: in any) still
+    held, or ended after ``since``."""
+    query = select(Holding).where(or_(Holding.ended_at.is_(None), Holding.ended_at > since))
+    if holders is not None:
+        query = query.where(Holding.holder.in_(list(holders)))
+    if pool is not None:
+        query = query.where(Holding.pool == pool)
+    return list(db.session.scalars(query.order_by(Holding.id)))
+
+
+def holding_of(row_id: int) -> Holding | None:
+    """The holding of the assigned VM with this row id, or None."""
+    query = select(Holding).where(Holding.assignment_id == row_id, Holding.ended_at.is_(None))
+    return db.session.scalars(query.order_by(Holding.id.desc()).limit(1)).first()
+
+
 # -- writing ---------------------------------------------------------------------------
+
+
+def _open_holding(row_id: int, holder: str | None, pool: str | None, expires_at) -> None:
+    db.session.execute(
+        insert(Holding).values(
+            assignment_id=row_id,
+            holder=holder,
+            pool=pool,
+            started_at=clock.now(),
+            lease_until=expires_at,
+        )
+    )
+
+
+def _close_holdings(row_ids) -> None:
+    """The assignments of these rows have ended, now."""
+    db.session.execute(
+        update(Holding)
+        .where(Holding.assignment_id.in_(list(row_ids)), Holding.ended_at.is_(None))
+        .values(ended_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -230,16 +287,23 @@ def register(cloud: str, node: dict, vm_type: str | None = None) -> Assignment:
 
 
 def _move(row_id: int, expected, **values):
-    """Change the row from a state in ``expected`` with ``values``; its ``(id, id_vm)``, or
-    None when it was in no such state (another process changed it first)."""
+    """Change the row from a state in ``expected`` with ``values``; its ``(id, id_vm,
+    pool)``, or None when it was in no such state (another process changed it first)."""
     states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
     return db.session.execute(
         update(Assignment)
         .where(Assignment.id == row_id, Assignment.status.in_(states))
         .values(updated_at=func.now(), **values)
-        .returning(Assignment.id, Assignment.id_vm)
+        .returning(Assignment.id, Assignment.id_vm, Assignment.pool)
         .execution_options(synchronize_session=False)
     ).one_or_none()
+
+
+def _ended_if_held(won, expected) -> None:
+    """A row moved out of ASSIGNED (perhaps): its holding ends."""
+    states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
+    if won is not None and ASSIGNED in states:
+        _close_holdings([won.id])
 
 
 def _moved(row: Assignment, won) -> bool:
@@ -262,8 +326,12 @@ def promote(row: Assignment, ready_at, hostname: str, public_ips, private_ips) -
 
 
 def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=None):
-    """Give the free VM to ``user``: its ``(id, id_vm)``, or None when it was not free."""
-    return _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at))
+    """Give the free VM to ``user``: its ``(id, id_vm, pool)``, or None when it was not
+    free."""
+    won = _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at))
+    if won is not None:
+        _open_holding(won.id, assigned_by, won.pool or vm_type, expires_at)
+    return won
 
 
 def take_free(
@@ -293,6 +361,7 @@ def take_free(
     ).scalar()
     if taken is None:
         return None
+    _open_holding(taken, assigned_by, pool, expires_at)
     return db.session.get(Assignment, taken, populate_existing=True)
 
 
@@ -305,14 +374,25 @@ def release(row_id: int, retire: bool = False):
     values = {"status": FREE, **HOLDER_CLEARED}
     if retire:
         values.update(status=FAULTY, expires_at=Assignment.expires_at)
-    return _move(row_id, ASSIGNED, **values)
+    won = _move(row_id, ASSIGNED, **values)
+    if won is not None:
+        _close_holdings([won.id])
+    return won
 
 
 def extend(row_id: int, expires_at: datetime.datetime) -> bool:
     """Move the end of the lease of an assigned VM; False if it is not assigned (any more).
     A new warning goes before the new end."""
     won = _move(row_id, ASSIGNED, expires_at=expires_at, lease_warned_at=None)
-    return won is not None
+    if won is None:
+        return False
+    db.session.execute(
+        update(Holding)
+        .where(Holding.assignment_id == row_id, Holding.ended_at.is_(None))
+        .values(lease_until=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    return True
 
 
 def mark_warned(row: Assignment, now: datetime.datetime) -> bool:
@@ -337,22 +417,34 @@ def mark_faulty(row: Assignment, expected=None) -> bool:
     ``expected`` (default: its state as read), its holder forgotten; whether it moved."""
     expected = row.status if expected is None else expected
     won = _move(row.id, expected, status=FAULTY, **HOLDER_CLEARED)
+    _ended_if_held(won, expected)
     return _moved(row, won)
 
 
 def mark_deleted(row: Assignment, expected=None) -> bool:
     """The VM is destroyed, or gone from its cloud: DELETED, from ``expected`` (default:
     its state as read); whether it moved."""
-    won = _move(row.id, row.status if expected is None else expected, status=DELETED,
-                **HOLDER_CLEARED)  # fmt: skip
+    expected = row.status if expected is None else expected
+    won = _move(row.id, expected, status=DELETED, **HOLDER_CLEARED)
+    _ended_if_held(won, expected)
     return _moved(row, won)
 
 
 def forget(cloud: str, node_id: str) -> int:
     """The VM with this id was destroyed: its live row DELETED; how many rows moved."""
-    return db.session.execute(
-        update(Assignment)
-        .where(Assignment.cloud == cloud, Assignment.id_vm == node_id, Assignment.status != DELETED)
-        .values(status=DELETED, updated_at=func.now(), **HOLDER_CLEARED)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    moved = (
+        db.session.execute(
+            update(Assignment)
+            .where(
+                Assignment.cloud == cloud, Assignment.id_vm == node_id, Assignment.status != DELETED
+            )
+            .values(status=DELETED, updated_at=func.now(), **HOLDER_CLEARED)
+            .returning(Assignment.id)
+            .execution_options(synchronize_session=False)
+        )
+        .scalars()
+        .all()
+    )
+    if moved:
+        _close_holdings(moved)
+    return len(moved)

@@ -11,6 +11,7 @@ class LocalBookkeeper(Bookkeeper):
     """Assignment rows in the dispatcher's database; one winner by conditional UPDATE."""
 
     keeps_leases = True
+    keeps_quotas = True
     keeps_pools = True
     mends_books = True
 

@@ -12,6 +12,7 @@ from .ending import end_vm
 from .leases import LeaseReport, expire_leases
 from .pooled import assign_from_pool
 from .pools import tend_pool
+from .quotas import clear_quota, set_quota
 from .reconcile import reconcile_books, report_reconcile
 from .resources import (
     attach_volume,
@@ -31,6 +32,7 @@ __all__ = [
     "assign_vm",
     "attach_volume",
     "change_port",
+    "clear_quota",
     "create_security_group",
     "create_volume",
     "delete_security_group",
@@ -41,6 +43,7 @@ __all__ = [
     "extend_vm",
     "power_vm",
     "reconcile_books",
+    "set_quota",
     "release_vm",
     "report_reconcile",
     "start_vm",

@@ -5,7 +5,7 @@ from functools import partial
 
 from flask import current_app
 
-from .. import bookkeeping, history, leases, pools
+from .. import bookkeeping, history, leases, pools, quotas
 from ..bookkeeping import ledger
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
@@ -69,7 +69,7 @@ def _audited(
     except DispatcherError as exc:
         db.session.rollback()
         if not emulate:
-            history.record(**entry, outcome=str(exc.status), message=exc.message[:1000])
+            history.record(**entry, outcome=exc.outcome, message=exc.message[:1000])
             db.session.commit()
         raise
     if emulate:
@@ -105,6 +105,7 @@ def assign_vm(
     :raises NotFoundError: neither the bookkeeping nor the cloud has the VM.
     :raises ConflictError: the VM is not free; the message names the holder.
     :raises InvalidRequestError: a lease longer than its cap.
+    :raises QuotaExceededError: a quota of the caller refuses it.
     :raises BookkeepingUnavailableError: Cistern cannot be reached.
     """
 
@@ -115,7 +116,11 @@ def assign_vm(
             raise ConflictError(describe_holder(row))
         ledger_row = bookkeeping.backend().ledger_row(row)
         spec = pools.find(ledger_row.pool) if ledger_row is not None else None
-        expires_at = leases.until(leases.resolve(lease, spec))
+        seconds = leases.resolve(lease, spec)
+        if ledger_row is not None:
+            pool = ledger_row.pool or vm_type
+            seconds = quotas.admit_assign(caller, pool, lease, seconds, emulate)
+        expires_at = leases.until(seconds)
         if emulate:
             dry = _dry_run(row, f"would be assigned to {user} (emulated)")
             return {**dry, **_leased_until(expires_at)}
@@ -205,6 +210,7 @@ def extend_vm(
     :raises ConflictError: the VM is not assigned.
     :raises ForbiddenError: another caller assigned it.
     :raises InvalidRequestError: longer than the cap; a bookkeeping without leases.
+    :raises QuotaExceededError: a quota of the VM's assigner refuses it.
     """
     leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
 
@@ -213,7 +219,11 @@ def extend_vm(
             raise ConflictError(describe_holder(row))
         ledger_row = ledger.get(row["id"])
         leases.check_holder(ledger_row.assigned_by, caller, admin, "extend its lease", row["id_vm"])
-        expires_at = leases.until(leases.resolve(lease, pools.find(ledger_row.pool)))
+        seconds = leases.resolve(lease, pools.find(ledger_row.pool))
+        if ledger_row.assigned_by is not None:
+            pool = ledger_row.pool or ledger_row.recipe
+            quotas.admit_extend(ledger_row.assigned_by, pool, ledger_row.id, seconds)
+        expires_at = leases.until(seconds)
         if not ledger.extend(ledger_row.id, expires_at):  # released meanwhile
             db.session.refresh(ledger_row)
             raise ConflictError(describe_holder(assignment_to_dict(ledger_row)))

@@ -5,7 +5,7 @@ import time
 
 from flask import current_app
 
-from .. import clouds, history, leases, metrics, pools
+from .. import clouds, history, leases, metrics, pools, quotas
 from ..bookkeeping import ledger
 from ..clouds import Cloud
 from ..errors import DispatcherError, NotFoundError, PoolEmptyError
@@ -33,6 +33,7 @@ def assign_from_pool(
 
     :raises NotFoundError: no pool serves ``vm_type``, or it has no VMs on that cloud.
     :raises InvalidRequestError: a lease longer than its cap.
+    :raises QuotaExceededError: a quota of the caller refuses it.
     :raises PoolEmptyError: the pool has no free VM there now (with Retry-After).
     """
     spec = pools.find(vm_type)
@@ -44,7 +45,7 @@ def assign_from_pool(
         if not emulate:
             where = cloud or clouds.get(spec.cloud_names[0] if spec is not None else None)
             history.record(
-                **entry, cloud=where.name, outcome=str(exc.status), message=exc.message[:1000]
+                **entry, cloud=where.name, outcome=exc.outcome, message=exc.message[:1000]
             )
             db.session.commit()
         raise
@@ -65,7 +66,8 @@ def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate) -> d
         if cloud.name not in where:
             raise NotFoundError(f"pool {spec.name} keeps no VMs on cloud {cloud.name}")
         where = [cloud.name]
-    expires_at = leases.until(leases.resolve(lease, spec))
+    seconds = quotas.admit_assign(caller, spec.name, lease, leases.resolve(lease, spec), emulate)
+    expires_at = leases.until(seconds)
     started = time.perf_counter()
     if emulate:
         row = ledger.peek_free(spec.name, where)
