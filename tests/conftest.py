@@ -96,6 +96,7 @@ HEAVY_MODULES = (
     "test_pools_concurrency.py",
     "test_pools_ec2.py",
     "test_production.py",
+    "test_quotas_concurrency.py",
     "test_revocation_production.py",
 )
 
