@@ -641,3 +641,49 @@ def test_of_thirty_concurrent_assigns_under_a_limit_of_three_exactly_three_win(q
     assert sorted(statuses) == [200] * 3 + [403] * 27
     assert len(held(app, "ada")) == 3
     assert standing(clients[0])["max_vms"]["used"] == 3
+
+
+# -- the commands ----------------------------------------------------------------------
+
+
+def test_the_commands_show_set_and_clear_the_rules_as_the_api_does(quota_app):
+    app = quota_app([{"scope": "role", "name": "agent", "max_vms": 3}])
+    ada = token_client(app, "ada")
+    assert take(ada).status_code == 200
+    runner = app.test_cli_runner()
+
+    def run(*args, code=0):
+        result = runner.invoke(args=["quotas", *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    assert (
+        run("show") == "role agent\tany pool\tmax_vms=3\tsetting\tused: 1 VMs, 0 VM-hours in 24 h\n"
+    )
+    assert run("set", "user", "ada", "--max-vms", "1", "--max-lease", "none", "--pools", "web") == (
+        'user ada\tany pool\tmax_vms=1 max_lease=null pools=["web"]\tdatabase\t'
+        "used: 1 VMs, 0 VM-hours in 24 h\n"
+    )
+    assert_refused(take(ada), "quota: user ada holds 1 of 1 VMs (rule user ada)")
+    assert run("show", "--user", "ada").splitlines()[:2] == [
+        "user ada (roles: agent)",
+        "any pool\tmax_vms=1 (used 1) max_vm_hours=no limit (used 0) max_lease=no limit",
+    ]
+    assert "Error: max_vms: a whole number from 0 to 1000000" in run(
+        "set", "role", "agent", "--max-vms", "1.5", code=1
+    )
+    assert "Error: no pool is called gpu2" not in run(
+        "set", "default", "--pool", "gpu", "--max-vms", "2"
+    )
+    assert "Error: pool: no pool is called gpu2" in run(
+        "set", "default", "--pool", "gpu2", "--max-vms", "2", code=1
+    )
+    assert "Error: no user is called nobody" in run(
+        "set", "user", "nobody", "--max-vms", "1", code=1
+    )
+    assert "Error: the default rule takes no name" in run("set", "default", "all", code=2)
+    assert "Error: a role rule needs the name of the role" in run("clear", "role", code=2)
+    assert run("clear", "user", "ada") == "removed\n"
+    assert run("clear", "default", "--pool", "gpu") == "removed\n"
+    assert "Error: no quota rule of user ada was set here" in run("clear", "user", "ada", code=1)
+    assert take(ada).status_code == 200

@@ -9,6 +9,7 @@ from ..errors import ConfigurationError
 from .database import db_group, init_db_command, populate_db_command, reset_db_command
 from .envfile import env_file_command
 from .pools import pools_group
+from .quotas import quotas_group
 from .reconcile import ledger_sync_command, reconcile_command
 from .serve import run_command
 from .users import users_group
@@ -26,6 +27,7 @@ COMMANDS = (
     db_group,
     env_file_command,
     pools_group,
+    quotas_group,
     reconcile_command,
     worker_group,
 )
