@@ -116,6 +116,9 @@ class Config:
     # lease and its pool sets none; None: it never expires. MAX_LEASE caps any lease.
     DEFAULT_LEASE = None
     MAX_LEASE = None
+    # The quota rules (docs/configuration.md, Quotas): a list of {"scope", "name"?, "pool"?,
+    # limits}; admins' rules in the database take the place of these one by one.
+    QUOTAS = None
     # Where the pool manager POSTs a lease's "expiring" and "released" events (a pool's
     # `webhook_url` wins for its VMs), signed with LEASE_WEBHOOK_SECRET (best from
     # DISPATCHER_LEASE_WEBHOOK_SECRET); "expiring" goes this many seconds before the end.

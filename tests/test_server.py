@@ -165,7 +165,7 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
 # The scripts that change what the server holds (a VM started and deleted, a node assigned,
 # released and deleted, every token of the user revoked) run against a server of their own;
 # the others read, and share the module's server.
-CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh"}
+CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh", "quotas.sh"}
 
 
 @pytest.mark.parametrize(
@@ -182,6 +182,7 @@ CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh"}
         "metrics.sh",
         "vm.sh",
         "assignments.sh",
+        "quotas.sh",
         "revoke_tokens.sh",
     ],
 )
@@ -237,6 +238,20 @@ def test_example_scripts_run_green(request, script):
         assert answers[4]["result"] == "Node 1 released and deleted"
         actions = [entry["action"] for entry in answers[5]["history"]]
         assert actions == ["release", "extend", "assign"]
+    if script == "quotas.sh":
+        me = answers[0]["quota"]
+        assert (me["user"], me["roles"], me["enabled"]) == ("admin", ["admin", "agent"], True)
+        assert me["pools"][0]["max_vms"] == {"limit": None, "used": 0, "left": None, "rule": None}
+        rule = answers[1]["rule"]
+        assert (rule["scope"], rule["name"], rule["max_vms"], rule["source"]) == (
+            "role",
+            "agent",
+            10,
+            "database",
+        )
+        assert answers[2]["rules"] == [rule]
+        assert answers[3]["rules"] == [rule]
+        assert answers[4]["result"] == "quota rule of role agent removed"
 
 
 def test_run_keeps_a_warm_pool_on_the_dummy_cloud(tmp_path):
