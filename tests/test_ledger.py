@@ -16,8 +16,10 @@ from libcloud.compute.types import NodeState
 
 import dispatcher
 from dispatcher import clouds, pools
+from dispatcher.bookkeeping import ledger
 from dispatcher.extensions import db
-from dispatcher.models import Assignment, AuditEntry
+from dispatcher.models import Assignment, AuditEntry, Holding
+from dispatcher.serializers import as_utc
 from dispatcher.worker import lease_expiry, pool_pass
 
 PACKAGE = Path(dispatcher.__file__).parent
@@ -231,3 +233,31 @@ def test_a_refusal_on_a_named_cloud_is_recorded_there(make_app):
     assert refused.status_code == 404
     assert refused.json["message"] == "pool web keeps no VMs on cloud fake_driver"
     assert _assign_entries(app) == [("fake_driver", "ada", "web", "404", refused.json["message"])]
+
+
+@pytest.mark.parametrize("ending", ["release", "retire", "mark_faulty", "mark_deleted", "forget"])
+def test_every_way_out_of_assigned_ends_the_holding_and_an_extend_moves_its_lease(make_app, ending):
+    """What quotas count in VM-hours: each assign opens one holding, and whatever ends the
+    assignment closes it; an extend gives it the new end."""
+    app = make_app()
+    lease_end = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    with app.app_context():
+        row = ledger.register("fake_driver", {"id": "7", "name": "dummy-7"})
+        assert ledger.assign(row.id, "alice", "app", "keeper", None) is not None
+        assert ledger.extend(row.id, lease_end)
+        holding = ledger.holding_of(row.id)
+        assert (holding.holder, holding.pool, as_utc(holding.lease_until)) == (
+            "keeper",
+            "app",
+            lease_end,
+        )
+        if ending in ("release", "retire"):
+            assert ledger.release(row.id, retire=ending == "retire") is not None
+        elif ending == "forget":
+            assert ledger.forget("fake_driver", "7") == 1
+        else:
+            assert getattr(ledger, ending)(ledger.get(row.id, fresh=True))
+        db.session.commit()
+        assert ledger.holding_of(row.id) is None
+        ended = db.session.scalars(sqlalchemy.select(Holding)).one()
+        assert ended.ended_at is not None

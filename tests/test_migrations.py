@@ -1,5 +1,6 @@
 """`dispatcher db upgrade`: the schema the Alembic migrations make, and upgrades keeping rows."""
 
+import datetime
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from conftest import CHEAP_PASSWORD_HASH, DUMMY_FARM
 
 from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
-from dispatcher.models import AGENT, ASSIGNED
+from dispatcher.models import AGENT, ASSIGNED, Holding
+from dispatcher.serializers import as_utc
 
 HEAD = "0008"
 PASSWORD = "a-long-enough-password"
@@ -242,3 +244,45 @@ def test_upgrade_of_a_database_that_does_not_answer_is_a_one_line_error(refusing
     assert "Connection refused" in result.output
     assert "Traceback" not in result.output
     assert "a-secret-password" not in result.output
+
+
+def test_the_assignments_held_at_the_upgrade_to_quotas_become_holdings(app, cli):
+    """0008 counts what is held already: each assigned VM's holding, from its assign on,
+    with its assigner, its pool and its lease's end; free VMs have none."""
+    cli("db", "upgrade", "--revision", "0007")
+    with app.app_context():
+        db.session.execute(
+            sqlalchemy.text(
+                "INSERT INTO assignments (cloud, id_vm, hostname, recipe, pool, status,"
+                " assigned_by, assigned_at, expires_at) VALUES"
+                " ('default', '1', 'web-1', 'web', 'web', :assigned, 'keeper',"
+                " '2026-12-01 09:00:00+00:00', '2026-12-01 10:00:00+00:00'),"
+                " ('default', '2', 'web-2', 'web', 'web', :free, NULL, NULL, NULL),"
+                " ('fake_driver', '3', 'dummy-3', 'app', NULL, :assigned, 'other',"
+                " '2026-12-01 08:00:00+00:00', NULL)"
+            ),
+            {"assigned": ASSIGNED, "free": 1},
+        )
+        db.session.commit()
+
+    cli("db", "upgrade")
+
+    with app.app_context():
+        held = [
+            (row.holder, row.pool, row.started_at, row.lease_until, row.ended_at)
+            for row in db.session.scalars(sqlalchemy.select(Holding).order_by(Holding.holder))
+        ]
+    moment = datetime.datetime.fromisoformat
+    assert [
+        (holder, pool, as_utc(started), as_utc(until), ended)
+        for holder, pool, started, until, ended in held
+    ] == [
+        (
+            "keeper",
+            "web",
+            moment("2026-12-01T09:00:00+00:00"),
+            moment("2026-12-01T10:00:00+00:00"),
+            None,
+        ),
+        ("other", "app", moment("2026-12-01T08:00:00+00:00"), None, None),
+    ]
