@@ -296,6 +296,7 @@ DISPATCHER_COMMANDS = [
     "ledger-sync",
     "pools",
     "populate-db",
+    "quotas",
     "reconcile",
     "reset-db",
     "run",

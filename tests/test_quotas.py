@@ -87,6 +87,16 @@ def standing(client, pool=None) -> dict:
     return next(entry for entry in answer.get_json()["quota"]["pools"] if entry["pool"] == pool)
 
 
+def assert_standing_agrees(app, client, username: str) -> None:
+    """/quotas/me counts what the ledger holds for the caller, in any pool and in each."""
+    rows = held(app, username)
+    answer = client.get(ME).get_json()["quota"]
+    for entry in answer["pools"]:
+        counted_in = entry["max_vms"]["rule"] and entry["max_vms"]["rule"]["pool"]
+        expected = [row for row in rows if counted_in in (None, row.pool or row.recipe)]
+        assert entry["max_vms"]["used"] == len(expected), entry
+
+
 def quota_history(app) -> list[tuple]:
     with app.app_context():
         entries = db.session.scalars(
@@ -175,7 +185,9 @@ def test_max_vms_refuses_the_assign_beyond_it_audited_and_counted(quota_app):
         "dispatcher_assignments_total", cloud="default", action="assign", outcome="quota"
     )
     assert take(ada).status_code == 200
+    assert_standing_agrees(app, ada, "ada")
     assert take(ada, "gpu").status_code == 200  # a rule of no pool counts every pool
+    assert_standing_agrees(app, ada, "ada")
     body = assert_refused(
         take(ada),
         "quota: user ada holds 2 of 2 VMs (rule role agent)",
@@ -188,6 +200,7 @@ def test_max_vms_refuses_the_assign_beyond_it_audited_and_counted(quota_app):
     )
     assert body["status_code"] == 403
     assert len(held(app, "ada")) == 2
+    assert_standing_agrees(app, ada, "ada")
     assert quota_history(app) == [
         ("assign", "ada", "web", "quota: user ada holds 2 of 2 VMs (rule role agent)")
     ]
@@ -239,6 +252,7 @@ def test_a_rule_for_one_pool_counts_in_that_pool_only(quota_app):
     )
     ada = token_client(app, "ada")
     assert take(ada, "gpu").status_code == 200
+    assert_standing_agrees(app, ada, "ada")
     assert_refused(
         take(ada, "gpu"),
         "quota: user ada holds 1 of 1 VMs of pool gpu (rule role agent)",
@@ -249,6 +263,9 @@ def test_a_rule_for_one_pool_counts_in_that_pool_only(quota_app):
     assert take(ada).status_code == 200
     assert take(ada).status_code == 200
     assert_refused(take(ada), "quota: user ada holds 3 of 3 VMs (rule role agent)", pool=None)
+    assert_standing_agrees(app, ada, "ada")
+    assert standing(ada, "gpu")["max_vms"]["used"] == 1
+    assert standing(ada, "web")["max_vms"]["used"] == 3
 
 
 def test_the_most_specific_rule_wins_and_of_several_roles_the_most_generous(quota_app):
@@ -506,6 +523,7 @@ def test_a_role_without_a_pool_is_refused_naming_it_and_with_it_served(quota_app
     assert boss.put("/api/v1/quotas/role/agent", json={"pools": ["web", "gpu"]}).status_code == 200
     assert take(ada, "gpu").status_code == 200
     assert standing(ada, "gpu")["allowed"] is True
+    assert_standing_agrees(app, ada, "ada")
     # A vm_type that is no pool's is not the pools limit's to judge.
     assert boss.put("/api/v1/quotas/role/agent", json={"pools": []}).status_code == 200
     by_node = ada.put(f"{ASSIGN}/fake_driver", json={"node": "1", "user": "u", "vm_type": "x"})
