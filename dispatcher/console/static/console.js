@@ -140,6 +140,7 @@ async function refresh() {
     showAssignments(),
     showHistory(),
     showMyQuota(),
+    showQuotaRules(),
   ]);
   if (me === null) return;
   const failed = results.find((result) => result.status === "rejected");
@@ -449,6 +450,43 @@ async function showMyQuota() {
       return tr;
     }),
   );
+}
+
+// A limit a rule sets, as shown: "—" where the rule leaves it to the next rule, "no
+// limit" where it lifts it.
+function ruleLimit(rule, key, show) {
+  if (!Object.hasOwn(rule, key)) return "—";
+  return rule[key] === null ? NO_LIMIT : show(rule[key]);
+}
+
+function vmCount(count) {
+  return `${count} VM${count === 1 ? "" : "s"}`;
+}
+
+function quotaRuleRow(rule) {
+  // A rule's max_vm_hours counts in its own period, a day where it gives none.
+  const period = decimal((rule.period ?? 86400) / 3600);
+  const used = rule.used
+    ? `${vmCount(rule.used.vms)}, ${decimal(rule.used.vm_hours)} VM-hours in ${decimal(rule.used.period / 3600)} h`
+    : "—";
+  return row([
+    whose(rule),
+    rule.pool === null ? "any" : rule.pool,
+    ruleLimit(rule, "max_vms", String),
+    ruleLimit(rule, "max_vm_hours", (value) => `${decimal(value)} in ${period} h`),
+    ruleLimit(rule, "max_lease", duration),
+    ruleLimit(rule, "pools", (pools) => pools.join(", ") || "none"),
+    rule.source,
+    used,
+    rule.updated_by ? `${rule.updated_by}, ${rule.updated_at.replace(/\.\d+/, "")}` : "—",
+  ]);
+}
+
+async function showQuotaRules() {
+  if (!can(["admin"])) return; // GET /quotas refuses everyone else
+  const answer = await api("GET", "/quotas");
+  $("quotas-rows").replaceChildren(...answer.rules.map(quotaRuleRow));
+  $("quotas-empty").hidden = answer.rules.length > 0;
 }
 
 // -- the reconcile (admins) ----------------------------------------------------------
