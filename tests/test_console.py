@@ -54,6 +54,13 @@ def test_the_token_lives_in_the_tab_only():
     assert "document.cookie" not in script
 
 
+def test_the_script_writes_text_never_markup():
+    # What the API answers (names, messages, quota rules) goes into the page as text.
+    script = (FILES / "console.js").read_text()
+    for writer in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+        assert writer not in script
+
+
 def test_who_the_token_is(app, anonymous):
     client = token_client(app, "ops", roles=("agent",))
     assert client.get("/api/v1/auth").json == {"status": "ok", "user": "ops", "roles": ["agent"]}

@@ -1,11 +1,13 @@
 """The operators' console in headless Chromium against `dispatcher run` with a warm pool:
 sign in, the pools as the API counts them, an assign by type and a release through the
 page, a reader without buttons, a revoked token back at the sign-in form, signing out,
-and nothing loaded from another origin. Saves the screenshot README.md shows when
+and nothing loaded from another origin; an agent's quota beside the assign form, and
+every quota rule for an admin. Saves the screenshot README.md shows when
 DISPATCHER_CONSOLE_SCREENSHOT names a file."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -42,6 +44,9 @@ pytestmark = [
 
 POOL = {"clouds": [{"cloud": "fake_driver", "image": "1", "size": "1"}], "min_ready": 2}
 READER_PASSWORD = "reader-password-long-enough"
+AGENT_PASSWORD = "agent-password-long-enough"
+# One VM at once for every agent (the admin, who has role agent too, and `ops`).
+QUOTAS = [{"scope": "role", "name": "agent", "max_vms": 1}]
 TOKEN = "return sessionStorage.getItem('dispatcher.token');"
 # The pools' table rows: pool, cloud ("" for the pool's total) and the four counts.
 POOL_ROWS = """
@@ -55,6 +60,11 @@ return Array.from(document.querySelectorAll('#history-rows tr')).map(tr => tr.ce
 ASSIGNED_USERS = """
 return Array.from(document.querySelectorAll('#assignments-rows tr'))
   .map(tr => tr.cells[3].textContent);
+"""
+# The text of each row of a table's body, cell by cell, as the page shows it.
+TABLE_ROWS = """
+return Array.from(document.querySelectorAll(arguments[0] + ' tr'))
+  .map(tr => Array.from(tr.cells).map(td => td.textContent));
 """
 
 
@@ -91,14 +101,19 @@ def requested_urls(browser) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`dispatcher run` with the warm pool web on the Dummy cloud fake_driver, filled, and
-    a user `reader` without roles."""
-    settings = {"POOLS": {"web": {**POOL, "max_total": 3}}, "POOLS_INTERVAL": 1}
+    """`dispatcher run` with the warm pool web on the Dummy cloud fake_driver, filled, a
+    user `reader` without roles and a user `ops` with role agent, every agent allowed one
+    VM at once (QUOTAS)."""
+    settings = {"POOLS": {"web": {**POOL, "max_total": 3}}, "POOLS_INTERVAL": 1, "QUOTAS": QUOTAS}
     instance = tmp_path_factory.mktemp("console") / "instance"
     server = Server(instance, settings, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
     try:
-        command = [str(DISPATCHER), "users", "create", "reader", f"--password={READER_PASSWORD}"]
-        subprocess.run(command, env=server.env, check=True, capture_output=True, timeout=60)
+        for command in (
+            ["reader", f"--password={READER_PASSWORD}"],
+            ["ops", f"--password={AGENT_PASSWORD}", "--role=agent"],
+        ):
+            command = [str(DISPATCHER), "users", "create", *command]
+            subprocess.run(command, env=server.env, check=True, capture_output=True, timeout=60)
         token = admin_token(server)
         deadline = time.monotonic() + 30
         while pool_counts(server, token)[("web", "")][1] < 2:
@@ -119,6 +134,22 @@ def pool_counts(server: Server, token: str) -> dict:
         for entry in pool["clouds"]:
             counts[(pool["name"], entry["cloud"])] = [entry[state] for state in states]
     return counts
+
+
+def wait_for_a_free_vm(server: Server, token: str) -> None:
+    """Until the pool web has a VM free (it refills after a release)."""
+    deadline = time.monotonic() + 30
+    while pool_counts(server, token)[("web", "")][1] < 1:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.2)
+
+
+def token_of(server: Server, username: str, password: str) -> str:
+    answer = requests.post(
+        f"{server.base}/auth", json={"username": username, "password": password}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
 
 
 def sign_in(browser, server: Server, username: str, password: str) -> None:
@@ -194,6 +225,8 @@ def test_a_reader_sees_no_buttons_and_a_revoked_token_signs_out(server, browser)
 
     assert not browser.find_element(By.ID, "assign-form").is_displayed()
     assert not browser.find_element(By.ID, "reconcile").is_displayed()
+    assert not browser.find_element(By.ID, "my-quota").is_displayed()
+    assert not browser.find_element(By.ID, "quotas").is_displayed()
     assert browser.find_elements(By.CSS_SELECTOR, "#assignments-rows button") == []
     refused = requests.put(
         f"{server.base}/vm/action/assign",
@@ -209,3 +242,78 @@ def test_a_reader_sees_no_buttons_and_a_revoked_token_signs_out(server, browser)
     wait.until(expected_conditions.visibility_of_element_located((By.ID, "sign-in-form")))
     message = browser.find_element(By.ID, "sign-in-message").text
     assert message.startswith("Your session has ended")
+
+
+def test_an_agent_sees_its_quota_beside_the_assign_form(server, browser):
+    wait = WebDriverWait(browser, WAIT)
+    wait_for_a_free_vm(server, admin_token(server))
+    sign_in(browser, server, "ops", AGENT_PASSWORD)
+
+    def vms_used(driver) -> list[str]:
+        return [cells[2] for cells in driver.execute_script(TABLE_ROWS, "#my-quota-rows")]
+
+    wait.until(vms_used)
+    assert browser.find_element(By.ID, "my-quota").is_displayed()
+    assert "What ops may hold" in browser.find_element(By.ID, "my-quota").text
+    assert browser.execute_script(TABLE_ROWS, "#my-quota-rows") == [
+        ["any pool", "yes", "0 / 1, 1 left", "0 / no limit", "no limit", "role agent"],
+        ["web", "yes", "0 / 1, 1 left", "0 / no limit", "no limit", "role agent"],
+    ]
+    # Every rule is for admins only.
+    assert not browser.find_element(By.ID, "quotas").is_displayed()
+
+    browser.find_element(By.ID, "assign-vm-type").send_keys("web")
+    browser.find_element(By.ID, "assign-user").send_keys("grace")
+    browser.find_element(By.CSS_SELECTOR, "#assign-form button[type=submit]").click()
+    wait.until(lambda driver: "grace" in driver.execute_script(ASSIGNED_USERS))
+    wait.until(lambda driver: vms_used(driver) == ["1 / 1, 0 left"] * 2)
+
+    # A second VM would be over the quota: the form says so, with the API's reason.
+    browser.find_element(By.CSS_SELECTOR, "#assign-form button[type=submit]").click()
+    message = browser.find_element(By.ID, "assign-message")
+    wait.until(lambda driver: message.text.startswith("Assign refused"))
+    assert message.text == "Assign refused: quota: user ops holds 1 of 1 VMs (rule role agent)"
+    assert browser.execute_script(ASSIGNED_USERS).count("grace") == 1
+
+    release = "//tbody[@id='assignments-rows']/tr[td[4]='grace']//button[text()='Release']"
+    browser.find_element(By.XPATH, release).click()
+    wait.until(expected_conditions.alert_is_present()).accept()
+    wait.until(lambda driver: vms_used(driver) == ["0 / 1, 1 left"] * 2)
+
+    api = server.base + "/"
+    requested = requested_urls(browser)
+    assert f"{api}quotas/me" in requested
+    assert f"{api}quotas" not in requested  # an agent's page never asks for every rule
+
+
+def test_an_admin_sees_every_quota_rule_and_its_use(server, browser):
+    admin = {"X-Auth-Token": admin_token(server)}
+    rule = {"max_lease": 7200, "max_vm_hours": None}
+    answer = requests.put(f"{server.base}/quotas/user/ops", json=rule, headers=admin, timeout=10)
+    assert answer.status_code == 200, answer.text
+    wait_for_a_free_vm(server, admin["X-Auth-Token"])
+    ops = {"X-Auth-Token": token_of(server, "ops", AGENT_PASSWORD)}
+    body = {"vm_type": "web", "user": "grace"}
+    held = requests.put(f"{server.base}/vm/action/assign", json=body, headers=ops, timeout=30)
+    assert held.status_code == 200, held.text
+    try:
+        sign_in(browser, server, "admin", ADMIN_PASSWORD)
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(lambda driver: driver.execute_script(TABLE_ROWS, "#quotas-rows"))
+        assert browser.find_element(By.ID, "quotas").is_displayed()
+        [mine, agents] = browser.execute_script(TABLE_ROWS, "#quotas-rows")
+        # The user's rule, set here: the lease it caps (to 2 h, the assign asked for none)
+        # counts whole in the VM-hours.
+        assert mine[:7] == ["user ops", "any", "—", "no limit", "2 h", "—", "database"]
+        assert re.fullmatch(r"1 VM, 2(\.\d+)? VM-hours in 24 h", mine[7])
+        assert mine[8].startswith("admin, ")
+        # The QUOTAS setting's rule, which counts every agent.
+        assert agents[:7] == ["role agent", "any", "1", "—", "—", "—", "setting"]
+        assert re.fullmatch(r"1 VM, 2(\.\d+)? VM-hours in 24 h", agents[7])
+        assert agents[8] == "—"
+    finally:
+        node = {"node": held.json()["id_vm"]}
+        url = f"{server.base}/vm/action/release/fake_driver"
+        assert requests.put(url, json=node, headers=admin, timeout=30).status_code == 200
+        url = f"{server.base}/quotas/user/ops"
+        assert requests.delete(url, headers=admin, timeout=10).status_code == 200

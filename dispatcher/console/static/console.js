@@ -8,6 +8,7 @@ const STALE_MS = 15000;
 const CHANGE_ROLES = ["agent", "admin"];
 const STATES = ["free", "booting", "assigned", "faulty"];
 const COLORS = { free: "#1b7f3b", booting: "#2a6ad3", assigned: "#a05a00", faulty: "#b00020" };
+const NO_LIMIT = "no limit";
 
 const $ = (id) => document.getElementById(id);
 let me = null; // {user, roles} of the signed-in user
@@ -138,6 +139,8 @@ async function refresh() {
     showPools(),
     showAssignments(),
     showHistory(),
+    showMyQuota(),
+    showQuotaRules(),
   ]);
   if (me === null) return;
   const failed = results.find((result) => result.status === "rejected");
@@ -367,6 +370,123 @@ async function showHistory() {
       row([entry.time, entry.action, entry.hostname || entry.id_vm, entry.user, entry.caller, entry.outcome, entry.message]),
     ),
   );
+}
+
+// -- quotas --------------------------------------------------------------------------
+
+// A number of hours or VM-hours as a person reads it: at most two decimals.
+function decimal(value) {
+  return String(Math.round(value * 100) / 100);
+}
+
+// Seconds as days, hours, minutes and seconds: 5400 is "1 h 30 min".
+function duration(seconds) {
+  let rest = Math.round(seconds);
+  const parts = [];
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]]) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)} ${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join(" ") || "0 s";
+}
+
+// Whose a rule is: "user ada", "role agent", "default".
+function whose(rule) {
+  return rule.scope === "default" ? "default" : `${rule.scope} ${rule.name}`;
+}
+
+// How the API's messages name a rule: "role agent", "user ada for pool web", "default".
+function ruleName(rule) {
+  return rule.pool === null ? whose(rule) : `${whose(rule)} for pool ${rule.pool}`;
+}
+
+// The rules a pool's limits come from: one name when one rule sets them all, else each
+// limit with its rule's.
+function rulesOf(entry) {
+  const named = [
+    ["VMs", entry.max_vms.rule],
+    ["VM-hours", entry.max_vm_hours.rule],
+    ["lease", entry.max_lease.rule],
+  ].filter(([, rule]) => rule);
+  const names = new Set(named.map(([, rule]) => ruleName(rule)));
+  if (names.size === 0) return "none";
+  if (names.size === 1) return [...names][0];
+  return named.map(([limit, rule]) => `${limit}: ${ruleName(rule)}`).join("; ");
+}
+
+// A limit of the caller's standing: "1 / 3, 2 left", "0.5 / 10 in 24 h, 9.5 left".
+function usage(limit, show, period) {
+  const within = period ? ` in ${decimal(period / 3600)} h` : "";
+  if (limit.limit === null) return `${show(limit.used)} / ${NO_LIMIT}`;
+  return `${show(limit.used)} / ${show(limit.limit)}${within}, ${show(limit.left)} left`;
+}
+
+async function showMyQuota() {
+  if (!can(CHANGE_ROLES)) return;
+  const { quota } = await api("GET", "/quotas/me");
+  $("my-quota-table").hidden = !quota.enabled;
+  if (!quota.enabled) {
+    $("my-quota-summary").textContent =
+      "Quotas do not apply: this dispatcher's bookkeeping does not keep what they count.";
+    $("my-quota-rows").replaceChildren();
+    return;
+  }
+  $("my-quota-summary").textContent = `What ${quota.user} may hold, in any pool and in each pool.`;
+  $("my-quota-rows").replaceChildren(
+    ...quota.pools.map((entry) => {
+      const tr = row([
+        entry.pool === null ? "any pool" : entry.pool,
+        entry.allowed ? "yes" : "no",
+        usage(entry.max_vms, String),
+        usage(entry.max_vm_hours, decimal, entry.max_vm_hours.period),
+        entry.max_lease.limit === null ? NO_LIMIT : duration(entry.max_lease.limit),
+        rulesOf(entry),
+      ]);
+      if (!entry.allowed) tr.cells[1].classList.add("short");
+      if (entry.max_vms.left === 0) tr.cells[2].classList.add("short");
+      if (entry.max_vm_hours.left === 0) tr.cells[3].classList.add("short");
+      return tr;
+    }),
+  );
+}
+
+// A limit a rule sets, as shown: "—" where the rule leaves it to the next rule, "no
+// limit" where it lifts it.
+function ruleLimit(rule, key, show) {
+  if (!Object.hasOwn(rule, key)) return "—";
+  return rule[key] === null ? NO_LIMIT : show(rule[key]);
+}
+
+function vmCount(count) {
+  return `${count} VM${count === 1 ? "" : "s"}`;
+}
+
+function quotaRuleRow(rule) {
+  // A rule's max_vm_hours counts in its own period, a day where it gives none.
+  const period = decimal((rule.period ?? 86400) / 3600);
+  const used = rule.used
+    ? `${vmCount(rule.used.vms)}, ${decimal(rule.used.vm_hours)} VM-hours in ${decimal(rule.used.period / 3600)} h`
+    : "—";
+  return row([
+    whose(rule),
+    rule.pool === null ? "any" : rule.pool,
+    ruleLimit(rule, "max_vms", String),
+    ruleLimit(rule, "max_vm_hours", (value) => `${decimal(value)} in ${period} h`),
+    ruleLimit(rule, "max_lease", duration),
+    ruleLimit(rule, "pools", (pools) => pools.join(", ") || "none"),
+    rule.source,
+    used,
+    rule.updated_by ? `${rule.updated_by}, ${rule.updated_at.replace(/\.\d+/, "")}` : "—",
+  ]);
+}
+
+async function showQuotaRules() {
+  if (!can(["admin"])) return; // GET /quotas refuses everyone else
+  const answer = await api("GET", "/quotas");
+  $("quotas-rows").replaceChildren(...answer.rules.map(quotaRuleRow));
+  $("quotas-empty").hidden = answer.rules.length > 0;
 }
 
 // -- the reconcile (admins) ----------------------------------------------------------
