@@ -12,7 +12,14 @@ import flask_migrate
 import pytest
 import sqlalchemy
 from cistern_server import CisternServer
-from helpers import ADMIN_PASSWORD, CHEAP_PASSWORD_HASH, ENVIRONMENT, Server
+from helpers import (
+    ADMIN_PASSWORD,
+    CHEAP_PASSWORD_HASH,
+    ENVIRONMENT,
+    PASSWORD_SALT,
+    SECRET_KEY,
+    Server,
+)
 from helpers import settings_file as settings_file  # for the modules that import it from here
 from prometheus_client import REGISTRY
 
@@ -250,6 +257,22 @@ def prepare_database(app):
             flask_migrate.stamp()
         auth.ensure_roles()
     return app
+
+
+def app_of_server(database_url: str, **settings):
+    """An app on the database of a server the test starts (gunicorn), with the secrets the
+    server runs with, its schema and roles made: to prepare users and rows before it."""
+    return prepare_database(
+        create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "SECRET_KEY": SECRET_KEY,
+                "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
+                **settings,
+                **CHEAP_PASSWORD_HASH,
+            }
+        )
+    )
 
 
 def token_client(app, username="tester", roles=("agent",)):

@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 import requests
 import sqlalchemy
-from conftest import CHEAP_PASSWORD_HASH, prepare_database, settings_file
+from conftest import app_of_server, settings_file
 from helpers import PASSWORD_SALT, SECRET_KEY, Gunicorn
 from sqlalchemy import select
 
-from dispatcher import auth, create_app
+from dispatcher import auth
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, FREE, Assignment, AuditEntry
 from harness.gunicorn_server import race
@@ -24,16 +24,7 @@ VM = "1"  # dummy-1: every worker's own Dummy driver has it
 @pytest.fixture
 def agent_token(any_database_url):
     """Schema, roles and a user with role agent in the test's database; that user's token."""
-    app = prepare_database(
-        create_app(
-            {
-                "SQLALCHEMY_DATABASE_URI": any_database_url,
-                "SECRET_KEY": SECRET_KEY,
-                "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
-                **CHEAP_PASSWORD_HASH,
-            }
-        )
-    )
+    app = app_of_server(any_database_url)
     with app.app_context():
         token = auth.create_user("racer", "racer-password", roles=(AGENT,)).get_auth_token()
     # Once the context has ended, its session has given its connection back: all closed.

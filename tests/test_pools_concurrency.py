@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import CHEAP_PASSWORD_HASH, ERROR_KEYS, prepare_database, settings_file
+from conftest import ERROR_KEYS, app_of_server, settings_file
 from helpers import PASSWORD_SALT, SECRET_KEY, Gunicorn
 from sqlalchemy import select
 
-from dispatcher import auth, create_app
+from dispatcher import auth
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, DELETED, Assignment, AuditEntry
 from harness.gunicorn_server import race
@@ -60,16 +60,7 @@ def environment(tmp_path, postgresql_url, cloud) -> dict:
 @pytest.fixture
 def agent_token(postgresql_url) -> str:
     """Schema, roles and a user with role agent in the test's schema; that user's token."""
-    app = prepare_database(
-        create_app(
-            {
-                "SQLALCHEMY_DATABASE_URI": postgresql_url,
-                "SECRET_KEY": SECRET_KEY,
-                "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
-                **CHEAP_PASSWORD_HASH,
-            }
-        )
-    )
+    app = app_of_server(postgresql_url)
     with app.app_context():
         token = auth.create_user("racer", "racer-password", roles=(AGENT,)).get_auth_token()
     # Once the context has ended, its session has given its connection back: all closed.

@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 import requests
 import sqlalchemy
-from conftest import CHEAP_PASSWORD_HASH, ERROR_KEYS, prepare_database, settings_file
+from conftest import ERROR_KEYS, app_of_server, settings_file
 from helpers import PASSWORD_SALT, SECRET_KEY, Gunicorn
 from sqlalchemy import func, select
 
-from dispatcher import auth, create_app, pools
+from dispatcher import auth, pools
 from dispatcher.extensions import db
 from dispatcher.models import ADMIN, AGENT, ASSIGNED, Assignment, AuditEntry
 from dispatcher.worker import pool_pass
@@ -48,17 +48,7 @@ def settings():
 def tokens(postgresql_url, settings) -> dict:
     """The test's schema with the pool filled (50 free VMs of the Dummy cloud, which an
     assign by type never calls), ten agents and an admin; their tokens by name."""
-    app = prepare_database(
-        create_app(
-            {
-                "SQLALCHEMY_DATABASE_URI": postgresql_url,
-                "SECRET_KEY": SECRET_KEY,
-                "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
-                **settings,
-                **CHEAP_PASSWORD_HASH,
-            }
-        )
-    )
+    app = app_of_server(postgresql_url, **settings)
     with app.app_context():
         for _ in range(2):
             pool_pass.run(pools.every())
