@@ -705,3 +705,45 @@ def test_the_commands_show_set_and_clear_the_rules_as_the_api_does(quota_app):
     assert run("clear", "default", "--pool", "gpu") == "removed\n"
     assert "Error: no quota rule of user ada was set here" in run("clear", "user", "ada", code=1)
     assert take(ada).status_code == 200
+
+
+# -- what a quota costs ----------------------------------------------------------------
+
+
+def statements_of_an_assign(app) -> list[str]:
+    """The SQL statements of one assign by type, after a first one has warmed the caller's
+    token up."""
+    client = token_client(app, "ada")
+    assert take(client).status_code == 200
+    sent = []
+
+    def count(conn, cursor, statement, *args):
+        sent.append(statement.split()[0].upper())
+
+    with app.app_context():
+        engine = db.engine
+    sqlalchemy.event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert take(client).status_code == 200
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", count)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("quotas", "more"),
+    [
+        # A rule that binds nobody here: no lock, no count.
+        ([{"scope": "user", "name": "somebody-else", "max_vms": 1}], 0),
+        # VMs at once: the caller's lock and one count.
+        ([{"scope": "default", "max_vms": 10}], 2),
+        # And VM-hours: the holdings of the period too.
+        ([{"scope": "default", "max_vms": 10, "max_vm_hours": 100}], 3),
+        # A role's rule: the caller's roles as well.
+        ([{"scope": "role", "name": "agent", "max_vms": 10}], 3),
+    ],
+)
+def test_a_quota_adds_only_the_statements_it_needs_to_an_assign(quota_app, quotas, more):
+    off = statements_of_an_assign(quota_app(None))
+    on = statements_of_an_assign(quota_app(quotas))
+    assert len(on) == len(off) + more, (off, on)
