@@ -588,8 +588,8 @@ def test_max_vm_hours_counts_whole_leases_and_lets_go_as_the_period_moves_on(quo
         # An extend that would pass the hour is refused the same way; one within it is not.
         assert_refused(
             ada.put(f"{EXTEND}/default", json={"node": node, "lease": 3600}),
-            "quota: user ada has held 0 of 1 VM-hours in 24 h; a lease of 4200 s would make it "
-            "1.17 (rule role agent)",
+            "quota: user ada has held 0.17 of 1 VM-hours in 24 h; a lease of 3600 s from now "
+            "would make it 1.17 (rule role agent)",
         )
         assert ada.put(f"{EXTEND}/default", json={"node": node, "lease": 1800}).status_code == 200
         assert standing(ada)["max_vm_hours"]["used"] == 0.6667  # 10 min held, 30 to come

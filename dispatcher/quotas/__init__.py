@@ -219,23 +219,29 @@ def admit_assign(
         if held >= vms.value:
             message = f"holds {held} of {vms.value} VMs{_of_pool(vms)}"
             _refuse(vms, username, held, message, dry_run)
-    _check_hours(found["max_vm_hours"], username, lease or 0, None, dry_run)
+    more = lease or 0
+    _check_hours(found["max_vm_hours"], username, more, f"a lease of {more} s", dry_run)
     return lease
 
 
-def _check_hours(hours: Bound, username: str, more: float, row_id, dry_run: bool) -> None:
-    """Refuse ``more`` seconds held if they carry ``username`` past ``hours``."""
+def _check_hours(
+    hours: Bound, username: str, more: float, what: str, dry_run: bool, row_id=None, so_far=0.0
+) -> None:
+    """Refuse ``more`` seconds held (``what`` they are, for the message) if they carry
+    ``username`` past ``hours``; without any, refuse once the hours are used up. The
+    assignment of row ``row_id`` counts ``so_far`` seconds, not its lease."""
     if hours.value is None:
         return
-    used = _vm_hours([username], hours.pool, hours.period, clock.now(), leaving_out=row_id)
+    now = clock.now()
+    used = _vm_hours([username], hours.pool, hours.period, now, leaving_out=row_id)
+    used += so_far / 3600
     limit_seconds = hours.value * 3600
     over = used * 3600 + more > limit_seconds + 1e-6 if more else used * 3600 >= limit_seconds
     if over:
-        period = _hours(hours.period).rstrip()
         message = f"has held {_hours(used * 3600)} of {hours.value:g} VM-hours{_of_pool(hours)}"
-        message += f" in {period} h"
+        message += f" in {_hours(hours.period)} h"
         if more:
-            message += f"; a lease of {more:g} s would make it {_hours(used * 3600 + more)}"
+            message += f"; {what} would make it {_hours(used * 3600 + more)}"
         _refuse(hours, username, round(used, 4), message, dry_run)
 
 
@@ -261,8 +267,9 @@ def admit_extend(username: str, pool: str | None, row_id: int, lease: int) -> No
     now = clock.now()
     since = now - datetime.timedelta(seconds=hours.period)
     started = max(as_utc(holding.started_at), since) if holding is not None else now
-    new_end = now + datetime.timedelta(seconds=lease)
-    _check_hours(hours, username, (new_end - started).total_seconds(), row_id, False)
+    so_far = max(0.0, (now - started).total_seconds())
+    what = f"a lease of {lease} s from now"
+    _check_hours(hours, username, lease, what, False, row_id, so_far)
 
 
 # -- what is used ----------------------------------------------------------------------
