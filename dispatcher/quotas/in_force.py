@@ -1,0 +1,77 @@
+"""The quota rules in force: the QUOTAS setting's, read at start, each replaced by the
+database's rule of the same scope, name and pool, read at every decision."""
+
+from flask import current_app
+from sqlalchemy import or_, select
+
+from .. import bookkeeping
+from ..errors import NotFoundError
+from ..extensions import db
+from ..models import QuotaRule, Role, User, roles_users
+from .rules import DEFAULT, ROLE, USER, Bounds, Rule, bounds
+
+EXTENSION = "dispatcher.quotas"
+
+
+def enabled() -> bool:
+    """Whether quotas apply: only where the bookkeeping keeps what they count."""
+    return bookkeeping.backend().keeps_quotas
+
+
+def rule_of_row(row: QuotaRule) -> Rule:
+    return Rule(
+        row.scope,
+        row.name or None,
+        row.pool or None,
+        dict(row.limits),
+        source="database",
+        updated_by=row.updated_by,
+        updated_at=row.updated_at,
+    )
+
+
+def rules_in_force(username: str | None = None) -> dict:
+    """The rules by key, the database's in place of the setting's: those that may bind
+    ``username`` (the default's, its own, every role's), or every rule without one."""
+    found = dict(current_app.extensions[EXTENSION])
+    query = select(QuotaRule)
+    if username is not None:
+        query = query.where(
+            or_(
+                QuotaRule.scope.in_([DEFAULT, ROLE]),
+                (QuotaRule.scope == USER) & (QuotaRule.name == username),
+            )
+        )
+    for row in db.session.scalars(query):
+        rule = rule_of_row(row)
+        found[rule.key] = rule
+    return found
+
+
+def roles_of(username: str) -> list[str]:
+    """The names of the roles of the user called ``username``."""
+    query = (
+        select(Role.name)
+        .join(roles_users, roles_users.c.role_id == Role.id)
+        .join(User, User.id == roles_users.c.user_id)
+        .where(User.username == username)
+    )
+    return sorted(db.session.scalars(query))
+
+
+def bounds_of(username: str, pool: str | None) -> Bounds:
+    found = rules_in_force(username)
+    # The caller's roles matter only where a role has a rule: one query less otherwise.
+    roles = roles_of(username) if any(key[0] == ROLE for key in found) else []
+    return bounds(found, username, roles, pool)
+
+
+def check_whose(scope: str, name: str | None) -> None:
+    """The user or role a rule would be of exists.
+
+    :raises NotFoundError: it does not.
+    """
+    if scope == USER and db.session.scalar(select(User.id).where(User.username == name)) is None:
+        raise NotFoundError(f"no user is called {name}")
+    if scope == ROLE and db.session.scalar(select(Role.id).where(Role.name == name)) is None:
+        raise NotFoundError(f"no role is called {name}")
