@@ -261,3 +261,44 @@ def test_every_way_out_of_assigned_ends_the_holding_and_an_extend_moves_its_leas
         assert ledger.holding_of(row.id) is None
         ended = db.session.scalars(sqlalchemy.select(Holding)).one()
         assert ended.ended_at is not None
+
+
+def test_the_seconds_held_in_a_period_are_summed_by_the_database(make_app):
+    """Every kind of holding against a period of an hour ending at NOW: ended before it,
+    across its start, within it; held with a lease ending later or already past, or
+    without one; another caller's, and one left out."""
+    app = make_app()
+    now = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    since = now - datetime.timedelta(hours=1)
+
+    def at(minutes):
+        return now + datetime.timedelta(minutes=minutes) if minutes is not None else None
+
+    holdings = [
+        # (holder, started, ended, lease_until) in minutes from NOW; what it counts
+        ("ada", -120, -70, None),  # 0: ended before the period
+        ("ada", -90, -30, None),  # 30: from the period's start to its end
+        ("ada", -20, -5, None),  # 15
+        ("ada", -10, None, 30),  # 40: held, its whole lease
+        ("ada", -50, None, -5),  # 50: held past its lease: until now
+        ("ada", -15, None, None),  # 15: held without a lease
+        ("bob", -30, None, None),  # another caller's
+    ]
+    with app.app_context():
+        for index, (holder, started, ended, until) in enumerate(holdings):
+            db.session.add(
+                Holding(
+                    assignment_id=100 + index,
+                    holder=holder,
+                    pool="web",
+                    started_at=at(started),
+                    ended_at=at(ended),
+                    lease_until=at(until),
+                )
+            )
+        db.session.commit()
+        assert ledger.held_seconds(["ada"], since, now) == (30 + 15 + 40 + 50 + 15) * 60
+        assert ledger.held_seconds(["ada"], since, now, leaving_out=103) == 110 * 60
+        assert ledger.held_seconds(["ada", "bob"], since, now) == 180 * 60
+        assert ledger.held_seconds(None, since, now) == 180 * 60
+        assert ledger.held_seconds(["ada"], since, now, pool="gpu") == 0

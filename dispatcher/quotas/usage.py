@@ -9,7 +9,7 @@ from .. import clock, pools
 from ..bookkeeping import ledger
 from ..extensions import db
 from ..models import Role, User, roles_users
-from ..serializers import as_utc, utc_iso
+from ..serializers import utc_iso
 from ..shapes import (
     ARRAY,
     BOOLEAN,
@@ -31,23 +31,7 @@ def vm_hours(holders, pool, period: int, now, leaving_out: int | None = None) ->
     without a lease until now, an ended assignment until its end. The assignment of the
     row ``leaving_out`` is not counted."""
     since = now - datetime.timedelta(seconds=period)
-    total = 0.0
-    for holding in ledger.holdings_since(holders, since, pool):
-        if holding.assignment_id == leaving_out and holding.ended_at is None:
-            continue
-        total += _held_seconds(holding, since, now)
-    return total / 3600
-
-
-def _held_seconds(holding, since, now) -> float:
-    start = max(as_utc(holding.started_at), since)
-    if holding.ended_at is not None:
-        end = as_utc(holding.ended_at)
-    elif holding.lease_until is not None:
-        end = max(as_utc(holding.lease_until), now)
-    else:
-        end = now
-    return max(0.0, (end - start).total_seconds())
+    return ledger.held_seconds(holders, since, now, pool, leaving_out) / 3600
 
 
 def _limit_use(bound: Bound, holders, now, counted: dict) -> dict:
