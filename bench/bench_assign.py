@@ -1,4 +1,4 @@
-"""(d) Assign and release through gunicorn with 4 workers on PostgreSQL.
+"""(d) Assign and release through gunicorn with 4 workers on PostgreSQL, quotas off and on.
 
 A Dummy cloud ``bench`` of 50 VMs: libcloud's DummyNodeDriver(51), whose node ``dummy-0``
 is left out (libcloud's Node turns the id 0 into None). RELEASE_KEEPS_NODE = True: the Dummy
@@ -7,7 +7,18 @@ Client threads loop: pick a random VM, ``PUT /api/v1/vm/action/assign/bench``; o
 it a few milliseconds, then ``PUT .../release``. A 409 (someone else holds it) moves on to
 another.
 
-Double assignments are counted twice:
+Two servers run side by side, each on a schema of its own: quotas *off* (no QUOTAS; an
+assign still asks for the caller's roles and the database's quota rules, and writes a
+holding that its release closes) and quotas *on* (QUOTAS = [QUOTA_RULE], a default rule
+whose max_vms and max_vm_hours are far beyond what the bench can reach: every assign
+also takes the caller's lock and counts the VMs and the VM-hours the caller holds, and
+none is refused). Every client uses the one token of the bench's agent: with quotas on,
+all their assigns wait for one lock. The rounds alternate, off, on, off, on, ..., so that
+a change in the machine's other load hits both; each configuration's figures are the
+medians of its rounds. A 403 with quotas on would be a quota refusal: the rule would
+bind, which it must not.
+
+Double assignments are counted twice, in each configuration:
 
 - by the clients: a shared dict VM -> holder, set when an assign answers 200 and cleared
   by the holder before it sends its release; a 200 for a VM whose entry is set is a
@@ -18,7 +29,9 @@ Double assignments are counted twice:
   holds at most one ASSIGNED row per VM (none at the end, when every holder released).
 """
 
+import contextlib
 import json
+import os
 import random
 import threading
 import time
@@ -32,13 +45,126 @@ NODES = 50
 CLOUD = "bench"
 OPTIONS = ("--access-logfile=/dev/null",)
 HOLD_SECONDS = (0.001, 0.010)
-# Successful assigns and releases per second, at least.
+# Successful assigns and releases per second with quotas off, at least.
 TARGET_RATE = 400
+# Binds the bench's agent on every limit that makes an assign count, and never refuses.
+QUOTA_RULE = {"scope": "default", "max_vms": 1_000_000, "max_vm_hours": 1_000_000}
+CONFIGURATIONS = {"off": {}, "on": {"QUOTAS": [QUOTA_RULE]}}
 
 
 def run(quick: bool = False, **_) -> common.Result:
-    seconds = 3 if quick else 20
-    with common.scratch_folder("bench-d-") as folder, common.postgresql_schema() as url:
+    seconds, rounds = (2, 2) if quick else (10, 4)
+    load_before = os.getloadavg()
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(common.scratch_folder("bench-d-"))
+        servers = {}
+        for name, settings in CONFIGURATIONS.items():
+            servers[name] = stack.enter_context(start_server(folder / name, settings))
+        runs = {name: [] for name in servers}
+        for _ in range(rounds):
+            for name, server in servers.items():
+                runs[name].append(measure(server, seconds))
+        standing = quota_standing(servers["on"])
+        databases = {name: check_database(server["url"]) for name, server in servers.items()}
+    load_after = os.getloadavg()
+
+    summaries = {name: summarise(runs[name], databases[name]) for name in servers}
+    off, on = summaries["off"], summaries["on"]
+    rate_ratio = on["rate"] / off["rate"]
+    cpu_ratio = (
+        on["cpu_per_request"] / off["cpu_per_request"]
+        if on["cpu_per_request"] and off["cpu_per_request"]
+        else None
+    )
+    refusals = on["counts"]["assign 403"]
+    doubles_client = sum(summary["doubles_client"] for summary in summaries.values())
+    doubles_db = sum(summary["database"]["double_assigns"] for summary in summaries.values())
+    cost = f"quotas on: {rate_ratio:.2f} times the rate" + (
+        "" if cpu_ratio is None else f", {cpu_ratio:.2f} times the worker CPU per request"
+    )
+    round_ratios = [b["rate"] / a["rate"] for a, b in zip(runs["off"], runs["on"], strict=True)]
+    measured = (
+        f"quotas off {off['rate']:.0f} assign+release/s, on {on['rate']:.0f}/s "
+        f"(ratio {rate_ratio:.2f}; per round "
+        + ", ".join(f"{r:.2f}" for r in round_ratios)
+        + ")"
+        + (
+            ""
+            if cpu_ratio is None
+            else f"; worker CPU {common.ms(off['cpu_per_request'])} and "
+            f"{common.ms(on['cpu_per_request'])} per request"
+        )
+        + f"; {refusals} quota refusals; double assignments: {doubles_client} client, "
+        f"{doubles_db} database"
+    )
+    gaps = []
+    for name, summary in summaries.items():
+        gaps += [f"quotas {name}: {gap}" for gap in summary["gaps"]]
+    if refusals:
+        gaps.append(f"{refusals} assigns refused by the quota, which must not bind")
+    if off["rate"] < TARGET_RATE:
+        gaps.append(f"{off['rate']:.0f} assign+release/s with quotas off, below {TARGET_RATE}")
+    verdict = ("met" if not gaps else "missed: " + "; ".join(gaps)) + f"; {cost}"
+
+    details = [
+        f"{THREADS} client threads, {NODES} VMs, {WORKERS} workers; {rounds} rounds of "
+        f"{seconds} s per configuration, alternating off, on, ...; hold "
+        f"{HOLD_SECONDS[0] * 1000:.0f}-{HOLD_SECONDS[1] * 1000:.0f} ms; quotas on: QUOTAS = "
+        f"[{QUOTA_RULE}]",
+        f"load average (1, 5, 15 min) {format_load(load_before)} before, "
+        f"{format_load(load_after)} after",
+    ]
+    for index in range(rounds):
+        for name in servers:
+            details.append(round_line(name, index + 1, runs[name][index]))
+    for name, summary in summaries.items():
+        details += summary_lines(name, summary)
+    details.append(
+        f"quotas on against off (medians): {rate_ratio:.2f} times the assign+release/s"
+        + ("" if cpu_ratio is None else f", {cpu_ratio:.2f} times the worker CPU per request")
+        + "; per round: "
+        + ", ".join(f"{r:.2f}" for r in round_ratios)
+    )
+    details.append(
+        f"quotas on, the agent's standing at the end: {standing['max_vms']} VMs held of "
+        f"{QUOTA_RULE['max_vms']}, {standing['max_vm_hours']} VM-hours of "
+        f"{QUOTA_RULE['max_vm_hours']} (the default rule's, both counted)"
+    )
+    return common.Result(
+        key="d",
+        title="(d) assign/release, gunicorn -w 4",
+        measured=measured,
+        target=(
+            f">= {TARGET_RATE} assign+release/s (quotas off), 0 double assignments, "
+            "0 quota refusals"
+        ),
+        verdict=verdict,
+        details=details,
+        figures={
+            "operations_per_s": off["rate"],
+            "operations_per_s_quotas": on["rate"],
+            "quota_rate_ratio": rate_ratio,
+            "quota_cpu_ratio": cpu_ratio,
+            "quota_refusals": refusals,
+            "quota_rule": QUOTA_RULE,
+            "rounds": rounds,
+            "round_seconds": seconds,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "configurations": {
+                name: {**summary, "counts": dict(summary["counts"]), "runs": runs[name]}
+                for name, summary in summaries.items()
+            },
+        },
+    )
+
+
+@contextlib.contextmanager
+def start_server(folder, settings: dict):
+    """A fresh schema and gunicorn on it with ``settings``, warmed up: a dict of the
+    server, its URL, the agent's token and the cloud's VMs."""
+    folder.mkdir()
+    with common.postgresql_schema() as url:
         app = common.make_app(url)
         token = common.agent_token(app)
         common.dispose(app)
@@ -50,82 +176,118 @@ def run(quick: bool = False, **_) -> common.Result:
                 CLOUD: {"ENGINE": "dummy", "USER": NODES + 1},
             },
             RELEASE_KEEPS_NODE=True,
+            **settings,
         )
         with common.Gunicorn("dispatcher.wsgi:app", WORKERS, env, folder, OPTIONS) as server:
             vms = warm_up(server.port, token)
-            cpu_before = server.worker_cpu_seconds()
-            client_side = hammer(server.port, token, vms, seconds)
-            cpu_after = server.worker_cpu_seconds()
-        database = check_database(url)
+            yield {"server": server, "url": url, "token": token, "vms": vms}
 
-    counts = client_side["counts"]
-    elapsed = client_side["elapsed"]
+
+def measure(served: dict, seconds: float) -> dict:
+    """One round against the server: the clients' figures and the workers' CPU time per
+    request; the holdings the ledger had before it."""
+    server = served["server"]
+    holdings = count_holdings(served["url"])
+    cpu_before = server.worker_cpu_seconds()
+    figures = hammer(server.port, served["token"], served["vms"], seconds)
+    cpu_after = server.worker_cpu_seconds()
+    counts = figures["counts"]
     requests = sum(counts.values())
     successes = counts["assign 200"] + counts["release 200"]
-    conflicts = counts["assign 409"]
-    unexpected = {key: n for key, n in counts.items() if key not in EXPECTED}
-    doubles_client = client_side["doubles"]
-    doubles_db = database["double_assigns"]
-    measured = (
-        f"{successes / elapsed:.0f} assign+release/s ({requests / elapsed:.0f} req/s, "
-        f"{conflicts / requests:.0%} 409); double assignments: {doubles_client} client, "
-        f"{doubles_db} database"
+    figures.update(
+        holdings_before=holdings,
+        requests=requests,
+        rate=successes / figures["elapsed"],
+        requests_per_s=requests / figures["elapsed"],
+        conflict_share=counts["assign 409"] / requests if requests else 0.0,
+        cpu_per_request=(
+            (cpu_after - cpu_before) / requests
+            if cpu_before is not None and cpu_after is not None and requests
+            else None
+        ),
     )
+    return figures
+
+
+def summarise(runs: list[dict], database: dict) -> dict:
+    """A configuration's rounds: the medians of the rates, of the CPU per request and of
+    the latencies; the answers and the double assignments summed; what is amiss."""
+    counts = sum((one["counts"] for one in runs), Counter())
+    cpu = [one["cpu_per_request"] for one in runs if one["cpu_per_request"] is not None]
+    summary = {
+        "rate": common.median([one["rate"] for one in runs]),
+        "requests_per_s": common.median([one["requests_per_s"] for one in runs]),
+        "conflict_share": counts["assign 409"] / max(1, sum(counts.values())),
+        "cpu_per_request": common.median(cpu) if len(cpu) == len(runs) else None,
+        "assign_p50": common.median([one["assign_p50"] for one in runs]),
+        "assign_p99": common.median([one["assign_p99"] for one in runs]),
+        "counts": counts,
+        "doubles_client": sum(one["doubles"] for one in runs),
+        "samples": {key: body for one in runs for key, body in one["samples"].items()},
+        "database": database,
+    }
     gaps = []
-    if doubles_client or doubles_db or database["multiple_assigned_rows"]:
+    doubles_db = database["double_assigns"]
+    if summary["doubles_client"] or doubles_db or database["multiple_assigned_rows"]:
         gaps.append(
-            f"double assignments: {doubles_client} client side, {doubles_db} in the database"
+            f"double assignments: {summary['doubles_client']} client side, {doubles_db} in the "
+            "database"
         )
+    unexpected = {key: n for key, n in counts.items() if key not in EXPECTED}
     if unexpected:
         gaps.append(f"unexpected answers {unexpected}")
-    if successes / elapsed < TARGET_RATE:
-        gaps.append(f"{successes / elapsed:.0f} assign+release/s, below {TARGET_RATE}")
     if database["ok_assigns"] != counts["assign 200"]:
         gaps.append(
             f"{counts['assign 200']} assigns answered 200, the history has {database['ok_assigns']}"
         )
-    cpu_per_request = (
-        (cpu_after - cpu_before) / requests
-        if cpu_before is not None and cpu_after is not None and requests
-        else None
+    summary["gaps"] = gaps
+    return summary
+
+
+def round_line(name: str, index: int, one: dict) -> str:
+    return (
+        f"quotas {name:>3} round {index}: {one['rate']:.0f} assign+release/s "
+        f"({one['requests_per_s']:.0f} req/s, {one['conflict_share']:.0%} 409) in "
+        f"{one['elapsed']:.1f} s; assign p50 {common.ms(one['assign_p50'])}, "
+        f"p99 {common.ms(one['assign_p99'])}"
+        + (
+            ""
+            if one["cpu_per_request"] is None
+            else f"; worker CPU {common.ms(one['cpu_per_request'])}/request"
+        )
+        + f"; {one['holdings_before']} holdings before"
     )
-    details = [
-        f"{THREADS} client threads, {NODES} VMs, {WORKERS} workers, {elapsed:.1f} s; "
-        f"hold {HOLD_SECONDS[0] * 1000:.0f}-{HOLD_SECONDS[1] * 1000:.0f} ms",
-        "answers: " + ", ".join(f"{key}: {n}" for key, n in sorted(counts.items())),
-        f"assign latency p50 {common.ms(client_side['assign_p50'])}, "
-        f"p99 {common.ms(client_side['assign_p99'])}"
-        + ("" if cpu_per_request is None else f"; worker CPU {common.ms(cpu_per_request)}/request"),
-        f"database: {database['audit_entries']} audit entries, {database['ok_assigns']} ok "
-        f"assigns, {database['ok_releases']} ok releases, {doubles_db} assigns of a held VM, "
-        f"{database['double_releases']} releases of a free VM; "
-        f"{database['multiple_assigned_rows']} VMs with more than one ASSIGNED row, "
-        f"{database['assigned_at_end']} ASSIGNED at the end",
+
+
+def summary_lines(name: str, summary: dict) -> list[str]:
+    database = summary["database"]
+    counts = summary["counts"]
+    lines = [
+        f"quotas {name} (medians of the rounds): {summary['rate']:.0f} assign+release/s "
+        f"({summary['requests_per_s']:.0f} req/s, {summary['conflict_share']:.0%} 409); "
+        f"assign p50 {common.ms(summary['assign_p50'])}, p99 {common.ms(summary['assign_p99'])}"
+        + (
+            ""
+            if summary["cpu_per_request"] is None
+            else f"; worker CPU {common.ms(summary['cpu_per_request'])}/request"
+        ),
+        f"quotas {name}, answers: " + ", ".join(f"{key}: {n}" for key, n in sorted(counts.items())),
+        f"quotas {name}, database: {database['audit_entries']} audit entries, "
+        f"{database['ok_assigns']} ok assigns, {database['ok_releases']} ok releases, "
+        f"{database['double_assigns']} assigns of a held VM, {database['double_releases']} "
+        f"releases of a free VM; {database['multiple_assigned_rows']} VMs with more than one "
+        f"ASSIGNED row, {database['assigned_at_end']} ASSIGNED at the end; "
+        f"{summary['doubles_client']} double assignments client side",
     ]
-    details += [
-        f"first {key}: {body.decode(errors='replace')}"
-        for key, body in client_side["samples"].items()
+    lines += [
+        f"quotas {name}, first {key}: {body.decode(errors='replace')}"
+        for key, body in summary["samples"].items()
     ]
-    return common.Result(
-        key="d",
-        title="(d) assign/release, gunicorn -w 4",
-        measured=measured,
-        target=f">= {TARGET_RATE} assign+release/s, 0 double assignments",
-        verdict="met" if not gaps else "missed: " + "; ".join(gaps),
-        details=details,
-        figures={
-            "operations_per_s": successes / elapsed,
-            "requests_per_s": requests / elapsed,
-            "conflict_share": conflicts / requests,
-            "counts": dict(counts),
-            "double_assignments_client": doubles_client,
-            "database": database,
-            "seconds": elapsed,
-            "assign_p50": client_side["assign_p50"],
-            "assign_p99": client_side["assign_p99"],
-            "worker_cpu_per_request": cpu_per_request,
-        },
-    )
+    return lines
+
+
+def format_load(load) -> str:
+    return ", ".join(f"{value:.2f}" for value in load)
 
 
 EXPECTED = {"assign 200", "assign 409", "release 200"}
@@ -219,6 +381,40 @@ def hammer(port: int, token: str, vms: list[str], seconds: float) -> dict:
         "assign_p50": common.percentile(assign_latencies, 0.50),
         "assign_p99": common.percentile(assign_latencies, 0.99),
     }
+
+
+def quota_standing(served: dict) -> dict:
+    """What the quotas-on server counts for the agent in any pool, by
+    ``GET /api/v1/quotas/me``: the VMs and VM-hours used.
+
+    :raises RuntimeError: the bench's rule is not what binds the agent's VMs and VM-hours.
+    """
+    status, body = common.request(
+        served["server"].port, "GET", "/api/v1/quotas/me", served["token"]
+    )
+    if status != 200:
+        raise RuntimeError(f"quotas/me: {status} {body[:300]!r}")
+    anywhere = next(entry for entry in json.loads(body)["quota"]["pools"] if entry["pool"] is None)
+    used = {}
+    for limit in ("max_vms", "max_vm_hours"):
+        entry = anywhere[limit]
+        rule = entry["rule"] or {}
+        if entry["limit"] != QUOTA_RULE[limit] or rule.get("scope") != "default":
+            raise RuntimeError(f"quotas on, {limit} is not the bench's rule's: {entry}")
+        used[limit] = entry["used"]
+    return used
+
+
+def count_holdings(url: str) -> int:
+    """The rows of the holdings table: what an assign with a VM-hours limit reads."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text("SELECT count(*) FROM holdings")).scalar()
+    finally:
+        engine.dispose()
 
 
 def check_database(url: str) -> dict:
