@@ -13,7 +13,7 @@ from .rules import Rule, check_pools
 from .usage import rule_to_dict
 
 
-def _checked(scope: str, name: str | None, pool: str | None) -> None:
+def _checked(scope: str, name: str | None) -> None:
     if not enabled():
         raise InvalidRequestError(
             "quotas need the local ledger (ASSIGNMENT_BACKEND=local), which counts what each "
@@ -40,7 +40,7 @@ def put_rule(scope: str, name: str | None, body: dict, by: str) -> dict:
     limits = dict(body)
     pool = limits.pop("pool", None)
     limits.pop("auth_token", None)
-    _checked(scope, name, pool)
+    _checked(scope, name)
     check_pools("", limits, pool, {spec.name for spec in pools.every()})
     row = _row(scope, name, pool)
     if row is None:
@@ -66,7 +66,7 @@ def delete_rule(scope: str, name: str | None, pool: str | None) -> dict | None:
 
     :raises NotFoundError: no such user or role, or the database has no such rule.
     """
-    _checked(scope, name, pool)
+    _checked(scope, name)
     row = _row(scope, name, pool)
     if row is None:
         whose = Rule(scope, name, pool, {}).label()

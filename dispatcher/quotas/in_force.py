@@ -19,6 +19,7 @@ def enabled() -> bool:
 
 
 def rule_of_row(row: QuotaRule) -> Rule:
+    """The rule an admin set, as the setting's are read."""
     return Rule(
         row.scope,
         row.name or None,
@@ -60,6 +61,7 @@ def roles_of(username: str) -> list[str]:
 
 
 def bounds_of(username: str, pool: str | None) -> Bounds:
+    """Every limit that binds ``username`` in ``pool`` (None: any), by the rules in force."""
     found = rules_in_force(username)
     # The caller's roles matter only where a role has a rule: one query less otherwise.
     roles = roles_of(username) if any(key[0] == ROLE for key in found) else []
