@@ -97,6 +97,8 @@ class Config:
     POOLS_INTERVAL = 15
     # VMs the manager creates at once on one cloud.
     POOLS_CREATE_CONCURRENCY = 4
+    # Ready checks a pass runs at once (each within its pool's timeout).
+    POOLS_CHECK_CONCURRENCY = 32
     # A cloud that failed is left alone this many seconds, doubled after each failure in
     # a row up to POOLS_BACKOFF_MAX_SECONDS; its share goes to the pool's next cloud.
     POOLS_BACKOFF_SECONDS = 30

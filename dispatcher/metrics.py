@@ -61,6 +61,16 @@ HISTORY_ENTRIES = Counter(
 )
 
 # The token check: how each request's token was checked, and the tokens each worker keeps.
+POOL_CHECKS = Counter(
+    "dispatcher_pool_checks",
+    "Ready checks of a pool's booting and free VMs, by pool and result (passed, failed).",
+    ["pool", "result"],
+)
+POOL_REPLACEMENTS = Counter(
+    "dispatcher_pool_replacements",
+    "Free VMs a pool took out to be replaced, by pool and reason (check: failed its ready checks).",
+    ["pool", "reason"],
+)
 QUOTA_REFUSALS = Counter(
     "dispatcher_quota_refusals",
     "Assigns and extends a quota refused (dry runs excluded), by the limit and the scope of "

@@ -111,6 +111,9 @@ class Assignment(TimestampMixin, db.Model):
     expires_at = db.Column(db.DateTime(timezone=True))  # the lease's end; None: no lease
     # When the lease's "expiring" webhook was queued, so that it goes once per expiry.
     lease_warned_at = db.Column(db.DateTime(timezone=True))
+    # A pool's ready check: when the VM was last checked, and its failed checks in a row.
+    checked_at = db.Column(db.DateTime(timezone=True))
+    check_failures = db.Column(db.Integer, nullable=False, default=0, server_default="0")
 
 
 class Holding(db.Model):
@@ -247,8 +250,8 @@ class IdempotencyKey(db.Model):
 
 # Every action the history records (AuditEntry.action): the API's assign, release, extend
 # and stop; the pool manager's create, promote, destroy and adopt (destroy and release
-# also by the lease expiry); a reconcile fix; a lease webhook call. The history's
-# ``action`` filter and the OpenAPI document take them from here.
+# also by the lease expiry); a reconcile fix; a lease webhook call; a VM's failed ready
+# check. The history's ``action`` filter and the OpenAPI document take them from here.
 ACTIONS = (
     "assign",
     "release",
@@ -260,6 +263,7 @@ ACTIONS = (
     "adopt",
     "webhook",
     "reconcile",
+    "check",
 )
 
 

@@ -126,7 +126,8 @@ def test_every_action_the_history_records_is_in_the_documents_enum(make_app, goo
     and stop; the pool manager's create, promote and destroy; a reconcile fix; a lease
     webhook call. Their actions are in the document's enum, for an entry's ``action`` and
     for the history's ``action`` filter alike, and that enum is models.ACTIONS, the one
-    list. (``adopt`` needs a cloud that keeps a pool's marks: test_pools_ec2.py.)"""
+    list. (``adopt`` needs a cloud that keeps a pool's marks: test_pools_ec2.py; ``check``
+    a VM that fails its ready check: test_pools_ready.py.)"""
     web = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
                    "min_ready": 1, "max_total": 1}}  # fmt: skip
     app = make_app(POOLS=web, LEASE_WEBHOOK_URL=good.url(), LEASE_WEBHOOK_SECRET="s3cret")
@@ -166,7 +167,7 @@ def test_every_action_the_history_records_is_in_the_documents_enum(make_app, goo
     assert recorded <= set(entry)
     assert action_filter["schema"].get("enum") == entry
     assert entry == list(models.ACTIONS)
-    assert recorded == set(models.ACTIONS) - {"adopt"}
+    assert recorded == set(models.ACTIONS) - {"adopt", "check"}
 
 
 def test_the_reconcile_post_body_is_optional(document):

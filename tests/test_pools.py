@@ -124,7 +124,8 @@ def warm(make_app):
         (
             {"POOLS": pool(spare=1)},
             "POOLS['web']: unknown key 'spare' "
-            "(known: boot_timeout, clouds, lease, max_lease, max_total, min_ready, release, "
+            "(known: boot_timeout, clouds, lease, max_lease, max_total, min_ready, ready_check, "
+            "recheck_failures, recheck_seconds, release, "
             "webhook_url)",
         ),
         (

@@ -6,6 +6,8 @@ it happened, so that of two processes changing one row at once exactly one wins:
     (new) --add_booting--> BOOTING --promote--> FREE --assign / take_free--> ASSIGNED
     (new) --register / adopt------------------> FREE <--release-------------- ASSIGNED
     ASSIGNED --extend, mark_warned--> ASSIGNED (a new end of its lease; its warning sent)
+    BOOTING, FREE --note_check--> the same (a ready check's outcome), or FREE --> FAULTY
+    (its failed checks in a row reached the pool's limit)
     any live state --mark_faulty--> FAULTY --mark_deleted--> DELETED
     any live state --mark_deleted--> DELETED (destroyed, or gone from its cloud)
 
@@ -288,7 +290,7 @@ def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment,
     revived = db.session.execute(
         update(Assignment)
         .where(Assignment.id == row.id, Assignment.status == DELETED)
-        .values(created_at=func.now(), updated_at=func.now(), **values)
+        .values(**{"created_at": func.now(), "updated_at": func.now(), **values})
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.refresh(row)
@@ -302,6 +304,8 @@ def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> A
         its nodes by their count, and gives a live node's id again after a destroy).
     """
     values = {
+        # On the dispatcher's clock: the pool's boot_timeout counts from it.
+        "created_at": clock.now(),
         "hostname": node["name"] or node["id"],
         "recipe": pool,
         "pool": pool,
@@ -356,17 +360,46 @@ def _moved(row: Assignment, won) -> bool:
 
 
 def promote(row: Assignment, ready_at, hostname: str, public_ips, private_ips) -> bool:
-    """A booting VM found running: free, with its addresses; whether it moved."""
+    """A booting VM found running (and answering its pool's ready check, if it has one):
+    free, with its addresses; whether it moved."""
     won = _move(
         row.id,
         BOOTING,
         status=FREE,
         ready_at=ready_at,
+        checked_at=ready_at,
+        check_failures=0,
         hostname=hostname,
         public_ips=public_ips,
         private_ips=private_ips,
     )
     return _moved(row, won)
+
+
+def note_check(row: Assignment, passed: bool, now, out_after: int | None = None):
+    """Record a ready check of the booting or free VM: passed, or one more failure in a
+    row. A free VM whose failures reach ``out_after`` is taken out of the pool (FAULTY) by
+    the same statement, which an assign cannot meet half-way. Its status afterwards, or
+    None when it was neither booting nor free any more."""
+    failures = 0 if passed else Assignment.check_failures + 1
+    values = {"checked_at": now, "check_failures": failures, "updated_at": func.now()}
+    if not passed and out_after is not None:
+        values["status"] = case(
+            (
+                (Assignment.status == FREE) & (Assignment.check_failures + 1 >= out_after),
+                FAULTY,
+            ),
+            else_=Assignment.status,
+        )
+    moved = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == row.id, Assignment.status.in_([BOOTING, FREE]))
+        .values(**values)
+        .returning(Assignment.status)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    db.session.refresh(row)
+    return moved
 
 
 def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=None):

@@ -45,6 +45,8 @@ def _lease_summary(report: LeaseReport) -> str | None:
     line = (
         f"leases: {report.warned} warned, {report.released} released, {report.destroyed} destroyed"
     )
+    if report.failed_checks:
+        line += f"; {report.failed_checks} failed their ready check"
     return line + "".join(f"; {problem}" for problem in report.problems)
 
 
@@ -57,6 +59,8 @@ def _summary(report: PoolReport) -> str:
         f"{report.destroyed} destroyed, {report.adopted} adopted; "
         f"{totals['free']} free, {totals['booting']} booting, {totals['assigned']} assigned"
     )
+    if report.failed_checks:
+        line += f"; {report.failed_checks} failed their ready check"
     return line + "".join(f"; {problem}" for problem in report.problems)
 
 

@@ -5,22 +5,30 @@ A pass (the worker runs it under the pool's lock, one at a time across hosts):
 1. lists the nodes of each of the pool's clouds once;
 2. adopts the nodes marked as the pool's that the ledger lacks (a pass stopped between a
    create call and its commit), as booting;
-3. promotes booting VMs the cloud reports running to free, with their addresses; retires
-   (marks faulty, then ends: ``end_vm``) those still not running after ``boot_timeout``,
-   free ones gone from their cloud, and faulty ones a failed destroy left;
-4. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``
+3. promotes booting VMs the cloud reports running to free, with their addresses, once
+   they answer the pool's ready check if it has one; retires (marks faulty, then ends:
+   ``end_vm``) those still not running or not answering after ``boot_timeout``, free
+   ones gone from their cloud, and faulty ones a failed destroy left;
+4. checks again the free VMs whose last check is ``recheck_seconds`` old, and takes out
+   of the pool those that failed ``recheck_failures`` checks in a row;
+5. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``
    (``refill``).
+
+The checks of a pass run at once, in the worker's threads (``probes``), each within its
+timeout: a VM that does not answer delays the pass by that timeout at most.
 """
+
+from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import clock, clouds, metrics, serializers
+from .. import clock, clouds, metrics, probes, serializers
 from ..bookkeeping import ledger
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..models import BOOTING, FAULTY, FREE
-from ..pools import PoolSpec, marks, passes
+from ..pools import PoolSpec, ReadyCheck, marks, passes
 from ..pools.events import PoolReport, entry, failed, record
 from ..serializers import as_utc
 from .ending import Wording, end_vm
@@ -34,9 +42,19 @@ RETIRED = Wording(
 )
 
 
+@dataclass(frozen=True)
+class Due:
+    """A VM whose ready check this pass runs: booting and running, or free and due."""
+
+    cloud: Cloud
+    row: object
+    node: object
+
+
 def tend_pool(spec: PoolSpec) -> PoolReport:
     """One pass over the pool ``spec``; what it did. The caller holds the pool's lock."""
     report = PoolReport(spec.name)
+    due: list[Due] = []
     for pool_cloud in spec.clouds:
         cloud = clouds.get(pool_cloud.cloud)
         try:
@@ -44,14 +62,17 @@ def tend_pool(spec: PoolSpec) -> PoolReport:
         except DispatcherError as exc:
             failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
             continue
-        _tend(spec, cloud, listed, report)
+        _tend(spec, cloud, listed, report, due)
+    if due:
+        _check(spec, due, report)
     refill(spec, report)
     passes.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"])
     return report
 
 
-def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> None:
-    """Adopt, promote and retire the pool's VMs on ``cloud`` by what its listing shows."""
+def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport, due: list) -> None:
+    """Adopt, promote and retire the pool's VMs on ``cloud`` by what its listing shows;
+    add to ``due`` those to check first."""
     alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     by_name = not marks.takes_metadata(cloud.driver)
     ours = {}  # node id -> creation id, of the nodes marked as the pool's
@@ -70,18 +91,79 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport) -> Non
     now = clock.now()
     for row in ledger.pool_rows(spec.name, cloud.name):
         node = alive.get(row.id_vm)
+        booted = (now - as_utc(row.created_at)).total_seconds() > spec.boot_timeout
+        running = node is not None and node.state == nodes.RUNNING
         if row.status == BOOTING:
-            if node is not None and node.state == nodes.RUNNING:
+            if running and spec.ready_check is None:
                 _promote(cloud, row, node, now, report)
             elif node is not None and node.state == nodes.ERROR:
                 _retire(cloud, row, node, "the cloud reports it in error", report)
-            elif (now - as_utc(row.created_at)).total_seconds() > spec.boot_timeout:
-                reason = f"not running {spec.boot_timeout} s after its creation"
-                _retire(cloud, row, node, reason, report)
+            elif running and not (booted and row.check_failures):
+                due.append(Due(cloud, row, node))
+            elif booted:
+                what = "not answering its ready check" if running else "not running"
+                _retire(
+                    cloud, row, node, f"{what} {spec.boot_timeout} s after its creation", report
+                )
         elif row.status == FREE and node is None:
             _retire(cloud, row, None, "gone from its cloud", report)
+        elif row.status == FREE and _recheck_due(spec, row, now):
+            due.append(Due(cloud, row, node))
         elif row.status == FAULTY:
             _retire(cloud, row, node, "faulty", report)
+
+
+def _recheck_due(spec: PoolSpec, row, now) -> bool:
+    if spec.recheck_seconds is None:
+        return False
+    checked = as_utc(row.checked_at or row.ready_at)
+    return checked is None or (now - checked).total_seconds() >= spec.recheck_seconds
+
+
+def _probe(check: ReadyCheck, node):
+    """The ready check of the VM of ``node``, to run in a thread: its failure, or None."""
+    shown = serializers.node_to_dict(node)
+    address = probes.first_address(shown["public_ips"], shown["private_ips"], check.address)
+
+    def run() -> str | None:
+        if address is None:
+            return "it has no address"
+        if check.port is not None:
+            return probes.tcp(address, check.port, check.timeout)
+        return probes.http(check.url, address, check.timeout)
+
+    return run
+
+
+def _check(spec: PoolSpec, due: list[Due], report: PoolReport) -> None:
+    """Run the ready checks of ``due`` at once, then promote the booting VMs that pass and
+    take out the free ones that failed too often."""
+    check = spec.ready_check
+    most = current_app.config["POOLS_CHECK_CONCURRENCY"]
+    failures = probes.run_all([_probe(check, item.node) for item in due], most)
+    now = clock.now()
+    for item, failure in zip(due, failures, strict=True):
+        row, cloud = item.row, item.cloud
+        metrics.POOL_CHECKS.labels(spec.name, "failed" if failure else "passed").inc()
+        booting = row.status == BOOTING
+        if failure is None and booting:
+            _promote(cloud, row, item.node, now, report)
+            continue
+        out_after = None if booting else spec.recheck_failures
+        status = ledger.note_check(row, failure is None, now, out_after)
+        if failure is None or status is None:
+            db.session.commit()
+            continue
+        report.failed_checks += 1
+        message = f"Node {row.id_vm} failed its ready check ({check.describe()}): {failure}"
+        if status == FAULTY:
+            message += f"; {row.check_failures} in a row, out of the pool"
+        record(cloud, "check", row, "failed", message)
+        db.session.commit()
+        if status == FAULTY:
+            metrics.POOL_REPLACEMENTS.labels(spec.name, "check").inc()
+            reason = f"failed its ready check {row.check_failures} times in a row"
+            _retire(cloud, row, item.node, reason, report)
 
 
 def _promote(cloud: Cloud, row, node, now, report: PoolReport) -> None:

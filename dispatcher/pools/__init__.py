@@ -7,10 +7,19 @@ from flask import current_app
 from .. import bookkeeping, metrics
 from ..config import check_number
 from ..errors import NotFoundError
-from .spec import PoolCloud, PoolSpec, parse_pools
+from .spec import PoolCloud, PoolSpec, ReadyCheck, parse_pools
 from .status import PoolCollector, pool_to_dict
 
-__all__ = ["PoolCloud", "PoolSpec", "every", "find", "get", "init_app", "pool_to_dict"]
+__all__ = [
+    "PoolCloud",
+    "PoolSpec",
+    "ReadyCheck",
+    "every",
+    "find",
+    "get",
+    "init_app",
+    "pool_to_dict",
+]
 
 EXTENSION = "dispatcher.pools"
 
@@ -24,6 +33,7 @@ def init_app(app) -> None:
     """
     config = app.config
     check_number(config, "POOLS_LEVELS_KEPT", least=1, whole=True)
+    check_number(config, "POOLS_CHECK_CONCURRENCY", least=1, whole=True)
     backend = config["ASSIGNMENT_BACKEND"]
     keeps_pools = bookkeeping.BACKENDS[backend].keeps_pools
     specs = app.extensions[EXTENSION] = parse_pools(

@@ -24,6 +24,7 @@ class PoolReport:
     promoted: int = 0
     destroyed: int = 0
     adopted: int = 0
+    failed_checks: int = 0  # ready checks failed, by booting and free VMs
     problems: list[str] = field(default_factory=list)  # why VMs could not be made
 
 

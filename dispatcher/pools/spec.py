@@ -17,7 +17,14 @@ POOL_KEYS = {
     "lease",
     "max_lease",
     "webhook_url",
+    "ready_check",
+    "recheck_seconds",
+    "recheck_failures",
 }
+READY_CHECK_KEYS = {"tcp", "http", "address", "timeout"}
+ADDRESSES = ("public", "private")
+# The longest a ready check may wait for a VM, in seconds: a pass waits that long at most.
+CHECK_TIMEOUT_MOST = 60
 CLOUD_KEYS = {"cloud", "image", "size", "location", "keyname", "security_groups", "metadata"}
 
 
@@ -35,6 +42,21 @@ class PoolCloud:
 
 
 @dataclass(frozen=True)
+class ReadyCheck:
+    """How a pool's VM is found ready: a TCP connect to ``port``, or an HTTP GET of ``url``
+    (``{address}`` filled in) answered 2xx, at its first ``address`` (public or private;
+    the other kind where it has none), within ``timeout`` seconds."""
+
+    port: int | None = None
+    url: str | None = None
+    address: str = "public"
+    timeout: float = 5.0
+
+    def describe(self) -> str:
+        return f"TCP port {self.port}" if self.port is not None else f"GET {self.url}"
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     """One warm pool: VMs of one vm_type, made on the first of its clouds that accepts."""
 
@@ -47,6 +69,9 @@ class PoolSpec:
     lease: int | None = None  # seconds an assignment of its VMs lasts by default
     max_lease: int | None = None  # the longest lease of its VMs
     webhook_url: str | None = None  # where its VMs' lease events go (else LEASE_WEBHOOK_URL)
+    ready_check: ReadyCheck | None = None  # None: a VM is free once its cloud runs it
+    recheck_seconds: int | None = None  # a free VM is checked again this often (None: never)
+    recheck_failures: int = 2  # failed checks in a row that take a free VM out
 
     @property
     def cloud_names(self) -> list[str]:
@@ -109,6 +134,43 @@ def _parse_cloud(where: str, entry, farm) -> PoolCloud:
     )
 
 
+def _parse_ready_check(where: str, entry) -> ReadyCheck:
+    where = f"{where}: ready_check"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where} must be a mapping with tcp or http")
+    extra = sorted(set(entry) - READY_CHECK_KEYS)
+    if extra:
+        known = ", ".join(sorted(READY_CHECK_KEYS))
+        raise ConfigurationError(f"{where}: unknown key {extra[0]!r} (known: {known})")
+    if ("tcp" in entry) == ("http" in entry):
+        raise ConfigurationError(f"{where} takes one of tcp (a port) and http (a URL)")
+    port = url = None
+    if "tcp" in entry:
+        port = entry["tcp"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigurationError(f"{where}: tcp must be a port from 1 to 65535")
+    else:
+        url = entry["http"]
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"{where}: http must be an http:// or https:// URL")
+        try:
+            url.format(address="192.0.2.1")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigurationError(
+                f"{where}: http may hold {{address}} and no other {{...}}"
+            ) from None
+    address = entry.get("address", "public")
+    if address not in ADDRESSES:
+        raise ConfigurationError(f"{where}: address must be one of {', '.join(ADDRESSES)}")
+    timeout = entry.get("timeout", 5)
+    number = not isinstance(timeout, bool) and isinstance(timeout, int | float)
+    if not number or not 0 < timeout <= CHECK_TIMEOUT_MOST:
+        raise ConfigurationError(
+            f"{where}: timeout must be a number of seconds above 0, at most {CHECK_TIMEOUT_MOST}"
+        )
+    return ReadyCheck(port=port, url=url, address=address, timeout=float(timeout))
+
+
 def parse_pool(name, entry, farm) -> PoolSpec:
     """One POOLS entry, checked against the clouds of ``farm``.
 
@@ -145,6 +207,13 @@ def parse_pool(name, entry, farm) -> PoolSpec:
     webhook_url = entry.get("webhook_url")
     if webhook_url is not None:
         _text(where, "webhook_url", webhook_url)
+    ready_check = entry.get("ready_check")
+    ready_check = _parse_ready_check(where, ready_check) if ready_check is not None else None
+    recheck_seconds = entry.get("recheck_seconds")
+    if recheck_seconds is not None:
+        recheck_seconds = _whole(where, "recheck_seconds", recheck_seconds, 1)
+        if ready_check is None:
+            raise ConfigurationError(f"{where}: recheck_seconds needs a ready_check")
     return PoolSpec(
         name=name,
         clouds=parsed,
@@ -153,6 +222,9 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         release=release,
         boot_timeout=_whole(where, "boot_timeout", entry.get("boot_timeout", 600), 1),
         webhook_url=webhook_url,
+        ready_check=ready_check,
+        recheck_seconds=recheck_seconds,
+        recheck_failures=_whole(where, "recheck_failures", entry.get("recheck_failures", 2), 1),
         **leases,
     )
 
