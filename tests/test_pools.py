@@ -476,6 +476,7 @@ def test_pools_answer_their_state_by_cloud(warm):
         "free": 2,
         "assigned": 0,
         "faulty": 0,
+        "unready": 0,
         "clouds": [DEFAULT_CLOUD_WITH_TWO_FREE],
     }
     assert_error(client.get("/api/v1/pools/nowhere"), 404, "Unknown pool: nowhere")

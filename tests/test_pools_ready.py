@@ -201,6 +201,8 @@ def test_only_the_vms_that_answer_become_free_and_only_they_are_handed_out(make_
     assert report.promoted == 9
     assert report.failed_checks == 1
     assert {id_vm for id_vm, status in rows(app).items() if status == BOOTING} == {"10"}
+    shown = token_client(app).get("/api/v1/pools/web").get_json()["pool"]
+    assert (shown["free"], shown["booting"], shown["unready"]) == (9, 1, 1)
     assert checks_failed(app) == [
         f"Node 10 failed its ready check (TCP port {listeners.port}): TCP port "
         f"{listeners.port} of 127.0.0.10: Connection refused"

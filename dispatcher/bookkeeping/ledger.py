@@ -116,6 +116,15 @@ def pool_totals(pool: str) -> dict[str, int]:
     return summed
 
 
+def pool_unready(pool: str) -> int:
+    """How many of the pool's booting VMs failed their last ready check."""
+    return db.session.scalar(
+        select(func.count()).where(
+            Assignment.pool == pool, Assignment.status == BOOTING, Assignment.check_failures > 0
+        )
+    )
+
+
 def pool_rows(pool: str, cloud: str) -> list[Assignment]:
     """The pool's rows on ``cloud`` that are not deleted."""
     query = select(Assignment).where(

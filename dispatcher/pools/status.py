@@ -35,6 +35,7 @@ _POOL = {
     "min_ready": INTEGER,
     "max_total": INTEGER,
     **_COUNTS,
+    "unready": INTEGER,
     "last_pass": TEXT_OR_NULL,
     "clouds": list_of(pool_cloud_to_dict),
 }
@@ -42,8 +43,9 @@ _POOL = {
 
 @describes("Pool", _POOL)
 def pool_to_dict(spec: PoolSpec) -> dict:
-    """POOL: the pool's settings, its VMs by state over all clouds and per cloud, when the
-    manager last finished a pass over it (times in ISO 8601, UTC)."""
+    """POOL: the pool's settings, its VMs by state over all clouds and per cloud, of its
+    booting VMs those that failed their last ready check (``unready``), when the manager
+    last finished a pass over it (times in ISO 8601, UTC)."""
     counted = ledger.pool_counts(spec.name)
     states = passes.cloud_states(spec.name)
     per_cloud = [
@@ -58,6 +60,7 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "min_ready": spec.min_ready,
         "max_total": spec.max_total,
         **totals,
+        "unready": ledger.pool_unready(spec.name),
         "last_pass": utc_iso(passes.last_pass(spec.name)),
         "clouds": per_cloud,
     }

@@ -199,7 +199,9 @@ async function showPools() {
   for (const pool of answer.pools) {
     const block = el("article", null, { "aria-label": `Pool ${pool.name}` });
     const short = pool.free < pool.min_ready;
-    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.min_ready} ready wanted, at most ${pool.max_total}`);
+    // Booting VMs that failed their last ready check: running, but not answering yet.
+    const unready = pool.unready ? `; ${pool.unready} booting not answering their ready check` : "";
+    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.min_ready} ready wanted, at most ${pool.max_total}${unready}`);
     if (short) title.classList.add("short");
     block.append(title);
     const table = el("table", null, { "aria-label": `Pool ${pool.name} by cloud` });
