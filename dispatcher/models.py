@@ -114,6 +114,8 @@ class Assignment(TimestampMixin, db.Model):
     # A pool's ready check: when the VM was last checked, and its failed checks in a row.
     checked_at = db.Column(db.DateTime(timezone=True))
     check_failures = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+    # The fingerprint of the pool's entry it was made from (PoolCloud.template).
+    template = db.Column(db.String(64))
 
 
 class Holding(db.Model):

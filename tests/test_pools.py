@@ -124,9 +124,8 @@ def warm(make_app):
         (
             {"POOLS": pool(spare=1)},
             "POOLS['web']: unknown key 'spare' "
-            "(known: boot_timeout, clouds, lease, max_lease, max_total, min_ready, ready_check, "
-            "recheck_failures, recheck_seconds, release, "
-            "webhook_url)",
+            "(known: boot_timeout, clouds, lease, max_age, max_lease, max_total, min_ready, "
+            "ready_check, recheck_failures, recheck_seconds, release, webhook_url)",
         ),
         (
             {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": "1", "flavor": 2}])},
@@ -477,6 +476,7 @@ def test_pools_answer_their_state_by_cloud(warm):
         "assigned": 0,
         "faulty": 0,
         "unready": 0,
+        "outdated": 0,
         "clouds": [DEFAULT_CLOUD_WITH_TWO_FREE],
     }
     assert_error(client.get("/api/v1/pools/nowhere"), 404, "Unknown pool: nowhere")

@@ -141,19 +141,45 @@ def pool_leased(pool: str) -> list[Assignment]:
     return list(db.session.scalars(query.order_by(Assignment.expires_at, Assignment.id)))
 
 
-def _free(pool: str, clouds: list[str]):
+def _is_current(templates: dict[str, str]):
+    """Whether a row is made from its cloud's current template (or records none)."""
+    made_so = [
+        (Assignment.cloud == cloud) & (Assignment.template == t) for cloud, t in templates.items()
+    ]
+    return or_(Assignment.template.is_(None), *made_so)
+
+
+def _free(pool: str, clouds: list[str], templates: dict[str, str] | None = None):
+    """The free VM of the pool an assign takes: one made from the current template before
+    an outdated one, then the one free the longest."""
+    order = [Assignment.ready_at, Assignment.id]
+    if templates:
+        order.insert(0, case((_is_current(templates), 0), else_=1))
     return (
         select(Assignment.id)
         .where(Assignment.pool == pool, Assignment.status == FREE, Assignment.cloud.in_(clouds))
-        .order_by(Assignment.ready_at, Assignment.id)
+        .order_by(*order)
         .limit(1)
     )
 
 
-def peek_free(pool: str, clouds: list[str]) -> Assignment | None:
+def peek_free(
+    pool: str, clouds: list[str], templates: dict[str, str] | None = None
+) -> Assignment | None:
     """A free VM of the pool on one of ``clouds``, left free (for a dry run)."""
-    found = db.session.scalar(_free(pool, clouds))
+    found = db.session.scalar(_free(pool, clouds, templates))
     return get(found)
+
+
+def pool_outdated(pool: str, templates: dict[str, str]) -> int:
+    """How many of the pool's live VMs were made from a template its cloud no longer has."""
+    return db.session.scalar(
+        select(func.count()).where(
+            Assignment.pool == pool,
+            Assignment.status.in_([BOOTING, FREE, ASSIGNED]),
+            ~_is_current(templates),
+        )
+    )
 
 
 def leases_to_warn(now: datetime.datetime, window: float) -> list[Assignment]:
@@ -306,8 +332,11 @@ def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment,
     return row, bool(revived)
 
 
-def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> Assignment:
-    """Record a VM a pool made (or adopts) as booting.
+def add_booting(
+    pool: str, cloud: str, node: dict, creation_id: str | None, template: str | None = None
+) -> Assignment:
+    """Record a VM a pool made (or adopts) as booting, made from ``template`` (None: not
+    known, for one adopted).
 
     :raises ConflictError: a VM the ledger holds has that id (libcloud's Dummy numbers
         its nodes by their count, and gives a live node's id again after a destroy).
@@ -325,6 +354,9 @@ def add_booting(pool: str, cloud: str, node: dict, creation_id: str | None) -> A
         "assigned_by": None,
         "expires_at": None,
         "lease_warned_at": None,
+        "checked_at": None,
+        "check_failures": 0,
+        "template": template,
     }
     row, made = _insert_or_revive(cloud, node["id"], values)
     if not made:
@@ -340,6 +372,7 @@ def register(cloud: str, node: dict, vm_type: str | None = None) -> Assignment:
     values = {"hostname": node["name"], "recipe": vm_type, "status": FREE, **HOLDER_CLEARED}
     # A pool's DELETED row taken over is no longer the pool's.
     values.update(pool=None, creation_id=None, ready_at=None, public_ips=None, private_ips=None)
+    values.update(checked_at=None, check_failures=0, template=None)
     return _insert_or_revive(cloud, node["id"], values)[0]
 
 
@@ -427,17 +460,18 @@ def take_free(
     vm_type: str,
     assigned_by: str | None = None,
     expires_at: datetime.datetime | None = None,
+    templates: dict[str, str] | None = None,
 ) -> Assignment | None:
     """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
-    leased until ``expires_at`` (None: no end): one statement that picks and changes the
-    row, so that two requests never get the same VM. None when the pool has no free VM
-    there.
+    leased until ``expires_at`` (None: no end), one made from its cloud's current
+    template (``templates``) first: one statement that picks and changes the row, so that
+    two requests never get the same VM. None when the pool has no free VM there.
 
     On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
     writing statement at a time. The status check repeats in the UPDATE all the same.
     """
-    candidate = _free(pool, clouds).with_for_update(skip_locked=True).scalar_subquery()
+    candidate = _free(pool, clouds, templates).with_for_update(skip_locked=True).scalar_subquery()
     taken = db.session.execute(
         update(Assignment)
         .where(Assignment.id == candidate, Assignment.status == FREE)

@@ -45,8 +45,6 @@ def _lease_summary(report: LeaseReport) -> str | None:
     line = (
         f"leases: {report.warned} warned, {report.released} released, {report.destroyed} destroyed"
     )
-    if report.failed_checks:
-        line += f"; {report.failed_checks} failed their ready check"
     return line + "".join(f"; {problem}" for problem in report.problems)
 
 

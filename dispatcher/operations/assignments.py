@@ -144,7 +144,8 @@ def release_vm(
     """Free an assigned VM, then destroy it; ``{"id_vm", "id", "result"}``.
 
     With RELEASE_KEEPS_NODE the VM is kept (and free for the next assign). A VM of a warm
-    pool follows its pool's ``release``: ``reuse`` keeps it free in the pool; ``destroy``
+    pool follows its pool's ``release``: ``reuse`` keeps it free in the pool, unless it
+    was made from a template the pool no longer has; ``destroy``
     keeps it from being handed out (faulty) until it is destroyed, here or, should the
     cloud fail, by the pool manager. With ``hold`` any VM to destroy is kept so (the
     manager's release at the end of a lease, which it sees through).
@@ -171,7 +172,9 @@ def release_vm(
             leased = notices.Leased.of(ledger_row)  # before the release forgets it
         pool = pools.find(ledger_row.pool) if ledger_row is not None else None
         if pool is not None:
-            keep = pool.release == "reuse"
+            # A VM made from a template the pool no longer has is not kept, even to reuse.
+            current = pool.is_current(ledger_row.cloud, ledger_row.template)
+            keep = pool.release == "reuse" and current
         if emulate:
             then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")

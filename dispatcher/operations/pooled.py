@@ -70,9 +70,9 @@ def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate) -> d
     expires_at = leases.until(seconds)
     started = time.perf_counter()
     if emulate:
-        row = ledger.peek_free(spec.name, where)
+        row = ledger.peek_free(spec.name, where, spec.templates)
     else:
-        row = ledger.take_free(spec.name, where, user, vm_type, caller, expires_at)
+        row = ledger.take_free(spec.name, where, user, vm_type, caller, expires_at, spec.templates)
     metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
     if row is None:
         # The next pass of the worker is the soonest a VM can be free: in whole seconds,

@@ -11,8 +11,11 @@ A pass (the worker runs it under the pool's lock, one at a time across hosts):
    ones gone from their cloud, and faulty ones a failed destroy left;
 4. checks again the free VMs whose last check is ``recheck_seconds`` old, and takes out
    of the pool those that failed ``recheck_failures`` checks in a row;
-5. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``
-   (``refill``).
+5. renews the free VMs older than ``max_age`` or made from a template the pool no longer
+   has: each is retired once a current VM is free beyond ``min_ready`` in its place, and
+   until then counts for nothing, so that the refill makes its replacement first;
+6. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``
+   but by the outdated VMs still waiting for their replacement (``refill``).
 
 The checks of a pass run at once, in the worker's threads (``probes``), each within its
 timeout: a VM that does not answer delays the pass by that timeout at most.
@@ -51,10 +54,21 @@ class Due:
     node: object
 
 
+@dataclass(frozen=True)
+class Outdated:
+    """A free VM to renew, and why (``reason``: max_age or template)."""
+
+    cloud: Cloud
+    row: object
+    node: object
+    reason: str
+
+
 def tend_pool(spec: PoolSpec) -> PoolReport:
     """One pass over the pool ``spec``; what it did. The caller holds the pool's lock."""
     report = PoolReport(spec.name)
     due: list[Due] = []
+    outdated: list[Outdated] = []
     for pool_cloud in spec.clouds:
         cloud = clouds.get(pool_cloud.cloud)
         try:
@@ -62,17 +76,20 @@ def tend_pool(spec: PoolSpec) -> PoolReport:
         except DispatcherError as exc:
             failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
             continue
-        _tend(spec, cloud, listed, report, due)
+        _tend(spec, cloud, listed, report, due, outdated)
     if due:
         _check(spec, due, report)
-    refill(spec, report)
+    waiting = _renew(spec, outdated, report) if outdated else 0
+    refill(spec, report, waiting)
     passes.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"])
     return report
 
 
-def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport, due: list) -> None:
+def _tend(
+    spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport, due: list, outdated: list
+) -> None:
     """Adopt, promote and retire the pool's VMs on ``cloud`` by what its listing shows;
-    add to ``due`` those to check first."""
+    add to ``due`` those to check first, to ``outdated`` the free ones to renew."""
     alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     by_name = not marks.takes_metadata(cloud.driver)
     ours = {}  # node id -> creation id, of the nodes marked as the pool's
@@ -107,10 +124,51 @@ def _tend(spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport, due: l
                 )
         elif row.status == FREE and node is None:
             _retire(cloud, row, None, "gone from its cloud", report)
-        elif row.status == FREE and _recheck_due(spec, row, now):
-            due.append(Due(cloud, row, node))
+        elif row.status == FREE:
+            if _recheck_due(spec, row, now):
+                due.append(Due(cloud, row, node))
+            reason = _outdated(spec, row, now)
+            if reason is not None:
+                outdated.append(Outdated(cloud, row, node, reason))
         elif row.status == FAULTY:
             _retire(cloud, row, node, "faulty", report)
+
+
+def _outdated(spec: PoolSpec, row, now) -> str | None:
+    """Why the free VM of ``row`` is to be renewed (template, max_age), or None."""
+    if not spec.is_current(row.cloud, row.template):
+        return "template"
+    ready = as_utc(row.ready_at)
+    too_old = spec.max_age is not None and ready is not None
+    if too_old and (now - ready).total_seconds() > spec.max_age:
+        return "max_age"
+    return None
+
+
+# How the history tells why a free VM was renewed.
+RENEWED = {
+    "template": "made from a template the pool no longer has, replaced",
+    "max_age": "free for more than the pool's max_age ({max_age} s), replaced",
+}
+
+
+def _renew(spec: PoolSpec, outdated: list[Outdated], report: PoolReport) -> int:
+    """Retire the outdated free VMs that a current free VM beyond ``min_ready`` can take
+    the place of, the longest free first; how many still wait for their replacement."""
+    totals = ledger.pool_totals(spec.name)
+    spare = totals["free"] - spec.min_ready
+    waiting = 0
+    for item in sorted(outdated, key=lambda item: (as_utc(item.row.ready_at), item.row.id)):
+        if item.row.status != FREE:
+            continue  # taken out by its check this very pass
+        if spare <= 0:
+            waiting += 1
+            continue
+        reason = RENEWED[item.reason].format(max_age=spec.max_age)
+        if _retire(item.cloud, item.row, item.node, reason, report):
+            metrics.POOL_REPLACEMENTS.labels(spec.name, item.reason).inc()
+            spare -= 1
+    return waiting
 
 
 def _recheck_due(spec: PoolSpec, row, now) -> bool:
@@ -179,16 +237,17 @@ def _promote(cloud: Cloud, row, node, now, report: PoolReport) -> None:
     report.promoted += 1
 
 
-def _retire(cloud: Cloud, row, node, reason: str, report: PoolReport) -> None:
+def _retire(cloud: Cloud, row, node, reason: str, report: PoolReport) -> bool:
     """Mark the VM faulty (committed first, so that a failed destroy is tried again by the
-    next pass), then end it."""
+    next pass), then end it; whether it was the pass's to retire."""
     if row.status != FAULTY and not ledger.mark_faulty(row):
         db.session.rollback()
-        return  # taken by an assign meanwhile: not the pass's to retire any more
+        return False  # taken by an assign meanwhile: not the pass's to retire any more
     db.session.commit()
     target = node if node is not None else row.id_vm
     try:
         end_vm(cloud, target, reason, entry(cloud, "destroy", row), RETIRED, node is None)
     except DispatcherError:
-        return  # on record; the next pass tries again
+        return True  # on record; the next pass tries again
     report.destroyed += 1
+    return True

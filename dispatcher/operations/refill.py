@@ -17,10 +17,13 @@ from ..pools.events import PoolReport, failed, record
 from ..serializers import as_utc
 
 
-def refill(spec: PoolSpec, report: PoolReport) -> None:
+def refill(spec: PoolSpec, report: PoolReport, outdated: int = 0) -> None:
+    """Create what the pool lacks of ``min_ready``, the ``outdated`` free VMs waiting for
+    their replacement counting for nothing (and allowed beyond ``max_total`` meanwhile)."""
     totals = ledger.pool_totals(spec.name)
     need = min(
-        spec.min_ready - totals["free"] - totals["booting"], spec.max_total - sum(totals.values())
+        spec.min_ready - (totals["free"] - outdated) - totals["booting"],
+        spec.max_total + outdated - sum(totals.values()),
     )
     if need <= 0:
         return
@@ -95,7 +98,9 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
                 node = future.result()
                 if node is None:
                     continue
-                row = ledger.add_booting(spec.name, cloud.name, node, creations[future])
+                row = ledger.add_booting(
+                    spec.name, cloud.name, node, creations[future], entry.template
+                )
             except DispatcherError as exc:
                 failures.append(exc.message)
                 continue

@@ -1,5 +1,7 @@
 """POOLS, parsed once: which VMs each warm pool keeps ready, and where it makes them."""
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -20,6 +22,7 @@ POOL_KEYS = {
     "ready_check",
     "recheck_seconds",
     "recheck_failures",
+    "max_age",
 }
 READY_CHECK_KEYS = {"tcp", "http", "address", "timeout"}
 ADDRESSES = ("public", "private")
@@ -39,6 +42,21 @@ class PoolCloud:
     keyname: str | None = None
     security_groups: tuple[str, ...] | None = None
     metadata: dict = field(default_factory=dict)
+
+    @property
+    def template(self) -> str:
+        """The fingerprint of what a VM is made from here: each VM records the one it was
+        made with, and a VM of another is outdated."""
+        made_from = {
+            "image": self.image,
+            "size": self.size,
+            "location": self.location,
+            "keyname": self.keyname,
+            "security_groups": self.security_groups,
+            "metadata": self.metadata,
+        }
+        canonical = json.dumps(made_from, sort_keys=True, default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -72,11 +90,23 @@ class PoolSpec:
     ready_check: ReadyCheck | None = None  # None: a VM is free once its cloud runs it
     recheck_seconds: int | None = None  # a free VM is checked again this often (None: never)
     recheck_failures: int = 2  # failed checks in a row that take a free VM out
+    max_age: int | None = None  # seconds a VM may stay free (since ready) before renewal
 
     @property
     def cloud_names(self) -> list[str]:
         """The names of the pool's clouds, in the order they are tried."""
         return [entry.cloud for entry in self.clouds]
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """The current template of each of the pool's clouds, by cloud name."""
+        return {entry.cloud: entry.template for entry in self.clouds}
+
+    def is_current(self, cloud: str, template: str | None) -> bool:
+        """Whether a VM of the pool on ``cloud`` made from ``template`` is made as the
+        pool now says; one that records no template (made before templates were kept)
+        is taken as current."""
+        return template is None or self.templates.get(cloud) == template
 
 
 def _whole(where: str, key: str, value, lowest: int) -> int:
@@ -225,6 +255,7 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         ready_check=ready_check,
         recheck_seconds=recheck_seconds,
         recheck_failures=_whole(where, "recheck_failures", entry.get("recheck_failures", 2), 1),
+        max_age=_whole(where, "max_age", entry["max_age"], 60) if "max_age" in entry else None,
         **leases,
     )
 

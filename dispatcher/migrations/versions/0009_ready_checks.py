@@ -1,4 +1,5 @@
-"""A pool's ready checks: when each VM was last checked, and its failed checks in a row.
+"""A pool's ready checks and renewals: when each VM was last checked, its failed checks
+in a row, and the fingerprint of the pool's entry it was made from.
 
 Revision ID: 0009
 Revises: 0008
@@ -21,9 +22,11 @@ def upgrade():
         batch_op.add_column(
             sa.Column("check_failures", sa.Integer(), server_default="0", nullable=False)
         )
+        batch_op.add_column(sa.Column("template", sa.String(length=64), nullable=True))
 
 
 def downgrade():
     with op.batch_alter_table("assignments", schema=None) as batch_op:
+        batch_op.drop_column("template")
         batch_op.drop_column("check_failures")
         batch_op.drop_column("checked_at")
