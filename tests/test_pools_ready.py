@@ -332,3 +332,106 @@ def test_an_http_check_wants_a_2xx_from_the_vms_address(make_app):
         f"Node 4 failed its ready check (GET http://{{address}}:{port}/healthz): "
         f"GET http://127.0.0.4:{port}/healthz answered 503"
     ]
+
+
+# -- renewals ----------------------------------------------------------------------------
+
+
+def plain_pool(**changes) -> dict:
+    """A pool without a ready check: three VMs, no more, reused after release."""
+    entry = {
+        "clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+        "min_ready": 3,
+        "max_total": 3,
+        "release": "reuse",
+        "boot_timeout": 86400,
+        **changes,
+    }
+    return {"web": entry}
+
+
+def free_ids(app) -> set[str]:
+    return {id_vm for id_vm, status in rows(app).items() if status == FREE}
+
+
+def destroyed(app) -> list[str]:
+    with app.app_context():
+        return list(
+            db.session.scalars(
+                sqlalchemy.select(AuditEntry.message)
+                .where(AuditEntry.action == "destroy")
+                .order_by(AuditEntry.id)
+            )
+        )
+
+
+def test_free_vms_older_than_max_age_are_replaced_never_below_min_ready(make_app):
+    app = make_app(POOLS=plain_pool(max_age=3600))
+    renewed = metric("dispatcher_pool_replacements_total", pool="web", reason="max_age")
+    with time_machine.travel(START, tick=False) as clock:
+        run_pass(app)
+        run_pass(app)
+        old = free_ids(app)
+        assert len(old) == 3
+        clock.shift(datetime.timedelta(seconds=3600))
+        run_pass(app)
+        assert free_ids(app) == old  # not older than max_age yet
+        clock.shift(datetime.timedelta(seconds=1))
+        seen = []
+        for _ in range(3):
+            run_pass(app)
+            seen.append(len(free_ids(app)))
+        assert min(seen) >= 3  # sampled at every pass: never below min_ready
+        assert not free_ids(app) & old
+        assert len(free_ids(app)) == 3
+    assert metric("dispatcher_pool_replacements_total", pool="web", reason="max_age") == (
+        renewed + 3
+    )
+    assert destroyed(app) == [
+        f"Node {id_vm} free for more than the pool's max_age (3600 s), replaced: destroyed"
+        for id_vm in sorted(old, key=int)
+    ]
+
+
+def test_a_changed_template_rolls_the_free_vms_and_ends_the_assigned_ones_on_release(make_app):
+    """The entry's image changes (as a restart with new POOLS would read it): the free VMs
+    of the old template are replaced, never fewer than min_ready free; an assign meanwhile
+    gets a current VM; an assigned VM of the old template is destroyed on its release,
+    under reuse too."""
+    app = make_app(POOLS=plain_pool(max_total=4))
+    run_pass(app)
+    run_pass(app)
+    client = token_client(app)
+    held = client.put(ASSIGN, json={"user": "u", "vm_type": "web"}).get_json()["id_vm"]
+    run_pass(app)  # the one taken is made again
+    run_pass(app)
+    old = free_ids(app) | {held}
+    assert len(old) == 4
+    with app.app_context():
+        changed = plain_pool(max_total=4, clouds=[{"cloud": "default", "image": "2", "size": "1"}])
+        app.extensions[pools.EXTENSION] = pools.spec.parse_pools(
+            changed, app.config["CLOUD_FARM"], "local", True
+        )
+    shown = client.get("/api/v1/pools/web").get_json()["pool"]
+    assert (shown["free"], shown["assigned"], shown["outdated"]) == (3, 1, 4)
+    renewed = metric("dispatcher_pool_replacements_total", pool="web", reason="template")
+
+    run_pass(app)  # three replacements made, the old ones still free
+    assert len(free_ids(app)) == 3
+    run_pass(app)  # the new ones free: the old ones retired
+    current = free_ids(app) - old
+    assert len(current) >= 1
+    taken = client.put(ASSIGN, json={"user": "u", "vm_type": "web"}).get_json()["id_vm"]
+    assert taken not in old  # a current VM first
+    for _ in range(3):
+        run_pass(app)
+        assert len(free_ids(app)) >= 3 - 1  # the one just taken aside, never fewer
+    assert not free_ids(app) & old
+    assert metric("dispatcher_pool_replacements_total", pool="web", reason="template") == (
+        renewed + 3
+    )
+    released = client.put(RELEASE, json={"node": held})
+    assert released.get_json()["result"] == f"Node {held} released and deleted"
+    assert held not in rows(app)
+    shown = client.get("/api/v1/pools/web").get_json()["pool"]
+    assert shown["outdated"] == 0

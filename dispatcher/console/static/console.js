@@ -201,7 +201,9 @@ async function showPools() {
     const short = pool.free < pool.min_ready;
     // Booting VMs that failed their last ready check: running, but not answering yet.
     const unready = pool.unready ? `; ${pool.unready} booting not answering their ready check` : "";
-    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.min_ready} ready wanted, at most ${pool.max_total}${unready}`);
+    // VMs made from a template the pool no longer has: being renewed.
+    const outdated = pool.outdated ? `; ${pool.outdated} outdated` : "";
+    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.min_ready} ready wanted, at most ${pool.max_total}${unready}${outdated}`);
     if (short) title.classList.add("short");
     block.append(title);
     const table = el("table", null, { "aria-label": `Pool ${pool.name} by cloud` });
