@@ -8,6 +8,7 @@ import http.server
 import selectors
 import socket
 import threading
+import time
 
 import pytest
 import sqlalchemy
@@ -435,3 +436,29 @@ def test_a_changed_template_rolls_the_free_vms_and_ends_the_assigned_ones_on_rel
     assert held not in rows(app)
     shown = client.get("/api/v1/pools/web").get_json()["pool"]
     assert shown["outdated"] == 0
+
+
+def test_silent_vms_delay_a_pass_by_one_timeout_not_one_each(make_app):
+    """Six VMs that accept a connection and never answer it, with a timeout of 2 s: their
+    checks run at once, so the pass waits about 2 s, not 12 (the bound is loose: the
+    machine is shared)."""
+    port = free_port()
+    silent = []
+    for number in range(3, 9):
+        listener = socket.socket()
+        listener.bind((f"127.0.0.{number}", port))
+        listener.listen(8)  # accepted by the kernel, never answered
+        silent.append(listener)
+    try:
+        check = {"http": f"http://{{address}}:{port}/", "timeout": 2}
+        app = make_app(POOLS=pool(port, min_ready=6, max_total=6, ready_check=check))
+        run_pass(app)
+        started = time.monotonic()
+        report = run_pass(app)
+        took = time.monotonic() - started
+    finally:
+        for listener in silent:
+            listener.close()
+    assert report.failed_checks == 6
+    assert took < 8, took
+    assert checks_failed(app)[0].endswith(f"GET http://127.0.0.3:{port}/ did not answer within 2 s")
