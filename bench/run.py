@@ -5,7 +5,9 @@
 (c) listing a Dummy cloud of 10, 1,000 and 10,000 nodes in-process;
 (d) assign and release through gunicorn -w 4 on PostgreSQL: throughput with quotas off and
     on, and double assignments;
-(e) an assign from a warm pool against a cold start on moto's EC2, gunicorn -w 4: latency.
+(e) an assign from a warm pool against a cold start on moto's EC2, gunicorn -w 4: latency;
+(f) an assign from a pool with a ready check against one without on the Dummy cloud,
+    gunicorn -w 4 on PostgreSQL: latency, and whether every VM handed out answers.
 
 Each prints its details as it finishes; a table of them against their targets comes last.
 docs/performance.md says what each measures and what the last full run measured.
@@ -31,8 +33,9 @@ BENCHMARKS = {
     "c": ("bench_listing", "(c) listing N Dummy nodes", "linear; 10,000 < 1 s"),
     "d": ("bench_assign", "(d) assign/release, gunicorn -w 4", ">= 400/s, 0 double assignments"),
     "e": ("bench_pools", "(e) assign from a warm pool", "warm p99 < cold p50"),
+    "f": ("bench_ready", "(f) assign from a checked pool", "p50 ratio < 1.2"),
 }
-ALIASES = {"gunicorn": "a", "ec2": "b", "listing": "c", "assign": "d", "pools": "e"}
+ALIASES = {"gunicorn": "a", "ec2": "b", "listing": "c", "assign": "d", "pools": "e", "ready": "f"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--only",
         default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run: a (or gunicorn), b (ec2), c (listing), "
-        "d (assign), e (pools); all by default",
+        "d (assign), e (pools), f (ready); all by default",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)
