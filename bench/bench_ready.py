@@ -38,6 +38,7 @@ WORKERS = 4
 CLOUD = "default"
 FARM = {CLOUD: {"ENGINE": "dummy"}}
 CHECKED, UNCHECKED = "checked", "unchecked"
+ORDER = (CHECKED, UNCHECKED)  # the pools' turns in each pair of rounds
 POOL_SIZE = 10
 RECHECK_SECONDS = 1
 PASS_SECONDS = 0.5  # a pass of the pool manager this often during the rounds
@@ -93,7 +94,7 @@ def run(quick: bool = False, **_) -> common.Result:
             client = common.HttpClient(server.port, token)
             try:
                 for _ in range(rounds):
-                    for pool in (CHECKED, UNCHECKED):
+                    for pool in ORDER:
                         samples[pool].append(
                             assign_round(client, pool, per_round, listeners.port, probes[pool])
                         )
@@ -202,7 +203,7 @@ class Probes:
     def __init__(self):
         self.sent = 0
         self.answered = 0
-        self.silent: list[str] = []
+        self.silent: dict[str, int] = {}  # "VM (address)" -> times handed out so
         self.vms: set[str] = set()
         self.lock = threading.Lock()  # the warm-up's clients probe at once
 
@@ -215,7 +216,8 @@ class Probes:
             if answered:
                 self.answered += 1
             else:
-                self.silent.append(f"{answer['id_vm']} ({', '.join(addresses) or 'no address'})")
+                vm = f"VM {answer['id_vm']} ({', '.join(addresses) or 'no address'})"
+                self.silent[vm] = self.silent.get(vm, 0) + 1
 
     def figures(self) -> dict:
         return {
@@ -424,7 +426,10 @@ def summarize(samples: dict, probes: dict, run_figures: dict) -> common.Result:
     if ratios["p50"] >= TARGET_RATIO:
         gaps.append(f"p50 ratio {ratios['p50']:.2f}, not below {TARGET_RATIO}")
     if silent:
-        gaps.append(f"{len(silent)} VMs of the checked pool handed out not answering")
+        gaps.append(
+            f"{sum(silent.values())} hand-outs of {len(silent)} VMs of the checked pool "
+            "not answering"
+        )
     if not rechecks:
         gaps.append("no recheck ran during the rounds")
     if accepted != expected:
@@ -447,7 +452,7 @@ def summarize(samples: dict, probes: dict, run_figures: dict) -> common.Result:
         f"{WORKERS} workers, PostgreSQL, the Dummy cloud; two pools of {POOL_SIZE}, filled by "
         f"{filled['passes']} passes in {filled['seconds']:.1f} s; one client, "
         f"{run_figures['rounds']} rounds of {run_figures['per_round']} assigns per pool, "
-        f"alternating checked, unchecked, ... ({run_figures['seconds']:.0f} s)",
+        f"alternating {', '.join(ORDER)}, ... ({run_figures['seconds']:.0f} s)",
         f"load average (1, 5, 15 min) {format_load(run_figures['load_before'])} before, "
         f"{format_load(run_figures['load_after'])} after",
         *table(rows).splitlines(),
@@ -465,7 +470,9 @@ def summarize(samples: dict, probes: dict, run_figures: dict) -> common.Result:
         f"connections to the checked pool's ports: {accepted}, against {expected:.0f} from "
         "the passes' checks and the probes",
     ]
-    details += [f"not answering when handed out: {vm}" for vm in silent[:3]]
+    details += [
+        f"not answering when handed out: {vm}, {times} times" for vm, times in silent.items()
+    ]
     measured = (
         f"checked p50 {common.ms(checked['p50'])}, p90 {common.ms(checked['p90'])}, p99 "
         f"{common.ms(checked['p99'])}; unchecked p50 {common.ms(unchecked['p50'])}, p90 "
