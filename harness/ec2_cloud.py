@@ -33,6 +33,12 @@ act between what the cloud did and what the client learns of it (kill the client
         assert held.wait(3, timeout=60)   # moto has run three instances, nobody knows yet
         client.kill()
     # leaving the block sends the answers held, to whoever still listens
+
+``refuse(action, code, message, status, **params)`` answers one Action (those of its requests
+that carry ``params``) with one of EC2's errors instead of moto's answer, while the block runs::
+
+    with cloud.refuse("RunInstances", *INSUFFICIENT_CAPACITY, InstanceType="m5.large"):
+        ...   # every RunInstances of an m5.large is refused for capacity, none is run
 """
 
 import contextlib
@@ -44,6 +50,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
+from xml.sax.saxutils import escape
 
 import boto3
 from botocore.config import Config
@@ -98,6 +105,18 @@ BOOLEAN_ACTIONS = frozenset(
 )
 ROOT_END = re.compile(rb"</\w+Response>\s*$")
 
+# EC2's refusals for capacity and quota, as refuse() takes them: (code, message, HTTP status).
+INSUFFICIENT_CAPACITY = (
+    "InsufficientInstanceCapacity",
+    "We currently do not have sufficient capacity in the Availability Zone you requested.",
+    500,
+)
+INSTANCE_LIMIT = (
+    "InstanceLimitExceeded",
+    "You have requested more instances than your current instance limit allows.",
+    400,
+)
+
 # Requests from boto3_client() carry this header: they are the test's own look-ups, so they
 # are neither rewritten nor logged.
 PROBE_HEADER = "X-Ec2-Cloud-Probe"
@@ -146,6 +165,19 @@ class Held:
             self._condition.wait_for(lambda: self._released)
 
 
+class Refusal(NamedTuple):
+    """An error EC2 answers instead of moto to one Action's requests with some parameters
+    (``Ec2Cloud.refuse``)."""
+
+    action: str
+    params: dict[str, str]
+    status: int
+    body: bytes
+
+    def matches(self, action: str, params: dict[str, str]) -> bool:
+        return action == self.action and all(params.get(k) == v for k, v in self.params.items())
+
+
 class _QuietHandler(MotoRequestHandler):
     """moto's request handler without the access log on stderr."""
 
@@ -168,6 +200,7 @@ class Ec2Cloud:
         self._thread: threading.Thread | None = None
         self._boto3: Any = None
         self._holds: dict[str, Held] = {}
+        self._refusals: list[Refusal] = []
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -332,6 +365,31 @@ class Ec2Cloud:
                 del self._holds[action]
             held.release()
 
+    # -- refusing requests --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def refuse(
+        self, action: str, code: str, message: str, status: int = 400, **params: str
+    ) -> Iterator[None]:
+        """Answer the requests of ``action`` that carry ``params`` (as the client sent them)
+        with EC2's error ``code`` while the block runs, as real EC2 does (``INSUFFICIENT_CAPACITY``
+        and ``INSTANCE_LIMIT`` hold two of its refusals): moto is not asked, the request is
+        logged all the same.
+        """
+        body = (
+            "<?xml version='1.0' encoding='UTF-8'?>\n<Response><Errors><Error>"
+            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            "</Error></Errors><RequestID>refused-by-the-test</RequestID></Response>"
+        ).encode()
+        refusal = Refusal(action, params, status, body)
+        with self._lock:
+            self._refusals.append(refusal)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._refusals.remove(refusal)
+
     # -- the WSGI wrapper --------------------------------------------------------------
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
@@ -346,6 +404,15 @@ class Ec2Cloud:
             return self._moto(environ, start_response)
         with self._lock:
             self.calls.append(Call(action, params))
+            refusal = next((r for r in self._refusals if r.matches(action, params)), None)
+        if refusal is not None:
+            status = f"{refusal.status} {http.client.responses[refusal.status]}"
+            headers = [
+                ("Content-Type", "text/xml;charset=UTF-8"),
+                ("Content-Length", str(len(refusal.body))),
+            ]
+            start_response(status, headers)
+            return iter([refusal.body])
 
         query, form = _one_based(query), _one_based(form)
         if action == "DetachVolume" and "InstanceId" not in params:

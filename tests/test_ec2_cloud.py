@@ -3,9 +3,10 @@
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
+from libcloud.common.exceptions import BaseHTTPError
 from libcloud.compute.types import NodeState, StorageVolumeState
 
-from harness.ec2_cloud import Ec2Cloud, _one_based
+from harness.ec2_cloud import INSUFFICIENT_CAPACITY, Ec2Cloud, _one_based
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +203,25 @@ def test_hold_keeps_the_answer_back_after_moto_acted(cloud, driver):
         node = created.result(timeout=30)
     assert node.id == running[0]["Instances"][0]["InstanceId"]
     assert held.count == 1
+
+
+def test_refuse_answers_ec2s_error_for_the_requests_it_names_only(cloud, driver):
+    """While refused, a RunInstances of that InstanceType gets EC2's error as libcloud reads it,
+    and moto runs nothing; another type runs; after the block the refused type runs again."""
+    cloud.reset()
+    image = driver.get_image(cloud.default_image_id())
+    sizes = {s.id: s for s in driver.list_sizes()}
+    with cloud.refuse("RunInstances", *INSUFFICIENT_CAPACITY, InstanceType="m5.large"):
+        with pytest.raises(BaseHTTPError) as caught:
+            driver.create_node(name="big", image=image, size=sizes["m5.large"])
+        small = driver.create_node(name="small", image=image, size=sizes["t3.micro"])
+    after = driver.create_node(name="big", image=image, size=sizes["m5.large"])
+
+    code, message, status = INSUFFICIENT_CAPACITY
+    assert (caught.value.code, caught.value.message) == (status, f"{code}: {message}")
+    assert [node.id for node in driver.list_nodes()] == [small.id, after.id]
+    assert instance(cloud, after.id)["InstanceType"] == "m5.large"
+    assert cloud.count("RunInstances", InstanceType="m5.large") == 2
 
 
 @pytest.mark.parametrize(
