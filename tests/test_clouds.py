@@ -5,8 +5,9 @@ from conftest import ScriptedCloud, ec2_cloud, token_client
 from helpers import INTERNAL_ERROR, NO_INSTANCES
 
 from dispatcher import clouds
+from dispatcher.clouds import nodes
 from dispatcher.clouds.pool import parse_farm
-from dispatcher.errors import ConfigurationError
+from dispatcher.errors import CloudError, ConfigurationError
 
 AUTH_FAILURE = (
     401,
@@ -239,3 +240,109 @@ def test_a_cloud_echoing_its_credentials_shows_none_of_them(make_app, caplog, pa
     logged = caplog.text + message
     for secret in ("AKIDLOOPBACKKEY", "session-token-value", password, quote(password, safe="")):
         assert secret not in logged
+
+
+# -- refusals for capacity or quota --------------------------------------------------------
+
+EC2_IMAGE = (
+    200,
+    '<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+    "<requestId>r</requestId><imagesSet><item><imageId>ami-1</imageId>"
+    "<imageLocation>x</imageLocation><imageState>available</imageState><name>n</name>"
+    "</item></imagesSet></DescribeImagesResponse>",
+)
+
+
+def ec2_error(status: int, code: str, message: str) -> tuple[int, str]:
+    """An error of EC2's, as it answers one: (HTTP status, body)."""
+    return (
+        status,
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        "</Errors><RequestID>r-9</RequestID></Response>",
+    )
+
+
+def refused_creation(make_app, answer) -> Exception:
+    """What starting an m5.large on an EC2 cloud answering ``answer`` to RunInstances raises
+    through the cloud's boundary."""
+    with ScriptedCloud([EC2_IMAGE, answer]) as scripted:
+        app = make_app(CLOUD_FARM={"default": {"ENGINE": "dummy"}, "ec2": ec2_cloud(scripted.port)})
+        with app.app_context(), pytest.raises(CloudError) as caught:
+            nodes.start_node(clouds.get("ec2"), name="vm", image="ami-1", size="m5.large")
+        assert "Action=RunInstances" in scripted.requests[-1]
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (
+            500,
+            "InsufficientInstanceCapacity",
+            "We currently do not have sufficient m5.large capacity in the Availability Zone you "
+            "requested (us-east-1a).",
+        ),
+        (
+            400,
+            "InstanceLimitExceeded",
+            "You have requested more instances (21) than your current instance limit of 20 "
+            "allows for the specified instance type.",
+        ),
+        (
+            400,
+            "VcpuLimitExceeded",
+            "You have requested more vCPU capacity than your current vCPU limit of 32 allows "
+            "for the instance bucket that the specified instance type belongs to.",
+        ),
+    ],
+)
+def test_ec2s_capacity_and_quota_codes_are_capacity_refusals(make_app, status, code, message):
+    refusal = refused_creation(make_app, ec2_error(status, code, message))
+    assert refusal.message == f"ec2: {code}: {message}"
+    assert clouds.is_capacity_refusal(refusal)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (400, "InvalidAMIID.NotFound", "The image id '[ami-1]' does not exist"),
+        (400, "Unsupported", "The requested configuration is currently not supported."),
+        (500, "InternalError", "An internal error has occurred"),
+        # A code of the list within another error's message is not the provider's code.
+        (400, "InvalidParameterValue", "Value (InstanceLimitExceeded: 3) is not valid"),
+    ],
+)
+def test_other_ec2_errors_are_not_capacity_refusals(make_app, status, code, message):
+    refusal = refused_creation(make_app, ec2_error(status, code, message))
+    assert refusal.message == f"ec2: {code}: {message}"
+    assert not clouds.is_capacity_refusal(refusal)
+
+
+def test_a_cloud_out_of_reach_is_no_capacity_refusal_whatever_its_name(make_app, refusing_port):
+    """Only the provider's answer counts, never the dispatcher's own words about it."""
+    farm = {"default": {"ENGINE": "dummy"}, "InstanceLimitExceeded": ec2_cloud(refusing_port)}
+    app = make_app(CLOUD_FARM=farm)
+    with app.app_context(), pytest.raises(CloudError) as caught:
+        clouds.get("InstanceLimitExceeded").call_driver("list_nodes")
+    assert caught.value.message == "InstanceLimitExceeded: Connection refused"
+    assert not clouds.is_capacity_refusal(caught.value)
+    assert not clouds.is_capacity_refusal(CloudError("ec2: InstanceLimitExceeded: x"))
+
+
+def test_refusals_for_capacity_leave_the_circuit_closed(make_app):
+    """EC2 answers InsufficientInstanceCapacity with a 500: the cloud is well, and its circuit
+    does not count it as a failure (an InternalError would)."""
+    capacity = ec2_error(500, "InsufficientInstanceCapacity", "No capacity for m5.large.")
+    with ScriptedCloud([capacity]) as scripted:
+        app = make_app(
+            CLOUD_FARM={"default": {"ENGINE": "dummy"}, "ec2": ec2_cloud(scripted.port)},
+            CIRCUIT_FAILURES=2,
+        )
+        with app.app_context():
+            cloud = clouds.get("ec2")
+            for _ in range(3):
+                with pytest.raises(CloudError) as caught:
+                    cloud.call_driver("list_nodes")
+                assert caught.value.status == 502  # asked, refused: not the circuit's 503
+            assert cloud.circuit.state() == "closed"
+        assert len(scripted.requests) == 3

@@ -21,6 +21,10 @@ from libcloud.common.openstack import OpenStackBaseConnection
 from libcloud.compute.drivers.openstack import OpenStackComputeConnection
 from libcloud.utils.py3 import httplib
 
+from dispatcher import clouds
+from dispatcher.clouds import nodes
+from dispatcher.errors import CloudError
+
 
 def _libcloud_test_module(name: str):
     """Import one of libcloud's test modules, which the package installs but cannot import alone."""
@@ -123,8 +127,8 @@ START_VM = {
 class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
     """libcloud's compute and Keystone mocks behind one host, logging every request.
 
-    ``failures`` maps a path to the statuses it answers, one per request, before
-    libcloud's fixtures answer it. A path the mocks have no handler for answers
+    ``failures`` maps a path to the statuses it answers (or (status, body) pairs), one per
+    request, before libcloud's fixtures answer it. A path the mocks have no handler for answers
     404, as nova and keystone do for an id they do not know. ``security_groups``
     are nova's groups, those of openstack_v1_1/_os_security_groups.json at first:
     what a test creates or deletes shows in the next listing, as in nova.
@@ -152,7 +156,8 @@ class OpenStackCloud(compute_mocks.OpenStack_2_0_MockHttp):
         handler = self._get_method_name(self.type, self.use_param, {}, path).replace("%", "_")
         if pending or not hasattr(self, handler):
             status = pending.pop(0) if pending else httplib.NOT_FOUND
-            body = json.dumps(ERROR_BODIES[status])
+            status, answer = status if isinstance(status, tuple) else (status, ERROR_BODIES[status])
+            body = json.dumps(answer)
             return status, body, self.json_content_headers, httplib.responses[status]
         return super()._get_request(method, url, body, headers)
 
@@ -709,6 +714,87 @@ def test_provider_error_during_create_is_502(client, openstack):
         ("GET", V2_FLAVORS),
         ("POST", V2_CREATE),
     ]
+
+
+def refused_start(client, openstack, status: int, answer: dict) -> CloudError:
+    """What starting START_VM raises through the cloud's boundary when POST /servers answers
+    ``status`` with ``answer``."""
+    openstack.failures[V2_CREATE] = [(status, answer)]
+    with client.application.app_context(), pytest.raises(CloudError) as caught:
+        nodes.start_node(
+            clouds.get("default"), START_VM["name"], START_VM["image"], START_VM["size"]
+        )
+    assert upstream(openstack)[-1] == ("POST", V2_CREATE)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "said"),
+    [
+        (
+            403,
+            {
+                "forbidden": {
+                    "code": 403,
+                    "message": "Quota exceeded for cores: Requested 8, but already used 16 of "
+                    "20 cores",
+                }
+            },
+            "403 Forbidden Quota exceeded for cores",
+        ),
+        (
+            413,
+            {
+                "overLimit": {
+                    "code": 413,
+                    "message": "Quota exceeded for instances: Requested 1, but already used 10 "
+                    "of 10 instances",
+                    "retryAfter": "0",
+                }
+            },
+            "413 Request Entity Too Large Quota exceeded for instances",
+        ),
+        (
+            500,
+            {
+                "computeFault": {
+                    "code": 500,
+                    "message": "No valid host was found. There are not enough hosts available.",
+                }
+            },
+            "500 Internal Server Error No valid host was found.",
+        ),
+    ],
+)
+def test_novas_quota_exceeded_and_no_valid_host_are_capacity_refusals(
+    client, openstack, status, answer, said
+):
+    refusal = refused_start(client, openstack, status, answer)
+    assert refusal.message.startswith(f"default: {said}"), refusal.message
+    assert clouds.is_capacity_refusal(refusal)
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        (
+            403,
+            {
+                "forbidden": {
+                    "code": 403,
+                    "message": "Policy doesn't allow os_compute_api:servers:create to be "
+                    "performed.",
+                }
+            },
+        ),
+        (400, {"badRequest": {"code": 400, "message": "Invalid flavorRef provided."}}),
+        (500, ERROR_BODIES[500]),
+    ],
+)
+def test_other_nova_errors_are_not_capacity_refusals(client, openstack, status, answer):
+    refusal = refused_start(client, openstack, status, answer)
+    assert refusal.message.startswith(f"default: {status} "), refusal.message
+    assert not clouds.is_capacity_refusal(refusal)
 
 
 def test_stop_by_hostname_lists_servers_and_filters_by_name(client, openstack):

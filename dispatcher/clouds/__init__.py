@@ -11,8 +11,19 @@ from ..config import check_number
 from .breaker import CircuitBreaker, CircuitCollector
 from .cloud import Cloud
 from .pool import DEFAULT_CLOUD, CloudPool, CloudSpec, parse_farm
+from .refusals import is_capacity_refusal
 
-__all__ = ["DEFAULT_CLOUD", "Cloud", "CloudPool", "CloudSpec", "every", "get", "init_app", "served"]
+__all__ = [
+    "DEFAULT_CLOUD",
+    "Cloud",
+    "CloudPool",
+    "CloudSpec",
+    "every",
+    "get",
+    "init_app",
+    "is_capacity_refusal",
+    "served",
+]
 
 EXTENSION = "dispatcher.clouds"
 

@@ -20,6 +20,7 @@ from ..errors import CloudError, CloudTimeoutError, InvalidRequestError, NotSupp
 from .breaker import CircuitBreaker
 from .lookups import image_by_id
 from .pool import CloudSpec
+from .refusals import is_capacity_refusal
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,9 @@ class Cloud:
                 raise CloudError(f"{name}: {_transport_reason(exc)}") from exc
             except (LibcloudError, BaseHTTPError) as exc:
                 if not _rejects_credentials(exc):
-                    if _server_side(exc):  # the cloud's fault, not the request's
+                    # The cloud's fault, not the request's; a cloud out of capacity for one
+                    # size (EC2 answers a 500) is well, and may take another.
+                    if _server_side(exc) and not is_capacity_refusal(exc):
                         self.circuit.failed()
                     raise CloudError(f"{name}: {self.redact(_provider_message(exc))}") from exc
                 log.warning("%s: credentials rejected on %s, rebuilding the driver", name, what)
