@@ -130,6 +130,12 @@ POOL_SPILLOVERS = Counter(
     "Times a pool's VMs went to its next cloud because this one failed or backs off.",
     ["pool", "cloud"],
 )
+POOL_SIZE_FALLBACKS = Counter(
+    "dispatcher_pool_size_fallbacks",
+    "Times a pool's VMs went to the next size of a cloud because the cloud refused this "
+    "size for capacity or quota, by pool, cloud and the size refused.",
+    ["pool", "cloud", "size"],
+)
 
 
 @contextmanager

@@ -132,6 +132,17 @@ def warm(make_app):
             "POOLS['web']['clouds'][0]: unknown key 'flavor' (known: cloud, image, keyname, "
             "location, metadata, security_groups, size)",
         ),
+        *(
+            (
+                {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": size}])},
+                "POOLS['web']['clouds'][0]: size must be a size or a non-empty list of sizes",
+            )
+            for size in ("", [], (), ["1", ""], ["1", 2], 1, None, {"1": "2"})
+        ),
+        (
+            {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": ["1", "2", "1"]}])},
+            "POOLS['web']['clouds'][0]: size names '1' twice",
+        ),
         ({"POOLS": pool(release="keep")}, "POOLS['web']: release must be one of destroy, reuse"),
         (
             {"POOLS": pool(min_ready=-1)},
@@ -152,6 +163,32 @@ def test_a_pool_that_cannot_work_is_a_one_line_error_naming_the_pool_and_key(set
     with pytest.raises(ConfigurationError) as caught:
         create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **settings})
     assert str(caught.value) == message
+
+
+def test_size_is_one_size_or_a_list_of_sizes_tried_in_order(make_app):
+    entries = [
+        {"cloud": "default", "image": "1", "size": "1"},
+        {"cloud": "fake_driver", "image": "1", "size": ["3", "1", "2"]},
+    ]
+    app = make_app(POOLS=pool(clouds=entries))
+    with app.app_context():
+        assert [entry.size for entry in pools.get("web").clouds] == [("1",), ("3", "1", "2")]
+
+
+def test_one_size_keeps_the_template_its_vms_were_made_with(make_app):
+    """Each VM records the template of its cloud entry (the fingerprint of what it is made
+    from): one size, as a text or a list of one, has the template it had before sizes could
+    be lists, so that no VM is outdated by the upgrade; a list of several is another."""
+    before_lists = "a56cf66efca0151fa121be70dff0ce2e"  # image "1", size "1", nothing else
+    entries = [
+        {"cloud": "default", "image": "1", "size": "1"},
+        {"cloud": "fake_driver", "image": "1", "size": ["1"]},
+    ]
+    several = [{"cloud": "default", "image": "1", "size": ["1", "2"]}]
+    app = make_app(POOLS={"web": {**WEB, "clouds": entries}, "app": {**WEB, "clouds": several}})
+    with app.app_context():
+        assert pools.get("web").templates == {"default": before_lists, "fake_driver": before_lists}
+        assert pools.get("app").templates["default"] != before_lists
 
 
 # -- the pool manager's pass -------------------------------------------------------------

@@ -3,6 +3,7 @@
 refuses, two managers at once, and a manager killed between its create calls and its commit."""
 
 import datetime
+import itertools
 import os
 import re
 import signal
@@ -15,12 +16,23 @@ import helpers
 import pytest
 import requests
 import sqlalchemy
-from conftest import CHEAP_PASSWORD_HASH, ec2_cloud, prepare_database, settings_file, token_client
+from conftest import (
+    CHEAP_PASSWORD_HASH,
+    cloud_calls,
+    ec2_cloud,
+    metric,
+    prepare_database,
+    settings_file,
+    token_client,
+)
 from sqlalchemy import func, select
 
-from dispatcher import auth, create_app
+from dispatcher import auth, create_app, pools
 from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, BOOTING, DELETED, FREE, Assignment, AuditEntry
+from dispatcher.pools.events import PoolReport
+from dispatcher.worker import pool_pass
+from harness.ec2_cloud import INSTANCE_LIMIT, INSUFFICIENT_CAPACITY
 from harness.gunicorn_server import race
 
 DISPATCHER = Path(sys.executable).with_name("dispatcher")
@@ -385,3 +397,155 @@ def test_vms_of_a_manager_killed_before_its_commit_are_adopted_not_made_again(si
     assert [row.status for row in live] == [FREE] * 3
     for row in live:
         assert row.creation_id == tags(made[row.id_vm])["dispatcher-creation"]
+
+
+# -- sizes to fall back on -----------------------------------------------------------------
+
+# The pool's second cloud: moto's EC2 in another region, with a size of its own.
+SPARE_REGION = "us-west-2"
+SPARE_SIZE = "t2.small"
+FALLBACKS = "dispatcher_pool_size_fallbacks_total"
+
+
+def sized_pool_app(make_app, cloud, sizes: list[str]):
+    """An app (SQLite, in this process) whose pool web (2 ready) has the cloud aws with
+    ``sizes``, then the cloud spare."""
+    image = cloud.default_image_id()
+    farm = {
+        "default": {"ENGINE": "dummy"},
+        "aws": cloud.farm_entry(),
+        "spare": cloud.farm_entry(region=SPARE_REGION),
+    }
+    clouds = [
+        {"cloud": "aws", "image": image, "size": sizes},
+        {"cloud": "spare", "image": image, "size": SPARE_SIZE},
+    ]
+    return make_app(CLOUD_FARM=farm, POOLS=pool(clouds, min_ready=2))
+
+
+def one_pass(app) -> PoolReport:
+    with app.app_context():
+        [report] = pool_pass.run(pools.every())
+    return report
+
+
+def created_messages(app) -> list[tuple[str, str, str]]:
+    """The history's create entries: (cloud, id_vm, message), oldest first."""
+    with app.app_context():
+        found = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "create").order_by(AuditEntry.id)
+        )
+        return [(entry.cloud, entry.id_vm, entry.message) for entry in found]
+
+
+def pool_rows(app) -> list[tuple[str, str, str]]:
+    """The pool's rows: (cloud, id_vm, status), in the order they were made."""
+    with app.app_context():
+        found = db.session.scalars(
+            select(Assignment).where(Assignment.pool == POOL).order_by(Assignment.id)
+        )
+        return [(row.cloud, row.id_vm, row.status) for row in found]
+
+
+def test_a_size_refused_for_capacity_is_followed_by_the_next_size_on_the_same_cloud(
+    make_app, cloud
+):
+    """aws refuses every m5.large for capacity: a pass makes the pool's two VMs on aws as
+    t3.micro, asks the cloud spare for none, says so in the history and its report, and counts
+    one fallback from m5.large."""
+    app = sized_pool_app(make_app, cloud, ["m5.large", "t3.micro"])
+    fallbacks = metric(FALLBACKS, pool=POOL, cloud="aws", size="m5.large")
+    spare_creations = cloud_calls("spare", "create_node")
+
+    with cloud.refuse("RunInstances", *INSUFFICIENT_CAPACITY, InstanceType="m5.large"):
+        done = app.test_cli_runner().invoke(args=["worker", "pass", "--job", "pools"])
+
+    assert (done.exit_code, done.output) == (
+        0,
+        f"pool {POOL}: 2 created, 0 promoted, 0 destroyed, 0 adopted; 0 free, 2 booting, "
+        "0 assigned; aws: 2 created with size t3.micro, after m5.large was refused for capacity\n",
+    )
+    # Up to POOLS_CREATE_CONCURRENCY m5.large were in flight when the first was refused; every
+    # one came before the first t3.micro.
+    asked = [params["InstanceType"] for params in cloud.requests("RunInstances")]
+    assert asked[-2:] == ["t3.micro", "t3.micro"] and set(asked[:-2]) == {"m5.large"}, asked
+    made = instances(cloud)
+    assert sorted(i["InstanceType"] for i in made.values()) == ["t3.micro", "t3.micro"]
+    rows = pool_rows(app)
+    assert sorted(rows) == sorted(("aws", node_id, BOOTING) for node_id in made)
+    assert created_messages(app) == [
+        (
+            "aws",
+            node_id,
+            f"Node {node_id} created (size t3.micro, after m5.large was refused for capacity), "
+            "booting",
+        )
+        for _, node_id, _ in rows
+    ]
+    assert cloud_calls("spare", "create_node") == spare_creations
+    assert cloud.count("RunInstances", InstanceType=SPARE_SIZE) == 0
+    assert metric(FALLBACKS, pool=POOL, cloud="aws", size="m5.large") == fallbacks + 1
+    shown = token_client(app).get(f"/api/v1/pools/{POOL}").json["pool"]["clouds"]
+    assert [(c["cloud"], c["booting"], c["last_error"]) for c in shown] == [
+        ("aws", 2, None),
+        ("spare", 0, None),
+    ]
+
+
+def test_a_cloud_refusing_every_size_for_capacity_spills_the_pool_over_to_the_next(make_app, cloud):
+    """aws refuses m5.large for capacity, then t3.micro for its instance limit: the pool's two
+    VMs are made on spare, aws's failure names both sizes, and each refusal that led to another
+    size of aws is counted, the last (which led to the next cloud) as a spill-over."""
+    app = sized_pool_app(make_app, cloud, ["m5.large", "t3.micro"])
+    counted = {
+        size: metric(FALLBACKS, pool=POOL, cloud="aws", size=size)
+        for size in ("m5.large", "t3.micro")
+    }
+    spills = metric("dispatcher_pool_spillovers_total", pool=POOL, cloud="aws")
+
+    with (
+        cloud.refuse("RunInstances", *INSUFFICIENT_CAPACITY, InstanceType="m5.large"),
+        cloud.refuse("RunInstances", *INSTANCE_LIMIT, InstanceType="t3.micro"),
+    ):
+        report = one_pass(app)
+
+    code, message, _ = INSTANCE_LIMIT
+    failure = (
+        "creating a VM failed (size t3.micro, after m5.large was refused for capacity): "
+        f"aws: {code}: {message}"
+    )
+    assert (report.created, report.fallbacks, report.problems) == (2, [], [f"aws: {failure}"])
+    asked = [params["InstanceType"] for params in cloud.requests("RunInstances")]
+    in_turn = [size for size, _ in itertools.groupby(asked)]
+    assert in_turn == ["m5.large", "t3.micro", SPARE_SIZE] and asked.count(SPARE_SIZE) == 2, asked
+    assert instances(cloud) == {}  # nothing runs on aws
+    rows = pool_rows(app)
+    assert [(c, status) for c, _, status in rows] == [("spare", BOOTING)] * 2
+    assert created_messages(app) == [(c, i, f"Node {i} created, booting") for c, i, _ in rows]
+    assert {size: metric(FALLBACKS, pool=POOL, cloud="aws", size=size) for size in counted} == {
+        "m5.large": counted["m5.large"] + 1,
+        "t3.micro": counted["t3.micro"],
+    }
+    assert metric("dispatcher_pool_spillovers_total", pool=POOL, cloud="aws") == spills + 1
+    shown = token_client(app).get(f"/api/v1/pools/{POOL}").json["pool"]["clouds"]
+    assert shown[0]["cloud"] == "aws" and shown[0]["last_error"]["message"] == failure
+
+
+def test_a_size_refused_for_another_reason_fails_the_cloud_as_before(make_app, cloud):
+    """aws answers the m5.large with an error that is no capacity refusal: its next size is not
+    tried, aws's failure is on record, and the pool's VMs are made on spare."""
+    app = sized_pool_app(make_app, cloud, ["m5.large", "t3.micro"])
+    fallbacks = metric(FALLBACKS, pool=POOL, cloud="aws", size="m5.large")
+    unsupported = ("Unsupported", "The requested configuration is currently not supported.")
+
+    with cloud.refuse("RunInstances", *unsupported, InstanceType="m5.large"):
+        report = one_pass(app)
+
+    failure = "creating a VM failed: aws: Unsupported: " + unsupported[1]
+    assert (report.created, report.fallbacks, report.problems) == (2, [], [f"aws: {failure}"])
+    assert cloud.count("RunInstances", InstanceType="t3.micro") == 0
+    assert cloud.count("RunInstances", InstanceType=SPARE_SIZE) == 2
+    assert [row[0] for row in pool_rows(app)] == ["spare", "spare"]
+    assert metric(FALLBACKS, pool=POOL, cloud="aws", size="m5.large") == fallbacks
+    shown = token_client(app).get(f"/api/v1/pools/{POOL}").json["pool"]["clouds"]
+    assert shown[0]["last_error"]["message"] == failure

@@ -59,7 +59,7 @@ def _summary(report: PoolReport) -> str:
     )
     if report.failed_checks:
         line += f"; {report.failed_checks} failed their ready check"
-    return line + "".join(f"; {problem}" for problem in report.problems)
+    return line + "".join(f"; {note}" for note in report.fallbacks + report.problems)
 
 
 def _shortfalls(selected, reports) -> list[str]:

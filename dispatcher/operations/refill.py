@@ -1,6 +1,8 @@
 """The refill: VMs created until a pool has ``min_ready`` free or booting, never past
-``max_total``, on the first of its clouds that accepts; a cloud that fails is left alone
-for a back-off that doubles with each failure in a row, and the rest go to the next."""
+``max_total``, on the first of its clouds that accepts; on a cloud, with the first of its
+sizes, and with the next while the cloud refuses one for capacity or quota. A cloud that
+fails otherwise, or refuses every size, is left alone for a back-off that doubles with
+each failure in a row, and the rest go to the next."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -9,7 +11,7 @@ from flask import current_app
 
 from .. import clock, clouds, metrics
 from ..bookkeeping import ledger
-from ..clouds import nodes
+from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..pools import PoolCloud, PoolSpec, marks, passes
@@ -45,21 +47,65 @@ def refill(spec: PoolSpec, report: PoolReport, outdated: int = 0) -> None:
 
 
 def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> int:
-    """Create ``need`` VMs of the pool on the entry's cloud, a few at a time, each recorded
-    as booting as soon as its create call returns; how many were made."""
+    """Create ``need`` VMs of the pool on the entry's cloud with its first size; while the
+    cloud refuses a size for capacity or quota, those still missing with its next size.
+    How many were made."""
     cloud = clouds.get(entry.cloud)
     try:
         # Looked up once here, and from the shared caches in the creating threads.
         cloud.image(entry.image)
-        cloud.size(entry.size)
+        for size in entry.size:
+            cloud.size(size)
         tagged = marks.takes_metadata(cloud.driver)
     except DispatcherError as exc:
         failed(spec, cloud, exc.message, report)
         return 0
 
+    made, refused = 0, []  # the sizes the cloud refused for capacity, in order
+    for size in entry.size:
+        after = _after(refused)
+        made_now, failures = _create_sized(spec, entry, cloud, size, need - made, tagged, after)
+        made += made_now
+        if made_now and refused:
+            report.fallbacks.append(f"{cloud.name}: {made_now} created with size {size}, {after}")
+        if not failures:
+            passes.record_success(spec.name, cloud.name)
+            break
+        last = size == entry.size[-1]
+        if last or not all(clouds.is_capacity_refusal(exc) for exc in failures):
+            during = f" (size {size}, {after})" if refused else ""
+            failed(spec, cloud, f"creating a VM failed{during}: {failures[0].message}", report)
+            break
+        metrics.POOL_SIZE_FALLBACKS.labels(spec.name, cloud.name, size).inc()
+        refused.append(size)
+    report.created += made
+    return made
+
+
+def _after(refused: list[str]) -> str:
+    """``after m5.large was refused for capacity``, for the sizes ``refused``."""
+    if not refused:
+        return ""
+    if len(refused) == 1:
+        return f"after {refused[0]} was refused for capacity"
+    return f"after {', '.join(refused[:-1])} and {refused[-1]} were refused for capacity"
+
+
+def _create_sized(
+    spec: PoolSpec,
+    entry: PoolCloud,
+    cloud: Cloud,
+    size: str,
+    need: int,
+    tagged: bool,
+    after: str,
+) -> tuple[int, list[DispatcherError]]:
+    """Create ``need`` VMs of the pool on ``cloud`` with ``size``, a few at a time, each
+    recorded as booting as soon as its create call returns (``after``: why not with an
+    earlier size, for the history). How many were made, and the failures."""
     per_thread = threading.local()
     # A cloud that refused one creation (quota, capacity) would refuse the rest: those not
-    # yet begun are not asked for, and go to the next cloud.
+    # yet begun are not asked for, and go to the next size or cloud.
     refused = threading.Event()
 
     def create(creation_id: str) -> dict | None:
@@ -72,7 +118,7 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
                 per_thread.cloud,
                 name=marks.vm_name(spec.name, creation_id),
                 image=entry.image,
-                size=entry.size,
+                size=size,
                 keyname=entry.keyname,
                 metadata=(
                     marks.metadata(spec.name, creation_id, entry.metadata)
@@ -86,6 +132,7 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
             refused.set()
             raise
 
+    created = f"created (size {size}, {after})" if after else "created"
     made, failures = 0, []
     # A cloud in the process (Dummy) numbers its nodes without a lock: one at a time.
     concurrency = 1 if cloud.in_process else current_app.config["POOLS_CREATE_CONCURRENCY"]
@@ -102,15 +149,10 @@ def _create(spec: PoolSpec, entry: PoolCloud, need: int, report: PoolReport) -> 
                     spec.name, cloud.name, node, creations[future], entry.template
                 )
             except DispatcherError as exc:
-                failures.append(exc.message)
+                failures.append(exc)
                 continue
-            record(cloud, "create", row, "ok", f"Node {row.id_vm} created, booting")
+            record(cloud, "create", row, "ok", f"Node {row.id_vm} {created}, booting")
             db.session.commit()
             metrics.POOL_CREATIONS.labels(spec.name, cloud.name).inc()
             made += 1
-    if failures:
-        failed(spec, cloud, f"creating a VM failed: {failures[0]}", report)
-    else:
-        passes.record_success(spec.name, cloud.name)
-    report.created += made
-    return made
+    return made, failures

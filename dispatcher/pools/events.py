@@ -26,6 +26,8 @@ class PoolReport:
     adopted: int = 0
     failed_checks: int = 0  # ready checks failed, by booting and free VMs
     problems: list[str] = field(default_factory=list)  # why VMs could not be made
+    # VMs made with a size other than their cloud's first, and the sizes refused before it.
+    fallbacks: list[str] = field(default_factory=list)
 
 
 def entry(cloud: Cloud, action: str, row) -> dict:

@@ -37,7 +37,7 @@ class PoolCloud:
 
     cloud: str
     image: str
-    size: str
+    size: tuple[str, ...]  # tried in order: the next when the cloud refuses one for capacity
     location: str | None = None
     keyname: str | None = None
     security_groups: tuple[str, ...] | None = None
@@ -49,7 +49,8 @@ class PoolCloud:
         made with, and a VM of another is outdated."""
         made_from = {
             "image": self.image,
-            "size": self.size,
+            # One size as the text it was before sizes could be lists: the same template.
+            "size": self.size[0] if len(self.size) == 1 else list(self.size),
             "location": self.location,
             "keyname": self.keyname,
             "security_groups": self.security_groups,
@@ -121,6 +122,21 @@ def _text(where: str, key: str, value) -> str:
     return value
 
 
+def _sizes(where: str, value) -> tuple[str, ...]:
+    """``size``: one size, or a non-empty list of distinct sizes, tried in this order."""
+    sizes = (value,) if isinstance(value, str) else value
+    if (
+        not isinstance(sizes, list | tuple)
+        or not sizes
+        or not all(isinstance(size, str) and size for size in sizes)
+    ):
+        raise ConfigurationError(f"{where}: size must be a size or a non-empty list of sizes")
+    for index, size in enumerate(sizes):
+        if size in sizes[:index]:
+            raise ConfigurationError(f"{where}: size names {size!r} twice")
+    return tuple(sizes)
+
+
 def _check_keys(where: str, entry, known: set[str], required: tuple[str, ...]) -> None:
     """``entry`` is a mapping with the ``required`` keys and no key outside ``known``."""
     if not isinstance(entry, dict):
@@ -157,7 +173,7 @@ def _parse_cloud(where: str, entry, farm) -> PoolCloud:
     return PoolCloud(
         cloud=name,
         image=_text(where, "image", entry["image"]),
-        size=_text(where, "size", entry["size"]),
+        size=_sizes(where, entry["size"]),
         security_groups=tuple(groups) if groups is not None else None,
         metadata=dict(metadata),
         **optional,

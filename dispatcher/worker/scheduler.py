@@ -26,6 +26,8 @@ def describe(pools: list[PoolSpec]) -> str:
 def run_pass(pools: list[PoolSpec]) -> None:
     """The pools, the leases and the keys, once; what went wrong is logged."""
     for report in pool_pass.run(pools):
+        if report.fallbacks:
+            log.warning("pool %s: %s", report.pool, "; ".join(report.fallbacks))
         if report.problems:
             log.warning("pool %s: %s", report.pool, "; ".join(report.problems))
     leases = lease_expiry.run()
