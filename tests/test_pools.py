@@ -513,6 +513,7 @@ def test_pools_answer_their_state_by_cloud(warm):
         "assigned": 0,
         "faulty": 0,
         "unready": 0,
+        "current": 2,
         "outdated": 0,
         "clouds": [DEFAULT_CLOUD_WITH_TWO_FREE],
     }

@@ -414,7 +414,7 @@ def test_a_changed_template_rolls_the_free_vms_and_ends_the_assigned_ones_on_rel
             changed, app.config["CLOUD_FARM"], "local", True
         )
     shown = client.get("/api/v1/pools/web").get_json()["pool"]
-    assert (shown["free"], shown["assigned"], shown["outdated"]) == (3, 1, 4)
+    assert (shown["free"], shown["assigned"], shown["current"], shown["outdated"]) == (3, 1, 0, 4)
     renewed = metric("dispatcher_pool_replacements_total", pool="web", reason="template")
 
     run_pass(app)  # three replacements made, the old ones still free
@@ -435,7 +435,7 @@ def test_a_changed_template_rolls_the_free_vms_and_ends_the_assigned_ones_on_rel
     assert released.get_json()["result"] == f"Node {held} released and deleted"
     assert held not in rows(app)
     shown = client.get("/api/v1/pools/web").get_json()["pool"]
-    assert shown["outdated"] == 0
+    assert (shown["current"], shown["outdated"]) == (shown["free"] + shown["assigned"], 0)
 
 
 def test_silent_vms_delay_a_pass_by_one_timeout_not_one_each(make_app):

@@ -36,17 +36,27 @@ _POOL = {
     "max_total": INTEGER,
     **_COUNTS,
     "unready": INTEGER,
+    "current": INTEGER,
     "outdated": INTEGER,
     "last_pass": TEXT_OR_NULL,
     "clouds": list_of(pool_cloud_to_dict),
 }
 
 
+def _templates(spec: PoolSpec, totals: dict) -> dict:
+    """Of the pool's live VMs (booting, free, assigned), how many are made from its clouds'
+    current templates and how many from one it no longer has."""
+    outdated = ledger.pool_outdated(spec.name, spec.templates)
+    live = totals["booting"] + totals["free"] + totals["assigned"]
+    return {"current": live - outdated, "outdated": outdated}
+
+
 @describes("Pool", _POOL)
 def pool_to_dict(spec: PoolSpec) -> dict:
     """POOL: the pool's settings, its VMs by state over all clouds and per cloud, of its
     booting VMs those that failed their last ready check (``unready``), of its live VMs
-    those made from a template it no longer has (``outdated``), when the manager
+    those made from its current templates and from one it no longer has (``current``,
+    ``outdated``), when the manager
     last finished a pass over it (times in ISO 8601, UTC)."""
     counted = ledger.pool_counts(spec.name)
     states = passes.cloud_states(spec.name)
@@ -63,7 +73,7 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "max_total": spec.max_total,
         **totals,
         "unready": ledger.pool_unready(spec.name),
-        "outdated": ledger.pool_outdated(spec.name, spec.templates),
+        **_templates(spec, totals),
         "last_pass": utc_iso(passes.last_pass(spec.name)),
         "clouds": per_cloud,
     }
