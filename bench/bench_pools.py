@@ -234,7 +234,7 @@ def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> comm
         f"{WORKERS} workers, PostgreSQL, moto's EC2; the pool of {POOL_SIZE} filled by "
         f"`dispatcher worker pass --wait` in {fill_seconds:.1f} s "
         f"({filled_with} RunInstances)",
-        *table(rows).splitlines(),
+        *common.table(rows).splitlines(),
     ]
     for phase in figures["phases"]:
         if phase["path"] == "cold":
@@ -268,14 +268,3 @@ def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> comm
         details=details,
         figures=figures,
     )
-
-
-def table(rows: list[list[str]]) -> str:
-    """Rows as aligned columns, the first one the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)

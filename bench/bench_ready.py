@@ -455,7 +455,7 @@ def summarize(samples: dict, probes: dict, run_figures: dict) -> common.Result:
         f"alternating {', '.join(ORDER)}, ... ({run_figures['seconds']:.0f} s)",
         f"load average (1, 5, 15 min) {format_load(run_figures['load_before'])} before, "
         f"{format_load(run_figures['load_after'])} after",
-        *table(rows).splitlines(),
+        *common.table(rows).splitlines(),
         "p50 ratio per round: " + ", ".join(f"{r:.2f}" for r in per_round),
         f"during the rounds: {passes['count']} passes of the pool manager (p50 "
         + (common.ms(pass_p50) if pass_p50 is not None else "-")
@@ -505,14 +505,3 @@ def summarize(samples: dict, probes: dict, run_figures: dict) -> common.Result:
             "load_average_after": run_figures["load_after"],
         },
     )
-
-
-def table(rows: list[list[str]]) -> str:
-    """Rows as aligned columns, the first one the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)

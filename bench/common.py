@@ -302,3 +302,14 @@ def request(port: int, method: str, path: str, token=None, body=None, timeout=30
         return client.send(method, path, body)
     finally:
         client.close()
+
+
+def table(rows: list[list[str]]) -> str:
+    """Rows as aligned columns, the first one the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)

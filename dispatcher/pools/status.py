@@ -43,12 +43,13 @@ _POOL = {
 }
 
 
-def _templates(spec: PoolSpec, totals: dict) -> dict:
-    """Of the pool's live VMs (booting, free, assigned), how many are made from its clouds'
-    current templates and how many from one it no longer has."""
-    outdated = ledger.pool_outdated(spec.name, spec.templates)
+def _readiness(spec: PoolSpec, totals: dict) -> dict:
+    """Of the pool's booting VMs, those not answering their ready check; of its live VMs
+    (booting, free, assigned), how many are made from its clouds' current templates and
+    how many from one it no longer has."""
+    unready, outdated = ledger.pool_unready_outdated(spec.name, spec.templates)
     live = totals["booting"] + totals["free"] + totals["assigned"]
-    return {"current": live - outdated, "outdated": outdated}
+    return {"unready": unready, "current": live - outdated, "outdated": outdated}
 
 
 @describes("Pool", _POOL)
@@ -72,8 +73,7 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "min_ready": spec.min_ready,
         "max_total": spec.max_total,
         **totals,
-        "unready": ledger.pool_unready(spec.name),
-        **_templates(spec, totals),
+        **_readiness(spec, totals),
         "last_pass": utc_iso(passes.last_pass(spec.name)),
         "clouds": per_cloud,
     }

@@ -22,7 +22,7 @@ from ..shapes import (
     one_of,
 )
 from .in_force import check_whose, enabled, roles_of, rules_in_force
-from .rules import ROLE, SCOPES, USER, Bound, Rule, bounds
+from .rules import PERIOD_DEFAULT, ROLE, SCOPES, USER, Bound, Rule, bounds
 
 
 def vm_hours(holders, pool, period: int, now, leaving_out: int | None = None) -> float:
@@ -100,6 +100,7 @@ def _holders(rule: Rule) -> list[str] | None:
         "source": one_of("setting", "database"),
         "updated_by": TEXT_OR_NULL,
         "updated_at": TEXT_OR_NULL,
+        "used": OBJECT,
     },
     {
         "max_vms": INTEGER_OR_NULL,
@@ -107,26 +108,26 @@ def _holders(rule: Rule) -> list[str] | None:
         "period": INTEGER,
         "max_lease": INTEGER_OR_NULL,
         "pools": {"type": ["array", "null"], "items": TEXT},
-        "used": OBJECT,
     },
 )
-def rule_to_dict(rule: Rule, with_use: bool = True) -> dict:
+def rule_to_dict(rule: Rule) -> dict:
     """A rule as the API shows it: whose, for which pool, the limits it sets, where it
     comes from, and what those it binds use now."""
-    shown = {
+    holders = _holders(rule)
+    period = rule.limits.get("period") or PERIOD_DEFAULT
+    hours = vm_hours(holders, rule.pool, period, clock.now())
+    return {
         **rule.reference(),
         **rule.limits,
         "source": rule.source,
         "updated_by": rule.updated_by,
         "updated_at": utc_iso(rule.updated_at) if rule.updated_at is not None else None,
+        "used": {
+            "vms": ledger.held_count(holders, rule.pool),
+            "vm_hours": round(hours, 4),
+            "period": period,
+        },
     }
-    if with_use:
-        holders = _holders(rule)
-        period = rule.limits.get("period") or Bound("max_vm_hours").period
-        hours = vm_hours(holders, rule.pool, period, clock.now())
-        vms = ledger.held_count(holders, rule.pool)
-        shown["used"] = {"vms": vms, "vm_hours": round(hours, 4), "period": period}
-    return shown
 
 
 def every_rule() -> list[dict]:
