@@ -3,7 +3,7 @@ asked, for whom, and how it ended."""
 
 from sqlalchemy import or_
 
-from . import metrics
+from . import clock, metrics
 from .extensions import db
 from .models import AuditEntry
 from .requestlog import current_request_id
@@ -16,9 +16,10 @@ ID_MAX = 2**31 - 1
 
 
 def record(**entry) -> AuditEntry:
-    """Add ``entry`` (AuditEntry's columns) under the current request id to the session:
-    the use case that made the change commits the two together."""
-    row = AuditEntry(**entry, request_id=current_request_id())
+    """Add ``entry`` (AuditEntry's columns) under the current request id, at the
+    dispatcher's clock's now, to the session: the use case that made the change commits
+    the two together."""
+    row = AuditEntry(**entry, created_at=clock.now(), request_id=current_request_id())
     db.session.add(row)
     metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
     return row
