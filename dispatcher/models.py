@@ -173,12 +173,32 @@ class PoolCloudState(db.Model):
 
 
 class PoolPass(db.Model):
-    """When the pool manager last finished a pass over a pool."""
+    """When the pool manager last finished a pass over a pool, and since when the pool has
+    held more free VMs than its target (its surplus is retired once that has lasted the
+    pool's scale_down_delay)."""
 
     __tablename__ = "pool_passes"
 
     pool = db.Column(db.String(80), primary_key=True)
     finished_at = db.Column(db.DateTime(timezone=True), nullable=False)
+    surplus_since = db.Column(db.DateTime(timezone=True))
+
+
+class PoolOverride(db.Model):
+    """What an admin changed of a pool at runtime, in place of its POOLS entry until
+    cleared: ``min_ready`` and ``max_total`` (null: the configured one), ``paused`` (no
+    creations), ``draining`` (no creations, free VMs retired, assigned ones destroyed on
+    release). Every worker reads it at its next pass."""
+
+    __tablename__ = "pool_overrides"
+
+    pool = db.Column(db.String(80), primary_key=True)
+    min_ready = db.Column(db.Integer)
+    max_total = db.Column(db.Integer)
+    paused = db.Column(db.Boolean, nullable=False, default=False)
+    draining = db.Column(db.Boolean, nullable=False, default=False)
+    set_by = db.Column(db.String(255))
+    set_at = db.Column(db.DateTime(timezone=True), nullable=False)
 
 
 class ReconcileSurvey(db.Model):

@@ -17,7 +17,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, Holding
 from dispatcher.serializers import as_utc
 
-HEAD = "0009"
+HEAD = "0010"
 PASSWORD = "a-long-enough-password"
 
 
@@ -127,6 +127,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "pool_levels",
         "holdings",
         "quota_rules",
+        "pool_overrides",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(
