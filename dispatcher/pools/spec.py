@@ -92,6 +92,9 @@ class PoolSpec:
     recheck_seconds: int | None = None  # a free VM is checked again this often (None: never)
     recheck_failures: int = 2  # failed checks in a row that take a free VM out
     max_age: int | None = None  # seconds a VM may stay free (since ready) before renewal
+    # Set by an admin's override at runtime (``pools.overrides``), never by POOLS:
+    paused: bool = False  # no creations
+    draining: bool = False  # no creations; free VMs retired; assigned ones ended on release
 
     @property
     def cloud_names(self) -> list[str]:
