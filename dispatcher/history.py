@@ -7,7 +7,7 @@ from . import clock, metrics
 from .extensions import db
 from .models import AuditEntry
 from .requestlog import current_request_id
-from .serializers import audit_entry_to_dict
+from .serializers import as_utc, audit_entry_to_dict
 
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 1000
@@ -23,6 +23,21 @@ def record(**entry) -> AuditEntry:
     db.session.add(row)
     metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
     return row
+
+
+def refusal_times(action: str, vm_type: str, outcome: str, spans) -> list:
+    """When ``action`` for ``vm_type`` was refused with ``outcome`` within any of
+    ``spans`` (``(start, end)``, the end left out), oldest first."""
+    within = [
+        (AuditEntry.created_at >= start) & (AuditEntry.created_at < end) for start, end in spans
+    ]
+    query = db.select(AuditEntry.created_at).where(
+        AuditEntry.action == action,
+        AuditEntry.vm_type == vm_type,
+        AuditEntry.outcome == outcome,
+        or_(*within),
+    )
+    return [as_utc(moment) for moment in db.session.scalars(query.order_by(AuditEntry.created_at))]
 
 
 def amend(row: AuditEntry, outcome: str, message: str) -> None:

@@ -130,6 +130,12 @@ POOL_SPILLOVERS = Counter(
     "Times a pool's VMs went to its next cloud because this one failed or backs off.",
     ["pool", "cloud"],
 )
+POOL_SCALE_DOWNS = Counter(
+    "dispatcher_pool_scale_downs",
+    "Free VMs a pool retired because it held more than its target for its scale_down_delay "
+    "(or was draining), by pool.",
+    ["pool"],
+)
 POOL_SIZE_FALLBACKS = Counter(
     "dispatcher_pool_size_fallbacks",
     "Times a pool's VMs went to the next size of a cloud because the cloud refused this "

@@ -127,7 +127,11 @@ class Holding(db.Model):
     """
 
     __tablename__ = "holdings"
-    __table_args__ = (db.Index("ix_holdings_holder_ended_at", "holder", "ended_at"),)
+    __table_args__ = (
+        db.Index("ix_holdings_holder_ended_at", "holder", "ended_at"),
+        # A pool's assigns in a span of time: its demand, and its forecast.
+        db.Index("ix_holdings_pool_started_at", "pool", "started_at"),
+    )
 
     id = db.Column(db.Integer, primary_key=True)
     assignment_id = db.Column(db.Integer, nullable=False, index=True)

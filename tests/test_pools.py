@@ -124,8 +124,9 @@ def warm(make_app):
         (
             {"POOLS": pool(spare=1)},
             "POOLS['web']: unknown key 'spare' "
-            "(known: boot_timeout, clouds, lease, max_age, max_lease, max_total, min_ready, "
-            "ready_check, recheck_failures, recheck_seconds, release, webhook_url)",
+            "(known: boot_timeout, clouds, demand, forecast, lease, max_age, max_lease, "
+            "max_total, min_ready, ready_check, recheck_failures, recheck_seconds, release, "
+            "schedule, timezone, webhook_url)",
         ),
         (
             {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": "1", "flavor": 2}])},

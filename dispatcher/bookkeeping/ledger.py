@@ -28,6 +28,7 @@ from .. import clock
 from ..errors import ConflictError
 from ..extensions import db
 from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, Holding
+from ..serializers import as_utc
 
 # The states a pool's VM counts in, as the API names them.
 STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
@@ -269,6 +270,29 @@ def held_seconds(
         )
     # To the millisecond: SQLite's arithmetic on days leaves a few microseconds of noise.
     return round(float(db.session.scalar(query) or 0), 3)
+
+
+def assign_times(pool: str, spans) -> list[datetime.datetime]:
+    """When VMs of ``pool`` were assigned within any of ``spans`` (``(start, end)``, the
+    end left out), oldest first."""
+    within = [(Holding.started_at >= start) & (Holding.started_at < end) for start, end in spans]
+    query = select(Holding.started_at).where(Holding.pool == pool, or_(*within))
+    return [as_utc(moment) for moment in db.session.scalars(query.order_by(Holding.started_at))]
+
+
+def boot_seconds(pool: str, last: int) -> list[float]:
+    """The seconds from creation to ready of the ``last`` VMs of ``pool`` to be ready,
+    the newest first."""
+    query = (
+        select(Assignment.created_at, Assignment.ready_at)
+        .where(Assignment.pool == pool, Assignment.ready_at.is_not(None))
+        .order_by(Assignment.ready_at.desc())
+        .limit(last)
+    )
+    return [
+        max(0.0, (as_utc(ready) - as_utc(created)).total_seconds())
+        for created, ready in db.session.execute(query)
+    ]
 
 
 def holding_of(row_id: int) -> Holding | None:

@@ -1,6 +1,7 @@
-"""A pass over a warm pool: adopt, promote, retire, then refill.
+"""A pass over a warm pool: adopt, promote, retire, then size it to its target.
 
-A pass (the worker runs it under the pool's lock, one at a time across hosts):
+A pass (the worker runs it under the pool's lock, one at a time across hosts), with the
+admins' override of the pool applied:
 
 1. lists the nodes of each of the pool's clouds once;
 2. adopts the nodes marked as the pool's that the ledger lacks (a pass stopped between a
@@ -11,11 +12,15 @@ A pass (the worker runs it under the pool's lock, one at a time across hosts):
    ones gone from their cloud, and faulty ones a failed destroy left;
 4. checks again the free VMs whose last check is ``recheck_seconds`` old, and takes out
    of the pool those that failed ``recheck_failures`` checks in a row;
-5. renews the free VMs older than ``max_age`` or made from a template the pool no longer
-   has: each is retired once a current VM is free beyond ``min_ready`` in its place, and
+5. computes the pool's target (``pools.sizing``: its floor, demand and forecast);
+6. renews the free VMs older than ``max_age`` or made from a template the pool no longer
+   has: each is retired once a current VM is free beyond the target in its place, and
    until then counts for nothing, so that the refill makes its replacement first;
-6. creates VMs until the pool has ``min_ready`` free or booting, never past ``max_total``
-   but by the outdated VMs still waiting for their replacement (``refill``).
+7. retires the free VMs beyond the target, the longest free first, once the pool has
+   held more than its target for its ``scale_down_delay`` (a draining pool's at once);
+8. creates VMs until the pool has its target free or booting, never past ``max_total``
+   but by the outdated VMs still waiting for their replacement (``refill``), unless the
+   pool is paused or draining.
 
 The checks of a pass run at once, in the worker's threads (``probes``), each within its
 timeout: a VM that does not answer delays the pass by that timeout at most.
@@ -31,8 +36,9 @@ from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..models import BOOTING, FAULTY, FREE
-from ..pools import PoolSpec, ReadyCheck, marks, passes
+from ..pools import PoolSpec, ReadyCheck, marks, passes, sizing
 from ..pools.events import PoolReport, entry, failed, record
+from ..pools.sizing import Target
 from ..serializers import as_utc
 from .ending import Wording, end_vm
 from .refill import refill
@@ -55,6 +61,15 @@ class Due:
 
 
 @dataclass(frozen=True)
+class Free:
+    """A free VM the pass found in its cloud: one the surplus may retire."""
+
+    cloud: Cloud
+    row: object
+    node: object
+
+
+@dataclass(frozen=True)
 class Outdated:
     """A free VM to renew, and why (``reason``: max_age or template)."""
 
@@ -69,6 +84,7 @@ def tend_pool(spec: PoolSpec) -> PoolReport:
     report = PoolReport(spec.name)
     due: list[Due] = []
     outdated: list[Outdated] = []
+    free: list[Free] = []
     for pool_cloud in spec.clouds:
         cloud = clouds.get(pool_cloud.cloud)
         try:
@@ -76,20 +92,31 @@ def tend_pool(spec: PoolSpec) -> PoolReport:
         except DispatcherError as exc:
             failed(spec, cloud, f"listing its nodes failed: {exc.message}", report)
             continue
-        _tend(spec, cloud, listed, report, due, outdated)
+        _tend(spec, cloud, listed, report, due, outdated, free)
     if due:
         _check(spec, due, report)
-    waiting = _renew(spec, outdated, report) if outdated else 0
-    refill(spec, report, waiting)
-    passes.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"])
+    target = sizing.target(spec)
+    report.target = target.free
+    waiting = _renew(spec, outdated, report, target.free) if outdated else 0
+    surplus_since = _scale_down(spec, target, free, report)
+    if not (spec.paused or spec.draining):
+        refill(spec, report, target.free, waiting)
+    passes.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"], surplus_since)
     return report
 
 
 def _tend(
-    spec: PoolSpec, cloud: Cloud, listed: list, report: PoolReport, due: list, outdated: list
+    spec: PoolSpec,
+    cloud: Cloud,
+    listed: list,
+    report: PoolReport,
+    due: list,
+    outdated: list,
+    free: list,
 ) -> None:
     """Adopt, promote and retire the pool's VMs on ``cloud`` by what its listing shows;
-    add to ``due`` those to check first, to ``outdated`` the free ones to renew."""
+    add to ``due`` those to check first, to ``outdated`` the free ones to renew, to
+    ``free`` every free one the cloud runs."""
     alive = {str(node.id): node for node in listed if node.state != nodes.TERMINATED}
     by_name = not marks.takes_metadata(cloud.driver)
     ours = {}  # node id -> creation id, of the nodes marked as the pool's
@@ -125,6 +152,7 @@ def _tend(
         elif row.status == FREE and node is None:
             _retire(cloud, row, None, "gone from its cloud", report)
         elif row.status == FREE:
+            free.append(Free(cloud, row, node))
             if _recheck_due(spec, row, now):
                 due.append(Due(cloud, row, node))
             reason = _outdated(spec, row, now)
@@ -152,11 +180,11 @@ RENEWED = {
 }
 
 
-def _renew(spec: PoolSpec, outdated: list[Outdated], report: PoolReport) -> int:
-    """Retire the outdated free VMs that a current free VM beyond ``min_ready`` can take
+def _renew(spec: PoolSpec, outdated: list[Outdated], report: PoolReport, target: int) -> int:
+    """Retire the outdated free VMs that a current free VM beyond the ``target`` can take
     the place of, the longest free first; how many still wait for their replacement."""
     totals = ledger.pool_totals(spec.name)
-    spare = totals["free"] - spec.min_ready
+    spare = totals["free"] - target
     waiting = 0
     for item in sorted(outdated, key=lambda item: (as_utc(item.row.ready_at), item.row.id)):
         if item.row.status != FREE:
@@ -169,6 +197,31 @@ def _renew(spec: PoolSpec, outdated: list[Outdated], report: PoolReport) -> int:
             metrics.POOL_REPLACEMENTS.labels(spec.name, item.reason).inc()
             spare -= 1
     return waiting
+
+
+def _scale_down(spec: PoolSpec, target: Target, free: list[Free], report: PoolReport):
+    """Retire the free VMs beyond the target, the longest free first, once the pool has
+    held more than its target for its ``scale_down_delay`` (a draining pool's at once);
+    since when the pool holds a surplus still (None: it holds none)."""
+    surplus = ledger.pool_totals(spec.name)["free"] - target.free
+    if surplus <= 0:
+        return None
+    now = clock.now()
+    since = passes.surplus_since(spec.name) or now
+    if not spec.draining and (now - since).total_seconds() < spec.scale_down_delay:
+        return since
+    still_free = [item for item in free if item.row.status == FREE]
+    if spec.draining:
+        reason = "free in a draining pool"
+    else:
+        reason = f"beyond the pool's target of {target.free} (set by {target.because})"
+    for item in sorted(still_free, key=lambda item: (as_utc(item.row.ready_at), item.row.id)):
+        if surplus <= 0:
+            break
+        if _retire(item.cloud, item.row, item.node, reason, report):
+            metrics.POOL_SCALE_DOWNS.labels(spec.name).inc()
+            surplus -= 1
+    return since if surplus > 0 else None
 
 
 def _recheck_due(spec: PoolSpec, row, now) -> bool:

@@ -1,4 +1,4 @@
-"""The refill: VMs created until a pool has ``min_ready`` free or booting, never past
+"""The refill: VMs created until a pool has its target free or booting, never past
 ``max_total``, on the first of its clouds that accepts; on a cloud, with the first of its
 sizes, and with the next while the cloud refuses one for capacity or quota. A cloud that
 fails otherwise, or refuses every size, is left alone for a back-off that doubles with
@@ -19,12 +19,13 @@ from ..pools.events import PoolReport, failed, record
 from ..serializers import as_utc
 
 
-def refill(spec: PoolSpec, report: PoolReport, outdated: int = 0) -> None:
-    """Create what the pool lacks of ``min_ready``, the ``outdated`` free VMs waiting for
-    their replacement counting for nothing (and allowed beyond ``max_total`` meanwhile)."""
+def refill(spec: PoolSpec, report: PoolReport, target: int, outdated: int = 0) -> None:
+    """Create what the pool lacks of ``target`` free or booting VMs, the ``outdated`` free
+    VMs waiting for their replacement counting for nothing (and allowed beyond
+    ``max_total`` meanwhile)."""
     totals = ledger.pool_totals(spec.name)
     need = min(
-        spec.min_ready - (totals["free"] - outdated) - totals["booting"],
+        target - (totals["free"] - outdated) - totals["booting"],
         spec.max_total + outdated - sum(totals.values()),
     )
     if need <= 0:

@@ -49,15 +49,16 @@ def record_success(pool: str, cloud: str) -> None:
         db.session.commit()
 
 
-def finish_pass(pool: str, kept: int) -> None:
-    """Note that a pass over the pool ended now, and the pool's levels then (keeping the
+def finish_pass(pool: str, kept: int, surplus_since: datetime.datetime | None = None) -> None:
+    """Note that a pass over the pool ended now, since when the pool has held free VMs
+    beyond its target (None: it holds none), and the pool's levels then (keeping the
     newest ``kept`` of them); commits."""
     now = clock.now()
     row = db.session.get(PoolPass, pool)
     if row is None:
-        db.session.add(PoolPass(pool=pool, finished_at=now))
+        db.session.add(PoolPass(pool=pool, finished_at=now, surplus_since=surplus_since))
     else:
-        row.finished_at = now
+        row.finished_at, row.surplus_since = now, surplus_since
     db.session.add(PoolLevel(pool=pool, at=now, **ledger.pool_totals(pool)))
     db.session.flush()
     oldest_kept = db.session.scalar(
@@ -81,6 +82,12 @@ def levels(pool: str, after: int | None = None) -> list[PoolLevel]:
     if after is not None:
         query = query.where(PoolLevel.id > after)
     return list(db.session.scalars(query.order_by(PoolLevel.id)))
+
+
+def surplus_since(pool: str) -> datetime.datetime | None:
+    """Since when the pool has held free VMs beyond its target, as its last pass found."""
+    row = db.session.get(PoolPass, pool)
+    return as_utc(row.surplus_since) if row is not None else None
 
 
 def last_pass(pool: str) -> datetime.datetime | None:

@@ -3,7 +3,10 @@
 import hashlib
 import json
 import re
+import zoneinfo
 from dataclasses import dataclass, field
+
+from croniter import croniter
 
 from ..errors import ConfigurationError
 
@@ -23,7 +26,17 @@ POOL_KEYS = {
     "recheck_seconds",
     "recheck_failures",
     "max_age",
+    "schedule",
+    "timezone",
+    "demand",
+    "forecast",
 }
+SCHEDULE_KEYS = ("cron", "until", "min_ready")
+DEMAND_KEYS = {"window", "headroom", "scale_down_delay"}
+FORECAST_KEYS = {"days", "spread"}
+# How long a pool's free VMs may stay beyond its target before the surplus is retired,
+# where its ``demand`` does not say: a quarter of an hour.
+SCALE_DOWN_DELAY = 900
 READY_CHECK_KEYS = {"tcp", "http", "address", "timeout"}
 ADDRESSES = ("public", "private")
 # The longest a ready check may wait for a VM, in seconds: a pass waits that long at most.
@@ -76,6 +89,38 @@ class ReadyCheck:
 
 
 @dataclass(frozen=True)
+class ScheduleEntry:
+    """A floor by time of day: ``min_ready`` from each time ``cron`` matches until the next
+    time ``until`` does (both cron expressions, read in the pool's time zone)."""
+
+    cron: str
+    until: str
+    min_ready: int
+
+    def describe(self) -> str:
+        return f"{self.cron!r} until {self.until!r}"
+
+
+@dataclass(frozen=True)
+class Demand:
+    """A target from the assigns of the last ``window`` seconds: their rate, times the
+    pool's median boot, times ``headroom``."""
+
+    window: int = 1800
+    headroom: float = 1.5
+    scale_down_delay: int = SCALE_DOWN_DELAY
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A target from the same time of day on up to ``days`` previous days: the most
+    assigns seen in a VM's lead time within ``spread`` seconds of it."""
+
+    days: int = 7
+    spread: int = 600
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     """One warm pool: VMs of one vm_type, made on the first of its clouds that accepts."""
 
@@ -92,6 +137,10 @@ class PoolSpec:
     recheck_seconds: int | None = None  # a free VM is checked again this often (None: never)
     recheck_failures: int = 2  # failed checks in a row that take a free VM out
     max_age: int | None = None  # seconds a VM may stay free (since ready) before renewal
+    schedule: tuple[ScheduleEntry, ...] = ()  # the first entry covering a moment wins
+    timezone: str = "UTC"  # where the schedule's and the forecast's times of day are read
+    demand: Demand | None = None
+    forecast: Forecast | None = None
     # Set by an admin's override at runtime (``pools.overrides``), never by POOLS:
     paused: bool = False  # no creations
     draining: bool = False  # no creations; free VMs retired; assigned ones ended on release
@@ -105,6 +154,11 @@ class PoolSpec:
     def templates(self) -> dict[str, str]:
         """The current template of each of the pool's clouds, by cloud name."""
         return {entry.cloud: entry.template for entry in self.clouds}
+
+    @property
+    def scale_down_delay(self) -> int:
+        """How long free VMs may stay beyond the target before the surplus is retired."""
+        return self.demand.scale_down_delay if self.demand is not None else SCALE_DOWN_DELAY
 
     def is_current(self, cloud: str, template: str | None) -> bool:
         """Whether a VM of the pool on ``cloud`` made from ``template`` is made as the
@@ -220,6 +274,80 @@ def _parse_ready_check(where: str, entry) -> ReadyCheck:
     return ReadyCheck(port=port, url=url, address=address, timeout=float(timeout))
 
 
+def _cron(where: str, key: str, value) -> str:
+    """A cron expression of five fields (minute, hour, day, month, weekday)."""
+    if not isinstance(value, str) or len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ConfigurationError(
+            f"{where}: {key} must be a cron expression of five fields, like '0 8 * * 1-5'"
+        )
+    return value
+
+
+def _parse_schedule(where: str, entries, max_total: int) -> tuple[ScheduleEntry, ...]:
+    if not isinstance(entries, list | tuple):
+        raise ConfigurationError(f"{where}: schedule must be a list of {{cron, until, min_ready}}")
+    parsed = []
+    for index, entry in enumerate(entries):
+        at = f"{where}['schedule'][{index}]"
+        _check_keys(at, entry, set(SCHEDULE_KEYS), SCHEDULE_KEYS)
+        min_ready = _whole(at, "min_ready", entry["min_ready"], 0)
+        if min_ready > max_total:
+            raise ConfigurationError(
+                f"{at}: min_ready ({min_ready}) is more than max_total ({max_total})"
+            )
+        cron, until = _cron(at, "cron", entry["cron"]), _cron(at, "until", entry["until"])
+        if cron == until:
+            raise ConfigurationError(f"{at}: cron and until are the same: it covers no time")
+        parsed.append(ScheduleEntry(cron, until, min_ready))
+    return tuple(parsed)
+
+
+def _timezone(where: str, value) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{where}: timezone must be a time zone name, like Europe/Rome")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"{where}: timezone {value!r} is not a time zone (names like Europe/Rome, UTC)"
+        ) from None
+    return value
+
+
+def _number(where: str, key: str, value, above: float, most: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not above < value <= most:
+        raise ConfigurationError(f"{where}: {key} must be a number above {above}, at most {most}")
+    return float(value)
+
+
+def _parse_demand(where: str, entry) -> Demand:
+    where = f"{where}: demand"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where} must be a mapping of window, headroom, scale_down_delay")
+    _check_keys(where, entry, DEMAND_KEYS, ())
+    return Demand(
+        window=_whole(where, "window", entry.get("window", Demand.window), 60),
+        headroom=_number(where, "headroom", entry.get("headroom", Demand.headroom), 0, 100),
+        scale_down_delay=_whole(
+            where, "scale_down_delay", entry.get("scale_down_delay", SCALE_DOWN_DELAY), 0
+        ),
+    )
+
+
+def _parse_forecast(where: str, entry) -> Forecast:
+    where = f"{where}: forecast"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where} must be a mapping of days, spread")
+    _check_keys(where, entry, FORECAST_KEYS, ())
+    days = _whole(where, "days", entry.get("days", Forecast.days), 1)
+    spread = _whole(where, "spread", entry.get("spread", Forecast.spread), 0)
+    if days > 60:
+        raise ConfigurationError(f"{where}: days must be at most 60")
+    if spread > 43200:
+        raise ConfigurationError(f"{where}: spread must be at most 43200 (12 hours)")
+    return Forecast(days=days, spread=spread)
+
+
 def parse_pool(name, entry, farm) -> PoolSpec:
     """One POOLS entry, checked against the clouds of ``farm``.
 
@@ -263,6 +391,15 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         recheck_seconds = _whole(where, "recheck_seconds", recheck_seconds, 1)
         if ready_check is None:
             raise ConfigurationError(f"{where}: recheck_seconds needs a ready_check")
+    sizing = {}
+    if entry.get("schedule") is not None:
+        sizing["schedule"] = _parse_schedule(where, entry["schedule"], max_total)
+    if entry.get("timezone") is not None:
+        sizing["timezone"] = _timezone(where, entry["timezone"])
+    if entry.get("demand") is not None:
+        sizing["demand"] = _parse_demand(where, entry["demand"])
+    if entry.get("forecast") is not None:
+        sizing["forecast"] = _parse_forecast(where, entry["forecast"])
     return PoolSpec(
         name=name,
         clouds=parsed,
@@ -276,6 +413,7 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         recheck_failures=_whole(where, "recheck_failures", entry.get("recheck_failures", 2), 1),
         max_age=_whole(where, "max_age", entry["max_age"], 60) if "max_age" in entry else None,
         **leases,
+        **sizing,
     )
 
 

@@ -1,5 +1,6 @@
 """Pools sized at runtime: the admins' overrides of a pool (min_ready, max_total, paused,
-draining), and since when a pool has held more free VMs than its target.
+draining), since when a pool has held more free VMs than its target, and an index on a
+pool's assigns by time (its demand and its forecast).
 
 Revision ID: 0010
 Revises: 0009
@@ -30,9 +31,11 @@ def upgrade():
     )
     with op.batch_alter_table("pool_passes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("surplus_since", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_holdings_pool_started_at", "holdings", ["pool", "started_at"])
 
 
 def downgrade():
+    op.drop_index("ix_holdings_pool_started_at", table_name="holdings")
     with op.batch_alter_table("pool_passes", schema=None) as batch_op:
         batch_op.drop_column("surplus_since")
     op.drop_table("pool_overrides")
