@@ -9,8 +9,8 @@ import datetime
 import pytest
 import sqlalchemy
 import time_machine
-from libcloud.compute.types import NodeState
 from conftest import assert_error, metric, token_client
+from libcloud.compute.types import NodeState
 
 from dispatcher import clouds, create_app, pools
 from dispatcher.config import DUMMY_FARM
