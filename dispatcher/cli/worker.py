@@ -63,16 +63,17 @@ def _summary(report: PoolReport) -> str:
 
 
 def _shortfalls(selected, reports) -> list[str]:
-    """Why each pool below min_ready free is short."""
+    """Why each pool with fewer free VMs than its target is short."""
     found = []
     for spec, report in zip(selected, reports, strict=True):
         totals = ledger.pool_totals(spec.name)
-        if totals["free"] >= spec.min_ready:
+        wanted = report.target if report.target is not None else spec.min_ready
+        if totals["free"] >= wanted:
             continue
         why = "; ".join(report.problems) or (
             "another manager is on it" if report.skipped else f"{totals['booting']} booting"
         )
-        found.append(f"pool {spec.name} has {totals['free']} free of {spec.min_ready}: {why}")
+        found.append(f"pool {spec.name} has {totals['free']} free of {wanted}: {why}")
     return found
 
 
@@ -122,7 +123,7 @@ def _one_pass(jobs: tuple[str, ...], selected) -> list[PoolReport]:
     type=click.FloatRange(min=0),
     default=None,
     metavar="SECONDS",
-    help="Repeat passes until every pool has min_ready free VMs; exit 1 if one has not "
+    help="Repeat passes until every pool has its target of free VMs; exit 1 if one has not "
     "after SECONDS.",
 )
 @with_appcontext
