@@ -13,7 +13,8 @@ class PoolsAPI(ApiView):
 
     @answers({"pools": list_of(pool_to_dict)})
     def get(self):
-        """Every warm pool: its VMs by state and cloud, each cloud's last failure."""
+        """Every warm pool: its sizes in force and configured, its override, its VMs by
+        state and cloud, each cloud's last failure."""
         return ok(pools=[pool_to_dict(spec) for spec in pools.every()])
 
 
@@ -22,8 +23,9 @@ class PoolAPI(ApiView):
 
     @answers({"pool": pool_detail_to_dict})
     def get(self, name):
-        """One warm pool: its VMs by state and cloud, each cloud's last failure, and its
-        leased VMs with the ends of their leases."""
+        """One warm pool: its sizes in force and configured, its override, its VMs by state
+        and cloud, each cloud's last failure, and its leased VMs with the ends of their
+        leases."""
         return ok(pool=pool_detail_to_dict(pools.get(name)))
 
 
