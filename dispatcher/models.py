@@ -273,7 +273,8 @@ class IdempotencyKey(db.Model):
 # Every action the history records (AuditEntry.action): the API's assign, release, extend
 # and stop; the pool manager's create, promote, destroy and adopt (destroy and release
 # also by the lease expiry); a reconcile fix; a lease webhook call; a VM's failed ready
-# check. The history's ``action`` filter and the OpenAPI document take them from here.
+# check; an admin's override of a pool (an entry for each of its clouds). The history's
+# ``action`` filter and the OpenAPI document take them from here.
 ACTIONS = (
     "assign",
     "release",
@@ -286,6 +287,7 @@ ACTIONS = (
     "webhook",
     "reconcile",
     "check",
+    "override",
 )
 
 
