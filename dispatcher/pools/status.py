@@ -65,7 +65,7 @@ def override_to_dict(row) -> dict | None:
 
 
 def configured(spec: PoolSpec) -> dict:
-    """The sizes POOLS gives the pool ``spec`` (its configured one)."""
+    """The sizes POOLS gives the pool ``spec``, whatever an admin's override says."""
     return {"min_ready": spec.min_ready, "max_total": spec.max_total}
 
 
