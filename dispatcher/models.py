@@ -277,7 +277,8 @@ class IdempotencyKey(db.Model):
 # Every action the history records (AuditEntry.action): the API's assign, release, extend
 # and stop; the pool manager's create, promote, destroy and adopt (destroy and release
 # also by the lease expiry); a reconcile fix; a lease webhook call; a VM's failed ready
-# check. The history's ``action`` filter and the OpenAPI document take them from here.
+# check; an admin's override of a pool (an entry for each of its clouds). The history's
+# ``action`` filter and the OpenAPI document take them from here.
 ACTIONS = (
     "assign",
     "release",
@@ -290,6 +291,7 @@ ACTIONS = (
     "webhook",
     "reconcile",
     "check",
+    "override",
 )
 
 

@@ -285,6 +285,34 @@ QUOTA = ClosedSchema(
 )
 
 
+# The largest size an admin may give a pool at runtime: beyond any cloud account, below a
+# number that only a mistake or an attack sends.
+POOL_SIZE_MOST = 10_000
+POOL_OVERRIDE_FIELDS = ("min_ready", "max_total", "paused", "draining")
+
+
+def _some_change(body: dict) -> str | None:
+    if not any(name in body for name in POOL_OVERRIDE_FIELDS):
+        return f"empty body: give one or more of {', '.join(POOL_OVERRIDE_FIELDS)}"
+    return None
+
+
+# An admin's change of a warm pool (PATCH /api/v1/pools/<name>): a field left out is kept
+# as it was, a null size goes back to the configured one.
+POOL_OVERRIDE = ClosedSchema(
+    {
+        Optional("min_ready"): Nullable(whole_number("min_ready", 0, POOL_SIZE_MOST)),
+        Optional("max_total"): Nullable(whole_number("max_total", 1, POOL_SIZE_MOST)),
+        Optional("paused"): boolean("paused"),
+        Optional("draining"): boolean("draining"),
+        Optional("auth_token"): Text("auth_token", longest=None),
+    },
+    name="pool_override",
+    check=_some_change,
+    check_json={"anyOf": [{"required": [name]} for name in POOL_OVERRIDE_FIELDS]},
+)
+
+
 def validate(schema: Schema, body) -> dict:
     """Return ``body`` validated by ``schema``.
 

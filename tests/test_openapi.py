@@ -124,10 +124,10 @@ def test_path_parameters_and_choices(document):
 def test_every_action_the_history_records_is_in_the_documents_enum(make_app, good):
     """Each kind of change run for real writes its history entry: assign, release, extend
     and stop; the pool manager's create, promote and destroy; a reconcile fix; a lease
-    webhook call. Their actions are in the document's enum, for an entry's ``action`` and
-    for the history's ``action`` filter alike, and that enum is models.ACTIONS, the one
-    list. (``adopt`` needs a cloud that keeps a pool's marks: test_pools_ec2.py; ``check``
-    a VM that fails its ready check: test_pools_ready.py.)"""
+    webhook call; an admin's override of a pool. Their actions are in the document's enum,
+    for an entry's ``action`` and for the history's ``action`` filter alike, and that enum
+    is models.ACTIONS, the one list. (``adopt`` needs a cloud that keeps a pool's marks:
+    test_pools_ec2.py; ``check`` a VM that fails its ready check: test_pools_ready.py.)"""
     web = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
                    "min_ready": 1, "max_total": 1}}  # fmt: skip
     app = make_app(POOLS=web, LEASE_WEBHOOK_URL=good.url(), LEASE_WEBHOOK_SECRET="s3cret")
@@ -154,6 +154,7 @@ def test_every_action_the_history_records_is_in_the_documents_enum(make_app, goo
         assert client.put(change.format(action), json=body).status_code == 200
     forced = {"node": "2", "force": True}
     assert client.put("/api/v1/vm/stop/fake_driver", json=forced).status_code == 200
+    assert client.patch("/api/v1/pools/web", json={"paused": True}).status_code == 200
     applied = client.post("/api/v1/reconcile/default", json={"apply": True})
     assert applied.json["ghosts"][0]["fix"] == "marked DELETED"
     with app.app_context():
@@ -309,11 +310,13 @@ JSON_VALUES = EDGES | st.recursive(
 
 
 def example(document: dict) -> dict:
-    """The plainest body the document allows: each required field, and node if it asks."""
+    """The plainest body the document allows: each required field, node if it asks, and
+    of the fields it wants one of (``anyOf``) the first of a plain type."""
     plain = {"string": "x", "integer": 1, "boolean": False, "object": {}, "array": ["x"]}
-    body = {
-        name: plain[document["properties"][name]["type"]] for name in document.get("required", [])
-    }
+    wanted = [branch["required"][0] for branch in document.get("anyOf", [])]
+    typed = [name for name in wanted if "type" in document["properties"][name]]
+    required = [*document.get("required", []), *typed[:1]]
+    body = {name: plain[document["properties"][name]["type"]] for name in required}
     return {**body, "node": "x"} if "oneOf" in document else body
 
 
@@ -343,8 +346,10 @@ def test_the_document_and_the_validation_agree_on_every_body(schema, data):
 
 
 # The operations that take an Idempotency-Key (each with and without /{cloud}); the
-# quotas' only for admins.
+# quotas' and the pools' only for admins.
 ADMINS_ONLY = {
+    ("patch", "/api/v1/pools/{name}"),
+    ("delete", "/api/v1/pools/{name}"),
     ("put", "/api/v1/quotas/default"),
     ("delete", "/api/v1/quotas/default"),
     ("put", "/api/v1/quotas/{scope}/{name}"),
@@ -372,9 +377,9 @@ IDEMPOTENT = {
 
 
 def test_every_change_takes_an_idempotency_key_and_says_what_it_answers(document):
-    """Each operation that needs the role agent (or, for the quotas, admin) documents the
-    Idempotency-Key header, its 409 (with Retry-After) and 422, and Idempotent-Replayed on
-    the answers; no other does."""
+    """Each operation that needs the role agent (or, for the quotas and the pools, admin)
+    documents the Idempotency-Key header, its 409 (with Retry-After) and 422, and
+    Idempotent-Replayed on the answers; no other does."""
     found = set()
     for path, item in document["paths"].items():
         for method, operation in item.items():

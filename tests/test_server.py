@@ -165,7 +165,20 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
 # The scripts that change what the server holds (a VM started and deleted, a node assigned,
 # released and deleted, every token of the user revoked) run against a server of their own;
 # the others read, and share the module's server.
-CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh", "quotas.sh"}
+CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh", "quotas.sh", "pools.sh"}
+# The server of pools.sh keeps the warm pool web on the Dummy cloud.
+POOLS = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+                 "min_ready": 1, "max_total": 2}}  # fmt: skip
+
+
+@pytest.fixture
+def pool_server(tmp_path):
+    """A server of the test's own with the warm pool web."""
+    server = Server(
+        tmp_path / "instance", {"POOLS": POOLS}, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD
+    )
+    yield server
+    server.stop()
 
 
 @pytest.mark.parametrize(
@@ -183,12 +196,14 @@ CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh", "quotas.sh"}
         "vm.sh",
         "assignments.sh",
         "quotas.sh",
+        "pools.sh",
         "revoke_tokens.sh",
     ],
 )
 def test_example_scripts_run_green(request, script):
     """Each script of api_call_examples/ runs against a live server and gets ok answers."""
-    server = request.getfixturevalue("own_server" if script in CHANGING else "server")
+    own = "pool_server" if script == "pools.sh" else "own_server"
+    server = request.getfixturevalue(own if script in CHANGING else "server")
     env = {
         **os.environ,
         "BASE_URL": server.base,
@@ -252,6 +267,15 @@ def test_example_scripts_run_green(request, script):
         assert answers[2]["rules"] == [rule]
         assert answers[3]["rules"] == [rule]
         assert answers[4]["result"] == "quota rule of role agent removed"
+    if script == "pools.sh":
+        assert [pool["name"] for pool in answers[0]["pools"]] == ["web"]
+        assert answers[0]["pools"][0]["override"] is None
+        held = answers[1]["pool"]
+        assert (held["min_ready"], held["configured"]["min_ready"], held["paused"]) == (0, 1, True)
+        assert held["override"]["set_by"] == "admin"
+        assert answers[2]["pool"]["override"] == held["override"]
+        assert answers[3]["result"] == "pool web: override cleared"
+        assert (answers[3]["pool"]["min_ready"], answers[3]["pool"]["override"]) == (1, None)
 
 
 def test_run_keeps_a_warm_pool_on_the_dummy_cloud(tmp_path):

@@ -8,6 +8,10 @@ from sqlalchemy.exc import OperationalError
 from ..errors import ConfigurationError, DispatcherError
 from ..extensions import db
 
+# Who a change made from the command line was made by: a quota rule's ``updated_by``, a
+# pool override's ``set_by`` and its history entries' caller.
+COMMAND_LINE = "command line"
+
 
 def service_errors(command):
     """Turn a service's DispatcherError, or a database that does not answer, into a

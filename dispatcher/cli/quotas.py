@@ -7,11 +7,9 @@ from flask.cli import with_appcontext
 
 from .. import operations, quotas
 from ..validation import QUOTA, validate
-from .base import service_errors
+from .base import COMMAND_LINE, service_errors
 
 SCOPE = click.Choice(quotas.SCOPES)
-# Who a rule changed from the command line was changed by, in its ``updated_by``.
-COMMAND_LINE = "command line"
 
 
 @click.group("quotas")

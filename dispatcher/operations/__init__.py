@@ -10,6 +10,7 @@ returns the answer's fields. Every path that ends a VM goes through ``end_vm``.
 from .assignments import assign_vm, extend_vm, release_vm
 from .ending import end_vm
 from .leases import LeaseReport, expire_leases
+from .pool_overrides import clear_pool_override, override_pool
 from .pooled import assign_from_pool
 from .pools import tend_pool
 from .quotas import clear_quota, set_quota
@@ -32,6 +33,7 @@ __all__ = [
     "assign_vm",
     "attach_volume",
     "change_port",
+    "clear_pool_override",
     "clear_quota",
     "create_security_group",
     "create_volume",
@@ -41,6 +43,7 @@ __all__ = [
     "end_vm",
     "expire_leases",
     "extend_vm",
+    "override_pool",
     "power_vm",
     "reconcile_books",
     "set_quota",

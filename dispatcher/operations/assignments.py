@@ -13,6 +13,7 @@ from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError
 from ..extensions import db
 from ..leases import notices
 from ..models import ASSIGNED, FREE
+from ..pools import overrides
 from ..serializers import assignment_to_dict, utc_iso
 from .ending import Wording, end_vm, fill
 
@@ -145,7 +146,7 @@ def release_vm(
 
     With RELEASE_KEEPS_NODE the VM is kept (and free for the next assign). A VM of a warm
     pool follows its pool's ``release``: ``reuse`` keeps it free in the pool, unless it
-    was made from a template the pool no longer has; ``destroy``
+    was made from a template the pool no longer has or an admin drains the pool; ``destroy``
     keeps it from being handed out (faulty) until it is destroyed, here or, should the
     cloud fail, by the pool manager. With ``hold`` any VM to destroy is kept so (the
     manager's release at the end of a lease, which it sees through).
@@ -172,9 +173,11 @@ def release_vm(
             leased = notices.Leased.of(ledger_row)  # before the release forgets it
         pool = pools.find(ledger_row.pool) if ledger_row is not None else None
         if pool is not None:
-            # A VM made from a template the pool no longer has is not kept, even to reuse.
+            # A VM made from a template the pool no longer has is not kept, even to reuse;
+            # nor one of a pool an admin drains (read only when it would be kept).
             current = pool.is_current(ledger_row.cloud, ledger_row.template)
             keep = pool.release == "reuse" and current
+            keep = keep and not overrides.applied(pool).draining
         if emulate:
             then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")

@@ -4,8 +4,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from ..bookkeeping import ledger
 from ..serializers import utc_iso
-from ..shapes import INTEGER, TEXT, TEXT_OR_NULL, describes, list_of
-from . import passes
+from ..shapes import BOOLEAN, INTEGER, INTEGER_OR_NULL, TEXT, TEXT_OR_NULL, describes, list_of
+from . import overrides, passes
 from .spec import PoolSpec
 
 _COUNTS = {state: INTEGER for state in ledger.STATES.values()}
@@ -30,10 +30,57 @@ def pool_cloud_to_dict(cloud: str, counted: dict, state) -> dict:
     return {"cloud": cloud, **counted, "last_error": last_error}
 
 
+_OVERRIDE = {
+    "oneOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "properties": {
+                "min_ready": INTEGER_OR_NULL,
+                "max_total": INTEGER_OR_NULL,
+                "paused": BOOLEAN,
+                "draining": BOOLEAN,
+                "set_by": TEXT_OR_NULL,
+                "time": TEXT,
+            },
+            "required": ["min_ready", "max_total", "paused", "draining", "set_by", "time"],
+        },
+    ]
+}
+
+
+def override_to_dict(row) -> dict | None:
+    """An admin's override of a pool: its sizes (null: the configured one), its flags, who
+    set it and when; None without one."""
+    if row is None:
+        return None
+    return {
+        "min_ready": row.min_ready,
+        "max_total": row.max_total,
+        "paused": row.paused,
+        "draining": row.draining,
+        "set_by": row.set_by,
+        "time": utc_iso(row.set_at),
+    }
+
+
+def configured(spec: PoolSpec) -> dict:
+    """The sizes POOLS gives the pool ``spec``, whatever an admin's override says."""
+    return {"min_ready": spec.min_ready, "max_total": spec.max_total}
+
+
 _POOL = {
     "name": TEXT,
     "min_ready": INTEGER,
     "max_total": INTEGER,
+    "configured": {
+        "type": "object",
+        "properties": {"min_ready": INTEGER, "max_total": INTEGER},
+        "required": ["min_ready", "max_total"],
+    },
+    "paused": BOOLEAN,
+    "draining": BOOLEAN,
+    "override": _OVERRIDE,
     **_COUNTS,
     "unready": INTEGER,
     "current": INTEGER,
@@ -54,11 +101,14 @@ def _readiness(spec: PoolSpec, totals: dict) -> dict:
 
 @describes("Pool", _POOL)
 def pool_to_dict(spec: PoolSpec) -> dict:
-    """POOL: the pool's settings, its VMs by state over all clouds and per cloud, of its
-    booting VMs those that failed their last ready check (``unready``), of its live VMs
-    those made from its current templates and from one it no longer has (``current``,
-    ``outdated``), when the manager
-    last finished a pass over it (times in ISO 8601, UTC)."""
+    """POOL of the pool ``spec`` as POOLS configures it: its sizes in force (an admin's
+    override applied) and as configured, its flags, the override, its VMs by state over
+    all clouds and per cloud, of its booting VMs those that failed their last ready check
+    (``unready``), of its live VMs those made from its current templates and from one it
+    no longer has (``current``, ``outdated``), when the manager last finished a pass over
+    it (times in ISO 8601, UTC)."""
+    row = overrides.of(spec.name)
+    in_force = overrides.applied(spec, row)
     counted = ledger.pool_counts(spec.name)
     states = passes.cloud_states(spec.name)
     per_cloud = [
@@ -70,8 +120,12 @@ def pool_to_dict(spec: PoolSpec) -> dict:
     totals = {state: sum(entry[state] for entry in per_cloud) for state in ledger.STATES.values()}
     return {
         "name": spec.name,
-        "min_ready": spec.min_ready,
-        "max_total": spec.max_total,
+        "min_ready": in_force.min_ready,
+        "max_total": in_force.max_total,
+        "configured": configured(spec),
+        "paused": in_force.paused,
+        "draining": in_force.draining,
+        "override": override_to_dict(row),
         **totals,
         **_readiness(spec, totals),
         "last_pass": utc_iso(passes.last_pass(spec.name)),
