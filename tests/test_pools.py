@@ -513,6 +513,13 @@ def test_pools_answer_their_state_by_cloud(warm):
         "paused": False,
         "draining": False,
         "override": None,
+        "target": {
+            "free": 2,
+            "because": "floor: min_ready 2",
+            "floor": 2,
+            "demand": None,
+            "forecast": None,
+        },
         "booting": 0,
         "free": 2,
         "assigned": 0,

@@ -36,7 +36,7 @@ from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
 from ..models import BOOTING, FAULTY, FREE
-from ..pools import PoolSpec, ReadyCheck, marks, passes, sizing
+from ..pools import PoolSpec, ReadyCheck, marks, overrides, passes, sizing
 from ..pools.events import PoolReport, entry, failed, record
 from ..pools.sizing import Target
 from ..serializers import as_utc
@@ -80,7 +80,9 @@ class Outdated:
 
 
 def tend_pool(spec: PoolSpec) -> PoolReport:
-    """One pass over the pool ``spec``; what it did. The caller holds the pool's lock."""
+    """One pass over the pool ``spec`` (as POOLS configures it: the admins' override is
+    read here, afresh at each pass); what it did. The caller holds the pool's lock."""
+    spec = overrides.applied(spec)
     report = PoolReport(spec.name)
     due: list[Due] = []
     outdated: list[Outdated] = []

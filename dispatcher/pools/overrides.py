@@ -27,8 +27,10 @@ def of(pool: str) -> PoolOverride | None:
 
 def applied(spec: PoolSpec, override: PoolOverride | None = _READ) -> PoolSpec:
     """``spec`` as the pool's override (read with one query unless given) changes it: its
-    sizes where set, its flags. A min_ready above the max_total in force (POOLS changed
-    since the override was set) is taken down to it."""
+    sizes where set, its flags. A min_ready set by the override is the pool's whole floor,
+    in place of its schedule too (demand and forecast may still want more). A min_ready
+    above the max_total in force (POOLS changed since the override was set) is taken down
+    to it."""
     if override is _READ:
         override = of(spec.name)
     if override is None:
@@ -39,6 +41,7 @@ def applied(spec: PoolSpec, override: PoolOverride | None = _READ) -> PoolSpec:
         spec,
         min_ready=min(min_ready, max_total),
         max_total=max_total,
+        schedule=spec.schedule if override.min_ready is None else (),
         paused=override.paused,
         draining=override.draining,
     )

@@ -5,7 +5,8 @@ from prometheus_client.core import GaugeMetricFamily
 from ..bookkeeping import ledger
 from ..serializers import utc_iso
 from ..shapes import BOOLEAN, INTEGER, INTEGER_OR_NULL, TEXT, TEXT_OR_NULL, describes, list_of
-from . import overrides, passes
+from . import overrides, passes, sizing
+from .sizing import Target
 from .spec import PoolSpec
 
 _COUNTS = {state: INTEGER for state in ledger.STATES.values()}
@@ -69,6 +70,29 @@ def configured(spec: PoolSpec) -> dict:
     return {"min_ready": spec.min_ready, "max_total": spec.max_total}
 
 
+@describes(
+    "PoolTarget",
+    {
+        "free": INTEGER,
+        "because": TEXT,
+        "floor": INTEGER,
+        "demand": INTEGER_OR_NULL,
+        "forecast": INTEGER_OR_NULL,
+    },
+)
+def target_to_dict(target: Target) -> dict:
+    """What the pool keeps free or booting now (``free``), the part that set it
+    (``because``), and each part: the floor (the schedule's or min_ready), the demand's
+    and the forecast's (null where the pool has none)."""
+    return {
+        "free": target.free,
+        "because": target.because,
+        "floor": target.floor,
+        "demand": target.demand,
+        "forecast": target.forecast,
+    }
+
+
 _POOL = {
     "name": TEXT,
     "min_ready": INTEGER,
@@ -81,6 +105,7 @@ _POOL = {
     "paused": BOOLEAN,
     "draining": BOOLEAN,
     "override": _OVERRIDE,
+    "target": target_to_dict,
     **_COUNTS,
     "unready": INTEGER,
     "current": INTEGER,
@@ -126,6 +151,7 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "paused": in_force.paused,
         "draining": in_force.draining,
         "override": override_to_dict(row),
+        "target": target_to_dict(sizing.target(in_force)),
         **totals,
         **_readiness(spec, totals),
         "last_pass": utc_iso(passes.last_pass(spec.name)),
