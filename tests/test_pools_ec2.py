@@ -355,6 +355,58 @@ def test_two_managers_at_once_make_the_pool_once(site, cloud):
     assert sum(created) == 4, outputs
 
 
+def test_an_override_through_the_api_rules_the_next_pass_of_another_process(site, cloud):
+    """An admin's PATCH through this process: the worker, a process of its own started
+    afterwards (as after a restart), sizes the pool by it; paused, it creates nothing though
+    an assign took a VM; an app started anew shows the override; once it is cleared the
+    next worker process goes back to POOLS (one VM wanted: the two free stay, a surplus
+    kept for the scale_down_delay)."""
+    deployed = site(
+        {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()},
+        pool([on("aws", cloud)], min_ready=1),
+    )
+    succeeded(deployed.reconcile("--wait", "60"))
+    assert cloud.count("RunInstances") == 1
+    admin = token_client(deployed.app, "root", roles=("admin",))
+
+    changed = admin.patch("/api/v1/pools/web", json={"min_ready": 3})
+    assert changed.status_code == 200, changed.json
+    assert changed.json["pool"]["target"]["free"] == 3
+
+    output = succeeded(deployed.reconcile("--wait", "60"))
+    assert "2 created" in output, output
+    assert cloud.count("RunInstances") == 3
+    assert [row.status for row in deployed.live()] == [FREE] * 3
+
+    assert admin.patch("/api/v1/pools/web", json={"paused": True}).status_code == 200
+    agent = token_client(deployed.app, "ana")
+    taken = agent.put("/api/v1/vm/action/assign", json={"vm_type": "web", "user": "ana"})
+    assert taken.status_code == 200, taken.json
+    output = succeeded(deployed.reconcile())
+    assert "0 created" in output, output
+    assert cloud.count("RunInstances") == 3  # paused: the VM taken is not replaced
+
+    restarted = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": deployed.app.config["SQLALCHEMY_DATABASE_URI"],
+            "SECRET_KEY": SECRET_KEY,
+            "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
+            "CLOUD_FARM": deployed.app.config["CLOUD_FARM"],
+            "POOLS": deployed.app.config["POOLS"],
+        }
+    )
+    shown = token_client(restarted, "root", roles=("admin",)).get("/api/v1/pools/web").json
+    override = shown["pool"]["override"]
+    assert (override["min_ready"], override["paused"], override["set_by"]) == (3, True, "root")
+    assert shown["pool"]["configured"] == {"min_ready": 1, "max_total": 10}
+
+    assert admin.delete("/api/v1/pools/web").status_code == 200
+    output = succeeded(deployed.reconcile())
+    assert "0 created, 0 promoted, 0 destroyed" in output, output
+    assert cloud.count("RunInstances") == 3
+    assert sorted(row.status for row in deployed.live()) == [FREE, FREE, ASSIGNED]
+
+
 def test_vms_of_a_manager_killed_before_its_commit_are_adopted_not_made_again(site, cloud):
     """A manager SIGKILLed once EC2 has run its three instances and before it learns their ids:
     the ledger has none of them; the next reconcile adopts the three (by their tags) and runs
