@@ -198,12 +198,14 @@ async function showPools() {
   const blocks = [];
   for (const pool of answer.pools) {
     const block = el("article", null, { "aria-label": `Pool ${pool.name}` });
-    const short = pool.free < pool.min_ready;
+    const short = pool.free < pool.target.free;
     // Booting VMs that failed their last ready check: running, but not answering yet.
     const unready = pool.unready ? `; ${pool.unready} booting not answering their ready check` : "";
     // VMs made from a template the pool no longer has: being renewed.
     const outdated = pool.outdated ? `; ${pool.outdated} outdated` : "";
-    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.min_ready} ready wanted, at most ${pool.max_total}${unready}${outdated}`);
+    // What an admin's override holds back: no creations, or the pool being emptied.
+    const held = pool.draining ? "; draining" : pool.paused ? "; paused" : "";
+    const title = el("h3", `${pool.name}: ${pool.free} free of ${pool.target.free} wanted (${pool.target.because}), at most ${pool.max_total}${held}${unready}${outdated}`);
     if (short) title.classList.add("short");
     block.append(title);
     const table = el("table", null, { "aria-label": `Pool ${pool.name} by cloud` });
@@ -265,7 +267,7 @@ function chart(pool, levels) {
   const x = (index) => (levels.length < 2 ? width : (index * width) / (levels.length - 1));
   const y = (value) => height - 4 - (value * (height - 8)) / top;
   const wanted = document.createElementNS(ns, "line");
-  for (const [name, value] of Object.entries({ x1: 0, x2: width, y1: y(pool.min_ready), y2: y(pool.min_ready) })) {
+  for (const [name, value] of Object.entries({ x1: 0, x2: width, y1: y(pool.target.free), y2: y(pool.target.free) })) {
     wanted.setAttribute(name, String(value));
   }
   wanted.setAttribute("stroke", "#888");
@@ -282,7 +284,7 @@ function chart(pool, levels) {
   const figure = el("figure");
   const caption = el("figcaption", null, { class: "legend" });
   for (const state of STATES) caption.append(el("span", state, { class: state }));
-  caption.append(el("span", "dashed: min_ready"));
+  caption.append(el("span", "dashed: the target now"));
   figure.append(svg, caption);
   return figure;
 }
