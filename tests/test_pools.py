@@ -594,17 +594,19 @@ def test_pools_status_reconcile_and_their_errors_on_the_command_line(make_app, r
     assert last.startswith("Error: after 1.5 s: pool starved has 0 free of 1: broken: ")
     assert "web" not in last  # web was full
     lines = status.output.splitlines()
-    assert lines[0].split()[:8] == [
+    assert lines[0].split()[:9] == [
         "POOL",
         "/",
         "CLOUD",
         "MIN",
         "MAX",
+        "TARGET",
         "BOOTING",
         "FREE",
         "ASSIGNED",
     ]
-    assert lines[1].split()[:7] == ["web", "2", "3", "0", "2", "0", "0"]
+    assert lines[1].split()[:8] == ["web", "2", "3", "2", "0", "2", "0", "0"]
+    assert lines[1].endswith("  (floor: min_ready 2)")
     assert lines[2].split()[:6] == ["default", "0", "2", "0", "0", "-"]
     assert "Connection refused" in lines[4]
     assert unknown.exit_code == 1 and "Unknown pool: nowhere" in unknown.output

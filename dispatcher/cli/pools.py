@@ -26,10 +26,12 @@ pools_group.add_command(run_command, name="run")
 @with_appcontext
 @service_errors
 def status_command():
-    """Show what each pool holds, by state and cloud, and each cloud's last failure."""
+    """Show what each pool holds, by state and cloud, against its sizes and its target
+    now (TARGET: free or booting; what set it in brackets), what an admin's override
+    changes, and each cloud's last failure."""
     selected = selected_pools(())
     columns = ("booting", "free", "assigned", "faulty")
-    header = f"{'POOL / CLOUD':<24} {'MIN':>4} {'MAX':>4}" + "".join(
+    header = f"{'POOL / CLOUD':<24} {'MIN':>4} {'MAX':>4} {'TARGET':>6}" + "".join(
         f" {name.upper():>8}" for name in columns
     )
     click.echo(header + "  LAST PASS / LAST ERROR")
@@ -37,15 +39,17 @@ def status_command():
         shown = pools.pool_to_dict(spec)
         counts = "".join(f" {shown[name]:>8}" for name in columns)
         changed = f"  {_changes(shown)}" if shown["override"] is not None else ""
+        target = shown["target"]
         click.echo(
-            f"{spec.name:<24} {shown['min_ready']:>4} {shown['max_total']:>4}{counts}"
-            f"  {shown['last_pass'] or 'never'}{changed}"
+            f"{spec.name:<24} {shown['min_ready']:>4} {shown['max_total']:>4}"
+            f" {target['free']:>6}{counts}  {shown['last_pass'] or 'never'}"
+            f"  ({target['because']}){changed}"
         )
         for cloud in shown["clouds"]:
             counts = "".join(f" {cloud[name]:>8}" for name in columns)
             error = cloud["last_error"]
             last = f"{error['time']} {error['message']}" if error else "-"
-            click.echo(f"  {cloud['cloud']:<22} {'':>4} {'':>4}{counts}  {last}")
+            click.echo(f"  {cloud['cloud']:<22} {'':>4} {'':>4} {'':>6}{counts}  {last}")
 
 
 def _changes(shown: dict) -> str:
