@@ -10,6 +10,7 @@ format, the policies, the figures and how the waits are counted.
 """
 
 import argparse
+import bisect
 import contextlib
 import csv
 import dataclasses
@@ -20,9 +21,12 @@ import math
 import random
 import sys
 import time
+import zoneinfo
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from croniter import croniter
 
 from bench import common, simulated_cloud
 
@@ -42,6 +46,8 @@ FORECAST = {"days": 7, "spread": 600}
 VARIED_SHARE = 0.1
 # How long after its last day a replay goes on to serve the assigns still waiting.
 DRAIN_SECONDS = DAY
+# How far before and after a time the target may change at it is computed again.
+EPSILON = 0.01
 
 
 class TraceError(Exception):
@@ -175,12 +181,18 @@ def pool_entry(policy: str, min_ready: int, hours: tuple[int, int]) -> dict:
         return entry
     entry["timezone"] = "UTC"
     if policy == "schedule":
-        # The floor an operator who knows the office hours would set.
+        # The floor an operator who knows the office hours would set; assigns in every
+        # hour of the day leave no hours out of office, and the floor holds all day.
         first, after_last = hours
-        entry["min_ready"] = 0
-        entry["schedule"] = [
-            {"cron": f"0 {first} * * *", "until": f"0 {after_last} * * *", "min_ready": min_ready}
-        ]
+        if first != after_last:
+            entry["min_ready"] = 0
+            entry["schedule"] = [
+                {
+                    "cron": f"0 {first} * * *",
+                    "until": f"0 {after_last} * * *",
+                    "min_ready": min_ready,
+                }
+            ]
     else:
         entry["demand"] = dict(DEMAND)
         if policy == "forecast":
@@ -218,6 +230,14 @@ class PoolState:
     free: int = 0
     booting: int = 0
     idle_since: float = 0.0
+    # The pool's target as last computed, and until when it holds: till the ledger, the
+    # history or the line change (``stale``), or the clock reaches ``target_until``.
+    target: int = 0
+    stale: bool = True
+    target_until: float = -math.inf
+    demand: list = field(default_factory=list)  # when assigns were made or refused
+    lead: float = 0.0  # the forecast's lead time: the pool's median boot and one pass
+    surplus_since: float | None = None  # as the pool's last pass recorded it
     # The figures, over the measured days.
     assigns: int = 0
     warm: int = 0
@@ -240,6 +260,10 @@ class Options:
     seed: int = 1
     line: str = "asks"  # "asks": each waiting assign asks its pool for a VM; "waits": not
     sizes: dict | None = None  # min_ready by pool, instead of ``min_ready`` for all
+    # From when to when (seconds of simulated time) the target is computed at every tick
+    # and a pass runs at every tick off it, none skipped: what the skips are checked
+    # against (``--every-tick``, tests/test_pools_replay.py).
+    every_tick: tuple[float, float] | None = None
 
 
 class Replay:
@@ -251,6 +275,7 @@ class Replay:
         self.seconds = 0.0  # the simulated clock, in seconds since START
         self.measured_from = DAY if options.days > 1 else 0
         self.measured_to = options.days * DAY
+        self.end = self.measured_to + DRAIN_SECONDS  # the latest a line is served
         self.sizing = sizing_module()
         self.interval = 15.0  # POOLS_INTERVAL, read from the app
         self.world = self.cloud = None
@@ -300,9 +325,7 @@ class Replay:
             except ConfigurationError as exc:
                 if options.policy == "static":
                     raise
-                raise PolicyError(
-                    f"policy {options.policy} needs pool sizing: {exc.message}"
-                ) from None
+                raise PolicyError(f"policy {options.policy} needs pool sizing: {exc}") from None
             app.instance_path = str(folder)  # where the pass's lock file goes
             with app.app_context():
                 self.interval = float(app.config["POOLS_INTERVAL"])
@@ -322,9 +345,8 @@ class Replay:
         self.states = {spec.name: PoolState(spec) for spec in pools.every()}
         for state in self.states.values():
             self._count(state)
-        end = self.measured_to + DRAIN_SECONDS
         index, tick = 0, 0.0
-        while tick <= end:
+        while tick <= self.end:
             while index < len(events) and events[index].time <= tick:
                 event = events[index]
                 self._advance(event.time)
@@ -341,24 +363,29 @@ class Replay:
         self._advance(max(self.seconds, self.measured_to))
 
     def _next_tick(self, tick: float, next_event: float | None) -> float:
-        """The next tick at which a pass may be due: the next one where the level may
-        differ from the target (a policy whose target moves with time, a pool below or
-        above it), else the first after the next event or the next VM's ready time."""
+        """The next tick at which a pass may be due: the next one if a pool is off its
+        target or its target is to be computed again, else the first at or after the next
+        event, the next ready time of a VM, the next time a pool's target may change, or
+        the end of a pool's scale_down_delay."""
         step = tick + self.interval
-        if self.options.policy != "static":
+        if self._every_tick(step):
             return step
-        for state in self.states.values():
-            if self._off_target(state, step):
-                return step
         soonest = [next_event] if next_event is not None else []
+        if self.options.every_tick is not None and self.options.every_tick[0] > tick:
+            soonest.append(self.options.every_tick[0])
         for state in self.states.values():
+            if state.stale:
+                return step
+            soonest += [self._pass_wanted(state), state.target_until]
             ready = self.world.next_ready(state.spec.name, state.last_pass)
             if ready is not None:
                 soonest.append(ready)
-        if not soonest:
+        nearest = min(soonest, default=math.inf)
+        if nearest <= step:
             return step
-        ahead = math.ceil(min(soonest) / self.interval) * self.interval
-        return max(step, ahead)
+        if nearest == math.inf:  # nothing to come: the end of the days, else of the replay
+            nearest = self.measured_to if tick < self.measured_to else self.end
+        return math.ceil(nearest / self.interval) * self.interval
 
     def _advance(self, seconds: float) -> None:
         """Move the clock to ``seconds``, counting the idle VMs of every pool till then."""
@@ -388,34 +415,80 @@ class Replay:
 
     # -- what is due --
 
-    def _target(self, state: PoolState) -> int:
-        """The free VMs the pool's sizing wants now, and one more for each assign in its
-        line where waiting assigns ask for VMs."""
-        if self.sizing is not None:
-            wanted = self.sizing.target(state.spec, self.now()).free
-        else:
-            wanted = state.spec.min_ready
-        if self.options.line == "asks":
-            wanted += len(state.line)
-        return min(wanted, state.spec.max_total)
-
-    def _off_target(self, state: PoolState, seconds: float) -> bool:
-        before, self.seconds = self.seconds, seconds
-        try:
-            wanted = self._target(state)
-        finally:
-            self.seconds = before
-        return state.free + state.booting < wanted or state.free > wanted
-
     def _due(self, state: PoolState, tick: float) -> bool:
-        """Whether the pass at ``tick`` would do anything for the pool: an event since the
-        last, a booting VM's ready time passed, or its level off its target."""
+        """Whether the pass at ``tick`` would do anything for the pool: an event since its
+        last pass, a VM that has reached its ready time since, or a level off its target
+        (a surplus once its ``scale_down_delay`` is over, or gone since the last pass)."""
         if state.touched:
             return True
         ready = self.world.next_ready(state.spec.name, state.last_pass)
         if ready is not None and ready <= tick:
             return True
-        return self._off_target(state, tick)
+        self._refresh_target(state)
+        return self._off_target(state)
+
+    def _every_tick(self, seconds: float) -> bool:
+        span = self.options.every_tick
+        return span is not None and span[0] <= seconds < span[1]
+
+    def _off_target(self, state: PoolState) -> bool:
+        return self._pass_wanted(state) <= self.seconds
+
+    def _pass_wanted(self, state: PoolState) -> float:
+        """From when the pool's level, against its target as last computed, makes a pass
+        do something (now, or later: the end of a surplus's ``scale_down_delay``): fewer
+        VMs free or booting than the target, free VMs beyond it (retired once they have
+        been so for the delay, the pass noting since when before), or a surplus the last
+        pass noted gone. Infinity when the level makes no pass do anything."""
+        if state.free + state.booting < state.target:
+            return -math.inf
+        if self.sizing is None:  # before pool sizing, a pass never retired a surplus
+            return math.inf
+        if state.free > state.target:
+            if self._every_tick(self.seconds) or state.surplus_since is None:
+                return -math.inf
+            return state.surplus_since + state.spec.scale_down_delay
+        return -math.inf if state.surplus_since is not None else math.inf
+
+    def _refresh_target(self, state: PoolState) -> None:
+        """Compute the pool's target again if it may have changed since it last was."""
+        due = state.stale or self.seconds >= state.target_until
+        if not (due or self._every_tick(self.seconds)):
+            return
+        spec = self._spec_for_pass(state)
+        if self.sizing is None:
+            state.target = min(spec.min_ready, spec.max_total)
+            state.target_until = math.inf
+        else:
+            state.target = self.sizing.target(spec, self.now()).free
+            state.target_until = self._target_changes(spec, state)
+        state.stale = False
+
+    def _target_changes(self, spec, state: PoolState) -> float:
+        """The soonest time after now at which the pool's target may change by the clock
+        alone (the ledger and the history as they are): the floor at a schedule's cron or
+        until, the demand as an assign or a refusal leaves its window, the forecast as
+        one enters or leaves a span of a previous day. Each a little before and after:
+        the ledger keeps times to the microsecond."""
+        now, soonest = self.seconds, math.inf
+        local = self.now().astimezone(zoneinfo.ZoneInfo(spec.timezone))
+        for entry in spec.schedule:
+            for expression in (entry.cron, entry.until):
+                after = croniter(expression, local).get_next(datetime.datetime)
+                soonest = min(soonest, (after - START).total_seconds() - EPSILON)
+        offsets = []
+        if spec.demand is not None:
+            offsets.append(spec.demand.window)
+        if spec.forecast is not None:
+            spread = spec.forecast.spread
+            for days in range(1, spec.forecast.days + 1):
+                offsets += [days * DAY - spread - state.lead, days * DAY + spread]
+        for offset in offsets:
+            for moment in (offset - EPSILON, offset + EPSILON):
+                index = bisect.bisect_right(state.demand, now - moment)
+                if index < len(state.demand):
+                    soonest = min(soonest, state.demand[index] + moment)
+        return soonest
 
     # -- the dispatcher's calls --
 
@@ -428,19 +501,38 @@ class Replay:
             if report.skipped or report.problems:
                 raise RuntimeError(f"pool {report.name}: the pass failed: {report.problems}")
         for state in due:
-            state.last_pass, state.touched = self.seconds, False
+            state.last_pass, state.touched, state.stale = self.seconds, False, True
             if self._measured(self.seconds):
                 state.passes += 1
             self._count(state)
+            if self.sizing is not None:
+                self._after_pass(state)
             self._serve(state)
 
+    def _after_pass(self, state: PoolState) -> None:
+        """What the pass changed that the pool's target reads: since when it holds a
+        surplus, and its median boot (the forecast's lead time)."""
+        from dispatcher.pools import passes
+
+        since = passes.surplus_since(state.spec.name)
+        state.surplus_since = None if since is None else (since - START).total_seconds()
+        if state.spec.forecast is not None:
+            state.lead = self.sizing.median_boot(state.spec) + self.interval
+
     def _spec_for_pass(self, state: PoolState):
-        """The pool's spec for a pass: as configured, its floor raised by the assigns in
-        its line where waiting assigns ask for VMs (a request in line is one VM to make)."""
+        """The pool's spec for a pass: as configured, and where waiting assigns ask for
+        VMs, its floor (``min_ready``, and each schedule entry's) raised by one for each
+        assign in its line, as a request in line would ask for one VM more."""
         if self.options.line != "asks" or not state.line:
             return state.spec
-        floor = min(state.spec.min_ready + len(state.line), state.spec.max_total)
-        return dataclasses.replace(state.spec, min_ready=floor)
+        spec, more = state.spec, len(state.line)
+        raised = {"min_ready": min(spec.min_ready + more, spec.max_total)}
+        if getattr(spec, "schedule", ()):
+            raised["schedule"] = tuple(
+                dataclasses.replace(entry, min_ready=min(entry.min_ready + more, spec.max_total))
+                for entry in spec.schedule
+            )
+        return dataclasses.replace(spec, **raised)
 
     def _handle(self, event: Event) -> None:
         state = self.states[event.vm_type]
@@ -449,11 +541,14 @@ class Replay:
             measured = self._measured(event.time)
             if measured:
                 state.assigns += 1
-            if not state.line and self._assign(state, event.user):
+            # Tried even behind a line, so that the refusal is on record (demand counts
+            # it); a line waits only while no VM is free, so first come is first served.
+            if self._assign(state, event.user):
                 if measured:
                     state.warm += 1
             else:
                 state.line.append(Waiter(event.user, event.time, measured))
+                state.stale = True
             return
         held = state.holdings.get(event.user)
         if held:
@@ -470,6 +565,8 @@ class Replay:
         from dispatcher import operations
         from dispatcher.errors import PoolEmptyError
 
+        state.stale = True
+        state.demand.append(self.seconds)  # an assign, or its refusal: demand either way
         try:
             answer = operations.assign_from_pool(None, CALLER, user, state.spec.name)
         except PoolEmptyError:
@@ -482,6 +579,7 @@ class Replay:
         from dispatcher import operations
 
         operations.release_vm(self.cloud, CALLER, node=node_id)
+        state.stale = True
         self._count(state)
 
     def _serve(self, state: PoolState) -> None:
@@ -491,6 +589,7 @@ class Replay:
             if not self._assign(state, waiter.user):
                 break
             state.line.popleft()
+            state.stale = True
             if waiter.measured:
                 state.waits.append(self.seconds - waiter.asked_at)
             if waiter.release_after:
@@ -642,6 +741,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="the figures as one JSON object")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--every-tick",
+        action="store_true",
+        help="a check of the replay: the target computed and a pass considered at every "
+        "tick, none skipped (the same figures, many times slower)",
+    )
     args = parser.parse_args(argv)
     try:
         mean, jitter = (float(part) for part in args.boot_seconds.split(","))
@@ -670,6 +775,7 @@ def main(argv=None) -> int:
         boot_jitter=args.boot_jitter,
         seed=args.seed,
         line=args.line,
+        every_tick=(0.0, math.inf) if args.every_tick else None,
     )
     try:
         trace = read_trace(args.trace)

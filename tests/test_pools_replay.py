@@ -1,6 +1,7 @@
 """The pools' replay (bench/pools_replay.py): a day's trace played through the real pool
 pass, assign and release on a simulated clock and cloud."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -117,12 +118,30 @@ def test_the_sweep_finds_the_static_size_that_matches(hour):
     assert found["idle_vm_hours"] <= chosen["pools"]["web"]["idle_vm_hours"]
 
 
-def test_sizing_policies_need_pool_sizing(hour, capsys):
-    if pools_replay.sizing_module() is not None:
-        assert pools_replay.main([str(hour), "--policy", "demand", "--json"]) == 0
-        return
-    assert pools_replay.main([str(hour), "--policy", "demand"]) == 2
-    assert "policy demand needs pool sizing" in capsys.readouterr().err
+@pytest.mark.parametrize("policy", ["schedule", "forecast"])
+def test_the_passes_skipped_change_nothing(hour, policy):
+    """The replay skips the ticks where no pass would do anything, and computes a pool's
+    target again only when it may have changed: the figures are those of a replay that
+    computes it and considers a pass at every tick, from 8:00 to 11:30 of the second day
+    (the forecast counts from the first day's assigns; the demand rises after the
+    assigns and falls half an hour later; the schedule holds from 9:00 to 10:00)."""
+    trace = read_trace(hour)
+    options = {"policy": policy, "min_ready": 1, "days": 2, "boot_mean": 90, "boot_jitter": 30}
+    skipping = Replay(trace, Options(**options)).run()
+    checking = Replay(trace, Options(**options, every_tick=(86400 + 8 * 3600, 86400 + 11.5 * 3600)))
+    checked = checking.run()
+    for figures in (skipping, checked):
+        for entry in (*figures["pools"].values(), figures["total"]):
+            entry.pop("passes")
+    assert checked["pools"] == skipping["pools"]
+    assert checked["total"] == skipping["total"]
+
+
+def test_sizing_policies_run(hour, capsys):
+    assert pools_replay.main([str(hour), "--policy", "demand", "--days", "2", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["policy"] == "demand"
+    assert figures["pools"]["web"]["assigns"] == USERS
 
 
 @pytest.mark.parametrize(
