@@ -15,7 +15,6 @@ import contextlib
 import csv
 import dataclasses
 import datetime
-import importlib.util
 import json
 import math
 import random
@@ -29,6 +28,12 @@ from pathlib import Path
 from croniter import croniter
 
 from bench import common, simulated_cloud
+from dispatcher import clock, clouds, operations, pools
+from dispatcher.bookkeeping import ledger
+from dispatcher.errors import ConfigurationError, PoolEmptyError
+from dispatcher.pools import passes, sizing
+from dispatcher.pools.spec import POOL_NAME
+from dispatcher.worker import pool_pass
 
 DAY = 86400
 # Day 1 of the replay: a Monday, midnight in the pools' time zone (UTC).
@@ -55,7 +60,7 @@ class TraceError(Exception):
 
 
 class PolicyError(Exception):
-    """A policy this dispatcher cannot run (no pool sizing)."""
+    """A policy whose pools the dispatcher's POOLS parsing refuses."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,6 @@ def read_trace(path: Path) -> list[Event]:
     :raises TraceError: no header, an unknown event, a time not in the day, a user or
         vm_type that is missing or no pool name; the message names the line.
     """
-    from dispatcher.pools.spec import POOL_NAME
-
     try:
         with open(path, newline="") as handle:
             rows = list(csv.reader(handle))
@@ -151,15 +154,6 @@ def played_day(trace: list[Event], day: int, jitter: float, seed: int) -> list[E
 # -- the pools ---------------------------------------------------------------------------
 
 
-def sizing_module():
-    """``dispatcher.pools.sizing`` where this dispatcher has it, else None."""
-    if importlib.util.find_spec("dispatcher.pools.sizing") is None:
-        return None
-    from dispatcher.pools import sizing
-
-    return sizing
-
-
 def office_hours(trace: list[Event]) -> tuple[int, int]:
     """The hour of the trace's first assign, and the hour after its last (0 for midnight)."""
     assigns = [event.time for event in trace if event.kind == "assign"]
@@ -175,11 +169,9 @@ def pool_entry(policy: str, min_ready: int, hours: tuple[int, int]) -> dict:
         "max_total": MAX_TOTAL,
         "release": "destroy",
     }
-    if policy == "static":
-        if sizing_module() is not None:  # a key of pool sizing: absent before it
-            entry["timezone"] = "UTC"
-        return entry
     entry["timezone"] = "UTC"
+    if policy == "static":
+        return entry
     if policy == "schedule":
         # The floor an operator who knows the office hours would set; assigns in every
         # hour of the day leave no hours out of office, and the floor holds all day.
@@ -276,7 +268,6 @@ class Replay:
         self.measured_from = DAY if options.days > 1 else 0
         self.measured_to = options.days * DAY
         self.end = self.measured_to + DRAIN_SECONDS  # the latest a line is served
-        self.sizing = sizing_module()
         self.interval = 15.0  # POOLS_INTERVAL, read from the app
         self.world = self.cloud = None
         self.states: dict[str, PoolState] = {}  # by pool name, kept after the run
@@ -287,20 +278,12 @@ class Replay:
     def run(self) -> dict:
         """Play the days; the figures, by pool and in total.
 
-        :raises PolicyError: the policy needs pool sizing, which this dispatcher lacks.
+        :raises PolicyError: POOLS parsing refuses the policy's pools.
         """
-        from dispatcher import clock
-        from dispatcher.errors import ConfigurationError
-
         options = self.options
         names = sorted({event.vm_type for event in self.trace})
         sizes = options.sizes or dict.fromkeys(names, options.min_ready)
-        if options.policy != "static" and self.sizing is None:
-            raise PolicyError(
-                f"policy {options.policy} needs pool sizing (dispatcher.pools.sizing), "
-                "which this dispatcher lacks"
-            )
-        pools = pools_setting(options.policy, sizes, office_hours(self.trace))
+        setting = pools_setting(options.policy, sizes, office_hours(self.trace))
         events = []
         for day in range(options.days):
             events += played_day(self.trace, day, options.jitter, options.seed)
@@ -317,15 +300,13 @@ class Replay:
                 app = common.make_app(
                     DATABASE_URL,
                     CLOUD_FARM={CLOUD: {"ENGINE": simulated_cloud.ENGINE, "USER": world.key}},
-                    POOLS=pools,
+                    POOLS=setting,
                     # One creation at a time: the boot times are drawn in a seeded order.
                     POOLS_CREATE_CONCURRENCY=1,
                     QUOTAS=None,
                 )
             except ConfigurationError as exc:
-                if options.policy == "static":
-                    raise
-                raise PolicyError(f"policy {options.policy} needs pool sizing: {exc}") from None
+                raise PolicyError(f"policy {options.policy}: {exc}") from None
             app.instance_path = str(folder)  # where the pass's lock file goes
             with app.app_context():
                 self.interval = float(app.config["POOLS_INTERVAL"])
@@ -339,8 +320,6 @@ class Replay:
     # -- the loop --
 
     def _play(self, world, events: list[Event]) -> None:
-        from dispatcher import clouds, pools
-
         self.world, self.cloud = world, clouds.get(CLOUD)
         self.states = {spec.name: PoolState(spec) for spec in pools.every()}
         for state in self.states.values():
@@ -404,8 +383,6 @@ class Replay:
 
     def _count(self, state: PoolState) -> None:
         """Read the pool's free and booting VMs from the ledger (after a change)."""
-        from dispatcher.bookkeeping import ledger
-
         self._idle_until(state, self.seconds)
         totals = ledger.pool_totals(state.spec.name)
         state.free, state.booting = totals["free"], totals["booting"]
@@ -442,8 +419,6 @@ class Replay:
         pass noted gone. Infinity when the level makes no pass do anything."""
         if state.free + state.booting < state.target:
             return -math.inf
-        if self.sizing is None:  # before pool sizing, a pass never retired a surplus
-            return math.inf
         if state.free > state.target:
             if self._every_tick(self.seconds) or state.surplus_since is None:
                 return -math.inf
@@ -456,12 +431,8 @@ class Replay:
         if not (due or self._every_tick(self.seconds)):
             return
         spec = self._spec_for_pass(state)
-        if self.sizing is None:
-            state.target = min(spec.min_ready, spec.max_total)
-            state.target_until = math.inf
-        else:
-            state.target = self.sizing.target(spec, self.now()).free
-            state.target_until = self._target_changes(spec, state)
+        state.target = sizing.target(spec, self.now()).free
+        state.target_until = self._target_changes(spec, state)
         state.stale = False
 
     def _target_changes(self, spec, state: PoolState) -> float:
@@ -494,8 +465,6 @@ class Replay:
 
     def _pass(self, due: list[PoolState]) -> None:
         """The worker's pass over the pools ``due``, then their lines served."""
-        from dispatcher.worker import pool_pass
-
         specs = [self._spec_for_pass(state) for state in due]
         for report in pool_pass.run(specs):
             if report.skipped or report.problems:
@@ -505,19 +474,16 @@ class Replay:
             if self._measured(self.seconds):
                 state.passes += 1
             self._count(state)
-            if self.sizing is not None:
-                self._after_pass(state)
+            self._after_pass(state)
             self._serve(state)
 
     def _after_pass(self, state: PoolState) -> None:
         """What the pass changed that the pool's target reads: since when it holds a
         surplus, and its median boot (the forecast's lead time)."""
-        from dispatcher.pools import passes
-
         since = passes.surplus_since(state.spec.name)
         state.surplus_since = None if since is None else (since - START).total_seconds()
         if state.spec.forecast is not None:
-            state.lead = self.sizing.median_boot(state.spec) + self.interval
+            state.lead = sizing.median_boot(state.spec) + self.interval
 
     def _spec_for_pass(self, state: PoolState):
         """The pool's spec for a pass: as configured, and where waiting assigns ask for
@@ -527,7 +493,7 @@ class Replay:
             return state.spec
         spec, more = state.spec, len(state.line)
         raised = {"min_ready": min(spec.min_ready + more, spec.max_total)}
-        if getattr(spec, "schedule", ()):
+        if spec.schedule:
             raised["schedule"] = tuple(
                 dataclasses.replace(entry, min_ready=min(entry.min_ready + more, spec.max_total))
                 for entry in spec.schedule
@@ -562,9 +528,6 @@ class Replay:
 
     def _assign(self, state: PoolState, user: str) -> bool:
         """The real assign by type: whether it gave ``user`` a VM."""
-        from dispatcher import operations
-        from dispatcher.errors import PoolEmptyError
-
         state.stale = True
         state.demand.append(self.seconds)  # an assign, or its refusal: demand either way
         try:
@@ -576,8 +539,6 @@ class Replay:
         return True
 
     def _release(self, state: PoolState, node_id: str) -> None:
-        from dispatcher import operations
-
         operations.release_vm(self.cloud, CALLER, node=node_id)
         state.stale = True
         self._count(state)
@@ -598,27 +559,27 @@ class Replay:
     # -- the figures --
 
     def _figures(self, world) -> dict:
-        pools = {}
+        by_pool = {}
         for name, state in sorted(self.states.items()):
             created = sum(
                 1 for made in world.created if made.pool == name and self._measured(made.at)
             )
             unserved = sum(1 for waiter in state.line if waiter.measured)
-            pools[name] = summary(
+            by_pool[name] = summary(
                 state.assigns, state.warm, state.waits, state.idle_seconds, created, unserved
             )
-            pools[name]["passes"] = state.passes
-            pools[name]["unmatched_releases"] = state.unmatched_releases
+            by_pool[name]["passes"] = state.passes
+            by_pool[name]["unmatched_releases"] = state.unmatched_releases
         total = summary(
             sum(state.assigns for state in self.states.values()),
             sum(state.warm for state in self.states.values()),
             [wait for state in self.states.values() for wait in state.waits],
             sum(state.idle_seconds for state in self.states.values()),
-            sum(figures["vms_created"] for figures in pools.values()),
-            sum(figures["unserved"] for figures in pools.values()),
+            sum(figures["vms_created"] for figures in by_pool.values()),
+            sum(figures["unserved"] for figures in by_pool.values()),
         )
-        total["passes"] = sum(figures["passes"] for figures in pools.values())
-        total["unmatched_releases"] = sum(f["unmatched_releases"] for f in pools.values())
+        total["passes"] = sum(figures["passes"] for figures in by_pool.values())
+        total["unmatched_releases"] = sum(f["unmatched_releases"] for f in by_pool.values())
         first = 2 if self.options.days > 1 else 1
         return {
             "policy": self.options.policy,
@@ -627,7 +588,7 @@ class Replay:
             "seed": self.options.seed,
             "line": self.options.line,
             "min_ready": {name: state.spec.min_ready for name, state in self.states.items()},
-            "pools": pools,
+            "pools": by_pool,
             "total": total,
         }
 
@@ -684,11 +645,11 @@ def sweep(trace: list[Event], options: Options, chosen: dict) -> dict:
                 size[name] = min(MAX_TOTAL, max(1, 2 * size[name]))
             else:
                 size[name] = (low[name] + high[name]) // 2
-    pools = {}
+    by_pool = {}
     for name in names:
         policy_idle = chosen["pools"][name]["idle_vm_hours"]
         static_idle = found[name]["idle_vm_hours"]
-        pools[name] = {
+        by_pool[name] = {
             "min_ready": high[name],
             "warm_share": found[name]["warm_share"],
             "idle_vm_hours": static_idle,
@@ -696,13 +657,13 @@ def sweep(trace: list[Event], options: Options, chosen: dict) -> dict:
             "ratio": policy_idle / static_idle if static_idle else None,
         }
     policy_idle = chosen["total"]["idle_vm_hours"]
-    static_idle = sum(entry["idle_vm_hours"] for entry in pools.values())
+    static_idle = sum(entry["idle_vm_hours"] for entry in by_pool.values())
     total = {
         "idle_vm_hours": static_idle,
         "policy_idle_vm_hours": policy_idle,
         "ratio": policy_idle / static_idle if static_idle else None,
     }
-    return {"pools": pools, "total": total, "replays": tries}
+    return {"pools": by_pool, "total": total, "replays": tries}
 
 
 # -- the command -------------------------------------------------------------------------
