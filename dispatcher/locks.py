@@ -61,7 +61,11 @@ def _lock_path(name: str) -> Path:
     database = db.engine.url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         return Path(f"{database}.pool-{name}.lock")
-    return Path(current_app.instance_path) / f"pool-{name}.lock"
+    # A database in memory has no folder of its own: the instance folder, made if a fresh
+    # install has none yet (private, as the dispatcher makes it for its secrets).
+    folder = Path(current_app.instance_path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder / f"pool-{name}.lock"
 
 
 @contextmanager

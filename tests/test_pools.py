@@ -13,6 +13,7 @@ from conftest import (
     ec2_cloud,
     metric,
     postgresql_schema,
+    prepare_database,
     token_client,
 )
 from helpers import EC2_NAMESPACE, NO_INSTANCES
@@ -698,3 +699,26 @@ def test_a_take_skips_the_vm_another_transaction_is_taking(make_app, postgresql_
             taken_by_bob = second.id_vm
         db.session.commit()
         assert {first.id_vm, taken_by_bob} == {"3", "4"}
+
+
+def test_a_pass_on_a_database_in_memory_makes_the_folder_of_its_lock(monkeypatch, tmp_path):
+    """On SQLite in memory the pool's lock is a file of the instance folder, made if it is
+    not there yet (as `dispatcher run` on a fresh install would find it)."""
+    folder = tmp_path / "instance-not-made-yet"
+    monkeypatch.setenv("DISPATCHER_INSTANCE_PATH", str(folder))
+    app = prepare_database(
+        create_app(
+            {
+                "TESTING": True,
+                "SQLALCHEMY_DATABASE_URI": "sqlite://",
+                "CLOUD_FARM": DUMMY_FARM,
+                "POOLS": pool(),
+                "SECRET_KEY": "in-memory-test-key",
+                "SECURITY_PASSWORD_SALT": "in-memory-test-salt",
+            }
+        )
+    )
+    assert not folder.exists()
+    [report] = run_pass(app)
+    assert (report.skipped, report.created) == (False, 2)
+    assert (folder / "pool-web.lock").exists()

@@ -50,7 +50,7 @@ def assigned_values(user: str, vm_type: str, assigned_by=None, expires_at=None) 
         "status": ASSIGNED,
         "user": user,
         "recipe": vm_type,
-        "assigned_at": func.now(),
+        "assigned_at": clock.now(),
         "assigned_by": assigned_by,
         "expires_at": expires_at,
         "lease_warned_at": None,
@@ -342,7 +342,7 @@ def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment,
     revived = db.session.execute(
         update(Assignment)
         .where(Assignment.id == row.id, Assignment.status == DELETED)
-        .values(**{"created_at": func.now(), "updated_at": func.now(), **values})
+        .values(**{"created_at": clock.now(), "updated_at": clock.now(), **values})
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.refresh(row)
@@ -400,7 +400,7 @@ def _move(row_id: int, expected, **values):
     return db.session.execute(
         update(Assignment)
         .where(Assignment.id == row_id, Assignment.status.in_(states))
-        .values(updated_at=func.now(), **values)
+        .values(updated_at=clock.now(), **values)
         .returning(Assignment.id, Assignment.id_vm, Assignment.pool)
         .execution_options(synchronize_session=False)
     ).one_or_none()
@@ -441,7 +441,7 @@ def note_check(row: Assignment, passed: bool, now, out_after: int | None = None)
     the same statement, which an assign cannot meet half-way. Its status afterwards, or
     None when it was neither booting nor free any more."""
     failures = 0 if passed else Assignment.check_failures + 1
-    values = {"checked_at": now, "check_failures": failures, "updated_at": func.now()}
+    values = {"checked_at": now, "check_failures": failures, "updated_at": clock.now()}
     if not passed and out_after is not None:
         values["status"] = case(
             (
@@ -492,7 +492,7 @@ def take_free(
     taken = db.session.execute(
         update(Assignment)
         .where(Assignment.id == candidate, Assignment.status == FREE)
-        .values(updated_at=func.now(), **assigned_values(user, vm_type, assigned_by, expires_at))
+        .values(updated_at=clock.now(), **assigned_values(user, vm_type, assigned_by, expires_at))
         .returning(Assignment.id)
         .execution_options(synchronize_session=False)
     ).scalar()
@@ -575,7 +575,7 @@ def forget(cloud: str, node_id: str) -> int:
             .where(
                 Assignment.cloud == cloud, Assignment.id_vm == node_id, Assignment.status != DELETED
             )
-            .values(status=DELETED, updated_at=func.now(), **HOLDER_CLEARED)
+            .values(status=DELETED, updated_at=clock.now(), **HOLDER_CLEARED)
             .returning(Assignment.id)
             .execution_options(synchronize_session=False)
         )
