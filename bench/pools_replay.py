@@ -307,7 +307,7 @@ class Replay:
                 )
             except ConfigurationError as exc:
                 raise PolicyError(f"policy {options.policy}: {exc}") from None
-            app.instance_path = str(folder)  # where the pass's lock file goes
+            app.instance_path = str(folder)  # the pass's lock file here, not in the checkout
             with app.app_context():
                 self.interval = float(app.config["POOLS_INTERVAL"])
                 self._play(world, events)
