@@ -396,6 +396,8 @@ def test_an_override_through_the_api_rules_the_next_pass_of_another_process(site
         }
     )
     shown = token_client(restarted, "root", roles=("admin",)).get("/api/v1/pools/web").json
+    with restarted.app_context():
+        db.engine.dispose()
     override = shown["pool"]["override"]
     assert (override["min_ready"], override["paused"], override["set_by"]) == (3, True, "root")
     assert shown["pool"]["configured"] == {"min_ready": 1, "max_total": 10}
