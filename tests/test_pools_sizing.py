@@ -429,3 +429,48 @@ def test_a_draining_pool_retires_its_free_vms_and_leaves_the_assigned_ones(make_
     assert running & made == {held}  # of the pool's VMs, the cloud runs the assigned one
     run_pass(app, draining=True)
     assert levels(app) == {"booting": 0, "free": 0, "assigned": 1}
+
+
+# -- the target as GET shows it --------------------------------------------------------
+
+
+def test_an_override_of_min_ready_replaces_the_schedule_until_cleared(make_app):
+    """In office hours the schedule's 4; an admin's min_ready of 2 is the whole floor
+    then, office hours or not; cleared, the schedule is back. Draining keeps nothing."""
+    app = make_app(POOLS=pool(schedule=OFFICE, timezone="Europe/Rome"))
+    with time_machine.travel(at(2026, 12, 7, 10, 0), tick=False):
+        admin = token_client(app, "root", roles=("admin",))
+
+        def shown() -> dict:
+            return admin.get("/api/v1/pools/web").json["pool"]["target"]
+
+        assert shown()["free"] == 4
+        assert admin.patch("/api/v1/pools/web", json={"min_ready": 2}).status_code == 200
+        assert shown() == {
+            "free": 2,
+            "because": "floor: min_ready 2",
+            "floor": 2,
+            "demand": None,
+            "forecast": None,
+        }
+        assert admin.patch("/api/v1/pools/web", json={"draining": True}).status_code == 200
+        assert shown() == {
+            "free": 0,
+            "because": "draining: no VM is kept",
+            "floor": 0,
+            "demand": None,
+            "forecast": None,
+        }
+        assert admin.delete("/api/v1/pools/web").status_code == 200
+        assert shown()["free"] == 4
+
+
+def test_a_target_above_max_total_is_max_total_and_says_so(make_app):
+    app = make_app(POOLS=pool(min_ready=0, max_total=3, boot_timeout=60, demand={"window": 60}))
+    with time_machine.travel(at(2026, 12, 1, 9, 0), tick=False):
+        client = token_client(app)
+        for _ in range(20):
+            client.put(ASSIGN, json={"user": "ada", "vm_type": "web"})
+        found = target(app)
+    assert (found.free, found.demand) == (3, 30)
+    assert found.because == ("max_total 3, below demand: 0.333 assigns/s × 60 s boot × 1.5")
