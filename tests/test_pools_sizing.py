@@ -474,3 +474,15 @@ def test_a_target_above_max_total_is_max_total_and_says_so(make_app):
         found = target(app)
     assert (found.free, found.demand) == (3, 30)
     assert found.because == ("max_total 3, below demand: 0.333 assigns/s × 60 s boot × 1.5")
+
+
+def test_waiting_for_a_paused_pool_says_it_is_paused(make_app):
+    app = make_app(POOLS=pool(min_ready=2))
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["pools", "pause", "web"]).exit_code == 0
+    waited = runner.invoke(args=["worker", "pass", "--job", "pools", "--wait", "0.2"])
+    assert waited.exit_code == 1
+    assert waited.output.strip().splitlines()[-1] == (
+        "Error: after 0.2 s: pool web has 0 free of 2: paused by an admin, it makes no VM"
+    )
+    assert kept(app) == 0

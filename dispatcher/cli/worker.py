@@ -70,9 +70,12 @@ def _shortfalls(selected, reports) -> list[str]:
         wanted = report.target if report.target is not None else spec.min_ready
         if totals["free"] >= wanted:
             continue
-        why = "; ".join(report.problems) or (
-            "another manager is on it" if report.skipped else f"{totals['booting']} booting"
-        )
+        if report.held is not None:
+            why = f"{report.held} by an admin, it makes no VM"
+        else:
+            why = "; ".join(report.problems) or (
+                "another manager is on it" if report.skipped else f"{totals['booting']} booting"
+            )
         found.append(f"pool {spec.name} has {totals['free']} free of {wanted}: {why}")
     return found
 

@@ -101,7 +101,9 @@ def tend_pool(spec: PoolSpec) -> PoolReport:
     report.target = target.free
     waiting = _renew(spec, outdated, report, target.free) if outdated else 0
     surplus_since = _scale_down(spec, target, free, report)
-    if not (spec.paused or spec.draining):
+    if spec.paused or spec.draining:
+        report.held = "draining" if spec.draining else "paused"
+    else:
         refill(spec, report, target.free, waiting)
     passes.finish_pass(spec.name, current_app.config["POOLS_LEVELS_KEPT"], surplus_since)
     return report

@@ -21,6 +21,7 @@ class PoolReport:
     pool: str
     skipped: bool = False  # another manager held the pool's lock
     target: int | None = None  # the VMs it was to keep free or booting
+    held: str | None = None  # "paused" or "draining" by an admin: it created nothing
     created: int = 0
     promoted: int = 0
     destroyed: int = 0
