@@ -67,17 +67,20 @@ ASSIGNED = 2
 FAULTY = 3
 DELETED = 4  # destroyed through the dispatcher; kept for the record, never listed
 BOOTING = 5  # started by the pool manager, not yet running: never handed out, never listed
+RESERVED = 6  # set aside for a queued request: never handed out by an assign, never listed
 STATUS_NAMES = {
     FREE: "FREE",
     ASSIGNED: "ASSIGNED",
     FAULTY: "FAULTY",
     DELETED: "DELETED",
     BOOTING: "BOOTING",
+    RESERVED: "RESERVED",
 }
 
 
 class Assignment(TimestampMixin, db.Model):
-    """One VM of one cloud in the local ledger: booting, free, assigned to a user, or faulty.
+    """One VM of one cloud in the local ledger: booting, free, set aside for a queued
+    request, assigned to a user, or faulty.
 
     A VM a warm pool made carries the pool's name, the creation id it was tagged with in
     its cloud, the addresses it had when it came up and when that was.
@@ -116,6 +119,9 @@ class Assignment(TimestampMixin, db.Model):
     check_failures = db.Column(db.Integer, nullable=False, default=0, server_default="0")
     # The fingerprint of the pool's entry it was made from (PoolCloud.template).
     template = db.Column(db.String(64))
+    # The queued request (VMRequest.id) it is set aside for, or was handed over to while
+    # it holds it; None otherwise.
+    request_id = db.Column(db.Integer, index=True)
 
 
 class Holding(db.Model):
@@ -232,6 +238,34 @@ class PoolLevel(db.Model):
     free = db.Column(db.Integer, nullable=False)
     assigned = db.Column(db.Integer, nullable=False)
     faulty = db.Column(db.Integer, nullable=False)
+    reserved = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+
+
+class VMRequest(db.Model):
+    """A queued request for several VMs of several pools at once (``vms``: ``{"web": 2,
+    "db": 1}``): free VMs are set aside for it (RESERVED) as they become free, and handed
+    over all together once every one is; ``state`` is pending, ready, cancelled, expired
+    or failed."""
+
+    __tablename__ = "vm_requests"
+    __table_args__ = (
+        db.Index("ix_vm_requests_state_priority_created", "state", "priority", "created_at"),
+    )
+
+    id = db.Column(db.Integer, primary_key=True)
+    state = db.Column(db.String(10), nullable=False)  # pending, ready, cancelled, expired, failed
+    caller = db.Column(db.String(255), nullable=False)  # the token's user who asked
+    user = db.Column(db.String(255), nullable=False)  # whom the VMs are for
+    priority = db.Column(db.Integer, nullable=False)  # 1 highest .. 3
+    vms = db.Column(db.JSON, nullable=False)  # {"web": 2, "db": 1}
+    cloud = db.Column(db.String(80))
+    lease = db.Column(db.Integer)  # seconds; None: the pool's, or the default
+    webhook_url = db.Column(db.String(2000))
+    message = db.Column(db.String(1000))
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False)
+    expires_at = db.Column(db.DateTime(timezone=True), nullable=False)
+    ready_at = db.Column(db.DateTime(timezone=True))
+    ended_at = db.Column(db.DateTime(timezone=True))
 
 
 class WebhookDelivery(db.Model):

@@ -17,7 +17,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, Holding
 from dispatcher.serializers import as_utc
 
-HEAD = "0010"
+HEAD = "0011"
 PASSWORD = "a-long-enough-password"
 
 
@@ -128,6 +128,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "holdings",
         "quota_rules",
         "pool_overrides",
+        "vm_requests",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(
