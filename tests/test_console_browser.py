@@ -48,11 +48,11 @@ AGENT_PASSWORD = "agent-password-long-enough"
 # One VM at once for every agent (the admin, who has role agent too, and `ops`).
 QUOTAS = [{"scope": "role", "name": "agent", "max_vms": 1}]
 TOKEN = "return sessionStorage.getItem('dispatcher.token');"
-# The pools' table rows: pool, cloud ("" for the pool's total) and the four counts.
+# The pools' table rows: pool, cloud ("" for the pool's total) and the five counts.
 POOL_ROWS = """
 return Array.from(document.querySelectorAll('#pools-list tr[data-pool]')).map(tr =>
   [tr.dataset.pool, tr.dataset.cloud].concat(
-    Array.from(tr.cells).slice(1, 5).map(td => Number(td.textContent))));
+    Array.from(tr.cells).slice(1, 6).map(td => Number(td.textContent))));
 """
 HISTORY_ACTIONS = """
 return Array.from(document.querySelectorAll('#history-rows tr')).map(tr => tr.cells[1].textContent);
@@ -125,11 +125,12 @@ def server(tmp_path_factory):
 
 
 def pool_counts(server: Server, token: str) -> dict:
-    """(pool, cloud) -> [booting, free, assigned, faulty], cloud "" the pool's total."""
+    """(pool, cloud) -> [booting, free, reserved, assigned, faulty], cloud "" the pool's
+    total."""
     answer = requests.get(f"{server.base}/pools", headers={"X-Auth-Token": token}, timeout=10)
     counts = {}
     for pool in answer.json()["pools"]:
-        states = ("booting", "free", "assigned", "faulty")
+        states = ("booting", "free", "reserved", "assigned", "faulty")
         counts[(pool["name"], "")] = [pool[state] for state in states]
         for entry in pool["clouds"]:
             counts[(pool["name"], entry["cloud"])] = [entry[state] for state in states]

@@ -16,10 +16,10 @@ class ReconcileAPI(ApiView):
     def get(self, cloud):
         """What the books and the cloud (without one, every cloud at once) disagree on:
         ``orphans``, nodes the cloud has and the books lack (``pool`` names the pool whose
-        tags one carries); ``ghosts``, VMs the books hold FREE, ASSIGNED or BOOTING that
-        the cloud no longer has; ``mismatches``, VMs the books hold FREE or ASSIGNED that
-        the cloud reports stopped, suspended or in error. Each with the ``fix`` a POST
-        would apply. ``clouds`` says how each cloud's listing went; one that failed has no
+        tags one carries); ``ghosts``, VMs the books hold FREE, ASSIGNED, BOOTING or
+        RESERVED that the cloud no longer has; ``mismatches``, VMs the books hold FREE or
+        ASSIGNED that the cloud reports stopped, suspended or in error. Each with the
+        ``fix`` a POST would apply. ``clouds`` says how each cloud's listing went; one that failed has no
         findings. Changes nothing."""
         return ok(**reconcile.survey(cloud).to_dict())
 

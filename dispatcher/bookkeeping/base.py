@@ -4,7 +4,7 @@ import abc
 from collections.abc import Callable
 
 from ..errors import NotFoundError
-from ..models import ASSIGNED, BOOTING, DELETED, FAULTY
+from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, RESERVED
 
 
 def describe_holder(row: dict) -> str:
@@ -17,6 +17,8 @@ def describe_holder(row: dict) -> str:
         return f"node {row['id_vm']} was deleted"
     if row["status"] == BOOTING:
         return f"node {row['id_vm']} is booting for a warm pool"
+    if row["status"] == RESERVED:
+        return f"node {row['id_vm']} is set aside for a queued request"
     return f"node {row['id_vm']} is free"
 
 

@@ -5,11 +5,16 @@ it happened, so that of two processes changing one row at once exactly one wins:
 
     (new) --add_booting--> BOOTING --promote--> FREE --assign / take_free--> ASSIGNED
     (new) --register / adopt------------------> FREE <--release-------------- ASSIGNED
+    FREE --set_aside--> RESERVED (for a queued request) --hand_over--> ASSIGNED (all of the
+    request's at once), or RESERVED --put_back--> FREE
     ASSIGNED --extend, mark_warned--> ASSIGNED (a new end of its lease; its warning sent)
     BOOTING, FREE --note_check--> the same (a ready check's outcome), or FREE --> FAULTY
     (its failed checks in a row reached the pool's limit)
     any live state --mark_faulty--> FAULTY --mark_deleted--> DELETED
     any live state --mark_deleted--> DELETED (destroyed, or gone from its cloud)
+
+A VM set aside for a request, or handed over to it, carries the request's id until it is
+free again or ends.
 
 A row of a destroyed VM (DELETED) whose id its cloud gives a new VM is taken over by the
 new VM (``add_booting``, ``register``). Each assignment is also kept as a ``Holding``, from
@@ -27,14 +32,21 @@ from sqlalchemy.sql.functions import GenericFunction
 from .. import clock
 from ..errors import ConflictError
 from ..extensions import db
-from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, Assignment, Holding
+from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, RESERVED, Assignment, Holding
 from ..serializers import as_utc
 
 # The states a pool's VM counts in, as the API names them.
-STATES = {BOOTING: "booting", FREE: "free", ASSIGNED: "assigned", FAULTY: "faulty"}
+STATES = {
+    BOOTING: "booting",
+    FREE: "free",
+    RESERVED: "reserved",
+    ASSIGNED: "assigned",
+    FAULTY: "faulty",
+}
 
 # What nobody holds: the columns a release, a retirement or a reconcile's mark clears.
 HOLDER_CLEARED = {
+    "request_id": None,
     "user": None,
     "assigned_at": None,
     "assigned_by": None,
@@ -141,9 +153,9 @@ def _is_current(templates: dict[str, str]):
     return or_(Assignment.template.is_(None), *made_so)
 
 
-def _free(pool: str, clouds: list[str], templates: dict[str, str] | None = None):
-    """The free VM of the pool an assign takes: one made from the current template before
-    an outdated one, then the one free the longest."""
+def _free(pool: str, clouds: list[str], templates: dict[str, str] | None = None, count: int = 1):
+    """The free VMs of the pool an assign (or a request) takes, ``count`` at most: those
+    made from the current template before outdated ones, then the longest free first."""
     order = [Assignment.ready_at, Assignment.id]
     if templates:
         order.insert(0, case((_is_current(templates), 0), else_=1))
@@ -151,7 +163,7 @@ def _free(pool: str, clouds: list[str], templates: dict[str, str] | None = None)
         select(Assignment.id)
         .where(Assignment.pool == pool, Assignment.status == FREE, Assignment.cloud.in_(clouds))
         .order_by(*order)
-        .limit(1)
+        .limit(count)
     )
 
 
@@ -167,7 +179,8 @@ def pool_unready_outdated(pool: str, templates: dict[str, str]) -> tuple[int, in
     """Of the pool's VMs, in one statement: how many booting ones failed their last ready
     check, and how many live ones were made from a template their cloud no longer has."""
     unready = (Assignment.status == BOOTING) & (Assignment.check_failures > 0)
-    outdated = Assignment.status.in_([BOOTING, FREE, ASSIGNED]) & ~_is_current(templates)
+    alive = Assignment.status.in_([BOOTING, FREE, RESERVED, ASSIGNED])
+    outdated = alive & ~_is_current(templates)
     found = db.session.execute(
         select(func.count().filter(unready), func.count().filter(outdated)).where(
             Assignment.pool == pool
@@ -295,6 +308,25 @@ def boot_seconds(pool: str, last: int) -> list[float]:
     ]
 
 
+def set_aside_counts(request_id: int) -> dict[str, int]:
+    """How many VMs of each pool are set aside for the request: ``{pool: n}``."""
+    rows = db.session.execute(
+        select(Assignment.pool, func.count())
+        .where(Assignment.request_id == request_id, Assignment.status == RESERVED)
+        .group_by(Assignment.pool)
+    )
+    return {pool: number for pool, number in rows}
+
+
+def held_by_request(request_id: int) -> list[Assignment]:
+    """The VMs handed over to the request that are still assigned, in the order they were
+    made."""
+    query = select(Assignment).where(
+        Assignment.request_id == request_id, Assignment.status == ASSIGNED
+    )
+    return list(db.session.scalars(query.order_by(Assignment.id)))
+
+
 def holding_of(row_id: int) -> Holding | None:
     """The holding of the assigned VM with this row id, or None."""
     query = select(Holding).where(Holding.assignment_id == row_id, Holding.ended_at.is_(None))
@@ -374,6 +406,7 @@ def add_booting(
         "checked_at": None,
         "check_failures": 0,
         "template": template,
+        "request_id": None,
     }
     row, made = _insert_or_revive(cloud, node["id"], values)
     if not made:
@@ -500,6 +533,72 @@ def take_free(
         return None
     _open_holding(taken, assigned_by, pool, expires_at)
     return db.session.get(Assignment, taken, populate_existing=True)
+
+
+def set_aside(
+    pool: str,
+    clouds: list[str],
+    request_id: int,
+    count: int,
+    templates: dict[str, str] | None = None,
+) -> int:
+    """Set aside up to ``count`` free VMs of the pool on one of ``clouds`` for the request
+    ``request_id`` (RESERVED: no assign takes them), in the order an assign would take them
+    (``templates``: see ``take_free``); how many were. One statement that picks and changes
+    the rows: on PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP
+    LOCKED), so that concurrent requests and assigns never take the same VM, and the status
+    check repeats in the UPDATE all the same."""
+    if count <= 0:
+        return 0
+    candidates = _free(pool, clouds, templates, count).with_for_update(skip_locked=True)
+    taken = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id.in_(candidates), Assignment.status == FREE)
+        .values(status=RESERVED, request_id=request_id, updated_at=clock.now())
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(taken.scalars().all())
+
+
+def hand_over(
+    request_id: int,
+    user: str,
+    assigned_by: str,
+    expires_at: datetime.datetime | None,
+) -> list[Assignment]:
+    """Assign every VM set aside for the request to ``user``, for ``assigned_by``, leased
+    until ``expires_at`` (None: no end), each for its pool's vm_type, in one statement; a
+    holding opened for each. The rows assigned, read afresh (none: nothing was set aside).
+    They keep the request's id while held."""
+    values = assigned_values(user, Assignment.pool, assigned_by, expires_at)
+    taken = db.session.execute(
+        update(Assignment)
+        .where(Assignment.request_id == request_id, Assignment.status == RESERVED)
+        .values(updated_at=clock.now(), **values)
+        .returning(Assignment.id, Assignment.pool)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for row_id, pool in taken:
+        _open_holding(row_id, assigned_by, pool, expires_at)
+    if not taken:
+        return []
+    query = select(Assignment).where(Assignment.id.in_([row_id for row_id, _ in taken]))
+    fresh = query.order_by(Assignment.id).execution_options(populate_existing=True)
+    return list(db.session.scalars(fresh))
+
+
+def put_back(request_id: int) -> int:
+    """Free again every VM set aside for the request (cancelled, expired or failed); how
+    many."""
+    freed = db.session.execute(
+        update(Assignment)
+        .where(Assignment.request_id == request_id, Assignment.status == RESERVED)
+        .values(status=FREE, request_id=None, updated_at=clock.now())
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(freed.scalars().all())
 
 
 def release(row_id: int, retire: bool = False):

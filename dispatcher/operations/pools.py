@@ -9,7 +9,9 @@ admins' override of the pool applied:
 3. promotes booting VMs the cloud reports running to free, with their addresses, once
    they answer the pool's ready check if it has one; retires (marks faulty, then ends:
    ``end_vm``) those still not running or not answering after ``boot_timeout``, free
-   ones gone from their cloud, and faulty ones a failed destroy left;
+   ones gone from their cloud, ones set aside for a queued request that are gone from
+   their cloud or in error there, and faulty ones a failed destroy left (nothing else
+   touches a VM set aside: it is the request's);
 4. checks again the free VMs whose last check is ``recheck_seconds`` old, and takes out
    of the pool those that failed ``recheck_failures`` checks in a row;
 5. computes the pool's target (``pools.sizing``: its floor, demand and forecast);
@@ -35,7 +37,7 @@ from ..bookkeeping import ledger
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError
 from ..extensions import db
-from ..models import BOOTING, FAULTY, FREE
+from ..models import BOOTING, FAULTY, FREE, RESERVED
 from ..pools import PoolSpec, ReadyCheck, marks, overrides, passes, sizing
 from ..pools.events import PoolReport, entry, failed, record
 from ..pools.sizing import Target
@@ -153,8 +155,10 @@ def _tend(
                 _retire(
                     cloud, row, node, f"{what} {spec.boot_timeout} s after its creation", report
                 )
-        elif row.status == FREE and node is None:
+        elif row.status in (FREE, RESERVED) and node is None:
             _retire(cloud, row, None, "gone from its cloud", report)
+        elif row.status == RESERVED and node.state == nodes.ERROR:
+            _retire(cloud, row, node, "the cloud reports it in error", report)
         elif row.status == FREE:
             free.append(Free(cloud, row, node))
             if _recheck_due(spec, row, now):

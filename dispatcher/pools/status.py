@@ -117,10 +117,10 @@ _POOL = {
 
 def _readiness(spec: PoolSpec, totals: dict) -> dict:
     """Of the pool's booting VMs, those not answering their ready check; of its live VMs
-    (booting, free, assigned), how many are made from its clouds' current templates and
-    how many from one it no longer has."""
+    (booting, free, reserved, assigned), how many are made from its clouds' current
+    templates and how many from one it no longer has."""
     unready, outdated = ledger.pool_unready_outdated(spec.name, spec.templates)
-    live = totals["booting"] + totals["free"] + totals["assigned"]
+    live = totals["booting"] + totals["free"] + totals["reserved"] + totals["assigned"]
     return {"unready": unready, "current": live - outdated, "outdated": outdated}
 
 
@@ -197,6 +197,7 @@ def level_to_dict(level) -> dict:
         "time": utc_iso(level.at),
         "booting": level.booting,
         "free": level.free,
+        "reserved": level.reserved,
         "assigned": level.assigned,
         "faulty": level.faulty,
     }

@@ -4,8 +4,8 @@ What a cloud's listing and the books disagree on:
 
 - **orphans**: nodes the cloud has (and not terminated) that the books lack; those carrying
   the tags of a pool of this dispatcher (``pools.marks``) name it;
-- **ghosts**: VMs the books have FREE, ASSIGNED or BOOTING whose node the cloud no longer
-  lists, or lists as terminated;
+- **ghosts**: VMs the books have FREE, ASSIGNED, BOOTING or RESERVED whose node the cloud no
+  longer lists, or lists as terminated;
 - **mismatches**: VMs the books have FREE or ASSIGNED that the cloud reports stopped,
   suspended or in error: handed out, or about to be, and not working.
 

@@ -7,13 +7,13 @@ from .. import bookkeeping, clouds, pools
 from ..clouds import Cloud, nodes
 from ..clouds.everywhere import list_everywhere, outcome_to_dict
 from ..errors import InvalidRequestError
-from ..models import ASSIGNED, BOOTING, FREE, STATUS_NAMES
+from ..models import ASSIGNED, BOOTING, FREE, RESERVED, STATUS_NAMES
 from ..pools import marks
 from ..shapes import TEXT, TEXT_OR_NULL, describes, list_of
 
 KINDS = ("orphans", "ghosts", "mismatches")
 # The books' states of a ghost, and of a mismatch.
-GHOST_STATES = frozenset({FREE, ASSIGNED, BOOTING})
+GHOST_STATES = frozenset({FREE, ASSIGNED, BOOTING, RESERVED})
 MISMATCH_STATES = frozenset({FREE, ASSIGNED})
 # What a cloud reports of a VM that does not work.
 DOWN = frozenset({nodes.STOPPED, nodes.SUSPENDED, nodes.ERROR})

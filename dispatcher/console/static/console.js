@@ -210,18 +210,20 @@ async function showPools() {
     block.append(title);
     const table = el("table", null, { "aria-label": `Pool ${pool.name} by cloud` });
     const head = el("tr");
-    for (const name of ["Cloud", "Booting", "Free", "Assigned", "Faulty", "Last error"]) {
+    for (const name of ["Cloud", "Booting", "Free", "Reserved", "Assigned", "Faulty", "Last error"]) {
       head.append(el("th", name, { scope: "col" }));
     }
     table.append(el("thead"), el("tbody"));
     table.tHead.append(head);
-    const total = row(["all", pool.booting, pool.free, pool.assigned, pool.faulty, ""]);
+    const total = row(["all", pool.booting, pool.free, pool.reserved, pool.assigned, pool.faulty, ""]);
     total.dataset.pool = pool.name;
     total.dataset.cloud = "";
     table.tBodies[0].append(total);
     for (const entry of pool.clouds) {
       const error = entry.last_error ? `${entry.last_error.time} ${entry.last_error.message}` : "";
-      const tr = row([entry.cloud, entry.booting, entry.free, entry.assigned, entry.faulty, error]);
+      const tr = row([
+        entry.cloud, entry.booting, entry.free, entry.reserved, entry.assigned, entry.faulty, error,
+      ]);
       tr.dataset.pool = pool.name;
       tr.dataset.cloud = entry.cloud;
       if (entry.last_error) tr.classList.add("failing");
