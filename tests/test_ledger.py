@@ -7,6 +7,7 @@ import ast
 import datetime
 import inspect
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import dispatcher
 from dispatcher import clouds, pools
 from dispatcher.bookkeeping import ledger
 from dispatcher.extensions import db
-from dispatcher.models import Assignment, AuditEntry, Holding
+from dispatcher.models import ASSIGNED, FAULTY, FREE, RESERVED, Assignment, AuditEntry, Holding
 from dispatcher.serializers import as_utc
 from dispatcher.worker import lease_expiry, pool_pass
 
@@ -32,8 +33,12 @@ POOL = {
         "max_total": 2,
     }
 }
-# A statement that writes the table: INSERT INTO assignments, UPDATE assignments.
-WRITES = re.compile(r"^\s*(INSERT\s+INTO|UPDATE)\s+\"?assignments\"?\b", re.IGNORECASE)
+# A statement that writes the table: INSERT INTO assignments, UPDATE assignments, either
+# after a WITH clause.
+WRITES = re.compile(
+    r"^\s*(?:WITH\b.*\)\s*)?(INSERT\s+INTO|UPDATE)\s+\"?assignments\"?\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @pytest.fixture
@@ -86,8 +91,9 @@ def _writer() -> tuple[str, str]:
 
 def test_every_write_of_a_tour_of_the_transitions_comes_from_the_ledger(make_app):
     """Start, assign, extend, release, stop; a pool filled, promoted, taken from, its lease
-    warned of and ended; a free VM gone from its cloud retired; the reconcile's ghost,
-    mismatch and recorded orphan: every write of the row from one module."""
+    warned of and ended; its VMs set aside for a request, put back, set aside again and
+    handed over; a free VM gone from its cloud retired; the reconcile's ghost, mismatch and
+    recorded orphan: every write of the row from one module."""
     app = make_app(POOLS=POOL, LEASE_WARNING_SECONDS=3600)
     client = token_client(app)
     admin = token_client(app, "boss", roles=("admin",))
@@ -133,6 +139,14 @@ def test_every_write_of_a_tour_of_the_transitions_comes_from_the_ledger(make_app
             assert lease_expiry.run().released == 1
             pool_pass.run(pools.every())  # a new VM for the pool
             pool_pass.run(pools.every())  # free
+            # The free VM set aside for a queued request, put back, set aside for another,
+            # handed over, and released.
+            assert ledger.set_aside("web", ["default"], 41, 2) == 1
+            assert ledger.put_back(41) == 1
+            assert ledger.set_aside("web", ["default"], 42, 1) == 1
+            [handed] = ledger.hand_over(42, "ada", "tester", None)
+            assert ledger.release(handed.id) is not None
+            db.session.commit()
             driver = clouds.get("default").driver
             free = db.session.scalar(
                 sqlalchemy.select(Assignment.id_vm).where(Assignment.status == 1)
@@ -166,6 +180,9 @@ def test_every_write_of_a_tour_of_the_transitions_comes_from_the_ledger(make_app
         "add_booting",
         "promote",
         "take_free",
+        "set_aside",
+        "put_back",
+        "hand_over",
         "mark_warned",
         "mark_faulty",
         "mark_deleted",
@@ -302,3 +319,204 @@ def test_the_seconds_held_in_a_period_are_summed_by_the_database(make_app):
         assert ledger.held_seconds(["ada", "bob"], since, now) == 180 * 60
         assert ledger.held_seconds(None, since, now) == 180 * 60
         assert ledger.held_seconds(["ada"], since, now, pool="gpu") == 0
+
+
+# -- VMs set aside for a queued request -------------------------------------------------
+
+
+def _free_vms(pool: str, cloud: str, count: int, first: int = 1) -> list[int]:
+    """``count`` free VMs of the pool on ``cloud``, made and promoted as a pass would."""
+    made = []
+    for number in range(first, first + count):
+        node = {"id": f"{pool}-{cloud}-{number}", "name": f"{pool}-{number}"}
+        row = ledger.add_booting(pool, cloud, node, f"c{number}")
+        assert ledger.promote(row, row.created_at, node["name"], [], [])
+        made.append(row.id)
+    db.session.commit()
+    return made
+
+
+def _states(row_ids) -> list[tuple]:
+    rows = db.session.scalars(
+        sqlalchemy.select(Assignment)
+        .where(Assignment.id.in_(list(row_ids)))
+        .order_by(Assignment.id)
+        .execution_options(populate_existing=True)
+    )
+    return [(row.status, row.request_id) for row in rows]
+
+
+def test_set_aside_takes_only_free_vms_of_the_pool_and_clouds_at_most_count(make_app):
+    """Free VMs of the pool on the clouds named, no more than asked, the longest free first;
+    never a VM of another pool or cloud, nor one assigned, faulty or set aside already."""
+    app = make_app()
+    with app.app_context():
+        web = _free_vms("web", "default", 4)
+        elsewhere = _free_vms("web", "fake_driver", 2)
+        other_pool = _free_vms("db", "default", 2)
+        assert ledger.assign(web[0], "ada", "web") is not None
+        assert ledger.mark_faulty(ledger.get(web[1]))
+        db.session.commit()
+
+        assert ledger.set_aside("web", ["default"], 7, 5) == 2  # the two left free
+        assert ledger.set_aside("web", ["default"], 8, 3) == 0  # none left
+        assert ledger.set_aside("web", ["fake_driver"], 8, 1) == 1
+        assert ledger.set_aside("web", ["fake_driver"], 8, 0) == 0
+        db.session.commit()
+
+        assert _states(web) == [(ASSIGNED, None), (FAULTY, None), (RESERVED, 7), (RESERVED, 7)]
+        assert _states(elsewhere) == [(RESERVED, 8), (FREE, None)]
+        assert _states(other_pool) == [(FREE, None), (FREE, None)]
+        assert ledger.set_aside_counts(7) == {"web": 2}
+        assert ledger.set_aside_counts(8) == {"web": 1}
+        assert ledger.set_aside_counts(9) == {}
+        totals = ledger.pool_totals("web")
+        assert totals == {"booting": 0, "free": 1, "reserved": 3, "assigned": 1, "faulty": 1}
+        assert ledger.pool_counts("web")["default"]["reserved"] == 2
+
+
+def test_set_aside_takes_a_current_template_first(make_app):
+    """As an assign does: a VM made from its cloud's current template before an outdated
+    one, however long that one has been free."""
+    app = make_app()
+    with app.app_context():
+        old, new = _free_vms("web", "default", 2)
+        for row_id, template in ((old, "t-old"), (new, "t-new")):
+            db.session.get(Assignment, row_id).template = template
+        db.session.commit()
+        assert ledger.set_aside("web", ["default"], 3, 1, {"default": "t-new"}) == 1
+        db.session.commit()
+        assert _states([old, new]) == [(FREE, None), (RESERVED, 3)]
+
+
+def test_an_assign_by_type_never_takes_a_vm_set_aside(make_app):
+    app = make_app()
+    with app.app_context():
+        first, second = _free_vms("web", "default", 2)
+        assert ledger.set_aside("web", ["default"], 5, 1) == 1
+        db.session.commit()
+        taken = ledger.take_free("web", ["default"], "ada", "web")
+        assert taken is not None and taken.id == second
+        assert ledger.take_free("web", ["default"], "bob", "web") is None
+        assert ledger.assign(first, "bob", "web") is None  # nor by node
+        assert ledger.peek_free("web", ["default"]) is None
+        db.session.commit()
+        assert _states([first]) == [(RESERVED, 5)]
+
+
+def test_hand_over_assigns_every_vm_of_the_request_at_once_with_holdings(make_app):
+    """Every VM set aside for the request, of any pool, assigned to its user for the caller
+    with its lease, each for its pool's vm_type, with a holding; the request's id stays
+    while they are held, and goes with their release."""
+    app = make_app()
+    lease_end = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    with app.app_context():
+        web = _free_vms("web", "default", 3)
+        db_vm = _free_vms("db", "default", 1)
+        assert ledger.set_aside("web", ["default"], 11, 2) == 2
+        assert ledger.set_aside("db", ["default"], 11, 1) == 1
+        assert ledger.set_aside("web", ["default"], 12, 1) == 1
+        db.session.commit()
+
+        handed = ledger.hand_over(11, "ada", "keeper", lease_end)
+        db.session.commit()
+
+        assert [row.id for row in handed] == [*web[:2], *db_vm]
+        assert [
+            (row.status, row.user, row.recipe, row.assigned_by, as_utc(row.expires_at))
+            for row in handed
+        ] == [
+            (ASSIGNED, "ada", "web", "keeper", lease_end),
+            (ASSIGNED, "ada", "web", "keeper", lease_end),
+            (ASSIGNED, "ada", "db", "keeper", lease_end),
+        ]
+        assert all(row.request_id == 11 and row.assigned_at is not None for row in handed)
+        holdings = [ledger.holding_of(row.id) for row in handed]
+        assert [(h.holder, h.pool, as_utc(h.lease_until)) for h in holdings] == [
+            ("keeper", "web", lease_end),
+            ("keeper", "web", lease_end),
+            ("keeper", "db", lease_end),
+        ]
+        assert ledger.set_aside_counts(11) == {}
+        assert [row.id for row in ledger.held_by_request(11)] == [row.id for row in handed]
+        assert ledger.held_by_request(12) == []
+        assert _states([web[2]]) == [(RESERVED, 12)]  # another request's: left alone
+        assert ledger.hand_over(11, "ada", "keeper", None) == []  # nothing set aside now
+
+        assert ledger.release(handed[0].id) is not None
+        db.session.commit()
+        assert _states([handed[0].id]) == [(FREE, None)]
+        assert [row.id for row in ledger.held_by_request(11)] == [web[1], *db_vm]
+
+
+def test_put_back_frees_the_vms_of_the_request_only(make_app):
+    app = make_app()
+    with app.app_context():
+        web = _free_vms("web", "default", 3)
+        assert ledger.set_aside("web", ["default"], 21, 2) == 2
+        assert ledger.set_aside("web", ["default"], 22, 1) == 1
+        db.session.commit()
+        assert ledger.put_back(21) == 2
+        assert ledger.put_back(21) == 0
+        db.session.commit()
+        assert _states(web) == [(FREE, None), (FREE, None), (RESERVED, 22)]
+        assert ledger.pool_totals("web")["reserved"] == 1
+        # Handed over: no longer the request's to put back.
+        assert len(ledger.hand_over(22, "ada", "keeper", None)) == 1
+        assert ledger.put_back(22) == 0
+        db.session.commit()
+        assert _states(web[2:]) == [(ASSIGNED, 22)]
+
+
+@pytest.mark.parametrize("ending", ["mark_faulty", "mark_deleted", "forget"])
+def test_a_vm_set_aside_that_ends_is_no_longer_the_requests(make_app, ending):
+    """Retired by the pass (gone from its cloud), marked a ghost by the reconcile, or
+    destroyed: out of the request, which a hand over then misses."""
+    app = make_app()
+    with app.app_context():
+        kept, ended = _free_vms("web", "default", 2)
+        assert ledger.set_aside("web", ["default"], 31, 2) == 2
+        db.session.commit()
+        row = ledger.get(ended, fresh=True)
+        if ending == "forget":
+            assert ledger.forget("default", row.id_vm) == 1
+        else:
+            assert getattr(ledger, ending)(row)
+        db.session.commit()
+        assert ledger.get(ended, fresh=True).request_id is None
+        assert ledger.set_aside_counts(31) == {"web": 1}
+        assert [row.id for row in ledger.hand_over(31, "ada", "keeper", None)] == [kept]
+        db.session.commit()
+        assert ledger.holding_of(ended) is None
+
+
+def test_two_requests_set_aside_at_once_never_take_one_vm_twice(make_app, database_url):
+    """Ten free VMs, six asked for by each of two requests at the same moment, both
+    transactions open together: each VM set aside once, six for one and four for the
+    other (PostgreSQL's FOR UPDATE SKIP LOCKED: the second skips what the first holds
+    rather than waiting for it)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writing transaction at a time")
+    app = make_app()
+    with app.app_context():
+        made = _free_vms("web", "default", 10)
+    both_done = threading.Barrier(2, timeout=20)
+    took = {}
+
+    def set_aside(request_id):
+        with app.app_context():
+            took[request_id] = ledger.set_aside("web", ["default"], request_id, 6)
+            both_done.wait()  # both transactions open and holding their rows
+            db.session.commit()
+
+    threads = [threading.Thread(target=set_aside, args=(number,)) for number in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(took.values()) == [4, 6]
+    with app.app_context():
+        states = _states(made)
+        assert all(status == RESERVED for status, _ in states)
+        assert sorted(sum(1 for _, req in states if req == number) for number in (1, 2)) == [4, 6]
+        assert ledger.pool_totals("web")["reserved"] == 10

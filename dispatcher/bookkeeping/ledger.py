@@ -547,13 +547,23 @@ def set_aside(
     (``templates``: see ``take_free``); how many were. One statement that picks and changes
     the rows: on PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP
     LOCKED), so that concurrent requests and assigns never take the same VM, and the status
-    check repeats in the UPDATE all the same."""
+    check repeats in the UPDATE all the same.
+
+    The pick is a CTE that PostgreSQL computes once (MATERIALIZED): a subquery in the
+    WHERE may be run again for each row, and each run would skip the rows this very
+    statement has locked and lock ``count`` more.
+    """
     if count <= 0:
         return 0
-    candidates = _free(pool, clouds, templates, count).with_for_update(skip_locked=True)
+    picked = (
+        _free(pool, clouds, templates, count)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     taken = db.session.execute(
         update(Assignment)
-        .where(Assignment.id.in_(candidates), Assignment.status == FREE)
+        .where(Assignment.id.in_(select(picked.c.id)), Assignment.status == FREE)
         .values(status=RESERVED, request_id=request_id, updated_at=clock.now())
         .returning(Assignment.id)
         .execution_options(synchronize_session=False)
