@@ -31,11 +31,14 @@ from dispatcher.models import (
     DELETED,
     FAULTY,
     FREE,
+    RESERVED,
     Assignment,
     AuditEntry,
     ReconcileSurvey,
 )
+from dispatcher.pools import passes
 from dispatcher.pools.events import CALLER, PoolReport
+from dispatcher.pools.status import level_to_dict
 from dispatcher.worker import pool_pass
 
 ASSIGN = "/api/v1/vm/action/assign"
@@ -418,6 +421,48 @@ def test_vms_gone_from_the_cloud_or_not_up_in_time_are_retired(make_app):
         "Node 2 not running 60 s after its creation: destroyed",
         "Node 3 gone from its cloud; not in the cloud, nothing to destroy",
     ]
+
+
+def test_vms_set_aside_for_a_request_are_the_requests_until_gone_from_their_cloud(make_app):
+    """Set aside, a pool's VMs are neither free nor retired as its surplus (the refill makes
+    free ones beside them); one gone from its cloud or in error there is retired as a free
+    one would be."""
+    app = make_app(POOLS=pool(min_ready=2, max_total=4))
+    run_pass(app)
+    run_pass(app)
+    with app.app_context():
+        assert ledger.set_aside("web", ["default"], 9, 2) == 2
+        db.session.commit()
+        reserved = [id_vm for _, id_vm, status in rows(app) if status == RESERVED]
+    assert len(reserved) == 2
+
+    run_pass(app)  # two more made beside them
+    run_pass(app)  # free
+
+    assert sorted(status for _, _, status in rows(app)) == [FREE, FREE, RESERVED, RESERVED]
+    with app.app_context():
+        shown = pools.pool_to_dict(pools.get("web"))
+        assert (shown["free"], shown["reserved"], shown["current"]) == (2, 2, 4)
+        assert shown["clouds"][0]["reserved"] == 2
+        driver = clouds.get("default").driver
+        listed = {str(node.id): node for node in driver.list_nodes()}
+        driver.destroy_node(listed[reserved[0]])
+        listed[reserved[1]].state = NodeState.ERROR
+
+    [report] = run_pass(app)
+
+    assert report.destroyed == 2
+    with app.app_context():
+        assert ledger.set_aside_counts(9) == {}
+        messages = db.session.scalars(
+            sqlalchemy.select(AuditEntry.message).where(AuditEntry.action == "destroy")
+        ).all()
+        levels = [level_to_dict(level) for level in passes.levels("web")]
+    assert sorted(messages) == [
+        f"Node {reserved[0]} gone from its cloud; not in the cloud, nothing to destroy",
+        f"Node {reserved[1]} the cloud reports it in error: destroyed",
+    ]
+    assert [level["reserved"] for level in levels] == [0, 0, 2, 2, 0]
 
 
 def test_a_faulty_vm_of_a_pool_is_destroyed_by_the_next_pass(warm):

@@ -24,6 +24,7 @@ from dispatcher.models import (
     DELETED,
     FAULTY,
     FREE,
+    RESERVED,
     Assignment,
     AuditEntry,
     ReconcileSurvey,
@@ -82,6 +83,7 @@ def test_leased_vms_that_vanish_or_stop_lose_their_lease_and_their_webhook_hears
     add_row(app, "405", ASSIGNED)  # a ghost without a lease: no webhook
     add_row(app, "406", BOOTING)  # a ghost too
     add_row(app, "407", FAULTY)  # not handed out: no ghost
+    add_row(app, "408", RESERVED, request_id=5)  # set aside for a request: a ghost
     stop_dummy_node(app, "2")
 
     answer = admin_of(app).post(f"{RECONCILE}/default", json=APPLY)
@@ -91,6 +93,7 @@ def test_leased_vms_that_vanish_or_stop_lose_their_lease_and_their_webhook_hears
         ("404", "ASSIGNED", "marked DELETED"),
         ("405", "ASSIGNED", "marked DELETED"),
         ("406", "BOOTING", "marked DELETED"),
+        ("408", "RESERVED", "marked DELETED"),
     ]
     [mismatch] = answer.json["mismatches"]
     assert (mismatch["id_vm"], mismatch["cloud_state"], mismatch["fix"]) == (
@@ -106,6 +109,7 @@ def test_leased_vms_that_vanish_or_stop_lose_their_lease_and_their_webhook_hears
         "405": (DELETED, None, None),
         "406": (DELETED, None, None),
         "407": (FAULTY, None, None),
+        "408": (DELETED, None, None),
     }
     assert released_webhooks(app) == ["released 2", "released 404"]
     with app.app_context():
@@ -117,7 +121,10 @@ def test_leased_vms_that_vanish_or_stop_lose_their_lease_and_their_webhook_hears
             ("404", "ada", "boss"),
             ("405", "ada", "boss"),
             ("406", None, "boss"),
+            ("408", None, "boss"),
         ]
+        set_aside = sqlalchemy.select(Assignment).where(Assignment.request_id.is_not(None))
+        assert db.session.scalars(set_aside).all() == []  # the request lost it
 
 
 def test_a_cloud_that_cannot_be_listed_is_an_entry_and_gives_no_ghosts(make_app, refusing_port):
