@@ -19,8 +19,8 @@ class ReconcileAPI(ApiView):
         tags one carries); ``ghosts``, VMs the books hold FREE, ASSIGNED, BOOTING or
         RESERVED that the cloud no longer has; ``mismatches``, VMs the books hold FREE or
         ASSIGNED that the cloud reports stopped, suspended or in error. Each with the
-        ``fix`` a POST would apply. ``clouds`` says how each cloud's listing went; one that failed has no
-        findings. Changes nothing."""
+        ``fix`` a POST would apply. ``clouds`` says how each cloud's listing went; one that
+        failed has no findings. Changes nothing."""
         return ok(**reconcile.survey(cloud).to_dict())
 
     @admin_required
