@@ -31,10 +31,16 @@ def _of_pool(bound: Bound) -> str:
 
 
 def admit_assign(
-    username: str, pool: str | None, asked: int | None, lease: int | None, dry_run: bool = False
+    username: str,
+    pool: str | None,
+    asked: int | None,
+    lease: int | None,
+    dry_run: bool = False,
+    count: int = 1,
 ) -> int | None:
-    """Let ``username`` take one more VM of ``pool`` (the VM's pool, else its vm_type),
-    leased for ``lease`` seconds (None: no end), of which it ``asked`` for ``asked``
+    """Let ``username`` take ``count`` more VMs of ``pool`` (the VM's pool, else its
+    vm_type; 0: those it holds already, taken in this transaction, are not too many),
+    each leased for ``lease`` seconds (None: no end), of which it ``asked`` for ``asked``
     (None: the default); the lease to give, shortened to the quota's max_lease where the
     default was longer. Holds the caller's lock until the transaction ends, when it counts.
 
@@ -63,11 +69,14 @@ def admit_assign(
     vms = found["max_vms"]
     if vms.value is not None:
         held = ledger.held_count([username], vms.pool)
-        if held >= vms.value:
+        if held + count > vms.value:
             message = f"holds {held} of {vms.value} VMs{_of_pool(vms)}"
+            if count > 1:
+                message += f", and asks for {count} more"
             _refuse(vms, username, held, message, dry_run)
-    more = lease or 0
-    _check_hours(found["max_vm_hours"], username, more, f"a lease of {more} s", dry_run)
+    more = (lease or 0) * count
+    what = f"a lease of {more} s" if count == 1 else f"{count} leases of {lease or 0} s"
+    _check_hours(found["max_vm_hours"], username, more, what, dry_run)
     return lease
 
 
