@@ -260,7 +260,6 @@ class VMRequest(db.Model):
     vms = db.Column(db.JSON, nullable=False)  # {"web": 2, "db": 1}
     cloud = db.Column(db.String(80))
     lease = db.Column(db.Integer)  # seconds; None: the pool's, or the default
-    webhook_url = db.Column(db.String(2000))
     message = db.Column(db.String(1000))
     created_at = db.Column(db.DateTime(timezone=True), nullable=False)
     expires_at = db.Column(db.DateTime(timezone=True), nullable=False)
@@ -326,6 +325,10 @@ ACTIONS = (
     "reconcile",
     "check",
     "override",
+    "request",
+    "serve",
+    "cancel",
+    "expire",
 )
 
 

@@ -576,15 +576,19 @@ def hand_over(
     user: str,
     assigned_by: str,
     expires_at: datetime.datetime | None,
+    pool: str | None = None,
 ) -> list[Assignment]:
-    """Assign every VM set aside for the request to ``user``, for ``assigned_by``, leased
-    until ``expires_at`` (None: no end), each for its pool's vm_type, in one statement; a
-    holding opened for each. The rows assigned, read afresh (none: nothing was set aside).
-    They keep the request's id while held."""
+    """Assign every VM set aside for the request (of ``pool`` only, if given) to
+    ``user``, for ``assigned_by``, leased until ``expires_at`` (None: no end), each for its
+    pool's vm_type, in one statement; a holding opened for each. The rows assigned, read
+    afresh (none: nothing was set aside). They keep the request's id while held."""
     values = assigned_values(user, Assignment.pool, assigned_by, expires_at)
+    where = [Assignment.request_id == request_id, Assignment.status == RESERVED]
+    if pool is not None:
+        where.append(Assignment.pool == pool)
     taken = db.session.execute(
         update(Assignment)
-        .where(Assignment.request_id == request_id, Assignment.status == RESERVED)
+        .where(*where)
         .values(updated_at=clock.now(), **values)
         .returning(Assignment.id, Assignment.pool)
         .execution_options(synchronize_session=False)
