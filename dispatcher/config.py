@@ -134,6 +134,13 @@ class Config:
     LEASE_WEBHOOK_BACKOFF_SECONDS = 30
     LEASE_WEBHOOK_TIMEOUT = 5
 
+    # Requests for VMs that wait in line (docs/configuration.md, Requests): how long one
+    # waits unless it says (REQUEST_DEFAULT_EXPIRY), at most (REQUEST_MAX_EXPIRY), and the
+    # most VMs one may ask for.
+    REQUEST_DEFAULT_EXPIRY = 3600
+    REQUEST_MAX_EXPIRY = 24 * 3600
+    REQUEST_MAX_VMS = 20
+
     # Seconds the answer of a request sent with an Idempotency-Key is kept for its repeats.
     IDEMPOTENCY_TTL = 24 * 3600
 

@@ -1,6 +1,8 @@
 """Request schemas (``schema`` library, over ``fields``) and the one function that applies
 them; the OpenAPI document reads the same schemas (``fields.body_json_schema``)."""
 
+import re
+
 from schema import Optional, Schema, SchemaError, Use
 
 from .clouds.groups import network
@@ -338,3 +340,56 @@ def _field_message(exc: SchemaError) -> str:
         if message and "Missing key" in message:
             return "missing field" + message.split("Missing key", 1)[1]
     return "the body does not match the expected fields"
+
+
+# The most VMs of one type a request may name; REQUEST_MAX_VMS and the pools' max_total
+# bound them further.
+REQUEST_VMS_MOST = POOL_SIZE_MOST
+_POOL_NAME_JSON = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"}
+
+
+class _RequestedVMs:
+    """``vms`` of a request: a non-empty object of vm_types (pool names) to counts."""
+
+    json = {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 20,
+        "propertyNames": _POOL_NAME_JSON,
+        "additionalProperties": {"type": "integer", "minimum": 1, "maximum": REQUEST_VMS_MOST},
+    }
+    _count = whole_number("vms", 1, REQUEST_VMS_MOST)
+    _name = re.compile(_POOL_NAME_JSON["pattern"])
+
+    def validate(self, data, **kwargs):
+        if not isinstance(data, dict) or not data:
+            raise SchemaError(None, 'vms: an object of vm_types to counts, like {"web": 2}')
+        if len(data) > 20:
+            raise SchemaError(None, "vms: at most 20 vm_types")
+        checked = {}
+        for name, count in data.items():
+            if not self._name.match(name):
+                raise SchemaError(None, "vms: each vm_type a pool name (letters, digits, _.-)")
+            try:
+                checked[name] = self._count.validate(count)
+            except SchemaError:
+                raise SchemaError(
+                    None,
+                    f"vms: the count of each vm_type a whole number from 1 to {REQUEST_VMS_MOST}",
+                ) from None
+        return checked
+
+
+# A request for VMs that waits in line (POST /api/v1/requests).
+REQUEST = ClosedSchema(
+    {
+        "vms": _RequestedVMs(),
+        "user": Text("user"),
+        Optional("lease"): whole_number("lease", 1, LEASE_LONGEST, unit=" of seconds"),
+        Optional("priority"): whole_number("priority", 1, 3),
+        Optional("expires_in"): whole_number("expires_in", 1, LEASE_LONGEST, unit=" of seconds"),
+        Optional("cloud"): Text("cloud"),
+        Optional("auth_token"): Text("auth_token", longest=None),
+    },
+    name="vm_request",
+)

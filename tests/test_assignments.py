@@ -207,7 +207,7 @@ def test_history_filtered_by_user_and_action_in_pages(app, client):
         unknown,
         400,
         "action: one of assign, release, stop, extend, create, promote, destroy, adopt, "
-        "webhook, reconcile, check, override",
+        "webhook, reconcile, check, override, request, serve, cancel, expire",
     )
 
 

@@ -566,6 +566,7 @@ def test_pools_answer_their_state_by_cloud(warm):
             "floor": 2,
             "demand": None,
             "forecast": None,
+            "requested": 0,
         },
         "booting": 0,
         "free": 2,
@@ -686,8 +687,9 @@ def test_worker_pass_runs_the_jobs_named(app):
     assert (keys.exit_code, keys.output) == (0, "")
     unknown = runner.invoke(args=["worker", "pass", "--job", "everything"])
     assert unknown.exit_code == 2
-    assert "'everything' is not one of 'pools', 'leases', 'keys', 'webhooks', 'reconcile'" in (
-        unknown.output
+    assert (
+        "'everything' is not one of 'pools', 'requests', 'leases', 'keys', 'webhooks', 'reconcile'"
+        in (unknown.output)
     )
 
 

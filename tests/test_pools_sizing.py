@@ -452,6 +452,7 @@ def test_an_override_of_min_ready_replaces_the_schedule_until_cleared(make_app):
             "floor": 2,
             "demand": None,
             "forecast": None,
+            "requested": 0,
         }
         assert admin.patch("/api/v1/pools/web", json={"draining": True}).status_code == 200
         assert shown() == {
@@ -460,6 +461,7 @@ def test_an_override_of_min_ready_replaces_the_schedule_until_cleared(make_app):
             "floor": 0,
             "demand": None,
             "forecast": None,
+            "requested": 0,
         }
         assert admin.delete("/api/v1/pools/web").status_code == 200
         assert shown()["free"] == 4

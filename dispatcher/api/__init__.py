@@ -14,6 +14,7 @@ from .metrics import MetricsAPI
 from .pools import PoolAPI, PoolLevelsAPI, PoolsAPI
 from .quotas import MyQuotaAPI, QuotaAPI, QuotasAPI
 from .reconcile import ReconcileAPI
+from .requests import RequestAPI, RequestsAPI
 from .resources import (
     FirewallAPI,
     FirewallRuleAPI,
@@ -90,6 +91,8 @@ bp.add_url_rule("/pools", view_func=PoolsAPI.as_view("pools"))
 bp.add_url_rule("/pools/<name>", view_func=PoolAPI.as_view("pool"))
 bp.add_url_rule("/pools/<name>/levels", view_func=PoolLevelsAPI.as_view("pool_levels"))
 route(bp, ReconcileAPI, "/reconcile", "reconcile")
+bp.add_url_rule("/requests", view_func=RequestsAPI.as_view("requests"))
+bp.add_url_rule("/requests/<int:request_id>", view_func=RequestAPI.as_view("request"))
 bp.add_url_rule("/quotas", view_func=QuotasAPI.as_view("quotas"))
 bp.add_url_rule("/quotas/me", view_func=MyQuotaAPI.as_view("quota_me"))
 bp.add_url_rule(

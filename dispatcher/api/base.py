@@ -85,6 +85,7 @@ class Answer:
     optional: dict = field(default_factory=dict)
     variants: list = field(default_factory=list)
     content_type: str = "application/json"
+    accepted: bool = False  # also a 202 of the same shape: taken, to be done later
 
 
 def answers(fields: dict | None = None, **declared):

@@ -108,6 +108,12 @@ def _operation(rule, view_class, method: str, components: Components, security: 
             },
         },
     }
+    if answer.accepted:
+        operation["responses"]["202"] = {
+            "description": "accepted: it waits in line; Location names it",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            "content": content,
+        }
     request_schema = getattr(handler, "request_schema", None)
     if request_schema is not None:
         components.schemas.setdefault(request_schema.name, body_json_schema(request_schema))
@@ -165,6 +171,11 @@ def _idempotent(operation: dict, components: Components) -> None:
     responses = operation["responses"]
     operation["responses"] = {
         "200": {**responses["200"], "headers": replayed},
+        **(
+            {"202": {**responses["202"], "headers": {**responses["202"]["headers"], **replayed}}}
+            if "202" in responses
+            else {}
+        ),
         "409": {
             "description": idempotency.IN_USE_DESCRIPTION
             + ", or a conflict of the operation itself",

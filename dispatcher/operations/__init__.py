@@ -15,6 +15,14 @@ from .pooled import assign_from_pool
 from .pools import tend_pool
 from .quotas import clear_quota, set_quota
 from .reconcile import reconcile_books, report_reconcile
+from .requests import (
+    ServeReport,
+    cancel_request,
+    list_requests,
+    request_vms,
+    serve_requests,
+    show_request,
+)
 from .resources import (
     attach_volume,
     change_port,
@@ -49,6 +57,12 @@ __all__ = [
     "set_quota",
     "release_vm",
     "report_reconcile",
+    "request_vms",
+    "serve_requests",
+    "show_request",
+    "list_requests",
+    "cancel_request",
+    "ServeReport",
     "start_vm",
     "stop_vm",
     "tend_pool",

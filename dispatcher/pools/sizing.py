@@ -13,8 +13,10 @@ The target is the largest of three parts, never above ``max_total``:
   the square root of that count, rounded up (a count of chance arrivals varies by about
   its square root from one day to the next).
 
-Everything is read from the ledger and the history, so every worker and host computes the
-same target from the same books; a draining pool's target is nothing.
+To that largest part are added the VMs the requests waiting in line still want of the
+pool (``requests``). Everything is read from the ledger, the history and the requests, so
+every worker and host computes the same target from the same books; a draining pool's
+target is nothing.
 """
 
 import datetime
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from croniter import croniter
 from flask import current_app
 
-from .. import clock, history
+from .. import clock, history, requests
 from ..bookkeeping import ledger
 from ..errors import PoolEmptyError
 from .spec import PoolSpec, ScheduleEntry
@@ -41,13 +43,15 @@ DAY = datetime.timedelta(days=1)
 @dataclass(frozen=True)
 class Target:
     """What a pool keeps free or booting (``free``), why (``because``: the part that set
-    it), and each part: the floor, and the demand's and the forecast's (None: not set)."""
+    it), and each part: the floor, the demand's and the forecast's (None: not set), and
+    the VMs requests in line still want."""
 
     free: int
     because: str
     floor: int
     demand: int | None = None
     forecast: int | None = None
+    requested: int = 0
 
 
 def target(spec: PoolSpec, now: datetime.datetime | None = None) -> Target:
@@ -67,9 +71,12 @@ def target(spec: PoolSpec, now: datetime.datetime | None = None) -> Target:
             forecast, why = _forecast(spec, now, boot)
             parts.append((forecast, f"forecast: {why}"))
     free, because = max(parts, key=lambda part: part[0])  # the first of equals: the floor
+    requested = requests.wanted(requests.in_line(), spec.name)
+    if requested:
+        free, because = free + requested, f"{because}, + {requested} for requests in line"
     if free > spec.max_total:
         free, because = spec.max_total, f"max_total {spec.max_total}, below {because}"
-    return Target(free, because, floor, demand, forecast)
+    return Target(free, because, floor, demand, forecast, requested)
 
 
 def floor_of(spec: PoolSpec, now: datetime.datetime) -> tuple[int, str]:

@@ -78,18 +78,21 @@ def configured(spec: PoolSpec) -> dict:
         "floor": INTEGER,
         "demand": INTEGER_OR_NULL,
         "forecast": INTEGER_OR_NULL,
+        "requested": INTEGER,
     },
 )
 def target_to_dict(target: Target) -> dict:
     """What the pool keeps free or booting now (``free``), the part that set it
     (``because``), and each part: the floor (the schedule's or min_ready), the demand's
-    and the forecast's (null where the pool has none)."""
+    and the forecast's (null where the pool has none), and the VMs requests in line still
+    want of it (added to the largest part)."""
     return {
         "free": target.free,
         "because": target.because,
         "floor": target.floor,
         "demand": target.demand,
         "forecast": target.forecast,
+        "requested": target.requested,
     }
 
 

@@ -13,7 +13,14 @@ import time
 
 from ..extensions import db
 from ..pools import PoolSpec
-from . import key_purge, lease_expiry, pool_pass, reconcile_report, webhook_delivery
+from . import (
+    key_purge,
+    lease_expiry,
+    pool_pass,
+    reconcile_report,
+    request_serving,
+    webhook_delivery,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +31,14 @@ def describe(pools: list[PoolSpec]) -> str:
 
 
 def run_pass(pools: list[PoolSpec]) -> None:
-    """The pools, the leases and the keys, once; what went wrong is logged."""
+    """The pools, the requests in line, the leases and the keys, once; what went wrong
+    is logged."""
     for report in pool_pass.run(pools):
         if report.fallbacks:
             log.warning("pool %s: %s", report.pool, "; ".join(report.fallbacks))
         if report.problems:
             log.warning("pool %s: %s", report.pool, "; ".join(report.problems))
+    request_serving.run()
     leases = lease_expiry.run()
     if leases.problems:
         log.warning("leases: %s", "; ".join(leases.problems))

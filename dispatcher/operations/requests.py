@@ -1,0 +1,350 @@
+"""Requests for VMs of several pools at once: made by a client, served by the worker in
+line (priority, then age) when every VM of one can be handed over in one transaction,
+cancelled by their asker, expired when they waited too long.
+
+Serving a request sets free VMs of its pools aside for it (``ledger.set_aside``) as they
+come, the first in line first, and hands them all over at once (``ledger.hand_over``)
+once it has every one: no request is ever served in part, and a VM set aside is handed
+out by no assign. A cancel or an expiry puts them back.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .. import clock, clouds, history, leases, pools, quotas, requests
+from ..bookkeeping import ledger
+from ..errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    QuotaExceededError,
+)
+from ..extensions import db
+from ..models import BOOTING, VMRequest
+from ..pools import overrides, sizing
+from ..requests import CANCELLED, EXPIRED, FAILED, PENDING, READY
+from ..serializers import as_utc, utc_iso
+from ..shapes import INTEGER, INTEGER_OR_NULL, TEXT, TEXT_OR_NULL, describes, list_of
+from .assignments import release_vm
+
+log = logging.getLogger(__name__)
+
+# The largest id of a request (the column is a 32-bit integer): any larger is none.
+ID_MOST = 2**31 - 1
+
+
+@dataclass
+class ServeReport:
+    """What one pass over the line did."""
+
+    ready: int = 0
+    waiting: int = 0
+    expired: int = 0
+    failed: int = 0
+
+
+# -- making, cancelling -------------------------------------------------------------------
+
+
+def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
+    """Ask, for ``caller``, the VMs of ``body["vms"]`` (``{vm_type: count}``) for
+    ``body["user"]``; served at once if no request waits ahead for its types and every VM
+    is free, else left in line. The request as REQUEST shows it, and whether it is ready.
+
+    :raises NotFoundError: no pool serves a vm_type, or one keeps no VMs on the cloud.
+    :raises InvalidRequestError: more VMs than a pool's max_total or REQUEST_MAX_VMS, a
+        lease above its cap.
+    :raises QuotaExceededError: a quota of the caller would refuse them now.
+    """
+    config = current_app.config
+    asked, cloud, lease = body["vms"], body.get("cloud"), body.get("lease")
+    total = sum(asked.values())
+    if total > config["REQUEST_MAX_VMS"]:
+        most = config["REQUEST_MAX_VMS"]
+        raise InvalidRequestError(f"vms: at most {most} VMs in one request, not {total}")
+    for vm_type, count in asked.items():
+        spec = pools.find(vm_type)
+        if spec is None:
+            raise NotFoundError(f"vms: no pool serves vm_type {vm_type}")
+        if count > spec.max_total:
+            raise InvalidRequestError(
+                f"vms: {count} VMs of {vm_type} are more than its pool's max_total "
+                f"({spec.max_total})"
+            )
+        if cloud is not None and cloud not in spec.cloud_names:
+            raise NotFoundError(f"cloud: pool {vm_type} keeps no VMs on cloud {cloud}")
+        # What the quotas would say now, counting the whole request: never binding (the
+        # serve decides), but a request they refuse now is not left to wait for nothing.
+        quotas.admit_assign(
+            caller, vm_type, lease, leases.resolve(lease, spec), dry_run=True, count=count
+        )
+    expiry = body.get("expires_in") or config["REQUEST_DEFAULT_EXPIRY"]
+    if expiry > config["REQUEST_MAX_EXPIRY"]:
+        most = config["REQUEST_MAX_EXPIRY"]
+        raise InvalidRequestError(f"expires_in: at most {most} seconds, not {expiry}")
+    row = requests.add(
+        caller,
+        body["user"],
+        asked,
+        body.get("priority", requests.PRIORITY_DEFAULT),
+        clock.now() + datetime.timedelta(seconds=expiry),
+        cloud=cloud,
+        lease=lease,
+    )
+    _record(row, "request", "ok", f"request {row.id}: {_asked(row)} for {row.user}, waiting")
+    db.session.commit()
+    ahead = [other for other in requests.in_line() if other.id < row.id]
+    if not any(set(other.vms) & set(row.vms) for other in ahead):
+        _serve(row, ServeReport())
+    return request_to_dict(requests.get(row.id)), requests.get(row.id).state == READY
+
+
+def cancel_request(request_id: int, caller: str, admin: bool) -> dict:
+    """Cancel the request: a pending one's VMs set aside go back to their pools, a ready
+    one's are released as a release would (destroyed or kept by their pool's policy).
+    The request as REQUEST shows it.
+
+    :raises NotFoundError: no such request.
+    :raises ForbiddenError: neither its asker nor an admin.
+    :raises ConflictError: it has ended already.
+    """
+    row = _mine(request_id, caller, admin)
+    if row.state == PENDING and requests.move(row, PENDING, CANCELLED, "cancelled"):
+        back = ledger.put_back(row.id)
+        _record(row, "cancel", "ok", f"request {row.id}: cancelled, {back} VMs set aside freed")
+        db.session.commit()
+        return request_to_dict(row)
+    db.session.rollback()
+    row = requests.get(request_id)
+    if row.state != READY:
+        raise ConflictError(f"request {row.id} is {row.state}: nothing to cancel")
+    for vm in ledger.held_by_request(row.id):
+        release_vm(clouds.get(vm.cloud), caller, node=vm.id_vm, admin=True)
+    if requests.move(row, READY, CANCELLED, "cancelled: its VMs released"):
+        _record(row, "cancel", "ok", f"request {row.id}: cancelled, its VMs released")
+    db.session.commit()
+    return request_to_dict(requests.get(row.id))
+
+
+def _mine(request_id: int, caller: str, admin: bool) -> VMRequest:
+    row = requests.get(request_id) if 0 < request_id <= ID_MOST else None
+    if row is None:
+        raise NotFoundError(f"no request {request_id}")
+    if not admin and row.caller != caller:
+        raise ForbiddenError(f"request {request_id} was made by another user")
+    return row
+
+
+def show_request(request_id: int, caller: str, admin: bool) -> dict:
+    """The request as REQUEST shows it, to its asker or an admin.
+
+    :raises NotFoundError: no such request.
+    :raises ForbiddenError: neither its asker nor an admin.
+    """
+    return request_to_dict(_mine(request_id, caller, admin))
+
+
+def list_requests(caller: str, admin: bool, state: str | None, user: str | None) -> list[dict]:
+    """Requests, the newest first: an admin's of anyone (``user``: of that asker), anyone
+    else's their own; in ``state`` if given."""
+    asker = user if admin else caller
+    line = requests.in_line()
+    return [request_to_dict(row, line) for row in requests.listed(state, asker)]
+
+
+# -- serving ------------------------------------------------------------------------------
+
+
+def serve_requests() -> ServeReport:
+    """The worker's pass over the line: requests past their time expired (their VMs set
+    aside freed), then each pending request in order set aside what is free of what it
+    wants, and handed everything once it has it all."""
+    report = ServeReport()
+    for row in requests.expired(clock.now()):
+        if requests.move(row, PENDING, EXPIRED, "waited past its expires_at"):
+            back = ledger.put_back(row.id)
+            _record(row, "expire", "ok", f"request {row.id}: expired, {back} VMs set aside freed")
+            report.expired += 1
+        db.session.commit()
+    for row in requests.in_line():
+        _serve(row, report)
+    return report
+
+
+def _serve(row: VMRequest, report: ServeReport) -> None:
+    """Set aside for ``row`` what it still wants and is free; hand it all over once it has
+    every VM, each pool's under the caller's quotas; commits."""
+    if not requests.move(row, PENDING, PENDING):  # held: a cancel of it waits for this
+        db.session.rollback()
+        return
+    aside = requests.set_aside_by_pool([row.id]).get(row.id, {})
+    complete = True
+    for vm_type, count in row.vms.items():
+        spec = pools.find(vm_type)
+        need = count - aside.get(vm_type, 0)
+        if spec is None or need <= 0:
+            complete = complete and spec is not None
+            continue
+        where = [row.cloud] if row.cloud else spec.cloud_names
+        if ledger.set_aside(vm_type, where, row.id, need, spec.templates) < need:
+            complete = False
+    if not complete:
+        db.session.commit()
+        report.waiting += 1
+        return
+    try:
+        handed = []
+        for vm_type, count in row.vms.items():
+            spec = pools.find(vm_type)
+            seconds = quotas.admit_assign(
+                row.caller, vm_type, row.lease, leases.resolve(row.lease, spec), count=count
+            )
+            handed += ledger.hand_over(
+                row.id, row.user, row.caller, leases.until(seconds), pool=vm_type
+            )
+    except (QuotaExceededError, InvalidRequestError) as exc:
+        db.session.rollback()
+        if requests.move(row, PENDING, FAILED, exc.message):
+            back = ledger.put_back(row.id)
+            message = f"request {row.id}: failed, {back} VMs set aside freed: {exc.message}"
+            _record(row, "serve", exc.outcome, message)
+            report.failed += 1
+        db.session.commit()
+        return
+    requests.move(row, PENDING, READY, "ready")
+    names = ", ".join(f"{vm.cloud}/{vm.id_vm}" for vm in handed)
+    _record(row, "serve", "ok", f"request {row.id}: ready, {names} assigned to {row.user}")
+    db.session.commit()
+    report.ready += 1
+
+
+# -- what a request shows -----------------------------------------------------------------
+
+
+def _record(row: VMRequest, action: str, outcome: str, message: str) -> None:
+    spec = pools.find(next(iter(row.vms)))
+    cloud = row.cloud or (spec.cloud_names[0] if spec is not None else "default")
+    history.record(
+        cloud=cloud,
+        action=action,
+        caller=row.caller,
+        user=row.user,
+        vm_type=",".join(sorted(row.vms)),
+        outcome=outcome,
+        message=message[:1000],
+    )
+
+
+def _asked(row: VMRequest) -> str:
+    return ", ".join(f"{count} {vm_type}" for vm_type, count in sorted(row.vms.items()))
+
+
+@describes(
+    "RequestedVM",
+    {
+        "vm_type": TEXT,
+        "cloud": TEXT,
+        "id_vm": TEXT,
+        "hostname": TEXT_OR_NULL,
+        "public_ips": list_of(TEXT),
+        "private_ips": list_of(TEXT),
+    },
+    optional={"expires_at": TEXT},
+)
+def requested_vm_to_dict(vm) -> dict:
+    """A VM handed over to a request: where it is, its addresses, its lease's end."""
+    shown = {
+        "vm_type": vm.pool,
+        "cloud": vm.cloud,
+        "id_vm": vm.id_vm,
+        "hostname": vm.hostname,
+        "public_ips": vm.public_ips or [],
+        "private_ips": vm.private_ips or [],
+    }
+    if vm.expires_at is not None:
+        shown["expires_at"] = utc_iso(vm.expires_at)
+    return shown
+
+
+@describes(
+    "Request",
+    {
+        "id": INTEGER,
+        "state": TEXT,
+        "user": TEXT,
+        "priority": INTEGER,
+        "asked": {"type": "object", "additionalProperties": INTEGER},
+        "created_at": TEXT,
+        "expires_at": TEXT,
+        "position": INTEGER_OR_NULL,
+        "estimated_wait_s": INTEGER_OR_NULL,
+        "vms": list_of(requested_vm_to_dict),
+        "message": TEXT_OR_NULL,
+    },
+)
+def request_to_dict(row: VMRequest, line: list[VMRequest] | None = None) -> dict:
+    """REQUEST: its state, whom it is for, its priority, the VMs it asked for by type,
+    when it was made and when it expires (ISO 8601, UTC); while pending, its place among
+    the requests waiting for its types and an estimate of its wait in seconds (null when
+    none can be made); once ready, its VMs."""
+    pending = row.state == PENDING
+    if pending and line is None:
+        line = requests.in_line()
+    vms = ledger.held_by_request(row.id) if row.state == READY else []
+    return {
+        "id": row.id,
+        "state": row.state,
+        "user": row.user,
+        "priority": row.priority,
+        "asked": dict(row.vms),
+        "created_at": utc_iso(row.created_at),
+        "expires_at": utc_iso(row.expires_at),
+        "position": requests.position(row, line) if pending else None,
+        "estimated_wait_s": _estimate(row, line) if pending else None,
+        "vms": [requested_vm_to_dict(vm) for vm in vms],
+        "message": row.message,
+    }
+
+
+def _estimate(row: VMRequest, line: list[VMRequest]) -> int | None:
+    """Seconds until every VM of the pending request ``row`` is handed over: for each
+    pool, the VMs the requests up to it in line still want there are the booting ones in
+    the order they will be ready (their creation and the pool's median boot), then new
+    ones, made at the next pass; each is handed over at the pass after it is ready (half
+    a pass interval on average, as is the next pass); the longest of its pools. None
+    when the pool cannot make that many (its max_total) or is paused or draining."""
+    up_to = line[: next(i for i, other in enumerate(line) if other.id == row.id) + 1]
+    now = clock.now()
+    interval = current_app.config["POOLS_INTERVAL"]
+    longest = 0.0
+    for vm_type in row.vms:
+        spec = pools.find(vm_type)
+        if spec is None:
+            return None
+        spec = overrides.applied(spec)
+        wanted = requests.wanted(up_to, vm_type)
+        if wanted == 0:
+            continue
+        boot = sizing.median_boot(spec)
+        booting = sorted(
+            as_utc(vm.created_at)
+            for cloud in spec.cloud_names
+            for vm in ledger.pool_rows(vm_type, cloud)
+            if vm.status == BOOTING
+        )
+        if wanted <= len(booting):
+            ready = booting[wanted - 1] + datetime.timedelta(seconds=boot)
+            seconds = max(0.0, (ready - now).total_seconds()) + interval / 2
+        else:
+            if spec.paused or spec.draining:
+                return None
+            made = sum(ledger.pool_totals(vm_type).values())
+            if made + wanted - len(booting) > spec.max_total:
+                return None
+            seconds = interval / 2 + boot + interval / 2
+        longest = max(longest, seconds)
+    return round(longest)

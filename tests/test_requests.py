@@ -1,0 +1,305 @@
+"""Requests for VMs that wait in line, on libcloud's Dummy cloud, SQLite and PostgreSQL:
+served at once or in line by priority then age, all or nothing, cancelled and expired
+with their VMs set aside freed, one request per Idempotency-Key, and every bad request a
+4xx that names what is wrong."""
+
+import datetime
+import time
+
+import pytest
+import sqlalchemy
+import time_machine
+from conftest import assert_error, token_client
+
+from dispatcher import pools
+from dispatcher.extensions import db
+from dispatcher.models import ASSIGNED, FREE, RESERVED, Assignment, AuditEntry
+from dispatcher.worker import scheduler
+
+REQUESTS = "/api/v1/requests"
+ASSIGN = "/api/v1/vm/action/assign"
+START = datetime.datetime(2026, 12, 1, 9, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def database_url(any_database_url):
+    return any_database_url
+
+
+def pool(min_ready: int, max_total: int) -> dict:
+    return {
+        "clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+        "min_ready": min_ready,
+        "max_total": max_total,
+        "release": "reuse",  # the Dummy driver gives a destroyed node's id to the next
+        "boot_timeout": 86400,
+    }
+
+
+def work(app) -> None:
+    """One pass of the worker: the pools, the requests in line, the leases, the keys."""
+    with app.app_context():
+        scheduler.run_pass(pools.every())
+
+
+def vms(app) -> dict[str, list]:
+    """The pools' live VMs by state name: (pool, user, request_id) of each."""
+    names = {FREE: "free", ASSIGNED: "assigned", RESERVED: "reserved"}
+    found: dict[str, list] = {name: [] for name in names.values()}
+    with app.app_context():
+        rows = db.session.execute(
+            sqlalchemy.select(
+                Assignment.status, Assignment.pool, Assignment.user, Assignment.request_id
+            ).where(Assignment.pool.is_not(None))
+        )
+        for status, *rest in rows:
+            if status in names:
+                found[names[status]].append(tuple(rest))
+    return found
+
+
+def actions(app) -> list[tuple[str, str]]:
+    with app.app_context():
+        rows = db.session.execute(
+            sqlalchemy.select(AuditEntry.action, AuditEntry.message).order_by(AuditEntry.id)
+        )
+        return [(action, message) for action, message in rows if action in REQUEST_ACTIONS]
+
+
+REQUEST_ACTIONS = {"request", "serve", "cancel", "expire"}
+
+
+@pytest.fixture
+def filled(make_app):
+    """web (2 kept free, at most 4) and db (1, at most 2), filled by two passes."""
+    app = make_app(POOLS={"web": pool(2, 4), "db": pool(1, 2)})
+    work(app)
+    work(app)
+    return app
+
+
+def test_a_request_for_free_vms_is_ready_at_once_with_all_of_them(filled):
+    client = token_client(filled)
+    answer = client.post(REQUESTS, json={"vms": {"web": 2, "db": 1}, "user": "ada"})
+
+    assert answer.status_code == 200, answer.json
+    shown = answer.json["request"]
+    assert shown["state"] == "ready"
+    assert (shown["user"], shown["priority"], shown["asked"]) == ("ada", 2, {"web": 2, "db": 1})
+    assert (shown["position"], shown["estimated_wait_s"]) == (None, None)
+    assert sorted(vm["vm_type"] for vm in shown["vms"]) == ["db", "web", "web"]
+    held = vms(filled)["assigned"]
+    assert sorted(held) == [("db", "ada", shown["id"])] + [("web", "ada", shown["id"])] * 2
+    assert [action for action, _ in actions(filled)] == ["request", "serve"]
+    again = client.get(f"{REQUESTS}/{shown['id']}").json["request"]
+    assert again == shown
+
+
+def test_a_request_waits_in_line_and_is_served_whole_once_its_vms_are_made(make_app):
+    """Nothing free: 202 with its place; the worker makes its VMs beyond min_ready (0)
+    and hands them over together, never one before the others."""
+    app = make_app(POOLS={"web": pool(0, 4), "db": pool(0, 2)})
+    client = token_client(app)
+    answer = client.post(REQUESTS, json={"vms": {"web": 2, "db": 1}, "user": "ada"})
+
+    assert answer.status_code == 202, answer.json
+    shown = answer.json["request"]
+    assert answer.headers["Location"].endswith(f"/api/v1/requests/{shown['id']}")
+    assert (shown["state"], shown["position"], shown["vms"]) == ("pending", 1, [])
+    assert isinstance(shown["estimated_wait_s"], int)
+    assert client.get("/api/v1/pools/web").json["pool"]["target"]["requested"] == 2
+
+    work(app)  # makes 2 web and 1 db, booting
+    assert vms(app)["assigned"] == []
+    work(app)  # promotes them, sets them aside, hands them over at once
+    after = client.get(f"{REQUESTS}/{shown['id']}").json["request"]
+    assert after["state"] == "ready"
+    assert len(vms(app)["assigned"]) == 3 and vms(app)["reserved"] == []
+
+
+def test_the_line_is_served_by_priority_then_age(make_app):
+    """Two VMs at most: of three requests of one VM, the two of priority 1 (in the order
+    they came) get them, the older request of priority 3 waits."""
+    app = make_app(POOLS={"web": pool(0, 2)})
+    client = token_client(app)
+    made = [
+        client.post(REQUESTS, json={"vms": {"web": 1}, "user": user, "priority": priority})
+        for user, priority in (("low", 3), ("first", 1), ("second", 1))
+    ]
+    ids = [answer.json["request"]["id"] for answer in made]
+    assert [answer.status_code for answer in made] == [202] * 3
+    positions = [client.get(f"{REQUESTS}/{i}").json["request"]["position"] for i in ids]
+    assert positions == [3, 1, 2]
+
+    work(app)
+    work(app)
+    states = [client.get(f"{REQUESTS}/{i}").json["request"]["state"] for i in ids]
+    assert states == ["pending", "ready", "ready"]
+    assert sorted(user for _, user, _ in vms(app)["assigned"]) == ["first", "second"]
+    assert client.get(f"{REQUESTS}/{ids[0]}").json["request"]["position"] == 1
+
+
+def test_a_cancel_frees_the_vms_set_aside_at_once_and_an_assign_never_takes_them(make_app):
+    """web has VMs, db is paused with none: the web VMs are set aside for the request and
+    an assign by type gets the 503 it always got; the cancel gives them back."""
+    app = make_app(POOLS={"web": pool(2, 4), "db": pool(0, 2)})
+    admin = token_client(app, "root", roles=("admin",))
+    assert admin.patch("/api/v1/pools/db", json={"paused": True}).status_code == 200
+    work(app)
+    work(app)
+    client = token_client(app)
+    made = client.post(REQUESTS, json={"vms": {"web": 2, "db": 1}, "user": "ada"})
+    request_id = made.json["request"]["id"]
+    work(app)
+    assert sorted(vms(app)["reserved"]) == [("web", None, request_id)] * 2
+    refused = client.put(ASSIGN, json={"vm_type": "web", "user": "bob"})
+    assert_error(refused, 503, "pool web has no free VM now", prefix=True)
+
+    cancelled = client.delete(f"{REQUESTS}/{request_id}")
+
+    assert cancelled.status_code == 200, cancelled.json
+    assert cancelled.json["request"]["state"] == "cancelled"
+    assert vms(app)["reserved"] == [] and vms(app)["assigned"] == []
+    assert len(vms(app)["free"]) >= 2
+    assert [action for action, _ in actions(app)] == ["request", "cancel"]
+    assert client.put(ASSIGN, json={"vm_type": "web", "user": "bob"}).status_code == 200
+    assert_error(client.delete(f"{REQUESTS}/{request_id}"), 409, "request", prefix=True)
+
+
+def test_an_expired_request_frees_its_vms_and_assigns_none(make_app):
+    app = make_app(POOLS={"web": pool(1, 4), "db": pool(0, 2)})
+    admin = token_client(app, "root", roles=("admin",))
+    with time_machine.travel(START, tick=False) as clock:
+        client = token_client(app)
+        admin.patch("/api/v1/pools/db", json={"paused": True})
+        work(app)
+        work(app)
+        body = {"vms": {"web": 1, "db": 1}, "user": "ada", "expires_in": 60}
+        request_id = client.post(REQUESTS, json=body).json["request"]["id"]
+        work(app)
+        assert len(vms(app)["reserved"]) == 1
+        clock.shift(datetime.timedelta(seconds=60))
+        work(app)
+        shown = client.get(f"{REQUESTS}/{request_id}").json["request"]
+    assert (shown["state"], shown["message"]) == ("expired", "waited past its expires_at")
+    assert vms(app)["reserved"] == [] and vms(app)["assigned"] == []
+    assert [action for action, _ in actions(app)] == ["request", "expire"]
+
+
+def test_a_ready_request_cancelled_releases_its_vms(filled):
+    client = token_client(filled)
+    request_id = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "ada"}).json["request"][
+        "id"
+    ]
+    assert len(vms(filled)["assigned"]) == 1
+    cancelled = client.delete(f"{REQUESTS}/{request_id}")
+    assert cancelled.json["request"]["state"] == "cancelled"
+    assert vms(filled)["assigned"] == []
+
+
+def test_one_request_per_idempotency_key(filled):
+    client = token_client(filled)
+    body = {"vms": {"web": 1}, "user": "ada"}
+    headers = {"Idempotency-Key": "ask-once"}
+    first = client.post(REQUESTS, json=body, headers=headers)
+    again = client.post(REQUESTS, json=body, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json == first.json
+    assert len(client.get(REQUESTS).json["requests"]) == 1
+
+
+def test_others_see_only_their_own_requests_and_admins_every_one(filled):
+    ada = token_client(filled, "ada-agent")
+    bob = token_client(filled, "bob-agent")
+    admin = token_client(filled, "root", roles=("admin",))
+    request_id = ada.post(REQUESTS, json={"vms": {"web": 1}, "user": "ada"}).json["request"]["id"]
+    assert_error(bob.get(f"{REQUESTS}/{request_id}"), 403, "request", prefix=True)
+    assert_error(bob.delete(f"{REQUESTS}/{request_id}"), 403, "request", prefix=True)
+    assert bob.get(REQUESTS).json["requests"] == []
+    assert [r["id"] for r in admin.get(REQUESTS).json["requests"]] == [request_id]
+    assert admin.get(REQUESTS, query_string={"user": "bob-agent"}).json["requests"] == []
+    assert admin.get(REQUESTS, query_string={"state": "pending"}).json["requests"] == []
+    assert_error(admin.get(f"{REQUESTS}/99999999999"), 404, "no request 99999999999")
+    reader = token_client(filled, "reader", roles=())
+    refused = reader.post(REQUESTS, json={"vms": {"web": 1}, "user": "x"})
+    assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"vms": {"gpu": 1}, "user": "ada"}, 404, "vms: no pool serves vm_type gpu"),
+        (
+            {"vms": {"web": 5}, "user": "ada"},
+            400,
+            "vms: 5 VMs of web are more than its pool's max_total (4)",
+        ),
+        ({"vms": {"web": 0}, "user": "ada"}, 400, "vms: the count of each vm_type"),
+        ({"vms": {"web": 10**30}, "user": "ada"}, 400, "vms: the count of each vm_type"),
+        ({"vms": {"web": "2"}, "user": "ada"}, 400, "vms: the count of each vm_type"),
+        ({"vms": {}, "user": "ada"}, 400, "vms: an object of vm_types to counts"),
+        ({"vms": ["web"], "user": "ada"}, 400, "vms: an object of vm_types to counts"),
+        ({"vms": {"web": 1}}, 400, "missing field: 'user'"),
+        ({"vms": {"web": 1}, "user": "ada", "priority": 4}, 400, "priority: a whole number"),
+        ({"vms": {"web": 1}, "user": "ada", "expires_in": 0}, 400, "expires_in: a whole"),
+        (
+            {"vms": {"web": 1}, "user": "ada", "expires_in": 10**6},
+            400,
+            "expires_in: at most 86400 seconds, not 1000000",
+        ),
+        ({"vms": {"web": 1}, "user": "ada", "colour": "red"}, 400, "colour"),
+        (
+            {"vms": {"web": 1}, "user": "ada", "cloud": "elsewhere"},
+            404,
+            "cloud: pool web keeps no VMs on cloud elsewhere",
+        ),
+    ],
+)
+def test_a_bad_request_is_refused_at_once_naming_what_is_wrong(filled, body, status, message):
+    client = token_client(filled)
+    assert_error(client.post(REQUESTS, json=body), status, message, prefix=True)
+    assert client.get(REQUESTS).json["requests"] == []
+
+
+def test_more_vms_than_request_max_vms_are_refused(make_app):
+    app = make_app(POOLS={"web": pool(0, 40)}, REQUEST_MAX_VMS=3)
+    client = token_client(app)
+    refused = client.post(REQUESTS, json={"vms": {"web": 4}, "user": "ada"})
+    assert_error(refused, 400, "vms: at most 3 VMs in one request, not 4")
+
+
+def test_a_quota_refuses_a_request_it_could_never_serve(make_app):
+    quota = [{"scope": "role", "name": "agent", "max_vms": 2}]
+    app = make_app(POOLS={"web": pool(0, 4)}, QUOTAS=quota)
+    client = token_client(app)
+    refused = client.post(REQUESTS, json={"vms": {"web": 3}, "user": "ada"})
+    assert refused.status_code == 403
+    assert refused.json["message"] == (
+        "quota: user tester holds 0 of 2 VMs, and asks for 3 more (rule role agent)"
+    )
+    assert refused.json["quota"]["key"] == "max_vms"
+    assert client.post(REQUESTS, json={"vms": {"web": 2}, "user": "ada"}).status_code == 202
+
+
+def test_the_estimated_wait_is_near_the_wait(make_app):
+    """VMs of the Dummy cloud run once made; a pass every 15 s promotes them at the next
+    one: a boot of 15 s. A request with nothing booting waits for a VM made at the next
+    pass and promoted at the one after."""
+    app = make_app(POOLS={"web": pool(0, 4)}, POOLS_INTERVAL=15)
+    with time_machine.travel(START, tick=False) as clock:
+        client = token_client(app)
+        first = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "ada"}).json["request"]
+        for _ in range(3):
+            clock.shift(datetime.timedelta(seconds=15))
+            work(app)
+        asked_at = time.time()
+        shown = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "bob"}).json["request"]
+        estimate = shown["estimated_wait_s"]
+        waited = 0
+        while client.get(f"{REQUESTS}/{shown['id']}").json["request"]["state"] == "pending":
+            clock.shift(datetime.timedelta(seconds=15))
+            work(app)
+            waited = time.time() - asked_at
+            assert waited < 600
+        assert client.get(f"{REQUESTS}/{first['id']}").json["request"]["state"] == "ready"
+    assert waited / 2 <= estimate <= waited * 2, (estimate, waited)
