@@ -60,6 +60,7 @@ def create_app(config: dict | None = None) -> Flask:
         quotas,
         reconcile,
         requestlog,
+        requests,
         webhooks,
     )
 
@@ -72,6 +73,7 @@ def create_app(config: dict | None = None) -> Flask:
         bookkeeping,
         webhooks,
         pools,
+        requests,
         leases,
         quotas,
         reconcile,

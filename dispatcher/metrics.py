@@ -109,6 +109,12 @@ POOL_BOOT_SECONDS = Histogram(
     ["pool", "cloud"],
     buckets=(5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200),
 )
+REQUEST_WAIT_SECONDS = Histogram(
+    "dispatcher_request_wait_seconds",
+    "Time from a request for VMs to their hand-over, by the request's priority.",
+    ["priority"],
+    buckets=(0, 5, 15, 30, 60, 120, 300, 600, 1200, 3600, 14400),
+)
 POOL_ASSIGN_SECONDS = Histogram(
     "dispatcher_pool_assign_duration_seconds",
     "Time an assign by vm_type took to take a free VM of the pool (or find none), by pool.",

@@ -4,14 +4,16 @@ with their VMs set aside freed, one request per Idempotency-Key, and every bad r
 4xx that names what is wrong."""
 
 import datetime
+import re
 import time
 
 import pytest
 import sqlalchemy
 import time_machine
-from conftest import assert_error, token_client
+from conftest import assert_error, metric, token_client
 
-from dispatcher import pools
+from dispatcher import create_app, pools
+from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, FREE, RESERVED, Assignment, AuditEntry
 from dispatcher.worker import scheduler
@@ -303,3 +305,35 @@ def test_the_estimated_wait_is_near_the_wait(make_app):
             assert waited < 600
         assert client.get(f"{REQUESTS}/{first['id']}").json["request"]["state"] == "ready"
     assert waited / 2 <= estimate <= waited * 2, (estimate, waited)
+
+
+def test_metrics_show_the_line_and_the_waits(make_app):
+    app = make_app(POOLS={"web": pool(0, 4), "db": pool(0, 2)})
+    client = token_client(app)
+    waited = metric("dispatcher_request_wait_seconds_count", priority="1")
+    client.post(REQUESTS, json={"vms": {"web": 1, "db": 1}, "user": "ada", "priority": 1})
+    client.post(REQUESTS, json={"vms": {"web": 1}, "user": "bob", "priority": 3})
+    scraped = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'dispatcher_requests_pending{pool="web",priority="1"} 1.0' in scraped
+    assert 'dispatcher_requests_pending{pool="web",priority="3"} 1.0' in scraped
+    assert 'dispatcher_requests_pending{pool="db",priority="1"} 1.0' in scraped
+    work(app)
+    work(app)
+    scraped = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "dispatcher_requests_pending{" not in scraped
+    assert metric("dispatcher_request_wait_seconds_count", priority="1") == waited + 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"REQUEST_MAX_VMS": 0}, "REQUEST_MAX_VMS must be a whole number"),
+        (
+            {"REQUEST_DEFAULT_EXPIRY": 7200, "REQUEST_MAX_EXPIRY": 3600},
+            "REQUEST_DEFAULT_EXPIRY (7200) is more than REQUEST_MAX_EXPIRY (3600)",
+        ),
+    ],
+)
+def test_bad_request_settings_stop_the_start(settings, message):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **settings})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import clock, clouds, history, leases, pools, quotas, requests
+from .. import clock, clouds, history, leases, metrics, pools, quotas, requests
 from ..bookkeeping import ledger
 from ..errors import (
     ConflictError,
@@ -216,6 +216,7 @@ def _serve(row: VMRequest, report: ServeReport) -> None:
         db.session.commit()
         return
     requests.move(row, PENDING, READY, "ready")
+    metrics.REQUEST_WAIT_SECONDS.labels(str(row.priority)).observe(requests.waited(row))
     names = ", ".join(f"{vm.cloud}/{vm.id_vm}" for vm in handed)
     _record(row, "serve", "ok", f"request {row.id}: ready, {names} assigned to {row.user}")
     db.session.commit()

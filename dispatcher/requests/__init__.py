@@ -11,9 +11,12 @@ both win. Nothing here commits: the use cases of ``operations.requests`` do.
 
 import datetime
 
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select, update
 
-from .. import clock
+from .. import clock, metrics
+from ..config import check_number
+from ..errors import ConfigurationError
 from ..extensions import db
 from ..models import RESERVED, Assignment, VMRequest
 from ..serializers import as_utc
@@ -22,6 +25,45 @@ PENDING, READY, CANCELLED, EXPIRED, FAILED = "pending", "ready", "cancelled", "e
 STATES = (PENDING, READY, CANCELLED, EXPIRED, FAILED)
 PRIORITIES = (1, 2, 3)  # 1 first
 PRIORITY_DEFAULT = 2
+
+
+def init_app(app) -> None:
+    """Check the requests' settings; show the line on /metrics.
+
+    :raises ConfigurationError: a setting that is not a whole number from 1, or a
+        REQUEST_DEFAULT_EXPIRY above REQUEST_MAX_EXPIRY.
+    """
+    config = app.config
+    for name in ("REQUEST_DEFAULT_EXPIRY", "REQUEST_MAX_EXPIRY", "REQUEST_MAX_VMS"):
+        check_number(config, name, least=1, whole=True)
+    if config["REQUEST_DEFAULT_EXPIRY"] > config["REQUEST_MAX_EXPIRY"]:
+        raise ConfigurationError(
+            f"REQUEST_DEFAULT_EXPIRY ({config['REQUEST_DEFAULT_EXPIRY']}) is more than "
+            f"REQUEST_MAX_EXPIRY ({config['REQUEST_MAX_EXPIRY']})"
+        )
+    metrics.register_collector(app, LineCollector())
+
+
+class LineCollector:
+    """For /metrics: the requests in line, by the pools they want and their priority, read
+    from the database at each scrape."""
+
+    def collect(self):
+        gauge = GaugeMetricFamily(
+            "dispatcher_requests_pending",
+            "Requests waiting in line, by a pool they want VMs of and their priority.",
+            labels=["pool", "priority"],
+        )
+        counted: dict[tuple[str, str], int] = {}
+        for vms, priority in db.session.execute(
+            select(VMRequest.vms, VMRequest.priority).where(VMRequest.state == PENDING)
+        ):
+            for pool in vms:
+                key = (pool, str(priority))
+                counted[key] = counted.get(key, 0) + 1
+        for (pool, priority), number in sorted(counted.items()):
+            gauge.add_metric([pool, priority], number)
+        yield gauge
 
 
 def add(
