@@ -104,6 +104,7 @@ HEAVY_MODULES = (
     "test_pools_ec2.py",
     "test_production.py",
     "test_quotas_concurrency.py",
+    "test_requests_concurrency.py",
     "test_revocation_production.py",
 )
 
