@@ -165,8 +165,8 @@ def test_first_run_without_a_password_generates_one_and_shows_it_once(tmp_path):
 # The scripts that change what the server holds (a VM started and deleted, a node assigned,
 # released and deleted, every token of the user revoked) run against a server of their own;
 # the others read, and share the module's server.
-CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh", "quotas.sh", "pools.sh"}
-# The server of pools.sh keeps the warm pool web on the Dummy cloud.
+CHANGING = {"vm.sh", "assignments.sh", "revoke_tokens.sh", "quotas.sh", "pools.sh", "requests.sh"}
+# The server of pools.sh and requests.sh keeps the warm pool web on the Dummy cloud.
 POOLS = {"web": {"clouds": [{"cloud": "default", "image": "1", "size": "1"}],
                  "min_ready": 1, "max_total": 2}}  # fmt: skip
 
@@ -197,12 +197,13 @@ def pool_server(tmp_path):
         "assignments.sh",
         "quotas.sh",
         "pools.sh",
+        "requests.sh",
         "revoke_tokens.sh",
     ],
 )
 def test_example_scripts_run_green(request, script):
     """Each script of api_call_examples/ runs against a live server and gets ok answers."""
-    own = "pool_server" if script == "pools.sh" else "own_server"
+    own = "pool_server" if script in ("pools.sh", "requests.sh") else "own_server"
     server = request.getfixturevalue(own if script in CHANGING else "server")
     env = {
         **os.environ,
@@ -244,6 +245,12 @@ def test_example_scripts_run_green(request, script):
             "Node 3 deleted",
         ]
         assert answers[1]["node"]["name"] == "dummy-3"
+    if script == "requests.sh":
+        made, shown, listed, cancelled = answers
+        assert made["request"]["state"] in ("ready", "pending")
+        assert shown["request"]["id"] == made["request"]["id"]
+        assert "requests" in listed
+        assert cancelled["request"]["state"] == "cancelled"
     if script == "assignments.sh":
         assert answers[1]["result"] == "Node 1 assigned"
         assert answers[2]["result"] == f"Node 1 leased until {answers[2]['expires_at']}"
