@@ -140,6 +140,10 @@ class Config:
     REQUEST_DEFAULT_EXPIRY = 3600
     REQUEST_MAX_EXPIRY = 24 * 3600
     REQUEST_MAX_VMS = 20
+    # Where a request's request.ready, request.expired and request.failed go unless it
+    # names its own webhook_url: signed with LEASE_WEBHOOK_SECRET, sent and tried again
+    # like the lease webhooks.
+    REQUEST_WEBHOOK_URL = None
 
     # Seconds the answer of a request sent with an Idempotency-Key is kept for its repeats.
     IDEMPOTENCY_TTL = 24 * 3600

@@ -260,6 +260,7 @@ class VMRequest(db.Model):
     vms = db.Column(db.JSON, nullable=False)  # {"web": 2, "db": 1}
     cloud = db.Column(db.String(80))
     lease = db.Column(db.Integer)  # seconds; None: the pool's, or the default
+    webhook_url = db.Column(db.String(2000))  # its events' receiver (else REQUEST_WEBHOOK_URL)
     message = db.Column(db.String(1000))
     created_at = db.Column(db.DateTime(timezone=True), nullable=False)
     expires_at = db.Column(db.DateTime(timezone=True), nullable=False)

@@ -380,6 +380,8 @@ class _RequestedVMs:
         return checked
 
 
+_WEBHOOK_URL = re.compile(r"^https?://[^\s\x00]+$")
+
 # A request for VMs that waits in line (POST /api/v1/requests).
 REQUEST = ClosedSchema(
     {
@@ -389,6 +391,13 @@ REQUEST = ClosedSchema(
         Optional("priority"): whole_number("priority", 1, 3),
         Optional("expires_in"): whole_number("expires_in", 1, LEASE_LONGEST, unit=" of seconds"),
         Optional("cloud"): Text("cloud"),
+        Optional("webhook_url"): Field(
+            {"type": "string", "pattern": "^https?://[^\\s\\u0000]+$", "maxLength": 2000},
+            str,
+            lambda url: len(url) <= 2000 and _WEBHOOK_URL.match(url) is not None,
+            encodable,
+            error="webhook_url: an http:// or https:// URL of at most 2000 characters",
+        ),
         Optional("auth_token"): Text("auth_token", longest=None),
     },
     name="vm_request",

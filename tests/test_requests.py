@@ -4,6 +4,7 @@ with their VMs set aside freed, one request per Idempotency-Key, and every bad r
 4xx that names what is wrong."""
 
 import datetime
+import json
 import re
 import time
 
@@ -12,11 +13,11 @@ import sqlalchemy
 import time_machine
 from conftest import assert_error, metric, token_client
 
-from dispatcher import create_app, pools
+from dispatcher import create_app, pools, webhooks
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, FREE, RESERVED, Assignment, AuditEntry
-from dispatcher.worker import scheduler
+from dispatcher.worker import scheduler, webhook_delivery
 
 REQUESTS = "/api/v1/requests"
 ASSIGN = "/api/v1/vm/action/assign"
@@ -337,3 +338,52 @@ def test_metrics_show_the_line_and_the_waits(make_app):
 def test_bad_request_settings_stop_the_start(settings, message):
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **settings})
+
+
+def test_a_ready_and_an_expired_request_are_told_to_their_webhook_signed(make_app, good):
+    """Its own webhook_url hears request.ready with the request and its VMs; the setting's
+    REQUEST_WEBHOOK_URL hears another's request.expired; both signed with the secret."""
+    app = make_app(
+        POOLS={"web": pool(1, 2), "db": pool(0, 1)},
+        LEASE_WEBHOOK_SECRET="s3cret",
+        REQUEST_WEBHOOK_URL=good.url("/hooks/requests"),
+    )
+    admin = token_client(app, "root", roles=("admin",))
+    admin.patch("/api/v1/pools/db", json={"paused": True})
+    with time_machine.travel(START, tick=False) as clock:
+        client = token_client(app)
+        work(app)
+        work(app)
+        own = good.url("/hooks/mine")
+        ready = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "ada", "webhook_url": own})
+        assert ready.status_code == 200
+        body = {"vms": {"db": 1}, "user": "bob", "expires_in": 30}
+        waiting = client.post(REQUESTS, json=body).json["request"]
+        clock.shift(datetime.timedelta(seconds=30))
+        work(app)  # expires it
+        with app.app_context():
+            report = webhook_delivery.run()
+    assert (report.delivered, report.failed) == (2, 0)
+    calls = {call["path"]: call for call in good.calls}
+    assert set(calls) == {"/hooks/mine", "/hooks/requests"}
+    told = json.loads(calls["/hooks/mine"]["body"])
+    assert (told["event"], told["user"], told["vm_type"]) == ("request.ready", "ada", "web")
+    assert told["request"]["state"] == "ready"
+    assert [vm["vm_type"] for vm in told["request"]["vms"]] == ["web"]
+    expired = json.loads(calls["/hooks/requests"]["body"])
+    assert (expired["event"], expired["request"]["id"]) == ("request.expired", waiting["id"])
+    for call in calls.values():
+        signature = call["headers"]["X-Dispatcher-Signature"]
+        assert signature == webhooks.sign(call["body"], "s3cret")
+
+
+def test_a_webhook_url_without_a_secret_to_sign_with_is_refused(filled):
+    client = token_client(filled)
+    body = {"vms": {"web": 1}, "user": "ada", "webhook_url": "https://hooks.example/x"}
+    assert_error(
+        client.post(REQUESTS, json=body),
+        400,
+        "webhook_url: this dispatcher signs no webhook calls (no LEASE_WEBHOOK_SECRET)",
+    )
+    body["webhook_url"] = "https://hooks.example/\x00"
+    assert_error(client.post(REQUESTS, json=body), 400, "webhook_url: an http", prefix=True)

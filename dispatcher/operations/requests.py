@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import clock, clouds, history, leases, metrics, pools, quotas, requests
+from .. import clock, clouds, history, leases, metrics, pools, quotas, requests, webhooks
 from ..bookkeeping import ledger
 from ..errors import (
+    ConfigurationError,
     ConflictError,
     ForbiddenError,
     InvalidRequestError,
@@ -82,6 +83,17 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
         quotas.admit_assign(
             caller, vm_type, lease, leases.resolve(lease, spec), dry_run=True, count=count
         )
+    webhook_url = body.get("webhook_url")
+    if webhook_url is not None:
+        # Its calls are signed like every webhook's: no secret, no calls.
+        try:
+            webhooks.check_url("webhook_url", webhook_url, config.get("LEASE_WEBHOOK_SECRET"))
+        except ConfigurationError:
+            raise InvalidRequestError(
+                "webhook_url: this dispatcher signs no webhook calls (no LEASE_WEBHOOK_SECRET)"
+                if config.get("LEASE_WEBHOOK_SECRET") is None
+                else "webhook_url: an http:// or https:// URL with a host"
+            ) from None
     expiry = body.get("expires_in") or config["REQUEST_DEFAULT_EXPIRY"]
     if expiry > config["REQUEST_MAX_EXPIRY"]:
         most = config["REQUEST_MAX_EXPIRY"]
@@ -94,6 +106,7 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
         clock.now() + datetime.timedelta(seconds=expiry),
         cloud=cloud,
         lease=lease,
+        webhook_url=webhook_url,
     )
     _record(row, "request", "ok", f"request {row.id}: {_asked(row)} for {row.user}, waiting")
     db.session.commit()
@@ -168,6 +181,7 @@ def serve_requests() -> ServeReport:
         if requests.move(row, PENDING, EXPIRED, "waited past its expires_at"):
             back = ledger.put_back(row.id)
             _record(row, "expire", "ok", f"request {row.id}: expired, {back} VMs set aside freed")
+            _notify(row, "request.expired")
             report.expired += 1
         db.session.commit()
     for row in requests.in_line():
@@ -212,6 +226,7 @@ def _serve(row: VMRequest, report: ServeReport) -> None:
             back = ledger.put_back(row.id)
             message = f"request {row.id}: failed, {back} VMs set aside freed: {exc.message}"
             _record(row, "serve", exc.outcome, message)
+            _notify(row, "request.failed")
             report.failed += 1
         db.session.commit()
         return
@@ -219,6 +234,7 @@ def _serve(row: VMRequest, report: ServeReport) -> None:
     metrics.REQUEST_WAIT_SECONDS.labels(str(row.priority)).observe(requests.waited(row))
     names = ", ".join(f"{vm.cloud}/{vm.id_vm}" for vm in handed)
     _record(row, "serve", "ok", f"request {row.id}: ready, {names} assigned to {row.user}")
+    _notify(row, "request.ready")
     db.session.commit()
     report.ready += 1
 
@@ -226,11 +242,23 @@ def _serve(row: VMRequest, report: ServeReport) -> None:
 # -- what a request shows -----------------------------------------------------------------
 
 
-def _record(row: VMRequest, action: str, outcome: str, message: str) -> None:
+def _cloud(row: VMRequest) -> str:
+    """The cloud a request's history entries go under: the one it named, else its first
+    pool's first."""
     spec = pools.find(next(iter(row.vms)))
-    cloud = row.cloud or (spec.cloud_names[0] if spec is not None else "default")
+    return row.cloud or (spec.cloud_names[0] if spec is not None else "default")
+
+
+def _notify(row: VMRequest, event: str) -> None:
+    """Queue the request's ``event`` for its webhook_url, else REQUEST_WEBHOOK_URL (none:
+    nothing), with the change it tells of."""
+    url = row.webhook_url or current_app.config.get("REQUEST_WEBHOOK_URL")
+    webhooks.queue_request(url, event, _cloud(row), request_to_dict(row))
+
+
+def _record(row: VMRequest, action: str, outcome: str, message: str) -> None:
     history.record(
-        cloud=cloud,
+        cloud=_cloud(row),
         action=action,
         caller=row.caller,
         user=row.user,

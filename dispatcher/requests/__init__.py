@@ -74,6 +74,7 @@ def add(
     expires_at: datetime.datetime,
     cloud: str | None = None,
     lease: int | None = None,
+    webhook_url: str | None = None,
 ) -> VMRequest:
     """A new pending request, in the session (flushed: it has its id)."""
     row = VMRequest(
@@ -84,6 +85,7 @@ def add(
         vms=dict(vms),
         cloud=cloud,
         lease=lease,
+        webhook_url=webhook_url,
         created_at=clock.now(),
         expires_at=expires_at,
     )

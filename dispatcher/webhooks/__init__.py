@@ -42,10 +42,13 @@ __all__ = [
     "init_app",
     "origin",
     "queue",
+    "queue_request",
     "sign",
 ]
 
 EVENTS = ("expiring", "released")
+# The events of a request for VMs that waits in line (``queue_request``).
+REQUEST_EVENTS = ("request.ready", "request.expired", "request.failed")
 # The history's action and caller for each call made.
 ACTION = "webhook"
 CALLER = "lease-webhook"
@@ -105,8 +108,9 @@ def check_config(config: Mapping) -> None:
     secret = config.get("LEASE_WEBHOOK_SECRET")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise ConfigurationError("LEASE_WEBHOOK_SECRET must be a non-empty text")
-    if config.get("LEASE_WEBHOOK_URL"):
-        check_url("LEASE_WEBHOOK_URL", config["LEASE_WEBHOOK_URL"], secret)
+    for setting in ("LEASE_WEBHOOK_URL", "REQUEST_WEBHOOK_URL"):
+        if config.get(setting):
+            check_url(setting, config[setting], secret)
     check_number(config, "LEASE_WEBHOOK_ATTEMPTS", least=1, whole=True)
     check_number(config, "LEASE_WEBHOOK_BACKOFF_SECONDS", above=True)
     check_number(config, "LEASE_WEBHOOK_TIMEOUT", above=True)
@@ -165,6 +169,36 @@ def queue(
         cloud=cloud,
         id_vm=id_vm,
         hostname=hostname,
+        attempts=0,
+        next_attempt_at=clock.now(),
+    )
+    db.session.add(row)
+    return row
+
+
+def queue_request(url: str | None, event: str, cloud: str, request: dict) -> WebhookDelivery | None:
+    """Add the call of a request's ``event`` to ``url`` to the session, as ``queue`` does
+    (the caller commits it with the change it tells of): the body is ``{"event", "user",
+    "vm_type" (its types, comma-separated), "request": REQUEST}``; ``cloud`` is the one its
+    history entries go under. No ``url``: nothing is queued.
+
+    :raises ValueError: ``event`` is not one of ``REQUEST_EVENTS``.
+    """
+    if event not in REQUEST_EVENTS:
+        raise ValueError(f"unknown request event {event!r} (known: {', '.join(REQUEST_EVENTS)})")
+    if not url:
+        return None
+    body = {
+        "event": event,
+        "user": request["user"],
+        "vm_type": ",".join(sorted(request["asked"])),
+        "request": request,
+    }
+    row = WebhookDelivery(
+        event=event,
+        url=url,
+        body=json.dumps(body, separators=(",", ":")),
+        cloud=cloud,
         attempts=0,
         next_attempt_at=clock.now(),
     )

@@ -27,6 +27,7 @@ def upgrade():
         sa.Column("vms", sa.JSON(), nullable=False),
         sa.Column("cloud", sa.String(length=80), nullable=True),
         sa.Column("lease", sa.Integer(), nullable=True),
+        sa.Column("webhook_url", sa.String(length=2000), nullable=True),
         sa.Column("message", sa.String(length=1000), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
