@@ -318,3 +318,45 @@ def test_an_admin_sees_every_quota_rule_and_its_use(server, browser):
         assert requests.put(url, json=node, headers=admin, timeout=30).status_code == 200
         url = f"{server.base}/quotas/user/ops"
         assert requests.delete(url, headers=admin, timeout=10).status_code == 200
+
+
+def test_a_request_in_line_is_listed_with_its_place_and_cancelled_from_the_page(server, browser):
+    """The pool drained (no free VM, none made): an agent's request waits in line, shown
+    with its place, and its Cancel button ends it; the pool is given back afterwards."""
+    token = admin_token(server)
+    headers = {"X-Auth-Token": token}
+    pool_url = f"{server.base}/pools/web"
+    assert requests.patch(pool_url, json={"draining": True}, headers=headers, timeout=10).ok
+    try:
+        deadline = time.monotonic() + 30
+        while pool_counts(server, token)[("web", "")][1]:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
+        ops = token_of(server, "ops", AGENT_PASSWORD)
+        made = requests.post(
+            f"{server.base}/requests",
+            json={"vms": {"web": 1}, "user": "ada", "priority": 1},
+            headers={"X-Auth-Token": ops},
+            timeout=10,
+        )
+        assert made.status_code == 202, made.text
+        request_id = made.json()["request"]["id"]
+
+        sign_in(browser, server, "ops", AGENT_PASSWORD)
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(lambda driver: driver.execute_script(TABLE_ROWS, "#requests-rows"))
+        [shown] = browser.execute_script(TABLE_ROWS, "#requests-rows")
+        assert shown[:5] == [str(request_id), "ada", "1 web", "1", "1"]
+        row = browser.find_element(
+            By.CSS_SELECTOR, f'#requests-rows tr[data-request="{request_id}"]'
+        )
+        row.find_element(By.XPATH, ".//button[text()='Cancel']").click()
+        wait.until(expected_conditions.alert_is_present()).accept()
+        wait.until(lambda driver: driver.execute_script(TABLE_ROWS, "#requests-rows") == [])
+        ended = requests.get(
+            f"{server.base}/requests/{request_id}", headers={"X-Auth-Token": ops}, timeout=10
+        )
+        assert ended.json()["request"]["state"] == "cancelled"
+    finally:
+        requests.delete(pool_url, headers=headers, timeout=10)
+        wait_for_a_free_vm(server, token)

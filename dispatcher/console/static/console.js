@@ -138,6 +138,7 @@ async function refresh() {
     showClouds(),
     showPools(),
     showAssignments(),
+    showRequests(),
     showHistory(),
     showMyQuota(),
     showQuotaRules(),
@@ -347,6 +348,38 @@ async function extendVm(cloud, vm) {
 async function releaseVm(cloud, vm) {
   if (!window.confirm(`Release ${vm.hostname} (${vm.id_vm}) of ${vm.user}?`)) return;
   await change("Release", "PUT", `/vm/action/release/${encodeURIComponent(cloud)}`, { node: vm.id_vm });
+}
+
+// The requests waiting in line (an admin sees everyone's, anyone else their own): each with
+// its place among those wanting its types, and Cancel for its asker or an admin.
+async function showRequests() {
+  const answer = await api("GET", "/requests?state=pending");
+  const rows = answer.requests.map((request) => {
+    const asked = Object.entries(request.asked).map(([type, count]) => `${count} ${type}`).join(", ");
+    const wait = request.estimated_wait_s === null ? "unknown" : `${request.estimated_wait_s} s`;
+    const cells = [String(request.id), request.user, asked, String(request.priority), String(request.position), wait, leaseLeft(request.expires_at)];
+    const tr = row(cells);
+    tr.dataset.request = String(request.id);
+    if (can(CHANGE_ROLES)) {
+      const cancel = el("button", "Cancel", { type: "button", "aria-label": `Cancel request ${request.id}` });
+      cancel.addEventListener("click", () => cancelRequest(request));
+      tr.append(cell(cancel));
+    }
+    return tr;
+  });
+  $("requests-rows").replaceChildren(...rows);
+}
+
+async function cancelRequest(request) {
+  if (!window.confirm(`Cancel request ${request.id} of ${request.user}?`)) return;
+  const message = $("requests-message");
+  try {
+    await api("DELETE", `/requests/${request.id}`);
+    message.textContent = `Request ${request.id} cancelled`;
+  } catch (error) {
+    if (!(error instanceof SessionEnded)) message.textContent = `Cancel refused: ${error.message}`;
+  }
+  await refresh();
 }
 
 async function assignByType(event) {
