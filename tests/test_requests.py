@@ -387,3 +387,23 @@ def test_a_webhook_url_without_a_secret_to_sign_with_is_refused(filled):
     )
     body["webhook_url"] = "https://hooks.example/\x00"
     assert_error(client.post(REQUESTS, json=body), 400, "webhook_url: an http", prefix=True)
+
+
+def test_a_request_is_served_at_once_only_if_none_waits_ahead_of_it_in_line(make_app):
+    """An older request of priority 3 waits (its db pool paused) while web has free VMs: a
+    newer one of priority 1 for web is ahead of it in line, and is served at once; a newer
+    one of priority 3 for web is behind it, and waits."""
+    app = make_app(POOLS={"web": pool(2, 4), "db": pool(0, 1)})
+    admin = token_client(app, "root", roles=("admin",))
+    admin.patch("/api/v1/pools/db", json={"paused": True})
+    work(app)
+    work(app)
+    client = token_client(app)
+    older = client.post(REQUESTS, json={"vms": {"web": 1, "db": 1}, "user": "ada", "priority": 3})
+    assert older.status_code == 202
+    assert len(vms(app)["free"]) == 1  # one of the two set aside for it
+    behind = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "bob", "priority": 3})
+    assert behind.status_code == 202
+    assert behind.json["request"]["position"] == 2
+    first = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "cy", "priority": 1})
+    assert first.status_code == 200, first.json

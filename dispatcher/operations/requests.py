@@ -110,7 +110,8 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
     )
     _record(row, "request", "ok", f"request {row.id}: {_asked(row)} for {row.user}, waiting")
     db.session.commit()
-    ahead = [other for other in requests.in_line() if other.id < row.id]
+    line = requests.in_line()
+    ahead = line[: next(index for index, other in enumerate(line) if other.id == row.id)]
     if not any(set(other.vms) & set(row.vms) for other in ahead):
         _serve(row, ServeReport())
     return request_to_dict(requests.get(row.id)), requests.get(row.id).state == READY
