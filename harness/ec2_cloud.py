@@ -420,6 +420,12 @@ class Ec2Cloud:
             instance_id = self._attached_instance(environ, params)
             if instance_id:
                 (form if "Action" in form else query)["InstanceId"] = instance_id
+        if action == "DescribeInstances" and not any(
+            key.startswith(("MaxResults", "InstanceId")) for key in params
+        ):
+            # Real EC2 answers every instance when no MaxResults is given; moto pages at 100
+            # (terminated instances included), and libcloud reads the first page only.
+            (form if "Action" in form else query)["MaxResults"] = "1000"
         environ["QUERY_STRING"] = urlencode(query)
         _write_form(environ, form)
 

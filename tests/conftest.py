@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import flask_migrate
 import pytest
 import sqlalchemy
 from cistern_server import CisternServer
@@ -20,10 +19,11 @@ from helpers import (
     SECRET_KEY,
     Server,
 )
+from helpers import prepare_database as prepare_database  # for the modules that import it from here
 from helpers import settings_file as settings_file  # for the modules that import it from here
 from prometheus_client import REGISTRY
 
-from dispatcher import auth, create_app, database
+from dispatcher import auth, create_app
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
@@ -105,6 +105,7 @@ HEAVY_MODULES = (
     "test_production.py",
     "test_quotas_concurrency.py",
     "test_requests_concurrency.py",
+    "test_requests_ec2.py",
     "test_revocation_production.py",
 )
 
@@ -244,20 +245,6 @@ def make_app(database_url, request):
     for app in made:
         with app.app_context():
             db.engine.dispose()
-
-
-def prepare_database(app):
-    """The schema at the newest revision and the roles, as `dispatcher init-db` makes them.
-
-    Made from the models and stamped, which is quicker than running every migration;
-    test_migrations.py checks that both give the same schema.
-    """
-    with app.app_context():
-        if database.current() is None:
-            db.create_all()
-            flask_migrate.stamp()
-        auth.ensure_roles()
-    return app
 
 
 def app_of_server(database_url: str, **settings):

@@ -14,9 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+import flask_migrate
 import pytest
 import requests
+import sqlalchemy
+from sqlalchemy import select
 
+from dispatcher import auth, create_app, database
+from dispatcher.extensions import db
+from dispatcher.models import ADMIN, AGENT, DELETED, Assignment, AuditEntry
 from harness.gunicorn_server import ROOT, GunicornServer, race
 from harness.ports import free_port, listens, xdist_worker
 
@@ -46,6 +52,20 @@ def settings_file(path: Path, **settings) -> Path:
     lines = [f"{key} = {value!r}\n" for key, value in {**CHEAP_PASSWORD_HASH, **settings}.items()]
     path.write_text(CHECKOUT_SETTINGS.read_text() + "\n" + "".join(lines))
     return path
+
+
+def prepare_database(app):
+    """The schema at the newest revision and the roles, as `dispatcher init-db` makes them.
+
+    Made from the models and stamped, which is quicker than running every migration;
+    test_migrations.py checks that both give the same schema.
+    """
+    with app.app_context():
+        if database.current() is None:
+            db.create_all()
+            flask_migrate.stamp()
+        auth.ensure_roles()
+    return app
 
 
 # Keys that a test must not inherit from the environment it runs in.
@@ -233,6 +253,136 @@ class Gunicorn(GunicornServer):
             if len(lines) >= count or time.monotonic() > deadline:
                 return {int(m[1]) for m in lines}
             time.sleep(0.05)
+
+
+# -- warm pools on EC2 and PostgreSQL ------------------------------------------------------
+
+# The test process issues the tokens and makes the schema, the commands and the workers check
+# them: all need the same secrets.
+SITE_SECRET_KEY = "pools-ec2-test-secret-key"
+SITE_PASSWORD_SALT = "pools-ec2-test-password-salt"
+
+
+class PoolGunicorn(Gunicorn):
+    """The concurrency tests' `gunicorn -w 4`, with an assign by type."""
+
+    def assign(
+        self, session: requests.Session, token: str, user: str, vm_type: str
+    ) -> requests.Response:
+        """An assign by type: PUT /vm/action/assign with vm_type and user, no VM named."""
+        return session.put(
+            f"{self.base}/vm/action/assign",
+            json={"vm_type": vm_type, "user": user},
+            headers={"X-Auth-Token": token},
+            timeout=30,
+        )
+
+
+class Site:
+    """A deployment of the dispatcher with warm pools: a settings file, a PostgreSQL schema with
+    the tables, an agent's token and an admin's, the `dispatcher` command and gunicorn on
+    them."""
+
+    def __init__(self, folder: Path, database_url: str, farm: dict, pools: dict, **settings):
+        self.folder = folder
+        self.pools = pools
+        config = {"CLOUD_FARM": farm, "POOLS": pools, **settings}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DISPATCHER_SECRET_KEY": SITE_SECRET_KEY,
+            "DISPATCHER_PASSWORD_SALT": SITE_PASSWORD_SALT,
+            "DISPATCHER_SETTINGS": str(settings_file(folder / "settings.py", **config)),
+            "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.app = prepare_database(
+            create_app(
+                {
+                    "SQLALCHEMY_DATABASE_URI": database_url,
+                    "SECRET_KEY": SITE_SECRET_KEY,
+                    "SECURITY_PASSWORD_SALT": SITE_PASSWORD_SALT,
+                    **CHEAP_PASSWORD_HASH,
+                    **config,
+                }
+            )
+        )
+        with self.app.app_context():
+            agent = auth.create_user("pooler", "pooler-password", roles=(AGENT,))
+            self.token = agent.get_auth_token()
+            admin = auth.create_user("overseer", "overseer-password", roles=(ADMIN,))
+            self.admin_token = admin.get_auth_token()
+        self.engine = sqlalchemy.create_engine(database_url)
+        self.servers: list[PoolGunicorn] = []
+        self.managers: list[subprocess.Popen] = []
+
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        """`dispatcher ARGS`, run to its end."""
+        return subprocess.run(
+            [str(DISPATCHER), *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+    def reconcile(self, *args: str) -> subprocess.CompletedProcess:
+        """`dispatcher pools reconcile ARGS`, run to its end."""
+        return self.command("pools", "reconcile", *args)
+
+    def start(self, *args: str, name: str) -> subprocess.Popen:
+        """`dispatcher ARGS`, started; its output in the file ``name``.log."""
+        with (self.folder / f"{name}.log").open("w") as output:
+            manager = subprocess.Popen(
+                [str(DISPATCHER), *args],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        self.managers.append(manager)
+        return manager
+
+    def start_reconcile(self, *args: str, name: str = "reconcile") -> subprocess.Popen:
+        """`dispatcher pools reconcile ARGS`, started; its output in the file ``name``.log."""
+        return self.start("pools", "reconcile", *args, name=name)
+
+    def output(self, name: str = "reconcile") -> str:
+        return (self.folder / f"{name}.log").read_text()
+
+    def gunicorn(self) -> PoolGunicorn:
+        """gunicorn with four workers on the site, every worker warmed up."""
+        server = PoolGunicorn(self.folder, self.env)
+        self.servers.append(server)
+        server.warm_up(self.token, path=f"/api/v1/pools/{next(iter(self.pools))}")
+        return server
+
+    def rows(self, pool: str | None = None) -> list:
+        """The rows of ``pool`` (else of every pool) in the ledger (Assignment's columns),
+        deleted ones too, in the order they were made."""
+        query = select(Assignment).where(
+            Assignment.pool == pool if pool is not None else Assignment.pool.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query.order_by(Assignment.id)).all()
+
+    def live(self, pool: str | None = None) -> list:
+        return [row for row in self.rows(pool) if row.status != DELETED]
+
+    def history(self, action: str) -> list:
+        """The history's entries of ``action`` (AuditEntry's columns), oldest first."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)
+            ).all()
+
+    def close(self) -> None:
+        for manager in self.managers:
+            if manager.poll() is None:
+                manager.kill()
+                manager.wait()
+        for server in self.servers:
+            server.stop()
+            print(server.output())  # shown when the test failed
+        with self.app.app_context():
+            db.engine.dispose()
+        self.engine.dispose()
 
 
 # -- headless Chromium ---------------------------------------------------------------------

@@ -4,166 +4,34 @@ refuses, two managers at once, and a manager killed between its create calls and
 
 import datetime
 import itertools
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import helpers
 import pytest
 import requests
-import sqlalchemy
 from conftest import (
-    CHEAP_PASSWORD_HASH,
     cloud_calls,
     ec2_cloud,
     metric,
-    prepare_database,
-    settings_file,
     token_client,
 )
 from sqlalchemy import func, select
 
-from dispatcher import auth, create_app, pools
+from dispatcher import create_app, pools
 from dispatcher.extensions import db
-from dispatcher.models import AGENT, ASSIGNED, BOOTING, DELETED, FREE, Assignment, AuditEntry
+from dispatcher.models import ASSIGNED, BOOTING, FREE, Assignment, AuditEntry
 from dispatcher.pools.events import PoolReport
 from dispatcher.worker import pool_pass
 from harness.ec2_cloud import INSTANCE_LIMIT, INSUFFICIENT_CAPACITY
 from harness.gunicorn_server import race
 
-DISPATCHER = Path(sys.executable).with_name("dispatcher")
-# The test process issues the token and makes the schema, the commands and the workers check
-# them: all need the same secrets.
-SECRET_KEY = "pools-ec2-test-secret-key"
-PASSWORD_SALT = "pools-ec2-test-password-salt"
 SIZE = "t2.micro"
 POOL = "web"
 # A whole number of seconds, as Retry-After takes; the command's --wait does not use it.
 INTERVAL = 7
-
-
-class Site:
-    """A deployment of the dispatcher with warm pools: a settings file, a PostgreSQL schema with
-    the tables and an agent's token, the `dispatcher` command and gunicorn on them."""
-
-    def __init__(self, folder: Path, database_url: str, farm: dict, pools: dict, **settings):
-        self.folder = folder
-        config = {
-            "CLOUD_FARM": farm,
-            "POOLS": pools,
-            "POOLS_INTERVAL": INTERVAL,
-            **settings,
-        }
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "DISPATCHER_SECRET_KEY": SECRET_KEY,
-            "DISPATCHER_PASSWORD_SALT": PASSWORD_SALT,
-            "DISPATCHER_SETTINGS": str(settings_file(folder / "settings.py", **config)),
-            "DISPATCHER_INSTANCE_PATH": str(folder / "instance"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.app = prepare_database(
-            create_app(
-                {
-                    "SQLALCHEMY_DATABASE_URI": database_url,
-                    "SECRET_KEY": SECRET_KEY,
-                    "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
-                    **CHEAP_PASSWORD_HASH,
-                    **config,
-                }
-            )
-        )
-        with self.app.app_context():
-            agent = auth.create_user("pooler", "pooler-password", roles=(AGENT,))
-            self.token = agent.get_auth_token()
-        self.engine = sqlalchemy.create_engine(database_url)
-        self.servers: list[Gunicorn] = []
-        self.managers: list[subprocess.Popen] = []
-
-    def reconcile(self, *args: str) -> subprocess.CompletedProcess:
-        """`dispatcher pools reconcile ARGS`, run to its end."""
-        return subprocess.run(
-            [str(DISPATCHER), "pools", "reconcile", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def start_reconcile(self, *args: str, name: str = "reconcile") -> subprocess.Popen:
-        """`dispatcher pools reconcile ARGS`, started; its output in the file ``name``.log."""
-        with (self.folder / f"{name}.log").open("w") as output:
-            manager = subprocess.Popen(
-                [str(DISPATCHER), "pools", "reconcile", *args],
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        self.managers.append(manager)
-        return manager
-
-    def output(self, name: str = "reconcile") -> str:
-        return (self.folder / f"{name}.log").read_text()
-
-    def gunicorn(self) -> "Gunicorn":
-        """gunicorn with four workers on the site, every worker warmed up."""
-        server = Gunicorn(self.folder, self.env)
-        self.servers.append(server)
-        server.warm_up(self.token)
-        return server
-
-    def rows(self) -> list:
-        """The pool's rows in the ledger (Assignment's columns), deleted ones too, in the order
-        they were made."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(Assignment).where(Assignment.pool == POOL).order_by(Assignment.id)
-            ).all()
-
-    def live(self) -> list:
-        return [row for row in self.rows() if row.status != DELETED]
-
-    def history(self, action: str) -> list:
-        """The history's entries of ``action`` (AuditEntry's columns), oldest first."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)
-            ).all()
-
-    def close(self) -> None:
-        for manager in self.managers:
-            if manager.poll() is None:
-                manager.kill()
-                manager.wait()
-        for server in self.servers:
-            server.stop()
-            print(server.output())  # shown when the test failed
-        with self.app.app_context():
-            db.engine.dispose()
-        self.engine.dispose()
-
-
-class Gunicorn(helpers.Gunicorn):
-    """The concurrency tests' `gunicorn -w 4`, with an assign by type."""
-
-    def assign(self, session: requests.Session, token: str, user: str) -> requests.Response:
-        """An assign by type: PUT /vm/action/assign with vm_type and user, no VM named."""
-        return session.put(
-            f"{self.base}/vm/action/assign",
-            json={"vm_type": POOL, "user": user},
-            headers={"X-Auth-Token": token},
-            timeout=30,
-        )
-
-    def warm_up(self, token: str) -> None:
-        """Ask for the pool until every worker has answered once."""
-        super().warm_up(token, path=f"/api/v1/pools/{POOL}")
 
 
 @pytest.fixture
@@ -171,8 +39,10 @@ def site(tmp_path, postgresql_url):
     """Make the test's Site on its PostgreSQL schema (skipped where no server answers)."""
     made = []
 
-    def make(farm: dict, pools: dict, **settings) -> Site:
-        made.append(Site(tmp_path, postgresql_url, farm, pools, **settings))
+    def make(farm: dict, pools: dict, **settings) -> helpers.Site:
+        made.append(
+            helpers.Site(tmp_path, postgresql_url, farm, pools, POOLS_INTERVAL=INTERVAL, **settings)
+        )
         return made[-1]
 
     yield make
@@ -246,7 +116,9 @@ def test_reconcile_fills_the_pool_then_four_workers_hand_out_each_vm_once(site, 
 
     server = deployed.gunicorn()
     users = ["ann", "bob", "cy"]
-    answers = race(3, lambda index, session: server.assign(session, deployed.token, users[index]))
+    answers = race(
+        3, lambda index, session: server.assign(session, deployed.token, users[index], POOL)
+    )
 
     assert [answer.status_code for answer in answers] == [200] * 3, [a.text for a in answers]
     bodies = [answer.json() for answer in answers]
@@ -267,7 +139,7 @@ def test_reconcile_fills_the_pool_then_four_workers_hand_out_each_vm_once(site, 
     }
 
     with requests.Session() as session:
-        empty = server.assign(session, deployed.token, "dee")
+        empty = server.assign(session, deployed.token, "dee", POOL)
     assert empty.status_code == 503, empty.text
     assert empty.headers["Retry-After"] == str(INTERVAL)
     body = empty.json()
@@ -389,8 +261,8 @@ def test_an_override_through_the_api_rules_the_next_pass_of_another_process(site
     restarted = create_app(
         {
             "SQLALCHEMY_DATABASE_URI": deployed.app.config["SQLALCHEMY_DATABASE_URI"],
-            "SECRET_KEY": SECRET_KEY,
-            "SECURITY_PASSWORD_SALT": PASSWORD_SALT,
+            "SECRET_KEY": helpers.SITE_SECRET_KEY,
+            "SECURITY_PASSWORD_SALT": helpers.SITE_PASSWORD_SALT,
             "CLOUD_FARM": deployed.app.config["CLOUD_FARM"],
             "POOLS": deployed.app.config["POOLS"],
         }
