@@ -407,3 +407,32 @@ def test_a_request_is_served_at_once_only_if_none_waits_ahead_of_it_in_line(make
     assert behind.json["request"]["position"] == 2
     first = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "cy", "priority": 1})
     assert first.status_code == 200, first.json
+
+
+def test_a_request_a_quota_refuses_when_served_fails_and_frees_its_vms(make_app, good):
+    """Two VMs at once for each agent. Two requests wait (2 and 1 VMs: each allowed when
+    made); once the VMs are made the first is served, and the second, which would make
+    three, fails with the quota's reason, its VM back in the pool, its webhook told."""
+    quota = [{"scope": "role", "name": "agent", "max_vms": 2}]
+    app = make_app(
+        POOLS={"web": pool(0, 3)},
+        QUOTAS=quota,
+        LEASE_WEBHOOK_SECRET="s3cret",
+        REQUEST_WEBHOOK_URL=good.url("/hooks/requests"),
+    )
+    client = token_client(app)
+    first = client.post(REQUESTS, json={"vms": {"web": 2}, "user": "ada"}).json["request"]
+    second = client.post(REQUESTS, json={"vms": {"web": 1}, "user": "bob"}).json["request"]
+    work(app)
+    work(app)
+    served = client.get(f"{REQUESTS}/{first['id']}").json["request"]
+    failed = client.get(f"{REQUESTS}/{second['id']}").json["request"]
+    assert served["state"] == "ready"
+    assert failed["state"] == "failed"
+    assert failed["message"] == "quota: user tester holds 2 of 2 VMs (rule role agent)"
+    assert vms(app)["reserved"] == []
+    assert len(vms(app)["assigned"]) == 2 and len(vms(app)["free"]) == 1
+    with app.app_context():
+        webhook_delivery.run()
+    events = [json.loads(call["body"])["event"] for call in good.calls]
+    assert sorted(events) == ["request.failed", "request.ready"]

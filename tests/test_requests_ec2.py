@@ -6,9 +6,9 @@ anew). Every request is served whole or not at all at every sample, the line kee
 within a priority, priority 1 waits less than priority 3, and the books agree with the cloud
 at the end.
 
-REQUESTS is 120, not the 300 the line was meant to hold: each VM is made, handed over and
+REQUESTS is 60, not the 300 the line was meant to hold: each VM is made, handed over and
 destroyed in EC2 at a pass a second, and 300 take over two minutes on two cores (120: about
-50 s)."""
+50 s), more than the suite can give one test; 60 still ask three times what the pools hold."""
 
 import random
 import re
@@ -27,7 +27,7 @@ from sqlalchemy import select
 from dispatcher.models import ASSIGNED, RESERVED, Assignment, AuditEntry, VMRequest
 from harness.gunicorn_server import race
 
-REQUESTS = 120
+REQUESTS = 60
 CLIENTS = 12  # each sends its share of the requests one after another
 SIZE = "t2.micro"
 # The worker's pass interval, and the Retry-After of an assign that finds its pool empty.

@@ -41,7 +41,8 @@ def init_app(app) -> None:
             f"REQUEST_DEFAULT_EXPIRY ({config['REQUEST_DEFAULT_EXPIRY']}) is more than "
             f"REQUEST_MAX_EXPIRY ({config['REQUEST_MAX_EXPIRY']})"
         )
-    metrics.register_collector(app, LineCollector())
+    if config.get("POOLS"):  # no pools, no line: /metrics asks nothing of the database
+        metrics.register_collector(app, LineCollector())
 
 
 class LineCollector:
