@@ -111,10 +111,13 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
     _record(row, "request", "ok", f"request {row.id}: {_asked(row)} for {row.user}, waiting")
     db.session.commit()
     line = requests.in_line()
-    ahead = line[: next(index for index, other in enumerate(line) if other.id == row.id)]
-    if not any(set(other.vms) & set(row.vms) for other in ahead):
+    place = next((index for index, other in enumerate(line) if other.id == row.id), None)
+    # Served at once only if none waits ahead of it; not in line any more: the worker
+    # served it (or it was cancelled) since the commit.
+    if place is not None and not any(set(other.vms) & set(row.vms) for other in line[:place]):
         _serve(row, ServeReport())
-    return request_to_dict(requests.get(row.id)), requests.get(row.id).state == READY
+    row = requests.get(row.id)
+    return request_to_dict(row), row.state == READY
 
 
 def cancel_request(request_id: int, caller: str, admin: bool) -> dict:
