@@ -310,12 +310,22 @@ def boot_seconds(pool: str, last: int) -> list[float]:
 
 def set_aside_counts(request_id: int) -> dict[str, int]:
     """How many VMs of each pool are set aside for the request: ``{pool: n}``."""
+    return set_aside_by_request([request_id]).get(request_id, {})
+
+
+def set_aside_by_request(request_ids: list[int]) -> dict[int, dict[str, int]]:
+    """The VMs set aside for each of these requests, by pool: one statement."""
+    if not request_ids:
+        return {}
     rows = db.session.execute(
-        select(Assignment.pool, func.count())
-        .where(Assignment.request_id == request_id, Assignment.status == RESERVED)
-        .group_by(Assignment.pool)
+        select(Assignment.request_id, Assignment.pool, func.count())
+        .where(Assignment.request_id.in_(list(request_ids)), Assignment.status == RESERVED)
+        .group_by(Assignment.request_id, Assignment.pool)
     )
-    return {pool: number for pool, number in rows}
+    found: dict[int, dict[str, int]] = {}
+    for request_id, pool, number in rows:
+        found.setdefault(request_id, {})[pool] = number
+    return found
 
 
 def held_by_request(request_id: int) -> list[Assignment]:

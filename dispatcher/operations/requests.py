@@ -199,7 +199,7 @@ def _serve(row: VMRequest, report: ServeReport) -> None:
     if not requests.move(row, PENDING, PENDING):  # held: a cancel of it waits for this
         db.session.rollback()
         return
-    aside = requests.set_aside_by_pool([row.id]).get(row.id, {})
+    aside = ledger.set_aside_counts(row.id)
     complete = True
     for vm_type, count in row.vms.items():
         spec = pools.find(vm_type)
@@ -359,7 +359,7 @@ def _estimate(row: VMRequest, line: list[VMRequest]) -> int | None:
         if spec is None:
             return None
         spec = overrides.applied(spec)
-        wanted = requests.wanted(up_to, vm_type)
+        wanted = sizing.wanted(up_to, vm_type)
         if wanted == 0:
             continue
         boot = sizing.median_boot(spec)

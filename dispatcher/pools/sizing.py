@@ -71,12 +71,20 @@ def target(spec: PoolSpec, now: datetime.datetime | None = None) -> Target:
             forecast, why = _forecast(spec, now, boot)
             parts.append((forecast, f"forecast: {why}"))
     free, because = max(parts, key=lambda part: part[0])  # the first of equals: the floor
-    requested = requests.wanted(requests.in_line(), spec.name)
+    requested = wanted(requests.in_line(), spec.name)
     if requested:
         free, because = free + requested, f"{because}, + {requested} for requests in line"
     if free > spec.max_total:
         free, because = spec.max_total, f"max_total {spec.max_total}, below {because}"
     return Target(free, because, floor, demand, forecast, requested)
+
+
+def wanted(line, pool: str) -> int:
+    """The VMs of ``pool`` the requests in ``line`` still want: asked, not yet set aside
+    for them. The pool makes them beyond the largest part of its target."""
+    asking = [row for row in line if pool in row.vms]
+    aside = ledger.set_aside_by_request([row.id for row in asking])
+    return sum(max(0, row.vms[pool] - aside.get(row.id, {}).get(pool, 0)) for row in asking)
 
 
 def floor_of(spec: PoolSpec, now: datetime.datetime) -> tuple[int, str]:

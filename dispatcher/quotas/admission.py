@@ -39,8 +39,7 @@ def admit_assign(
     count: int = 1,
 ) -> int | None:
     """Let ``username`` take ``count`` more VMs of ``pool`` (the VM's pool, else its
-    vm_type; 0: those it holds already, taken in this transaction, are not too many),
-    each leased for ``lease`` seconds (None: no end), of which it ``asked`` for ``asked``
+    vm_type), each leased for ``lease`` seconds (None: no end), of which it ``asked`` for ``asked``
     (None: the default); the lease to give, shortened to the quota's max_lease where the
     default was longer. Holds the caller's lock until the transaction ends, when it counts.
 

@@ -1,5 +1,6 @@
 """Requests for VMs of several pools at once that wait in line: their rows
-(``vm_requests``), the line they wait in, and what they still want.
+(``vm_requests``) and the line they wait in (what it still wants of a pool is
+``pools.sizing.wanted``: the VMs set aside are the ledger's).
 
 A request is ``pending`` until every VM it asks for is set aside for it (``RESERVED`` in
 the ledger) and handed over in one transaction (``ready``); it may be ``cancelled``,
@@ -12,13 +13,13 @@ both win. Nothing here commits: the use cases of ``operations.requests`` do.
 import datetime
 
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from .. import clock, metrics
 from ..config import check_number
 from ..errors import ConfigurationError
 from ..extensions import db
-from ..models import RESERVED, Assignment, VMRequest
+from ..models import VMRequest
 from ..serializers import as_utc
 
 PENDING, READY, CANCELLED, EXPIRED, FAILED = "pending", "ready", "cancelled", "expired", "failed"
@@ -136,29 +137,6 @@ def move(row: VMRequest, before: str, after: str, message: str | None = None) ->
     if moved is not None:
         db.session.refresh(row)
     return moved is not None
-
-
-def set_aside_by_pool(request_ids: list[int]) -> dict[int, dict[str, int]]:
-    """The VMs set aside for each of these requests, by pool: one statement."""
-    if not request_ids:
-        return {}
-    query = (
-        select(Assignment.request_id, Assignment.pool, func.count())
-        .where(Assignment.status == RESERVED, Assignment.request_id.in_(request_ids))
-        .group_by(Assignment.request_id, Assignment.pool)
-    )
-    found: dict[int, dict[str, int]] = {}
-    for request_id, pool, number in db.session.execute(query):
-        found.setdefault(request_id, {})[pool] = number
-    return found
-
-
-def wanted(line: list[VMRequest], pool: str) -> int:
-    """The VMs of ``pool`` the requests in ``line`` still want: asked, not yet set aside.
-    The pool makes them beyond its target."""
-    asking = [row for row in line if pool in row.vms]
-    aside = set_aside_by_pool([row.id for row in asking])
-    return sum(max(0, row.vms[pool] - aside.get(row.id, {}).get(pool, 0)) for row in asking)
 
 
 def position(row: VMRequest, line: list[VMRequest]) -> int | None:
