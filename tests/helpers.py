@@ -14,14 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-import flask_migrate
 import pytest
 import requests
 import sqlalchemy
+from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from dispatcher import auth, create_app, database
-from dispatcher.extensions import db
+from dispatcher.extensions import db, migrate
 from dispatcher.models import ADMIN, AGENT, DELETED, Assignment, AuditEntry
 from harness.gunicorn_server import ROOT, GunicornServer, race
 from harness.ports import free_port, listens, xdist_worker
@@ -62,10 +62,42 @@ def prepare_database(app):
     """
     with app.app_context():
         if database.current() is None:
-            db.create_all()
-            flask_migrate.stamp()
+            with db.engine.begin() as connection:
+                script = ";\n".join(_schema_script(connection.dialect))
+                if connection.dialect.name == "sqlite":
+                    # sqlite3 commits each DDL statement by itself (a sync of the file
+                    # each) unless the script opens its own transaction.
+                    connection.connection.executescript(f"BEGIN;\n{script};\nCOMMIT;")
+                else:
+                    connection.exec_driver_sql(script)
         auth.ensure_roles()
     return app
+
+
+# dialect name -> the statements of prepare_database's schema
+_SCHEMA_SCRIPTS: dict[str, list[str]] = {}
+
+
+def _schema_script(dialect) -> list[str]:
+    """What db.create_all() and `flask db stamp head` send on ``dialect``, compiled once
+    per test process and sent at once, in one transaction: most tests make a database, and
+    making it statement by statement, a commit each, took a tenth of the suite's time."""
+    if dialect.name not in _SCHEMA_SCRIPTS:
+        statements = []
+        mock = sqlalchemy.create_mock_engine(
+            sqlalchemy.make_url(f"{dialect.name}://"),
+            lambda sql, *args, **kwargs: statements.append(str(sql.compile(dialect=dialect))),
+        )
+        db.metadata.create_all(mock, checkfirst=False)
+        config = migrate.get_config()
+        head = ScriptDirectory.from_config(config).get_current_head()
+        statements += [
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))",
+            f"INSERT INTO alembic_version (version_num) VALUES ('{head}')",
+        ]
+        _SCHEMA_SCRIPTS[dialect.name] = statements
+    return _SCHEMA_SCRIPTS[dialect.name]
 
 
 # Keys that a test must not inherit from the environment it runs in.

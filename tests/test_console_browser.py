@@ -104,7 +104,16 @@ def server(tmp_path_factory):
     """`dispatcher run` with the warm pool web on the Dummy cloud fake_driver, filled, a
     user `reader` without roles and a user `ops` with role agent, every agent allowed one
     VM at once (QUOTAS)."""
-    settings = {"POOLS": {"web": {**POOL, "max_total": 3}}, "POOLS_INTERVAL": 1, "QUOTAS": QUOTAS}
+    settings = {
+        "POOLS": {"web": {**POOL, "max_total": 3}},
+        "POOLS_INTERVAL": 1,
+        # The Dummy numbers a new node by the count of its nodes, so after a destroy it can
+        # give a live VM's id again: the create is refused and the cloud left alone for a
+        # while. A second here, not POOLS_BACKOFF_SECONDS' half minute, before the next try.
+        "POOLS_BACKOFF_SECONDS": 1,
+        "POOLS_BACKOFF_MAX_SECONDS": 2,
+        "QUOTAS": QUOTAS,
+    }
     instance = tmp_path_factory.mktemp("console") / "instance"
     server = Server(instance, settings, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
     try:
