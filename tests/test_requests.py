@@ -333,11 +333,43 @@ def test_metrics_show_the_line_and_the_waits(make_app):
             {"REQUEST_DEFAULT_EXPIRY": 7200, "REQUEST_MAX_EXPIRY": 3600},
             "REQUEST_DEFAULT_EXPIRY (7200) is more than REQUEST_MAX_EXPIRY (3600)",
         ),
+        (
+            {
+                "ASSIGNMENT_BACKEND": "cistern",
+                "REQUEST_WEBHOOK_URL": "https://hooks.example.org/requests",
+                "LEASE_WEBHOOK_SECRET": "s",
+            },
+            "REQUEST_WEBHOOK_URL: requests need the local ledger (ASSIGNMENT_BACKEND='local'), "
+            "not 'cistern': they are served from its pools",
+        ),
+        (
+            {"ASSIGNMENT_BACKEND": "cistern", "REQUEST_MAX_VMS": 5},
+            "REQUEST_MAX_VMS: requests need the local ledger",
+        ),
     ],
 )
 def test_bad_request_settings_stop_the_start(settings, message):
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", **settings})
+
+
+def test_beside_cistern_a_request_is_a_400_saying_why_and_nothing_is_written(make_app, cistern):
+    """No pools beside Cistern, so no line: the request is refused at once, not queued,
+    and neither Cistern nor the history hears of it."""
+    app = make_app(ASSIGNMENT_BACKEND="cistern", CISTERN_URL=cistern.url)
+    client = token_client(app)
+    rows_before = len(cistern.rows)
+    answer = client.post("/api/v1/requests", json={"vms": {"web": 1}, "user": "ada"})
+    assert_error(
+        answer,
+        400,
+        "requests are served from warm pools, which only the local ledger keeps: beside "
+        "Cistern (ASSIGNMENT_BACKEND=cistern) there are none",
+    )
+    assert len(cistern.rows) == rows_before
+    with app.app_context():
+        assert db.session.query(AuditEntry).filter_by(action="request").count() == 0
+    assert client.get("/api/v1/requests").get_json()["requests"] == []
 
 
 def test_a_ready_and_an_expired_request_are_told_to_their_webhook_signed(make_app, good):

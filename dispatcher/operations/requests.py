@@ -14,7 +14,18 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .. import clock, clouds, history, leases, metrics, pools, quotas, requests, webhooks
+from .. import (
+    bookkeeping,
+    clock,
+    clouds,
+    history,
+    leases,
+    metrics,
+    pools,
+    quotas,
+    requests,
+    webhooks,
+)
 from ..bookkeeping import ledger
 from ..errors import (
     ConfigurationError,
@@ -60,8 +71,14 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
     :raises InvalidRequestError: more VMs than a pool's max_total or REQUEST_MAX_VMS, a
         lease above its cap.
     :raises QuotaExceededError: a quota of the caller would refuse them now.
+    :raises InvalidRequestError: the bookkeeping keeps no pools (Cistern).
     """
     config = current_app.config
+    if not bookkeeping.backend().keeps_pools:
+        raise InvalidRequestError(
+            "requests are served from warm pools, which only the local ledger keeps: "
+            "beside Cistern (ASSIGNMENT_BACKEND=cistern) there are none"
+        )
     asked, cloud, lease = body["vms"], body.get("cloud"), body.get("lease")
     total = sum(asked.values())
     if total > config["REQUEST_MAX_VMS"]:

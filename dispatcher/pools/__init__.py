@@ -5,8 +5,8 @@ an assign by type answers at once. The worker's pool pass keeps them filled
 from flask import current_app
 
 from .. import bookkeeping, metrics
-from ..config import check_number
-from ..errors import NotFoundError
+from ..config import Config, check_number
+from ..errors import ConfigurationError, NotFoundError
 from .spec import PoolCloud, PoolSpec, ReadyCheck, parse_pools
 from .status import PoolCollector, pool_to_dict
 
@@ -28,8 +28,8 @@ def init_app(app) -> None:
     """Parse POOLS against the clouds and the bookkeeping; show each pool's VMs by state
     on /metrics.
 
-    :raises ConfigurationError: one line naming the pool and the key at fault, or a bad
-        POOLS_LEVELS_KEPT.
+    :raises ConfigurationError: one line naming the pool and the key at fault, a bad
+        POOLS_LEVELS_KEPT, or a request setting beside a bookkeeping without pools.
     """
     config = app.config
     check_number(config, "POOLS_LEVELS_KEPT", least=1, whole=True)
@@ -39,7 +39,32 @@ def init_app(app) -> None:
     specs = app.extensions[EXTENSION] = parse_pools(
         config.get("POOLS"), config["CLOUD_FARM"], backend, keeps_pools
     )
+    if not keeps_pools:
+        _refuse_request_settings(config, backend)
     metrics.register_collector(app, PoolCollector(list(specs.values())))
+
+
+# The settings of the requests that wait in line, which only pools serve.
+REQUEST_SETTINGS = (
+    "REQUEST_DEFAULT_EXPIRY",
+    "REQUEST_MAX_EXPIRY",
+    "REQUEST_MAX_VMS",
+    "REQUEST_WEBHOOK_URL",
+)
+
+
+def _refuse_request_settings(config, backend: str) -> None:
+    """Requests are served from the pools: beside a bookkeeping without pools, a request
+    setting changed from its default is a mistake of the configuration.
+
+    :raises ConfigurationError: naming the first such setting.
+    """
+    for name in REQUEST_SETTINGS:
+        if config.get(name) != getattr(Config, name):
+            raise ConfigurationError(
+                f"{name}: requests need the local ledger (ASSIGNMENT_BACKEND='local'), not "
+                f"{backend!r}: they are served from its pools"
+            )
 
 
 def _pools() -> dict[str, PoolSpec]:
