@@ -13,7 +13,7 @@ import sqlalchemy
 import time_machine
 from conftest import assert_error, metric, token_client
 
-from dispatcher import create_app, pools, webhooks
+from dispatcher import create_app, operations, pools, webhooks
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, FREE, RESERVED, Assignment, AuditEntry
@@ -140,6 +140,53 @@ def test_the_line_is_served_by_priority_then_age(make_app):
     assert states == ["pending", "ready", "ready"]
     assert sorted(user for _, user, _ in vms(app)["assigned"]) == ["first", "second"]
     assert client.get(f"{REQUESTS}/{ids[0]}").json["request"]["position"] == 1
+
+
+def test_a_pass_over_a_line_that_nothing_can_serve_costs_the_same_however_long(make_app):
+    """Both VMs of web held: a pass over three waiting requests and one over thirty send
+    the same statements, none of them a change (a long line is not a load on the
+    database at every pass); a VM released then goes to the first in line."""
+    app = make_app(POOLS={"web": pool(0, 2)})
+    client = token_client(app)
+    held = client.post(REQUESTS, json={"vms": {"web": 2}, "user": "first"}).json["request"]
+    work(app)
+    work(app)
+    assert client.get(f"{REQUESTS}/{held['id']}").json["request"]["state"] == "ready"
+
+    def a_pass() -> list[str]:
+        sent = []
+        with app.app_context():
+            engine = db.engine
+            record = lambda conn, cursor, statement, *args: sent.append(statement)  # noqa: E731
+            sqlalchemy.event.listen(engine, "before_cursor_execute", record)
+            try:
+                report = operations.serve_requests()
+            finally:
+                sqlalchemy.event.remove(engine, "before_cursor_execute", record)
+        assert (report.ready, report.waiting) == (0, waiting)
+        return sent
+
+    asked = [
+        client.post(REQUESTS, json={"vms": {"web": 1}, "user": f"u{n}"}).json["request"]["id"]
+        for n in range(30)
+    ]
+    waiting = 30
+    thirty = a_pass()
+    with app.app_context():
+        for request_id in asked[3:]:
+            operations.cancel_request(request_id, "tester", admin=True)
+    waiting = 3
+    three = a_pass()
+    assert len(thirty) == len(three) and len(three) <= 6, three
+    assert not [s for s in three if s.lstrip().upper().startswith(("UPDATE", "INSERT"))]
+
+    vm = client.get(f"{REQUESTS}/{held['id']}").json["request"]["vms"][0]
+    release = f"/api/v1/vm/action/release/{vm['cloud']}"
+    assert client.put(release, json={"node": vm["id_vm"]}).status_code == 200
+    with app.app_context():
+        operations.serve_requests()
+    states = [client.get(f"{REQUESTS}/{i}").json["request"]["state"] for i in asked[:3]]
+    assert states == ["ready", "pending", "pending"]
 
 
 def test_a_cancel_frees_the_vms_set_aside_at_once_and_an_assign_never_takes_them(make_app):

@@ -205,14 +205,25 @@ def serve_requests() -> ServeReport:
             _notify(row, "request.expired")
             report.expired += 1
         db.session.commit()
-    for row in requests.in_line():
-        _serve(row, report)
+    line = requests.in_line()
+    # A request that has nothing set aside and wants only pools with nothing free would
+    # change nothing: it is passed over without a statement, so that a long line costs a
+    # pass a few statements, not several per request. VMs freed during the pass wait for
+    # the next.
+    free = {pool: ledger.pool_totals(pool)["free"] for pool in {p for r in line for p in r.vms}}
+    aside = ledger.set_aside_by_request([row.id for row in line])
+    for row in line:
+        if row.id in aside or any(free[pool] for pool in row.vms):
+            _serve(row, report, free)
+        else:
+            report.waiting += 1
     return report
 
 
-def _serve(row: VMRequest, report: ServeReport) -> None:
+def _serve(row: VMRequest, report: ServeReport, free: dict[str, int] | None = None) -> None:
     """Set aside for ``row`` what it still wants and is free; hand it all over once it has
-    every VM, each pool's under the caller's quotas; commits."""
+    every VM, each pool's under the caller's quotas; commits. ``free``, the VMs free in
+    each pool, loses those set aside."""
     if not requests.move(row, PENDING, PENDING):  # held: a cancel of it waits for this
         db.session.rollback()
         return
@@ -225,7 +236,10 @@ def _serve(row: VMRequest, report: ServeReport) -> None:
             complete = complete and spec is not None
             continue
         where = [row.cloud] if row.cloud else spec.cloud_names
-        if ledger.set_aside(vm_type, where, row.id, need, spec.templates) < need:
+        taken = ledger.set_aside(vm_type, where, row.id, need, spec.templates)
+        if free is not None:
+            free[vm_type] = max(free.get(vm_type, 0) - taken, 0)
+        if taken < need:
             complete = False
     if not complete:
         db.session.commit()
