@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import token_client
+from conftest import SQLITE_ONLY, token_client
 
 import dispatcher
 from dispatcher import auth
@@ -107,6 +107,7 @@ def test_listings_need_a_token(anonymous, action):
 
 @pytest.mark.parametrize("action", LISTINGS)
 @pytest.mark.parametrize("place", ["header", "query", "json"])
+@SQLITE_ONLY
 def test_token_accepted_in_each_of_the_three_places(anonymous, alice, action, place):
     """The token works in X-Auth-Token, ?auth_token= and the JSON body's auth_token."""
     token = get_token(anonymous)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import sqlalchemy
-from conftest import assert_error, token_client
+from conftest import SQLITE_ONLY, assert_error, token_client
 from helpers import WEBHOOK_SECRET, docs_recipe
 
 from dispatcher import clouds, create_app, pools, webhooks, worker
@@ -208,6 +208,7 @@ def test_a_pools_max_lease_caps_its_vms_below_max_lease(make_app):
 
 
 @pytest.mark.parametrize("lease", [0, -1, 315360001, 10**30, 1.5, "60", True, None])
+@SQLITE_ONLY
 def test_a_lease_that_is_no_whole_number_of_seconds_is_400(app, lease):
     client = token_client(app)
     body = {"node": "1", "user": "u", "vm_type": "app", "lease": lease}

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import sqlalchemy
-from conftest import assert_error, token_client
+from conftest import SQLITE_ONLY, assert_error, token_client
 
 from dispatcher import clouds, pools
 from dispatcher.extensions import db
@@ -199,6 +199,7 @@ TOKEN = "the admin's token"
         ({"min_ready": 20, "max_total": 10}, "min_ready: 20 would be more than max_total (10)"),
     ],
 )
+@SQLITE_ONLY
 def test_a_bad_body_is_a_400_naming_the_field(app, admin, body, message):
     if body == {"auth_token": TOKEN}:
         body = {"auth_token": admin.environ_base["HTTP_X_AUTH_TOKEN"]}

@@ -13,7 +13,7 @@ import time
 import pytest
 import sqlalchemy
 import time_machine
-from conftest import metric, token_client
+from conftest import SQLITE_ONLY, metric, token_client
 
 from dispatcher import create_app, pools
 from dispatcher.config import DUMMY_FARM
@@ -184,6 +184,7 @@ def test_recheck_needs_a_ready_check():
     assert str(raised.value) == "POOLS['web']: recheck_seconds needs a ready_check"
 
 
+@SQLITE_ONLY
 def test_only_the_vms_that_answer_become_free_and_only_they_are_handed_out(make_app, listeners):
     """A tenth of the VMs never open their port: they stay booting. Over 500 assigns by
     type (each released back to the pool), every VM handed out answers at that moment."""

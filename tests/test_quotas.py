@@ -9,7 +9,7 @@ import threading
 import pytest
 import sqlalchemy
 import time_machine
-from conftest import ERROR_KEYS, metric, token_client
+from conftest import ERROR_KEYS, SQLITE_ONLY, metric, token_client
 
 from dispatcher import create_app, pools
 from dispatcher.config import DUMMY_FARM
@@ -466,6 +466,7 @@ def test_the_rules_listed_for_admins_carry_what_they_bind_uses(quota_app, still_
         ("/api/v1/quotas/team/x", {"max_vms": 1}, 404, "Page not found"),
     ],
 )
+@SQLITE_ONLY
 def test_bad_rules_are_refused_naming_the_field(quota_app, url, body, status, message):
     app = quota_app(None)
     token_client(app, "ada")

@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy
 import time_machine
-from conftest import assert_error, metric, token_client
+from conftest import SQLITE_ONLY, assert_error, metric, token_client
 
 from dispatcher import create_app, operations, pools, webhooks
 from dispatcher.errors import ConfigurationError
@@ -305,6 +305,7 @@ def test_others_see_only_their_own_requests_and_admins_every_one(filled):
         ),
     ],
 )
+@SQLITE_ONLY
 def test_a_bad_request_is_refused_at_once_naming_what_is_wrong(filled, body, status, message):
     client = token_client(filled)
     assert_error(client.post(REQUESTS, json=body), status, message, prefix=True)
