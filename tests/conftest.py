@@ -110,15 +110,20 @@ HEAVY_MODULES = (
     "test_revocation_production.py",
 )
 
+# The longest of the other modules: handed out right after the heavy unit, so that none of
+# them is left to run alone at the end while the other worker has nothing to do.
+LONG_MODULES = ("test_fuzz.py",)
+
 
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile` (pyproject.toml's addopts), with the heavy modules as one unit.
 
     loadfile hands out whole modules, so that a module's shared server (`server`, the
     production setting, moto) starts once. The heavy modules form one unit, the longest,
-    handed out first: one worker runs them in a row while the other runs everything else,
-    so two of them never share the two cores, which would slow both beyond the bounds
-    some of their tests set on time (a revocation refused by every worker within 1 s).
+    handed out first: one worker runs them in a row while the other runs everything else
+    (LONG_MODULES first), so two of them never share the two cores, which would slow both
+    beyond the bounds some of their tests set on time (a revocation refused by every
+    worker within 1 s).
     """
     if config.getvalue("dist") != "loadfile":
         return None  # another --dist given on the command line: xdist's own
@@ -130,6 +135,8 @@ def pytest_xdist_make_scheduler(config, log):
             return "heavy" if scope.rpartition("/")[2] in HEAVY_MODULES else scope
 
         def _assign_work_unit(self, node) -> None:
+            for scope in [s for s in self.workqueue if s.rpartition("/")[2] in LONG_MODULES]:
+                self.workqueue.move_to_end(scope, last=False)
             if "heavy" in self.workqueue:
                 self.workqueue.move_to_end("heavy", last=False)
             super()._assign_work_unit(node)
