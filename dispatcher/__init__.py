@@ -61,6 +61,7 @@ def create_app(config: dict | None = None) -> Flask:
         reconcile,
         requestlog,
         requests,
+        tagging,
         webhooks,
     )
 
@@ -73,6 +74,7 @@ def create_app(config: dict | None = None) -> Flask:
         bookkeeping,
         webhooks,
         pools,
+        tagging,
         requests,
         leases,
         quotas,

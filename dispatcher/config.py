@@ -145,6 +145,10 @@ class Config:
     # like the lease webhooks.
     REQUEST_WEBHOOK_URL = None
 
+    # The most keys the tags of an assign, an extend or a request may have (docs/
+    # configuration.md, Tags); at most 100.
+    TAG_MAX = 10
+
     # Seconds the answer of a request sent with an Idempotency-Key is kept for its repeats.
     IDEMPOTENCY_TTL = 24 * 3600
 

@@ -6,6 +6,8 @@ carries the JSON Schema of the very rule it checks, and ``body_json_schema`` bui
 body's document from them: what the document allows is what the service accepts.
 """
 
+import re
+
 from schema import And, Optional, Schema, SchemaError, Use
 
 from .jsonparsing import encodable
@@ -55,6 +57,62 @@ class Text:
         else:
             return data
         raise SchemaError(None, f"{self.field}: {message}")
+
+
+# A tag's key: short, of letters, digits and _ - . : / (a pool's require_tags names them).
+TAG_KEY = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+TAG_KEY_JSON = {"type": "string", "pattern": "^[A-Za-z0-9_.:/-]{1,64}$"}
+# The longest value of a tag; any text, the empty one too, without NUL.
+TAG_VALUE_MAX = 256
+# The most keys tags may have, whatever TAG_MAX says: the setting may lower it only.
+TAGS_MOST = 100
+
+
+def tag_key_error(key) -> str | None:
+    """What is wrong with ``key`` as a tag's key, or None."""
+    if isinstance(key, str) and TAG_KEY.fullmatch(key):
+        return None
+    return "1 to 64 letters, digits, '_', '-', '.', ':' or '/'"
+
+
+class Tags:
+    """``tags``: an object of at most TAGS_MOST short keys (``TAG_KEY``) to texts of at
+    most TAG_VALUE_MAX characters without NUL. The message names the key at fault (cut to
+    40 characters), never a value; TAG_MAX, the setting, is the use case's to apply."""
+
+    json = {
+        "type": "object",
+        "maxProperties": TAGS_MOST,
+        "propertyNames": TAG_KEY_JSON,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": TAG_VALUE_MAX,
+            "pattern": "^[^\\u0000]*$",
+        },
+        "description": 'labels of the assignment, like {"project": "genomics"}: at most '
+        "TAG_MAX keys (10 unless configured)",
+    }
+
+    def validate(self, data, **kwargs):
+        """Return ``data``, or raise SchemaError naming the key at fault."""
+        if not isinstance(data, dict):
+            raise SchemaError(None, 'tags: an object of texts, like {"project": "genomics"}')
+        if len(data) > TAGS_MOST:
+            raise SchemaError(None, f"tags: at most {TAGS_MOST} keys")
+        for key, value in data.items():
+            wrong = tag_key_error(key)
+            if wrong is not None:
+                raise SchemaError(None, f"tags: key {str(key)[:40]!r} must be {wrong}")
+            if not isinstance(value, str) or len(value) > TAG_VALUE_MAX:
+                message = f"a string of at most {TAG_VALUE_MAX} characters"
+            elif "\x00" in value:
+                message = "without NUL"
+            elif not encodable(value):
+                message = "valid Unicode"
+            else:
+                continue
+            raise SchemaError(None, f"tags: {key!r} must be {message}")
+        return dict(data)
 
 
 def boolean(field: str) -> Field:

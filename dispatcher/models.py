@@ -122,6 +122,9 @@ class Assignment(TimestampMixin, db.Model):
     # The queued request (VMRequest.id) it is set aside for, or was handed over to while
     # it holds it; None otherwise.
     request_id = db.Column(db.Integer, index=True)
+    # What the holder tagged the assignment with ({"project": "genomics"}); None when
+    # nobody holds it, or the assign named no tags.
+    tags = db.Column(db.JSON(none_as_null=True))
 
 
 class Holding(db.Model):
@@ -261,6 +264,7 @@ class VMRequest(db.Model):
     cloud = db.Column(db.String(80))
     lease = db.Column(db.Integer)  # seconds; None: the pool's, or the default
     webhook_url = db.Column(db.String(2000))  # its events' receiver (else REQUEST_WEBHOOK_URL)
+    tags = db.Column(db.JSON(none_as_null=True))  # put on each VM it is handed; None: none
     message = db.Column(db.String(1000))
     created_at = db.Column(db.DateTime(timezone=True), nullable=False)
     expires_at = db.Column(db.DateTime(timezone=True), nullable=False)
@@ -354,6 +358,8 @@ class AuditEntry(db.Model):
     message = db.Column(db.String(1000))
     # The X-Request-ID of the request, as in its log line: from the history to the logs.
     request_id = db.Column(db.String(128))
+    # The tags an assign, an extend or a request's serve carried; None: none.
+    tags = db.Column(db.JSON(none_as_null=True))
 
 
 class SecretFingerprint(db.Model):

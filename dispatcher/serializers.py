@@ -10,6 +10,7 @@ from .shapes import (
     INTEGER,
     INTEGER_OR_NULL,
     OBJECT,
+    TAGS_OR_NULL,
     TEXT,
     TEXT_OR_NULL,
     describes,
@@ -186,11 +187,14 @@ def tenant_to_dict(tenant, driver) -> dict:
         "status": {**INTEGER, "description": "1 FREE, 2 ASSIGNED, 3 FAULTY"},
         "status_desc": TEXT,
     },
-    optional={"expires_at": {**TEXT, "description": "a leased VM's end (ISO 8601, UTC)"}},
+    optional={
+        "expires_at": {**TEXT, "description": "a leased VM's end (ISO 8601, UTC)"},
+        "tags": {**TAGS_OR_NULL, "description": "the tags of its assignment (local ledger)"},
+    },
 )
 def assignment_to_dict(row) -> dict:
-    """ASSIGNMENT: a local ledger row in the shape Cistern answers; an assigned VM's lease
-    end, if it has one."""
+    """ASSIGNMENT: a local ledger row in the shape Cistern answers, with the tags of its
+    assignment (None: none); an assigned VM's lease end, if it has one."""
     shown = {
         "id": row.id,
         "id_vm": row.id_vm,
@@ -201,6 +205,7 @@ def assignment_to_dict(row) -> dict:
         "user": row.user,
         "status": row.status,
         "status_desc": STATUS_NAMES[row.status],
+        "tags": row.tags,
     }
     if row.expires_at is not None and row.status == ASSIGNED:
         shown["expires_at"] = utc_iso(row.expires_at)
@@ -238,6 +243,7 @@ def utc_iso(moment: datetime.datetime | None) -> str | None:
         "outcome": TEXT,
         "message": TEXT_OR_NULL,
         "request_id": TEXT_OR_NULL,
+        "tags": TAGS_OR_NULL,
     },
 )
 def audit_entry_to_dict(entry) -> dict:
@@ -255,4 +261,5 @@ def audit_entry_to_dict(entry) -> dict:
         "outcome": entry.outcome,
         "message": entry.message,
         "request_id": entry.request_id,
+        "tags": entry.tags,
     }

@@ -15,6 +15,8 @@ INTEGER_OR_NULL = {"type": ["integer", "null"]}
 NUMBER = {"type": "number"}
 BOOLEAN = {"type": "boolean"}
 OBJECT = {"type": "object"}
+# An assignment's tags, {"project": "genomics"}; null: none.
+TAGS_OR_NULL = {"type": ["object", "null"], "additionalProperties": TEXT}
 ARRAY = {"type": "array"}
 ANY: dict = {}
 

@@ -12,6 +12,7 @@ from .fields import (
     ClosedSchema,
     Field,
     Nullable,
+    Tags,
     Text,
     boolean,
     number,
@@ -118,6 +119,7 @@ ASSIGN = CheckedSchema(
         "user": Text("user"),
         "vm_type": Text("vm_type"),
         Optional("lease"): whole_number("lease", 1, LEASE_LONGEST, unit=" of seconds"),
+        Optional("tags"): Tags(),
         Optional("emulate", default=False): _EMULATE,
     },
     name="vm_assign",
@@ -143,6 +145,8 @@ EXTEND = CheckedSchema(
         Optional("node"): Text("node"),
         Optional("hostname"): Text("hostname"),
         "lease": whole_number("lease", 1, LEASE_LONGEST, unit=" of seconds"),
+        # Tags replace the assignment's; without them it keeps its own.
+        Optional("tags"): Tags(),
     },
     name="vm_extend",
     ignore_extra_keys=True,
@@ -398,6 +402,8 @@ REQUEST = ClosedSchema(
             encodable,
             error="webhook_url: an http:// or https:// URL of at most 2000 characters",
         ),
+        # Put on each VM the request is handed.
+        Optional("tags"): Tags(),
         Optional("auth_token"): Text("auth_token", longest=None),
     },
     name="vm_request",

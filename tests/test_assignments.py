@@ -58,11 +58,13 @@ def test_assign_by_hostname(app, client):
 
 
 def test_status_lists_free_and_assigned_vms_in_the_assignment_shape(client):
-    """GET /vm/status answers ASSIGNMENT rows: the assigned VM and a started free one."""
+    """GET /vm/status answers ASSIGNMENT rows (with the local ledger's tags): the assigned
+    VM and a started free one."""
     assign(client)
     client.post("/api/v1/vm/start/fake_driver", json={"name": "w", "image": "1", "size": "1"})
     nodes = client.get("/api/v1/vm/status/fake_driver").json["nodes"]
-    assert all(set(node) == ASSIGNMENT_KEYS for node in nodes)
+    assert all(set(node) == ASSIGNMENT_KEYS | {"tags"} for node in nodes)
+    assert [node["tags"] for node in nodes] == [None, None]
     assert [
         (n["id_vm"], n["hostname"], n["status"], n["status_desc"], n["user"]) for n in nodes
     ] == [

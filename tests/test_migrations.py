@@ -17,7 +17,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, Holding
 from dispatcher.serializers import as_utc
 
-HEAD = "0011"
+HEAD = "0012"
 PASSWORD = "a-long-enough-password"
 
 

@@ -131,7 +131,7 @@ def warm(make_app):
             "POOLS['web']: unknown key 'spare' "
             "(known: boot_timeout, clouds, demand, forecast, lease, max_age, max_lease, "
             "max_total, min_ready, ready_check, recheck_failures, recheck_seconds, release, "
-            "schedule, timezone, webhook_url)",
+            "require_tags, schedule, timezone, webhook_url)",
         ),
         (
             {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": "1", "flavor": 2}])},

@@ -34,7 +34,9 @@ class AssignAPI(ApiView):
         """Assign a free VM to a user for an application (vm_type): the VM named, or
         without node and hostname a free VM of the warm pool of that vm_type (503 with
         Retry-After when it has none). ``lease`` (seconds) makes the assignment end then
-        (400 beyond the cap); without it the pool's or the default lease applies, if any."""
+        (400 beyond the cap); without it the pool's or the default lease applies, if any.
+        ``tags`` label the assignment until its end (400 beyond TAG_MAX keys, without a
+        key its pool requires, or beside Cistern)."""
         caller = current_user.username
         if "node" not in body and "hostname" not in body:
             named = clouds.get(cloud) if cloud is not None else None
@@ -66,8 +68,9 @@ class ExtendAPI(ApiView):
     @answers({**BOOKKEEPING_ANSWER, **LEASE_END})
     def put(self, cloud, body):
         """Make an assigned VM's lease end ``lease`` seconds from now, within its cap (400
-        beyond). Only the caller who assigned it, or an admin, may (403 otherwise); 409
-        for a VM that is not assigned."""
+        beyond); ``tags`` replace its tags ({} clears them), which it keeps without. Only
+        the caller who assigned it, or an admin, may (403 otherwise); 409 for a VM that is
+        not assigned."""
         caller = current_user.username
         extended = operations.extend_vm(clouds.get(cloud), caller, admin=_is_admin(), **body)
         return ok(**extended)

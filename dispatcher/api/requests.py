@@ -31,7 +31,8 @@ class RequestsAPI(ApiView):
         them all when they are free now and no request waits ahead for their types, else
         202 and a place in line (``Location`` names the request), served by priority
         (``priority`` 1 first, 2 by default, 3 last) then age, all at once or not at all,
-        until ``expires_in`` seconds have passed. The local ledger's pools only: 400
+        until ``expires_in`` seconds have passed; ``tags`` go onto each of its VMs (400
+        without a key one of its pools requires). The local ledger's pools only: 400
         beside Cistern."""
         shown, ready = operations.request_vms(current_user.username, body)
         answer = ok(request=shown)

@@ -33,10 +33,12 @@ class Bookkeeper(abc.ABC):
     What a backend can do beyond the contract is said by its attributes, never by its
     type: ``keeps_leases`` (an assignment's end and its assigner), ``keeps_pools`` (warm
     pools' VMs), ``mends_books`` (the reconcile's fixes change its rows), ``keeps_quotas``
-    (what each caller holds and has held, which quotas count).
+    (what each caller holds and has held, which quotas count), ``keeps_tags`` (an
+    assignment's tags).
     """
 
     keeps_leases = False
+    keeps_tags = False
     keeps_quotas = False
     keeps_pools = False
     mends_books = False
@@ -63,12 +65,20 @@ class Bookkeeper(abc.ABC):
 
     @abc.abstractmethod
     def assign(
-        self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
+        self,
+        cloud: str,
+        row: dict,
+        user: str,
+        vm_type: str,
+        assigned_by=None,
+        expires_at=None,
+        tags=None,
     ) -> dict:
         """Give the free VM of ``row`` to ``user`` for ``vm_type``; ``{"id_vm", "id", "result"}``.
 
         ``assigned_by`` (the caller) and ``expires_at`` (the lease's end, None: none) are
-        kept where the backend keeps leases (the local ledger).
+        kept where the backend keeps leases (the local ledger), ``tags`` where it keeps
+        tags (the same).
 
         :raises ConflictError: the VM is not free (the message names the holder).
         :raises BookkeepingRejectedError: the backend refused, with its reason.

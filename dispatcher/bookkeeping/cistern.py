@@ -101,8 +101,16 @@ class CisternBookkeeper(Bookkeeper):
         return {"id_vm": body.get("id_vm"), "id": body.get("id"), "result": body.get("result")}
 
     def assign(
-        self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
+        self,
+        cloud: str,
+        row: dict,
+        user: str,
+        vm_type: str,
+        assigned_by=None,
+        expires_at=None,
+        tags=None,
     ) -> dict:
+        # Cistern keeps no leases and no tags: the use cases refuse them before asking.
         payload = {"hostname": row["hostname"], "user": user, "vm_type": vm_type}
         return self._answer(self._call("POST", f"/vm/assign/{cloud}", payload))
 

@@ -14,7 +14,8 @@ it happened, so that of two processes changing one row at once exactly one wins:
     any live state --mark_deleted--> DELETED (destroyed, or gone from its cloud)
 
 A VM set aside for a request, or handed over to it, carries the request's id until it is
-free again or ends.
+free again or ends; an assigned VM carries the tags of its assign (or of its last extend
+that had some) until whatever ends the assignment clears them with its holder.
 
 A row of a destroyed VM (DELETED) whose id its cloud gives a new VM is taken over by the
 new VM (``add_booting``, ``register``). Each assignment is also kept as a ``Holding``, from
@@ -52,12 +53,15 @@ HOLDER_CLEARED = {
     "assigned_by": None,
     "expires_at": None,
     "lease_warned_at": None,
+    "tags": None,
 }
 
 
-def assigned_values(user: str, vm_type: str, assigned_by=None, expires_at=None) -> dict:
+def assigned_values(
+    user: str, vm_type: str, assigned_by=None, expires_at=None, tags: dict | None = None
+) -> dict:
     """The columns an assign sets on the row it takes (FREE to ASSIGNED): by node or from
-    a warm pool alike."""
+    a warm pool alike; no tags (or empty ones) are kept as none."""
     return {
         "status": ASSIGNED,
         "user": user,
@@ -66,6 +70,7 @@ def assigned_values(user: str, vm_type: str, assigned_by=None, expires_at=None) 
         "assigned_by": assigned_by,
         "expires_at": expires_at,
         "lease_warned_at": None,
+        "tags": tags or None,
     }
 
 
@@ -417,6 +422,7 @@ def add_booting(
         "check_failures": 0,
         "template": template,
         "request_id": None,
+        "tags": None,
     }
     row, made = _insert_or_revive(cloud, node["id"], values)
     if not made:
@@ -504,10 +510,10 @@ def note_check(row: Assignment, passed: bool, now, out_after: int | None = None)
     return moved
 
 
-def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=None):
-    """Give the free VM to ``user``: its ``(id, id_vm, pool)``, or None when it was not
-    free."""
-    won = _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at))
+def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=None, tags=None):
+    """Give the free VM to ``user``, tagged with ``tags``: its ``(id, id_vm, pool)``, or
+    None when it was not free."""
+    won = _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at, tags))
     if won is not None:
         _open_holding(won.id, assigned_by, won.pool or vm_type, expires_at)
     return won
@@ -521,11 +527,13 @@ def take_free(
     assigned_by: str | None = None,
     expires_at: datetime.datetime | None = None,
     templates: dict[str, str] | None = None,
+    tags: dict | None = None,
 ) -> Assignment | None:
     """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
-    leased until ``expires_at`` (None: no end), one made from its cloud's current
-    template (``templates``) first: one statement that picks and changes the row, so that
-    two requests never get the same VM. None when the pool has no free VM there.
+    leased until ``expires_at`` (None: no end), tagged with ``tags``, one made from its
+    cloud's current template (``templates``) first: one statement that picks and changes
+    the row, so that two requests never get the same VM. None when the pool has no free VM
+    there.
 
     On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
@@ -535,7 +543,10 @@ def take_free(
     taken = db.session.execute(
         update(Assignment)
         .where(Assignment.id == candidate, Assignment.status == FREE)
-        .values(updated_at=clock.now(), **assigned_values(user, vm_type, assigned_by, expires_at))
+        .values(
+            updated_at=clock.now(),
+            **assigned_values(user, vm_type, assigned_by, expires_at, tags),
+        )
         .returning(Assignment.id)
         .execution_options(synchronize_session=False)
     ).scalar()
@@ -587,12 +598,14 @@ def hand_over(
     assigned_by: str,
     expires_at: datetime.datetime | None,
     pool: str | None = None,
+    tags: dict | None = None,
 ) -> list[Assignment]:
     """Assign every VM set aside for the request (of ``pool`` only, if given) to
-    ``user``, for ``assigned_by``, leased until ``expires_at`` (None: no end), each for its
-    pool's vm_type, in one statement; a holding opened for each. The rows assigned, read
-    afresh (none: nothing was set aside). They keep the request's id while held."""
-    values = assigned_values(user, Assignment.pool, assigned_by, expires_at)
+    ``user``, for ``assigned_by``, leased until ``expires_at`` (None: no end), tagged with
+    the request's ``tags``, each for its pool's vm_type, in one statement; a holding opened
+    for each. The rows assigned, read afresh (none: nothing was set aside). They keep the
+    request's id while held."""
+    values = assigned_values(user, Assignment.pool, assigned_by, expires_at, tags)
     where = [Assignment.request_id == request_id, Assignment.status == RESERVED]
     if pool is not None:
         where.append(Assignment.pool == pool)
@@ -640,10 +653,14 @@ def release(row_id: int, retire: bool = False):
     return won
 
 
-def extend(row_id: int, expires_at: datetime.datetime) -> bool:
-    """Move the end of the lease of an assigned VM; False if it is not assigned (any more).
-    A new warning goes before the new end."""
-    won = _move(row_id, ASSIGNED, expires_at=expires_at, lease_warned_at=None)
+def extend(row_id: int, expires_at: datetime.datetime, tags: dict | None = None) -> bool:
+    """Move the end of the lease of an assigned VM, and replace its tags with ``tags``
+    (None: kept as they are; empty: cleared); False if it is not assigned (any more). A
+    new warning goes before the new end."""
+    values = {"expires_at": expires_at, "lease_warned_at": None}
+    if tags is not None:
+        values["tags"] = tags or None
+    won = _move(row_id, ASSIGNED, **values)
     if won is None:
         return False
     db.session.execute(

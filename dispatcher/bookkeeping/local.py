@@ -11,6 +11,7 @@ class LocalBookkeeper(Bookkeeper):
     """Assignment rows in the dispatcher's database; one winner by conditional UPDATE."""
 
     keeps_leases = True
+    keeps_tags = True
     keeps_quotas = True
     keeps_pools = True
     mends_books = True
@@ -59,9 +60,17 @@ class LocalBookkeeper(Bookkeeper):
         return {"id_vm": won.id_vm, "id": won.id}
 
     def assign(
-        self, cloud: str, row: dict, user: str, vm_type: str, assigned_by=None, expires_at=None
+        self,
+        cloud: str,
+        row: dict,
+        user: str,
+        vm_type: str,
+        assigned_by=None,
+        expires_at=None,
+        tags=None,
     ) -> dict:
-        won = self._won(row, ledger.assign(row["id"], user, vm_type, assigned_by, expires_at))
+        taken = ledger.assign(row["id"], user, vm_type, assigned_by, expires_at, tags)
+        won = self._won(row, taken)
         return {**won, "result": f"Node {won['id_vm']} assigned"}
 
     def release(self, cloud: str, row: dict, retire: bool = False) -> dict:

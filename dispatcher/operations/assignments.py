@@ -5,7 +5,7 @@ from functools import partial
 
 from flask import current_app
 
-from .. import bookkeeping, history, leases, pools, quotas
+from .. import bookkeeping, history, leases, pools, quotas, tagging
 from ..bookkeeping import ledger
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
@@ -98,25 +98,30 @@ def assign_vm(
     hostname: str | None = None,
     lease: int | None = None,
     emulate: bool = False,
+    tags: dict | None = None,
 ) -> dict:
     """Give a free VM to ``user`` for ``vm_type``, leased for ``lease`` seconds (else its
-    pool's or the default lease, if any); ``{"id_vm", "id", "result"}``, and
-    ``expires_at`` for a leased VM.
+    pool's or the default lease, if any), tagged with ``tags``; ``{"id_vm", "id",
+    "result"}``, and ``expires_at`` for a leased VM.
 
     :raises NotFoundError: neither the bookkeeping nor the cloud has the VM.
     :raises ConflictError: the VM is not free; the message names the holder.
-    :raises InvalidRequestError: a lease longer than its cap.
+    :raises InvalidRequestError: a lease longer than its cap; more tags than TAG_MAX (not
+        in the history), or without a key the VM's pool requires; a lease or tags beside
+        Cistern (nothing asked of it).
     :raises QuotaExceededError: a quota of the caller refuses it.
     :raises BookkeepingUnavailableError: Cistern cannot be reached.
     """
 
     leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
+    tags = tagging.accepted(tags)
 
     def assign(row: dict) -> dict:
         if row["status"] != FREE:
             raise ConflictError(describe_holder(row))
         ledger_row = bookkeeping.backend().ledger_row(row)
         spec = pools.find(ledger_row.pool) if ledger_row is not None else None
+        tagging.require(spec, tags)  # a pool's VM named by node too
         seconds = leases.resolve(lease, spec)
         if ledger_row is not None:
             pool = ledger_row.pool or vm_type
@@ -126,10 +131,16 @@ def assign_vm(
             dry = _dry_run(row, f"would be assigned to {user} (emulated)")
             return {**dry, **_leased_until(expires_at)}
         keeper = bookkeeping.backend()
-        answer = keeper.assign(cloud.name, row, user, vm_type, caller, expires_at)
+        answer = keeper.assign(cloud.name, row, user, vm_type, caller, expires_at, tags)
         return {**answer, **_leased_until(expires_at)}
 
-    reference = {"id_vm": node, "hostname": hostname, "user": user, "vm_type": vm_type}
+    reference = {
+        "id_vm": node,
+        "hostname": hostname,
+        "user": user,
+        "vm_type": vm_type,
+        "tags": tags or None,
+    }
     return _audited("assign", cloud, caller, reference, emulate, assign)[0]
 
 
@@ -207,18 +218,21 @@ def extend_vm(
     node: str | None = None,
     hostname: str | None = None,
     admin: bool = False,
+    tags: dict | None = None,
 ) -> dict:
-    """Make the lease of an assigned VM end ``lease`` seconds from now, within its cap;
-    ``{"id_vm", "id", "result", "expires_at"}``. Only the caller who assigned it, or an
-    ``admin``, may.
+    """Make the lease of an assigned VM end ``lease`` seconds from now, within its cap,
+    and its tags ``tags`` if given (empty: none; not given: kept); ``{"id_vm", "id",
+    "result", "expires_at"}``. Only the caller who assigned it, or an ``admin``, may.
 
     :raises NotFoundError: the ledger has no such VM.
     :raises ConflictError: the VM is not assigned.
     :raises ForbiddenError: another caller assigned it.
-    :raises InvalidRequestError: longer than the cap; a bookkeeping without leases.
+    :raises InvalidRequestError: longer than the cap; a bookkeeping without leases; more
+        tags than TAG_MAX (not in the history).
     :raises QuotaExceededError: a quota of the VM's assigner refuses it.
     """
     leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
+    tags = tagging.accepted(tags)
 
     def extend(row: dict) -> dict:
         if row["status"] != ASSIGNED:
@@ -230,7 +244,7 @@ def extend_vm(
             pool = ledger_row.pool or ledger_row.recipe
             quotas.admit_extend(ledger_row.assigned_by, pool, ledger_row.id, seconds)
         expires_at = leases.until(seconds)
-        if not ledger.extend(ledger_row.id, expires_at):  # released meanwhile
+        if not ledger.extend(ledger_row.id, expires_at, tags):  # released meanwhile
             db.session.refresh(ledger_row)
             raise ConflictError(describe_holder(assignment_to_dict(ledger_row)))
         until = utc_iso(expires_at)
@@ -241,5 +255,6 @@ def extend_vm(
             "expires_at": until,
         }
 
-    reference = {"id_vm": node, "hostname": hostname}
+    # An extend that empties the tags says so in the history ({}).
+    reference = {"id_vm": node, "hostname": hostname, "tags": tags}
     return _audited("extend", cloud, caller, reference, False, extend, find=_known)[0]

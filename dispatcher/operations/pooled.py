@@ -5,7 +5,7 @@ import time
 
 from flask import current_app
 
-from .. import clouds, history, leases, metrics, pools, quotas
+from .. import clouds, history, leases, metrics, pools, quotas, tagging
 from ..bookkeeping import ledger
 from ..clouds import Cloud
 from ..errors import DispatcherError, NotFoundError, PoolEmptyError
@@ -21,25 +21,36 @@ def assign_from_pool(
     vm_type: str,
     lease: int | None = None,
     emulate: bool = False,
+    tags: dict | None = None,
 ) -> dict:
     """Give a free VM of the pool ``vm_type`` to ``user``, on ``cloud`` if the request
     named one, else on any of the pool's clouds, leased for ``lease`` seconds (else the
-    pool's or the default lease, if any); ``{"id_vm", "id", "result", "cloud",
-    "hostname", "public_ips", "private_ips"}``, and ``expires_at`` for a leased VM.
+    pool's or the default lease, if any), tagged with ``tags``; ``{"id_vm", "id",
+    "result", "cloud", "hostname", "public_ips", "private_ips"}``, and ``expires_at`` for
+    a leased VM.
 
     Like an assign by node, every outcome but a dry run's is in the history and counted:
     a refusal under the cloud the request named (else the pool's first cloud, or the
     default cloud when no pool serves ``vm_type``).
 
     :raises NotFoundError: no pool serves ``vm_type``, or it has no VMs on that cloud.
-    :raises InvalidRequestError: a lease longer than its cap.
+    :raises InvalidRequestError: a lease longer than its cap; tags beyond TAG_MAX, or
+        without a key the pool requires (neither in the history: nothing is written).
     :raises QuotaExceededError: a quota of the caller refuses it.
     :raises PoolEmptyError: the pool has no free VM there now (with Retry-After).
     """
     spec = pools.find(vm_type)
-    entry = {"action": "assign", "caller": caller, "user": user, "vm_type": vm_type}
+    tags = tagging.accepted(tags)
+    tagging.require(spec, tags)
+    entry = {
+        "action": "assign",
+        "caller": caller,
+        "user": user,
+        "vm_type": vm_type,
+        "tags": tags or None,
+    }
     try:
-        answer = _take(spec, cloud, caller, user, vm_type, lease, emulate)
+        answer = _take(spec, cloud, caller, user, vm_type, lease, emulate, tags)
     except DispatcherError as exc:
         db.session.rollback()
         if not emulate:
@@ -56,7 +67,7 @@ def assign_from_pool(
     return answer
 
 
-def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate) -> dict:
+def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags) -> dict:
     if spec is None:
         raise NotFoundError(
             f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
@@ -72,7 +83,9 @@ def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate) -> d
     if emulate:
         row = ledger.peek_free(spec.name, where, spec.templates)
     else:
-        row = ledger.take_free(spec.name, where, user, vm_type, caller, expires_at, spec.templates)
+        row = ledger.take_free(
+            spec.name, where, user, vm_type, caller, expires_at, spec.templates, tags
+        )
     metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
     if row is None:
         # The next pass of the worker is the soonest a VM can be free: in whole seconds,

@@ -24,6 +24,7 @@ from .. import (
     pools,
     quotas,
     requests,
+    tagging,
     webhooks,
 )
 from ..bookkeeping import ledger
@@ -40,7 +41,15 @@ from ..models import BOOTING, VMRequest
 from ..pools import overrides, sizing
 from ..requests import CANCELLED, EXPIRED, FAILED, PENDING, READY
 from ..serializers import as_utc, utc_iso
-from ..shapes import INTEGER, INTEGER_OR_NULL, TEXT, TEXT_OR_NULL, describes, list_of
+from ..shapes import (
+    INTEGER,
+    INTEGER_OR_NULL,
+    TAGS_OR_NULL,
+    TEXT,
+    TEXT_OR_NULL,
+    describes,
+    list_of,
+)
 from .assignments import release_vm
 
 log = logging.getLogger(__name__)
@@ -71,7 +80,8 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
     :raises InvalidRequestError: more VMs than a pool's max_total or REQUEST_MAX_VMS, a
         lease above its cap.
     :raises QuotaExceededError: a quota of the caller would refuse them now.
-    :raises InvalidRequestError: the bookkeeping keeps no pools (Cistern).
+    :raises InvalidRequestError: the bookkeeping keeps no pools (Cistern); tags beyond
+        TAG_MAX, or without a key one of its pools requires.
     """
     config = current_app.config
     if not bookkeeping.backend().keeps_pools:
@@ -80,6 +90,7 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
             "beside Cistern (ASSIGNMENT_BACKEND=cistern) there are none"
         )
     asked, cloud, lease = body["vms"], body.get("cloud"), body.get("lease")
+    tags = tagging.accepted(body.get("tags")) or None
     total = sum(asked.values())
     if total > config["REQUEST_MAX_VMS"]:
         most = config["REQUEST_MAX_VMS"]
@@ -88,6 +99,7 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
         spec = pools.find(vm_type)
         if spec is None:
             raise NotFoundError(f"vms: no pool serves vm_type {vm_type}")
+        tagging.require(spec, tags)
         if count > spec.max_total:
             raise InvalidRequestError(
                 f"vms: {count} VMs of {vm_type} are more than its pool's max_total "
@@ -124,6 +136,7 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
         cloud=cloud,
         lease=lease,
         webhook_url=webhook_url,
+        tags=tags,
     )
     _record(row, "request", "ok", f"request {row.id}: {_asked(row)} for {row.user}, waiting")
     db.session.commit()
@@ -253,7 +266,7 @@ def _serve(row: VMRequest, report: ServeReport, free: dict[str, int] | None = No
                 row.caller, vm_type, row.lease, leases.resolve(row.lease, spec), count=count
             )
             handed += ledger.hand_over(
-                row.id, row.user, row.caller, leases.until(seconds), pool=vm_type
+                row.id, row.user, row.caller, leases.until(seconds), pool=vm_type, tags=row.tags
             )
     except (QuotaExceededError, InvalidRequestError) as exc:
         db.session.rollback()
@@ -292,6 +305,8 @@ def _notify(row: VMRequest, event: str) -> None:
 
 
 def _record(row: VMRequest, action: str, outcome: str, message: str) -> None:
+    """A history entry of the request; the entries of its making and its serve carry its
+    tags."""
     history.record(
         cloud=_cloud(row),
         action=action,
@@ -300,6 +315,7 @@ def _record(row: VMRequest, action: str, outcome: str, message: str) -> None:
         vm_type=",".join(sorted(row.vms)),
         outcome=outcome,
         message=message[:1000],
+        tags=row.tags if action in ("request", "serve") else None,
     )
 
 
@@ -348,13 +364,14 @@ def requested_vm_to_dict(vm) -> dict:
         "estimated_wait_s": INTEGER_OR_NULL,
         "vms": list_of(requested_vm_to_dict),
         "message": TEXT_OR_NULL,
+        "tags": TAGS_OR_NULL,
     },
 )
 def request_to_dict(row: VMRequest, line: list[VMRequest] | None = None) -> dict:
     """REQUEST: its state, whom it is for, its priority, the VMs it asked for by type,
     when it was made and when it expires (ISO 8601, UTC); while pending, its place among
     the requests waiting for its types and an estimate of its wait in seconds (null when
-    none can be made); once ready, its VMs."""
+    none can be made); once ready, its VMs; the tags it puts on them (null: none)."""
     pending = row.state == PENDING
     if pending and line is None:
         line = requests.in_line()
@@ -371,6 +388,7 @@ def request_to_dict(row: VMRequest, line: list[VMRequest] | None = None) -> dict
         "estimated_wait_s": _estimate(row, line) if pending else None,
         "vms": [requested_vm_to_dict(vm) for vm in vms],
         "message": row.message,
+        "tags": row.tags,
     }
 
 

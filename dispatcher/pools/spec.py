@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from croniter import croniter
 
 from ..errors import ConfigurationError
+from ..fields import tag_key_error
 
 # A pool's name is its vm_type, and goes into the names and tags of the VMs it makes.
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -30,6 +31,7 @@ POOL_KEYS = {
     "timezone",
     "demand",
     "forecast",
+    "require_tags",
 }
 SCHEDULE_KEYS = ("cron", "until", "min_ready")
 DEMAND_KEYS = {"window", "headroom", "scale_down_delay"}
@@ -141,6 +143,7 @@ class PoolSpec:
     timezone: str = "UTC"  # where the schedule's and the forecast's times of day are read
     demand: Demand | None = None
     forecast: Forecast | None = None
+    require_tags: tuple[str, ...] = ()  # tag keys every assign by type and request must carry
     # Set by an admin's override at runtime (``pools.overrides``), never by POOLS:
     paused: bool = False  # no creations
     draining: bool = False  # no creations; free VMs retired; assigned ones ended on release
@@ -348,6 +351,19 @@ def _parse_forecast(where: str, entry) -> Forecast:
     return Forecast(days=days, spread=spread)
 
 
+def _require_tags(where: str, value) -> tuple[str, ...]:
+    """``require_tags``: a list of distinct tag keys."""
+    if not isinstance(value, list | tuple) or not all(isinstance(key, str) for key in value):
+        raise ConfigurationError(f"{where}: require_tags must be a list of tag keys")
+    for index, key in enumerate(value):
+        wrong = tag_key_error(key)
+        if wrong is not None:
+            raise ConfigurationError(f"{where}: require_tags: {key[:40]!r} must be {wrong}")
+        if key in value[:index]:
+            raise ConfigurationError(f"{where}: require_tags names {key!r} twice")
+    return tuple(value)
+
+
 def parse_pool(name, entry, farm) -> PoolSpec:
     """One POOLS entry, checked against the clouds of ``farm``.
 
@@ -400,6 +416,7 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         sizing["demand"] = _parse_demand(where, entry["demand"])
     if entry.get("forecast") is not None:
         sizing["forecast"] = _parse_forecast(where, entry["forecast"])
+    require_tags = _require_tags(where, entry.get("require_tags", ()))
     return PoolSpec(
         name=name,
         clouds=parsed,
@@ -412,6 +429,7 @@ def parse_pool(name, entry, farm) -> PoolSpec:
         recheck_seconds=recheck_seconds,
         recheck_failures=_whole(where, "recheck_failures", entry.get("recheck_failures", 2), 1),
         max_age=_whole(where, "max_age", entry["max_age"], 60) if "max_age" in entry else None,
+        require_tags=require_tags,
         **leases,
         **sizing,
     )

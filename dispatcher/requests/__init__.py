@@ -77,6 +77,7 @@ def add(
     cloud: str | None = None,
     lease: int | None = None,
     webhook_url: str | None = None,
+    tags: dict | None = None,
 ) -> VMRequest:
     """A new pending request, in the session (flushed: it has its id)."""
     row = VMRequest(
@@ -88,6 +89,7 @@ def add(
         cloud=cloud,
         lease=lease,
         webhook_url=webhook_url,
+        tags=tags,
         created_at=clock.now(),
         expires_at=expires_at,
     )
