@@ -27,6 +27,7 @@ from helpers import (
     admin_token,
 )
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -154,6 +155,26 @@ def wait_for_a_free_vm(server: Server, token: str) -> None:
         time.sleep(0.2)
 
 
+def click_afresh(browser, find) -> None:
+    """Click what ``find(driver)`` finds, found again if the page redrew it first: the
+    console redraws its tables every few seconds, and a button found just before a redraw
+    is gone (stale) by the time it is clicked."""
+    WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda driver: find(driver).click() or True
+    )
+
+
+def click_in_row(browser, row: str, button: str) -> None:
+    """Click the button labelled ``button`` in the table row the CSS selector ``row``
+    finds."""
+    click_afresh(
+        browser,
+        lambda driver: driver.find_element(By.CSS_SELECTOR, row).find_element(
+            By.XPATH, f".//button[text()='{button}']"
+        ),
+    )
+
+
 def token_of(server: Server, username: str, password: str) -> str:
     answer = requests.post(
         f"{server.base}/auth", json={"username": username, "password": password}, timeout=10
@@ -195,10 +216,7 @@ def test_an_operator_signs_in_assigns_releases_and_signs_out(server, browser, tm
     if os.environ.get("DISPATCHER_CONSOLE_SCREENSHOT"):
         shutil.copyfile(tmp_path / "console.png", os.environ["DISPATCHER_CONSOLE_SCREENSHOT"])
 
-    row = browser.find_element(
-        By.CSS_SELECTOR, f'#assignments-rows tr[data-vm="fake_driver/{held["id_vm"]}"]'
-    )
-    row.find_element(By.XPATH, ".//button[text()='Release']").click()
+    click_in_row(browser, f'#assignments-rows tr[data-vm="fake_driver/{held["id_vm"]}"]', "Release")
     wait.until(expected_conditions.alert_is_present()).accept()
     wait.until(lambda driver: "ada" not in driver.execute_script(ASSIGNED_USERS))
     status = requests.get(
@@ -286,7 +304,7 @@ def test_an_agent_sees_its_quota_beside_the_assign_form(server, browser):
     assert browser.execute_script(ASSIGNED_USERS).count("grace") == 1
 
     release = "//tbody[@id='assignments-rows']/tr[td[4]='grace']//button[text()='Release']"
-    browser.find_element(By.XPATH, release).click()
+    click_afresh(browser, lambda driver: driver.find_element(By.XPATH, release))
     wait.until(expected_conditions.alert_is_present()).accept()
     wait.until(lambda driver: vms_used(driver) == ["0 / 1, 1 left"] * 2)
 
@@ -356,10 +374,7 @@ def test_a_request_in_line_is_listed_with_its_place_and_cancelled_from_the_page(
         wait.until(lambda driver: driver.execute_script(TABLE_ROWS, "#requests-rows"))
         [shown] = browser.execute_script(TABLE_ROWS, "#requests-rows")
         assert shown[:5] == [str(request_id), "ada", "1 web", "1", "1"]
-        row = browser.find_element(
-            By.CSS_SELECTOR, f'#requests-rows tr[data-request="{request_id}"]'
-        )
-        row.find_element(By.XPATH, ".//button[text()='Cancel']").click()
+        click_in_row(browser, f'#requests-rows tr[data-request="{request_id}"]', "Cancel")
         wait.until(expected_conditions.alert_is_present()).accept()
         wait.until(lambda driver: driver.execute_script(TABLE_ROWS, "#requests-rows") == [])
         ended = requests.get(
