@@ -78,10 +78,9 @@ def request_vms(caller: str, body: dict) -> tuple[dict, bool]:
 
     :raises NotFoundError: no pool serves a vm_type, or one keeps no VMs on the cloud.
     :raises InvalidRequestError: more VMs than a pool's max_total or REQUEST_MAX_VMS, a
-        lease above its cap.
+        lease above its cap; tags beyond TAG_MAX, or without a key one of its pools
+        requires; the bookkeeping keeps no pools (Cistern).
     :raises QuotaExceededError: a quota of the caller would refuse them now.
-    :raises InvalidRequestError: the bookkeeping keeps no pools (Cistern); tags beyond
-        TAG_MAX, or without a key one of its pools requires.
     """
     config = current_app.config
     if not bookkeeping.backend().keeps_pools:
