@@ -181,6 +181,8 @@ def postgresql_engine():
     except sqlalchemy.exc.DBAPIError:
         database = None
     engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+    if database:
+        DATABASES_DROPPED_AT_THE_END.add(database)
     yield engine
     engine.dispose()
     if database:
@@ -195,10 +197,15 @@ def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'db.sqlite'}"
 
 
+# The databases postgresql_engine made: dropped whole at the end of the session, so the
+# schemas in them are not dropped one by one.
+DATABASES_DROPPED_AT_THE_END: set[str] = set()
+
+
 @contextmanager
 def postgresql_schema(engine) -> Iterator[str]:
     """A fresh schema in the PostgreSQL database of ``engine``: the URL that uses it.
-    Dropped at the end."""
+    Dropped at the end, or with its database."""
     schema = f"dispatcher_test_{uuid.uuid4().hex[:12]}"
     with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
@@ -206,8 +213,9 @@ def postgresql_schema(engine) -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if engine.url.database not in DATABASES_DROPPED_AT_THE_END:
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture

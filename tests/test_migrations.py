@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import CHEAP_PASSWORD_HASH, DUMMY_FARM
+from conftest import CHEAP_PASSWORD_HASH, DUMMY_FARM, SQLITE_ONLY
 
 from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
@@ -200,6 +200,7 @@ def test_upgrade_sql_prints_the_statements_and_changes_nothing(app, cli):
     assert tables(app) == set()
 
 
+@SQLITE_ONLY  # alembic's commands, the same on both
 def test_current_and_history_on_an_empty_database(app, any_database_url, tmp_path):
     """Before any upgrade `dispatcher db current` shows no revision and `db history` every
     migration; after it, `db current` shows the newest."""

@@ -439,6 +439,7 @@ def test_a_changed_template_rolls_the_free_vms_and_ends_the_assigned_ones_on_rel
     assert (shown["current"], shown["outdated"]) == (shown["free"] + shown["assigned"], 0)
 
 
+@SQLITE_ONLY  # the checks' timeouts, not the database
 def test_silent_vms_delay_a_pass_by_one_timeout_not_one_each(make_app):
     """Six VMs that accept a connection and never answer it, with a timeout of 2 s: their
     checks run at once, so the pass waits about 2 s, not 12 (the bound is loose: the
