@@ -46,17 +46,26 @@ class Text:
 
     def validate(self, data, **kwargs):
         """Return ``data``, or raise SchemaError naming the rule it breaks."""
-        if not isinstance(data, str) or not data:
-            message = "non-empty string"
-        elif self.longest is not None and len(data) > self.longest:
-            message = f"at most {self.longest} characters"
-        elif "\x00" in data:
-            message = "no NUL character"
-        elif not encodable(data):
-            message = "not valid Unicode"
-        else:
+        fault = text_fault(data, self.longest)
+        if fault is None:
             return data
-        raise SchemaError(None, f"{self.field}: {message}")
+        raise SchemaError(None, f"{self.field}: {fault}")
+
+
+def text_fault(data, longest: int | None, empty: bool = False) -> str | None:
+    """The rule ``data`` breaks as a text of valid Unicode without NUL, of at most
+    ``longest`` characters (None: any length), empty only if ``empty``; None if none."""
+    if not isinstance(data, str):
+        return "a string" if empty else "non-empty string"
+    if not data and not empty:
+        return "non-empty string"
+    if longest is not None and len(data) > longest:
+        return f"at most {longest} characters"
+    if "\x00" in data:
+        return "no NUL character"
+    if not encodable(data):
+        return "not valid Unicode"
+    return None
 
 
 # A tag's key: short, of letters, digits and _ - . : / (a pool's require_tags names them).
@@ -103,15 +112,9 @@ class Tags:
             wrong = tag_key_error(key)
             if wrong is not None:
                 raise SchemaError(None, f"tags: key {str(key)[:40]!r} must be {wrong}")
-            if not isinstance(value, str) or len(value) > TAG_VALUE_MAX:
-                message = f"a string of at most {TAG_VALUE_MAX} characters"
-            elif "\x00" in value:
-                message = "without NUL"
-            elif not encodable(value):
-                message = "valid Unicode"
-            else:
-                continue
-            raise SchemaError(None, f"tags: {key!r} must be {message}")
+            fault = text_fault(value, TAG_VALUE_MAX, empty=True)
+            if fault is not None:
+                raise SchemaError(None, f"tags: {key!r}: {fault}")
         return dict(data)
 
 
