@@ -559,6 +559,7 @@ def test_pools_answer_their_state_by_cloud(warm):
         "configured": {"min_ready": 2, "max_total": 3},
         "paused": False,
         "draining": False,
+        "require_tags": [],
         "override": None,
         "target": {
             "free": 2,

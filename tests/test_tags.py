@@ -201,6 +201,7 @@ def test_a_pool_that_requires_a_tag_refuses_an_assign_and_a_request_without_it(m
     for _ in range(2):
         with app.app_context():
             scheduler.run_pass(pools.every())
+    assert client.get("/api/v1/pools/web").json["pool"]["require_tags"] == ["project"]
     before = written(app)
     message = "tags: pool web requires the tag 'project'"
     assert_error(assign(client), 400, message)

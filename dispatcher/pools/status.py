@@ -107,6 +107,7 @@ _POOL = {
     },
     "paused": BOOLEAN,
     "draining": BOOLEAN,
+    "require_tags": list_of(TEXT),
     "override": _OVERRIDE,
     "target": target_to_dict,
     **_COUNTS,
@@ -130,11 +131,12 @@ def _readiness(spec: PoolSpec, totals: dict) -> dict:
 @describes("Pool", _POOL)
 def pool_to_dict(spec: PoolSpec) -> dict:
     """POOL of the pool ``spec`` as POOLS configures it: its sizes in force (an admin's
-    override applied) and as configured, its flags, the override, its VMs by state over
-    all clouds and per cloud, of its booting VMs those that failed their last ready check
-    (``unready``), of its live VMs those made from its current templates and from one it
-    no longer has (``current``, ``outdated``), when the manager last finished a pass over
-    it (times in ISO 8601, UTC)."""
+    override applied) and as configured, its flags, the tag keys its assigns must carry,
+    the override, its VMs by state over all clouds and per cloud, of its booting VMs
+    those that failed their last ready check (``unready``), of its live VMs those made
+    from its current templates and from one it no longer has (``current``,
+    ``outdated``), when the manager last finished a pass over it (times in ISO 8601,
+    UTC)."""
     row = overrides.of(spec.name)
     in_force = overrides.applied(spec, row)
     counted = ledger.pool_counts(spec.name)
@@ -153,6 +155,7 @@ def pool_to_dict(spec: PoolSpec) -> dict:
         "configured": configured(spec),
         "paused": in_force.paused,
         "draining": in_force.draining,
+        "require_tags": list(spec.require_tags),
         "override": override_to_dict(row),
         "target": target_to_dict(sizing.target(in_force)),
         **totals,
