@@ -256,7 +256,9 @@ def make_app(database_url, request):
         config = {
             "TESTING": True,
             "CLOUD_FARM": DUMMY_FARM,
-            "CLOUD_TIMEOUT": 2,
+            # Room for moto's EC2 on a loaded machine (a first call may take seconds); a
+            # test of a cloud that never answers sets its own, shorter timeout.
+            "CLOUD_TIMEOUT": 10,
             "SQLALCHEMY_DATABASE_URI": database_url,
             **hashing,
         }
