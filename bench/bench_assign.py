@@ -406,13 +406,13 @@ def quota_standing(served: dict) -> dict:
 
 
 def count_holdings(url: str) -> int:
-    """The rows of the holdings table: what an assign with a VM-hours limit reads."""
+    """The assigned spans (the holdings): what an assign with a VM-hours limit reads."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as conn:
-            return conn.execute(sqlalchemy.text("SELECT count(*) FROM holdings")).scalar()
+            return conn.execute(sqlalchemy.text("SELECT count(*) FROM spans WHERE status = 2")).scalar()
     finally:
         engine.dispose()
 

@@ -125,30 +125,47 @@ class Assignment(TimestampMixin, db.Model):
     # What the holder tagged the assignment with ({"project": "genomics"}); None when
     # nobody holds it, or the assign named no tags.
     tags = db.Column(db.JSON(none_as_null=True))
+    # The size it was made with (a warm pool's VM); None where the dispatcher did not
+    # make it. What its hours are priced by.
+    size = db.Column(db.String(255))
 
 
-class Holding(db.Model):
-    """One assignment of a VM, from its assign to its release (or its end by any other
-    way): the time a quota's VM-hours count, kept after the VM has gone.
+class Span(db.Model):
+    """One period a VM spent in one state for one holder: booting, free, set aside for a
+    request, assigned to a user with its tags, or faulty. The ledger opens and closes
+    spans in the same transaction as the change of state, and they are kept after the VM
+    has gone: what quotas count in VM-hours, what pool sizing counts as demand, and what
+    usage reports read.
 
-    ``holder`` is the caller who assigned it, whom quotas bind; ``pool`` is the VM's pool,
-    else the vm_type it was assigned for. Times come from the dispatcher's clock.
+    ``status`` is the VM's state (``Assignment.status``); ``holder`` the caller who
+    assigned it, whom quotas bind, and ``user`` the user it was assigned to. An assigned
+    span's tags and lease's end follow the assignment's extends. Times come from the
+    dispatcher's clock; an open span has no ``ended_at``.
     """
 
-    __tablename__ = "holdings"
+    __tablename__ = "spans"
     __table_args__ = (
-        db.Index("ix_holdings_holder_ended_at", "holder", "ended_at"),
+        db.Index("ix_spans_holder_ended_at", "holder", "ended_at"),
         # A pool's assigns in a span of time: its demand, and its forecast.
-        db.Index("ix_holdings_pool_started_at", "pool", "started_at"),
+        db.Index("ix_spans_pool_started_at", "pool", "started_at"),
+        # A report's period: the spans begun before its end.
+        db.Index("ix_spans_started_at", "started_at"),
     )
 
     id = db.Column(db.Integer, primary_key=True)
     assignment_id = db.Column(db.Integer, nullable=False, index=True)
+    cloud = db.Column(db.String(80), nullable=False)
+    pool = db.Column(db.String(255))  # the VM's pool; None: a VM of no pool
+    vm_type = db.Column(db.String(255))
+    size = db.Column(db.String(255))
+    status = db.Column(db.Integer, nullable=False)
+    user = db.Column(db.String(255))
     holder = db.Column(db.String(255))
-    pool = db.Column(db.String(255))
+    tags = db.Column(db.JSON(none_as_null=True))
+    request_id = db.Column(db.Integer)
     started_at = db.Column(db.DateTime(timezone=True), nullable=False)
-    lease_until = db.Column(db.DateTime(timezone=True))  # the lease's end; None: no lease
-    ended_at = db.Column(db.DateTime(timezone=True))  # None: still held
+    lease_until = db.Column(db.DateTime(timezone=True))  # assigned: the lease's end, if any
+    ended_at = db.Column(db.DateTime(timezone=True))  # None: still open
 
 
 class QuotaRule(TimestampMixin, db.Model):

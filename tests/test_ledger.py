@@ -19,7 +19,7 @@ import dispatcher
 from dispatcher import clouds, pools
 from dispatcher.bookkeeping import ledger
 from dispatcher.extensions import db
-from dispatcher.models import ASSIGNED, FAULTY, FREE, RESERVED, Assignment, AuditEntry, Holding
+from dispatcher.models import STATUS_NAMES, ASSIGNED, FAULTY, FREE, RESERVED, Assignment, AuditEntry, Span
 from dispatcher.serializers import as_utc
 from dispatcher.worker import lease_expiry, pool_pass
 
@@ -252,22 +252,41 @@ def test_a_refusal_on_a_named_cloud_is_recorded_there(make_app):
     assert _assign_entries(app) == [("fake_driver", "ada", "web", "404", refused.json["message"])]
 
 
-@pytest.mark.parametrize("ending", ["release", "retire", "mark_faulty", "mark_deleted", "forget"])
-def test_every_way_out_of_assigned_ends_the_holding_and_an_extend_moves_its_lease(make_app, ending):
-    """What quotas count in VM-hours: each assign opens one holding, and whatever ends the
-    assignment closes it; an extend gives it the new end."""
+def spans_of(row_id):
+    """The row's spans, oldest first: (state, user, holder, tags, open)."""
+    found = db.session.scalars(
+        sqlalchemy.select(Span).where(Span.assignment_id == row_id).order_by(Span.id)
+    )
+    return [
+        (STATUS_NAMES[span.status], span.user, span.holder, span.tags, span.ended_at is None)
+        for span in found
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ending", "after"),
+    [
+        ("release", "FREE"),
+        ("retire", "FAULTY"),
+        ("mark_faulty", "FAULTY"),
+        ("mark_deleted", None),
+        ("forget", None),
+    ],
+)
+def test_every_way_out_of_assigned_ends_its_span_and_an_extend_moves_its_lease(
+    make_app, ending, after
+):
+    """Each change of state ends the span open and opens one in the new state (none once
+    deleted); an extend gives the assigned span the new end of its lease and its tags."""
     app = make_app()
     lease_end = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
     with app.app_context():
         row = ledger.register("fake_driver", {"id": "7", "name": "dummy-7"})
-        assert ledger.assign(row.id, "alice", "app", "keeper", None) is not None
-        assert ledger.extend(row.id, lease_end)
-        holding = ledger.holding_of(row.id)
-        assert (holding.holder, holding.pool, as_utc(holding.lease_until)) == (
-            "keeper",
-            "app",
-            lease_end,
-        )
+        assert ledger.assign(row.id, "alice", "app", "keeper", None, {"p": "a"}) is not None
+        assert ledger.extend(row.id, lease_end, {"p": "b"})
+        span = ledger.open_span(row.id)
+        assert (span.holder, span.user, span.vm_type, span.pool) == ("keeper", "alice", "app", None)
+        assert (as_utc(span.lease_until), span.tags) == (lease_end, {"p": "b"})
         if ending in ("release", "retire"):
             assert ledger.release(row.id, retire=ending == "retire") is not None
         elif ending == "forget":
@@ -275,9 +294,11 @@ def test_every_way_out_of_assigned_ends_the_holding_and_an_extend_moves_its_leas
         else:
             assert getattr(ledger, ending)(ledger.get(row.id, fresh=True))
         db.session.commit()
-        assert ledger.holding_of(row.id) is None
-        ended = db.session.scalars(sqlalchemy.select(Holding)).one()
-        assert ended.ended_at is not None
+        assert spans_of(row.id) == [
+            ("FREE", None, None, None, False),
+            ("ASSIGNED", "alice", "keeper", {"p": "b"}, False),
+            *([(after, None, None, None, True)] if after else []),
+        ]
 
 
 def test_the_seconds_held_in_a_period_are_summed_by_the_database(make_app):
@@ -304,8 +325,10 @@ def test_the_seconds_held_in_a_period_are_summed_by_the_database(make_app):
     with app.app_context():
         for index, (holder, started, ended, until) in enumerate(holdings):
             db.session.add(
-                Holding(
+                Span(
                     assignment_id=100 + index,
+                    cloud="fake_driver",
+                    status=ASSIGNED,
                     holder=holder,
                     pool="web",
                     started_at=at(started),
@@ -404,7 +427,7 @@ def test_an_assign_by_type_never_takes_a_vm_set_aside(make_app):
         assert _states([first]) == [(RESERVED, 5)]
 
 
-def test_hand_over_assigns_every_vm_of_the_request_at_once_with_holdings(make_app):
+def test_hand_over_assigns_every_vm_of_the_request_at_once_with_their_spans(make_app):
     """Every VM set aside for the request, of any pool, assigned to its user for the caller
     with its lease, each for its pool's vm_type, with a holding; the request's id stays
     while they are held, and goes with their release."""
@@ -431,8 +454,8 @@ def test_hand_over_assigns_every_vm_of_the_request_at_once_with_holdings(make_ap
             (ASSIGNED, "ada", "db", "keeper", lease_end),
         ]
         assert all(row.request_id == 11 and row.assigned_at is not None for row in handed)
-        holdings = [ledger.holding_of(row.id) for row in handed]
-        assert [(h.holder, h.pool, as_utc(h.lease_until)) for h in holdings] == [
+        spans = [ledger.open_span(row.id) for row in handed]
+        assert [(h.holder, h.pool, as_utc(h.lease_until)) for h in spans] == [
             ("keeper", "web", lease_end),
             ("keeper", "web", lease_end),
             ("keeper", "db", lease_end),
@@ -487,7 +510,8 @@ def test_a_vm_set_aside_that_ends_is_no_longer_the_requests(make_app, ending):
         assert ledger.set_aside_counts(31) == {"web": 1}
         assert [row.id for row in ledger.hand_over(31, "ada", "keeper", None)] == [kept]
         db.session.commit()
-        assert ledger.holding_of(ended) is None
+        span = ledger.open_span(ended)
+        assert (span.status if span else None) == (FAULTY if ending == "mark_faulty" else None)
 
 
 def test_two_requests_set_aside_at_once_never_take_one_vm_twice(make_app, database_url):

@@ -14,10 +14,10 @@ from conftest import CHEAP_PASSWORD_HASH, DUMMY_FARM, SQLITE_ONLY
 
 from dispatcher import auth, create_app, database
 from dispatcher.extensions import db
-from dispatcher.models import AGENT, ASSIGNED, Holding
+from dispatcher.models import AGENT, ASSIGNED, STATUS_NAMES, Span
 from dispatcher.serializers import as_utc
 
-HEAD = "0012"
+HEAD = "0013"
 PASSWORD = "a-long-enough-password"
 
 
@@ -125,7 +125,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "idempotency_keys",
         "reconcile_surveys",
         "pool_levels",
-        "holdings",
+        "spans",
         "quota_rules",
         "pool_overrides",
         "vm_requests",
@@ -249,43 +249,55 @@ def test_upgrade_of_a_database_that_does_not_answer_is_a_one_line_error(refusing
     assert "a-secret-password" not in result.output
 
 
-def test_the_assignments_held_at_the_upgrade_to_quotas_become_holdings(app, cli):
-    """0008 counts what is held already: each assigned VM's holding, from its assign on,
-    with its assigner, its pool and its lease's end; free VMs have none."""
+def test_the_assignments_held_before_quotas_become_assigned_spans(app, cli):
+    """0008 counts what is held already as holdings, which 0013 turns into spans: each
+    assigned VM's, from its assign on, with its assigner, user, pool (or vm_type) and its
+    lease's end; a free pool VM gets a free span from when it was ready."""
     cli("db", "upgrade", "--revision", "0007")
     with app.app_context():
         db.session.execute(
             sqlalchemy.text(
-                "INSERT INTO assignments (cloud, id_vm, hostname, recipe, pool, status,"
-                " assigned_by, assigned_at, expires_at) VALUES"
-                " ('default', '1', 'web-1', 'web', 'web', :assigned, 'keeper',"
-                " '2026-12-01 09:00:00+00:00', '2026-12-01 10:00:00+00:00'),"
-                " ('default', '2', 'web-2', 'web', 'web', :free, NULL, NULL, NULL),"
-                " ('fake_driver', '3', 'dummy-3', 'app', NULL, :assigned, 'other',"
-                " '2026-12-01 08:00:00+00:00', NULL)"
+                'INSERT INTO assignments (cloud, id_vm, hostname, recipe, pool, status, "user",'
+                " assigned_by, assigned_at, expires_at, ready_at) VALUES"
+                " ('default', '1', 'web-1', 'web', 'web', :assigned, 'ada', 'keeper',"
+                " '2026-12-01 09:00:00+00:00', '2026-12-01 10:00:00+00:00', NULL),"
+                " ('default', '2', 'web-2', 'web', 'web', :free, NULL, NULL, NULL, NULL,"
+                " '2026-12-01 07:00:00+00:00'),"
+                " ('fake_driver', '3', 'dummy-3', 'app', NULL, :assigned, 'bob', 'other',"
+                " '2026-12-01 08:00:00+00:00', NULL, NULL)"
             ),
             {"assigned": ASSIGNED, "free": 1},
         )
         db.session.commit()
 
+    cli("db", "upgrade", "--revision", "0012")
+    with app.app_context():
+        holdings = db.session.execute(sqlalchemy.text("SELECT count(*) FROM holdings")).scalar()
+    assert holdings == 2
     cli("db", "upgrade")
 
     with app.app_context():
-        held = [
-            (row.holder, row.pool, row.started_at, row.lease_until, row.ended_at)
-            for row in db.session.scalars(sqlalchemy.select(Holding).order_by(Holding.holder))
+        found = db.session.scalars(sqlalchemy.select(Span).order_by(Span.started_at))
+        spans = [
+            (
+                span.cloud,
+                STATUS_NAMES[span.status],
+                span.user,
+                span.holder,
+                span.pool,
+                span.vm_type,
+                as_utc(span.started_at),
+                as_utc(span.lease_until),
+                span.ended_at,
+            )
+            for span in found
         ]
     moment = datetime.datetime.fromisoformat
-    assert [
-        (holder, pool, as_utc(started), as_utc(until), ended)
-        for holder, pool, started, until, ended in held
-    ] == [
-        (
-            "keeper",
-            "web",
-            moment("2026-12-01T09:00:00+00:00"),
-            moment("2026-12-01T10:00:00+00:00"),
-            None,
-        ),
-        ("other", "app", moment("2026-12-01T08:00:00+00:00"), None, None),
-    ]
+    assert spans == [
+        ("default", "FREE", None, None, "web", "web", moment("2026-12-01T07:00:00+00:00"),
+         None, None),
+        ("fake_driver", "ASSIGNED", "bob", "other", None, "app",
+         moment("2026-12-01T08:00:00+00:00"), None, None),
+        ("default", "ASSIGNED", "ada", "keeper", "web", "web",
+         moment("2026-12-01T09:00:00+00:00"), moment("2026-12-01T10:00:00+00:00"), None),
+    ]  # fmt: skip

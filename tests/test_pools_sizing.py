@@ -16,7 +16,7 @@ from dispatcher import clouds, create_app, pools
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
-from dispatcher.models import ASSIGNED, BOOTING, DELETED, FREE, Assignment, AuditEntry, Holding
+from dispatcher.models import ASSIGNED, BOOTING, DELETED, FREE, Assignment, AuditEntry, Span
 from dispatcher.operations import tend_pool
 from dispatcher.pools import sizing
 
@@ -312,14 +312,16 @@ def test_a_surplus_that_ends_before_the_delay_is_not_retired_later(make_app):
 
 def made_up_history(app, day: datetime.datetime, burst: int) -> None:
     """``burst`` assigns of the pool in the minute from 09:00 UTC of ``day``, and one at
-    15:00: holdings as the ledger writes them, long ended."""
+    15:00: assigned spans as the ledger writes them, long ended."""
     with app.app_context():
         moments = [day.replace(hour=9) + datetime.timedelta(seconds=4 * n) for n in range(burst)]
         moments.append(day.replace(hour=15))
         for number, moment in enumerate(moments):
             db.session.add(
-                Holding(
+                Span(
                     assignment_id=10_000 + number,
+                    cloud="default",
+                    status=ASSIGNED,
                     holder="ci",
                     pool="web",
                     started_at=moment,
@@ -380,8 +382,10 @@ def test_the_forecast_reads_the_time_of_day_on_the_wall_clock_across_a_change(ma
     with app.app_context():
         for number in range(9):
             db.session.add(
-                Holding(
+                Span(
                     assignment_id=number + 1,
+                    cloud="default",
+                    status=ASSIGNED,
                     holder="ci",
                     pool="web",
                     started_at=at(2026, 3, 28, 8, 0, number),

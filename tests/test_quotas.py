@@ -15,7 +15,7 @@ from dispatcher import create_app, pools
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
-from dispatcher.models import ASSIGNED, Assignment, AuditEntry, Holding
+from dispatcher.models import ASSIGNED, Assignment, AuditEntry, Span
 from dispatcher.worker import pool_pass
 
 ASSIGN = "/api/v1/vm/action/assign"
@@ -619,7 +619,8 @@ def test_max_vm_hours_counts_whole_leases_and_lets_go_as_the_period_moves_on(quo
         assert standing(ada)["max_vm_hours"]["used"] == 1.0
         assert standing(ada)["max_vm_hours"]["left"] == 0
     with app.app_context():
-        holdings = db.session.scalars(sqlalchemy.select(Holding).order_by(Holding.id)).all()
+        assigned = sqlalchemy.select(Span).where(Span.status == ASSIGNED).order_by(Span.id)
+        holdings = db.session.scalars(assigned).all()
         assert [(holding.holder, holding.ended_at is None) for holding in holdings] == [
             ("ada", False),
             ("ada", True),
@@ -745,7 +746,7 @@ def statements_of_an_assign(app) -> list[str]:
         ([{"scope": "user", "name": "somebody-else", "max_vms": 1}], 0),
         # VMs at once: the caller's lock and one count.
         ([{"scope": "default", "max_vms": 10}], 2),
-        # And VM-hours: the holdings of the period too.
+        # And VM-hours: the assigned spans of the period too.
         ([{"scope": "default", "max_vms": 10, "max_vm_hours": 100}], 3),
         # A role's rule: the caller's roles as well.
         ([{"scope": "role", "name": "agent", "max_vms": 10}], 3),

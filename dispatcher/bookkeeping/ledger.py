@@ -18,8 +18,9 @@ free again or ends; an assigned VM carries the tags of its assign (or of its las
 that had some) until whatever ends the assignment clears them with its holder.
 
 A row of a destroyed VM (DELETED) whose id its cloud gives a new VM is taken over by the
-new VM (``add_booting``, ``register``). Each assignment is also kept as a ``Holding``, from
-the assign to whatever ends it, which quotas count in VM-hours. Nothing here commits: the
+new VM (``add_booting``, ``register``). Each change of a row's state ends the ``Span`` it
+had open and opens one in its new state (none once DELETED), in the same transaction:
+the periods quotas count in VM-hours and usage reports read. Nothing here commits: the
 use case that changes a row commits it together with its history entry.
 """
 
@@ -33,7 +34,7 @@ from sqlalchemy.sql.functions import GenericFunction
 from .. import clock
 from ..errors import ConflictError
 from ..extensions import db
-from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, RESERVED, Assignment, Holding
+from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, RESERVED, Assignment, Span
 from ..serializers import as_utc
 
 # The states a pool's VM counts in, as the API names them.
@@ -221,9 +222,9 @@ def left_running(now: datetime.datetime) -> list[Assignment]:
     return list(db.session.scalars(query.order_by(Assignment.id)))
 
 
-def _quota_pool():
+def _quota_pool(table=Assignment):
     """The pool an assignment counts in for a quota: its VM's pool, else its vm_type."""
-    return func.coalesce(Assignment.pool, Assignment.recipe)
+    return func.coalesce(table.pool, table.recipe if table is Assignment else table.vm_type)
 
 
 def held_count(holders, pool: str | None = None) -> int:
@@ -267,25 +268,23 @@ def held_seconds(
     """The seconds ``holders`` (None: everyone) held VMs of ``pool`` (None: any) between
     ``since`` and ``now``: an ended assignment until its end, one still held until the end
     of its lease (all of it), or until now without a lease. The assignment of the row
-    ``leaving_out`` is left out while held. Summed by the database: one statement, however
-    many holdings the period has."""
-    moment = Holding.started_at.type
+    ``leaving_out`` is left out while held. Summed by the database from the assigned
+    spans: one statement, however many the period has."""
+    moment = Span.started_at.type
     since_, now_ = literal(since, moment), literal(now, moment)
-    start = case((Holding.started_at > since_, Holding.started_at), else_=since_)
-    held_to = case((Holding.lease_until > now_, Holding.lease_until), else_=now_)
-    end = case((Holding.ended_at.is_not(None), Holding.ended_at), else_=held_to)
+    start = case((Span.started_at > since_, Span.started_at), else_=since_)
+    held_to = case((Span.lease_until > now_, Span.lease_until), else_=now_)
+    end = case((Span.ended_at.is_not(None), Span.ended_at), else_=held_to)
     seconds = seconds_between(start, end)
     query = select(func.sum(case((seconds > 0, seconds), else_=0))).where(
-        or_(Holding.ended_at.is_(None), Holding.ended_at > since_)
+        Span.status == ASSIGNED, or_(Span.ended_at.is_(None), Span.ended_at > since_)
     )
     if holders is not None:
-        query = query.where(Holding.holder.in_(list(holders)))
+        query = query.where(Span.holder.in_(list(holders)))
     if pool is not None:
-        query = query.where(Holding.pool == pool)
+        query = query.where(_quota_pool(Span) == pool)
     if leaving_out is not None:
-        query = query.where(
-            or_(Holding.assignment_id != leaving_out, Holding.ended_at.is_not(None))
-        )
+        query = query.where(or_(Span.assignment_id != leaving_out, Span.ended_at.is_not(None)))
     # To the millisecond: SQLite's arithmetic on days leaves a few microseconds of noise.
     return round(float(db.session.scalar(query) or 0), 3)
 
@@ -293,9 +292,10 @@ def held_seconds(
 def assign_times(pool: str, spans) -> list[datetime.datetime]:
     """When VMs of ``pool`` were assigned within any of ``spans`` (``(start, end)``, the
     end left out), oldest first."""
-    within = [(Holding.started_at >= start) & (Holding.started_at < end) for start, end in spans]
-    query = select(Holding.started_at).where(Holding.pool == pool, or_(*within))
-    return [as_utc(moment) for moment in db.session.scalars(query.order_by(Holding.started_at))]
+    within = [(Span.started_at >= start) & (Span.started_at < end) for start, end in spans]
+    of_pool = or_(Span.pool == pool, Span.pool.is_(None) & (Span.vm_type == pool))
+    query = select(Span.started_at).where(Span.status == ASSIGNED, of_pool, or_(*within))
+    return [as_utc(moment) for moment in db.session.scalars(query.order_by(Span.started_at))]
 
 
 def boot_seconds(pool: str, last: int) -> list[float]:
@@ -342,35 +342,47 @@ def held_by_request(request_id: int) -> list[Assignment]:
     return list(db.session.scalars(query.order_by(Assignment.id)))
 
 
-def holding_of(row_id: int) -> Holding | None:
-    """The holding of the assigned VM with this row id, or None."""
-    query = select(Holding).where(Holding.assignment_id == row_id, Holding.ended_at.is_(None))
-    return db.session.scalars(query.order_by(Holding.id.desc()).limit(1)).first()
+def open_span(row_id: int) -> Span | None:
+    """The span the VM with this row id has open (its state's since when), or None."""
+    query = select(Span).where(Span.assignment_id == row_id, Span.ended_at.is_(None))
+    return db.session.scalars(query.order_by(Span.id.desc()).limit(1)).first()
 
 
 # -- writing ---------------------------------------------------------------------------
 
+# What a span copies of its row when it opens.
+_SPANNED = {
+    "assignment_id": Assignment.id,
+    "cloud": Assignment.cloud,
+    "pool": Assignment.pool,
+    "vm_type": Assignment.recipe,
+    "size": Assignment.size,
+    "status": Assignment.status,
+    "user": Assignment.user,
+    "holder": Assignment.assigned_by,
+    "tags": Assignment.tags,
+    "request_id": Assignment.request_id,
+    "lease_until": Assignment.expires_at,
+}
 
-def _open_holding(row_id: int, holder: str | None, pool: str | None, expires_at) -> None:
+
+def _respan(row_ids) -> None:
+    """These rows changed state, now: the span each had open ends, and each opens one in
+    its new state, copied from the row (none for a row DELETED)."""
+    ids = list(row_ids)
+    if not ids:
+        return
+    now = clock.now()
     db.session.execute(
-        insert(Holding).values(
-            assignment_id=row_id,
-            holder=holder,
-            pool=pool,
-            started_at=clock.now(),
-            lease_until=expires_at,
-        )
-    )
-
-
-def _close_holdings(row_ids) -> None:
-    """The assignments of these rows have ended, now."""
-    db.session.execute(
-        update(Holding)
-        .where(Holding.assignment_id.in_(list(row_ids)), Holding.ended_at.is_(None))
-        .values(ended_at=clock.now())
+        update(Span)
+        .where(Span.assignment_id.in_(ids), Span.ended_at.is_(None))
+        .values(ended_at=now)
         .execution_options(synchronize_session=False)
     )
+    opened = select(*_SPANNED.values(), literal(now, Span.started_at.type)).where(
+        Assignment.id.in_(ids), Assignment.status != DELETED
+    )
+    db.session.execute(insert(Span).from_select([*_SPANNED, "started_at"], opened))
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -380,6 +392,7 @@ def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment,
         with db.session.begin_nested():
             row = Assignment(cloud=cloud, id_vm=id_vm, **values)
             db.session.add(row)
+        _respan([row.id])
         return row, True
     except IntegrityError:
         # Known already, perhaps recorded by another process this very moment.
@@ -392,15 +405,22 @@ def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment,
         .values(**{"created_at": clock.now(), "updated_at": clock.now(), **values})
         .execution_options(synchronize_session=False)
     ).rowcount
+    if revived:
+        _respan([row.id])
     db.session.refresh(row)
     return row, bool(revived)
 
 
 def add_booting(
-    pool: str, cloud: str, node: dict, creation_id: str | None, template: str | None = None
+    pool: str,
+    cloud: str,
+    node: dict,
+    creation_id: str | None,
+    template: str | None = None,
+    size: str | None = None,
 ) -> Assignment:
-    """Record a VM a pool made (or adopts) as booting, made from ``template`` (None: not
-    known, for one adopted).
+    """Record a VM a pool made (or adopts) as booting, made from ``template`` with
+    ``size`` (None: not known, for one adopted).
 
     :raises ConflictError: a VM the ledger holds has that id (libcloud's Dummy numbers
         its nodes by their count, and gives a live node's id again after a destroy).
@@ -423,6 +443,7 @@ def add_booting(
         "template": template,
         "request_id": None,
         "tags": None,
+        "size": size,
     }
     row, made = _insert_or_revive(cloud, node["id"], values)
     if not made:
@@ -438,28 +459,25 @@ def register(cloud: str, node: dict, vm_type: str | None = None) -> Assignment:
     values = {"hostname": node["name"], "recipe": vm_type, "status": FREE, **HOLDER_CLEARED}
     # A pool's DELETED row taken over is no longer the pool's.
     values.update(pool=None, creation_id=None, ready_at=None, public_ips=None, private_ips=None)
-    values.update(checked_at=None, check_failures=0, template=None)
+    values.update(checked_at=None, check_failures=0, template=None, size=None)
     return _insert_or_revive(cloud, node["id"], values)[0]
 
 
 def _move(row_id: int, expected, **values):
-    """Change the row from a state in ``expected`` with ``values``; its ``(id, id_vm,
-    pool)``, or None when it was in no such state (another process changed it first)."""
+    """Change the row from a state in ``expected`` with ``values`` (a new ``status``: its
+    span too); its ``(id, id_vm, pool)``, or None when it was in no such state (another
+    process changed it first)."""
     states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
-    return db.session.execute(
+    won = db.session.execute(
         update(Assignment)
         .where(Assignment.id == row_id, Assignment.status.in_(states))
         .values(updated_at=clock.now(), **values)
         .returning(Assignment.id, Assignment.id_vm, Assignment.pool)
         .execution_options(synchronize_session=False)
     ).one_or_none()
-
-
-def _ended_if_held(won, expected) -> None:
-    """A row moved out of ASSIGNED (perhaps): its holding ends."""
-    states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
-    if won is not None and ASSIGNED in states:
-        _close_holdings([won.id])
+    if won is not None and "status" in values:
+        _respan([won.id])
+    return won
 
 
 def _moved(row: Assignment, won) -> bool:
@@ -506,6 +524,8 @@ def note_check(row: Assignment, passed: bool, now, out_after: int | None = None)
         .returning(Assignment.status)
         .execution_options(synchronize_session=False)
     ).scalar()
+    if moved == FAULTY:
+        _respan([row.id])
     db.session.refresh(row)
     return moved
 
@@ -513,10 +533,7 @@ def note_check(row: Assignment, passed: bool, now, out_after: int | None = None)
 def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=None, tags=None):
     """Give the free VM to ``user``, tagged with ``tags``: its ``(id, id_vm, pool)``, or
     None when it was not free."""
-    won = _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at, tags))
-    if won is not None:
-        _open_holding(won.id, assigned_by, won.pool or vm_type, expires_at)
-    return won
+    return _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at, tags))
 
 
 def take_free(
@@ -552,7 +569,7 @@ def take_free(
     ).scalar()
     if taken is None:
         return None
-    _open_holding(taken, assigned_by, pool, expires_at)
+    _respan([taken])
     return db.session.get(Assignment, taken, populate_existing=True)
 
 
@@ -589,7 +606,9 @@ def set_aside(
         .returning(Assignment.id)
         .execution_options(synchronize_session=False)
     )
-    return len(taken.scalars().all())
+    taken = taken.scalars().all()
+    _respan(taken)
+    return len(taken)
 
 
 def hand_over(
@@ -602,8 +621,7 @@ def hand_over(
 ) -> list[Assignment]:
     """Assign every VM set aside for the request (of ``pool`` only, if given) to
     ``user``, for ``assigned_by``, leased until ``expires_at`` (None: no end), tagged with
-    the request's ``tags``, each for its pool's vm_type, in one statement; a holding opened
-    for each. The rows assigned, read afresh (none: nothing was set aside). They keep the
+    the request's ``tags``, each for its pool's vm_type, in one statement. The rows assigned, read afresh (none: nothing was set aside). They keep the
     request's id while held."""
     values = assigned_values(user, Assignment.pool, assigned_by, expires_at, tags)
     where = [Assignment.request_id == request_id, Assignment.status == RESERVED]
@@ -616,8 +634,7 @@ def hand_over(
         .returning(Assignment.id, Assignment.pool)
         .execution_options(synchronize_session=False)
     ).all()
-    for row_id, pool in taken:
-        _open_holding(row_id, assigned_by, pool, expires_at)
+    _respan([row_id for row_id, _ in taken])
     if not taken:
         return []
     query = select(Assignment).where(Assignment.id.in_([row_id for row_id, _ in taken]))
@@ -635,7 +652,9 @@ def put_back(request_id: int) -> int:
         .returning(Assignment.id)
         .execution_options(synchronize_session=False)
     )
-    return len(freed.scalars().all())
+    freed = freed.scalars().all()
+    _respan(freed)
+    return len(freed)
 
 
 def release(row_id: int, retire: bool = False):
@@ -647,10 +666,7 @@ def release(row_id: int, retire: bool = False):
     values = {"status": FREE, **HOLDER_CLEARED}
     if retire:
         values.update(status=FAULTY, expires_at=Assignment.expires_at)
-    won = _move(row_id, ASSIGNED, **values)
-    if won is not None:
-        _close_holdings([won.id])
-    return won
+    return _move(row_id, ASSIGNED, **values)
 
 
 def extend(row_id: int, expires_at: datetime.datetime, tags: dict | None = None) -> bool:
@@ -663,10 +679,13 @@ def extend(row_id: int, expires_at: datetime.datetime, tags: dict | None = None)
     won = _move(row_id, ASSIGNED, **values)
     if won is None:
         return False
+    spanned = {"lease_until": expires_at}
+    if tags is not None:
+        spanned["tags"] = tags or None
     db.session.execute(
-        update(Holding)
-        .where(Holding.assignment_id == row_id, Holding.ended_at.is_(None))
-        .values(lease_until=expires_at)
+        update(Span)
+        .where(Span.assignment_id == row_id, Span.ended_at.is_(None))
+        .values(**spanned)
         .execution_options(synchronize_session=False)
     )
     return True
@@ -694,7 +713,6 @@ def mark_faulty(row: Assignment, expected=None) -> bool:
     ``expected`` (default: its state as read), its holder forgotten; whether it moved."""
     expected = row.status if expected is None else expected
     won = _move(row.id, expected, status=FAULTY, **HOLDER_CLEARED)
-    _ended_if_held(won, expected)
     return _moved(row, won)
 
 
@@ -703,7 +721,6 @@ def mark_deleted(row: Assignment, expected=None) -> bool:
     its state as read); whether it moved."""
     expected = row.status if expected is None else expected
     won = _move(row.id, expected, status=DELETED, **HOLDER_CLEARED)
-    _ended_if_held(won, expected)
     return _moved(row, won)
 
 
@@ -722,6 +739,5 @@ def forget(cloud: str, node_id: str) -> int:
         .scalars()
         .all()
     )
-    if moved:
-        _close_holdings(moved)
+    _respan(moved)
     return len(moved)

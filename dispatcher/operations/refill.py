@@ -147,7 +147,7 @@ def _create_sized(
                 if node is None:
                     continue
                 row = ledger.add_booting(
-                    spec.name, cloud.name, node, creations[future], entry.template
+                    spec.name, cloud.name, node, creations[future], entry.template, size
                 )
             except DispatcherError as exc:
                 failures.append(exc)

@@ -118,7 +118,7 @@ def admit_extend(username: str, pool: str | None, row_id: int, lease: int) -> No
     if hours.value is None:
         return
     hold_until_commit(f"quota:{username}")
-    holding = ledger.holding_of(row_id)
+    holding = ledger.open_span(row_id)
     now = clock.now()
     since = now - datetime.timedelta(seconds=hours.period)
     started = max(as_utc(holding.started_at), since) if holding is not None else now

@@ -1,5 +1,5 @@
 """What quotas count, and what each caller and each rule uses: the VMs held now (the
-ledger's assigned rows) and the VM-hours of a period (its holdings)."""
+ledger's assigned rows) and the VM-hours of a period (its assigned spans)."""
 
 import datetime
 
