@@ -412,7 +412,9 @@ def count_holdings(url: str) -> int:
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as conn:
-            return conn.execute(sqlalchemy.text("SELECT count(*) FROM spans WHERE status = 2")).scalar()
+            return conn.execute(
+                sqlalchemy.text("SELECT count(*) FROM spans WHERE status = 2")
+            ).scalar()
     finally:
         engine.dispose()
 

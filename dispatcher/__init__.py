@@ -62,6 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
         requestlog,
         requests,
         tagging,
+        usage,
         webhooks,
     )
 
@@ -75,6 +76,7 @@ def create_app(config: dict | None = None) -> Flask:
         webhooks,
         pools,
         tagging,
+        usage,
         requests,
         leases,
         quotas,

@@ -145,6 +145,11 @@ class Config:
     # like the lease webhooks.
     REQUEST_WEBHOOK_URL = None
 
+    # What an hour of a VM costs, per cloud and size ("*": any other size), for the usage
+    # reports: {"aws": {"t2.micro": 0.0116, "*": 0.05}}. A pool's cloud entry may set its
+    # own price_per_hour (docs/usage.md).
+    PRICES = {}
+
     # The most keys the tags of an assign, an extend or a request may have (docs/
     # configuration.md, Tags); at most 100.
     TAG_MAX = 10

@@ -19,7 +19,16 @@ import dispatcher
 from dispatcher import clouds, pools
 from dispatcher.bookkeeping import ledger
 from dispatcher.extensions import db
-from dispatcher.models import STATUS_NAMES, ASSIGNED, FAULTY, FREE, RESERVED, Assignment, AuditEntry, Span
+from dispatcher.models import (
+    ASSIGNED,
+    FAULTY,
+    FREE,
+    RESERVED,
+    STATUS_NAMES,
+    Assignment,
+    AuditEntry,
+    Span,
+)
 from dispatcher.serializers import as_utc
 from dispatcher.worker import lease_expiry, pool_pass
 

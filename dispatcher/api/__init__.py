@@ -22,6 +22,7 @@ from .resources import (
     VolumeChangeAPI,
     VolumeCreateAPI,
 )
+from .usage import UsageAPI
 from .vm import NodeAPI, PowerAPI, StartAPI, StopAPI
 
 
@@ -93,6 +94,7 @@ bp.add_url_rule("/pools/<name>/levels", view_func=PoolLevelsAPI.as_view("pool_le
 route(bp, ReconcileAPI, "/reconcile", "reconcile")
 bp.add_url_rule("/requests", view_func=RequestsAPI.as_view("requests"))
 bp.add_url_rule("/requests/<int:request_id>", view_func=RequestAPI.as_view("request"))
+bp.add_url_rule("/usage", view_func=UsageAPI.as_view("usage"))
 bp.add_url_rule("/quotas", view_func=QuotasAPI.as_view("quotas"))
 bp.add_url_rule("/quotas/me", view_func=MyQuotaAPI.as_view("quota_me"))
 bp.add_url_rule(

@@ -34,11 +34,13 @@ class Bookkeeper(abc.ABC):
     type: ``keeps_leases`` (an assignment's end and its assigner), ``keeps_pools`` (warm
     pools' VMs), ``mends_books`` (the reconcile's fixes change its rows), ``keeps_quotas``
     (what each caller holds and has held, which quotas count), ``keeps_tags`` (an
-    assignment's tags).
+    assignment's tags), ``keeps_spans`` (each period of each VM in each state, which usage
+    reports read).
     """
 
     keeps_leases = False
     keeps_tags = False
+    keeps_spans = False
     keeps_quotas = False
     keeps_pools = False
     mends_books = False

@@ -621,8 +621,9 @@ def hand_over(
 ) -> list[Assignment]:
     """Assign every VM set aside for the request (of ``pool`` only, if given) to
     ``user``, for ``assigned_by``, leased until ``expires_at`` (None: no end), tagged with
-    the request's ``tags``, each for its pool's vm_type, in one statement. The rows assigned, read afresh (none: nothing was set aside). They keep the
-    request's id while held."""
+    the request's ``tags``, each for its pool's vm_type, in one statement. The rows
+    assigned, read afresh (none: nothing was set aside). They keep the request's id while
+    held."""
     values = assigned_values(user, Assignment.pool, assigned_by, expires_at, tags)
     where = [Assignment.request_id == request_id, Assignment.status == RESERVED]
     if pool is not None:

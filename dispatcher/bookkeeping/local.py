@@ -12,6 +12,7 @@ class LocalBookkeeper(Bookkeeper):
 
     keeps_leases = True
     keeps_tags = True
+    keeps_spans = True
     keeps_quotas = True
     keeps_pools = True
     mends_books = True

@@ -43,7 +43,18 @@ READY_CHECK_KEYS = {"tcp", "http", "address", "timeout"}
 ADDRESSES = ("public", "private")
 # The longest a ready check may wait for a VM, in seconds: a pass waits that long at most.
 CHECK_TIMEOUT_MOST = 60
-CLOUD_KEYS = {"cloud", "image", "size", "location", "keyname", "security_groups", "metadata"}
+CLOUD_KEYS = {
+    "cloud",
+    "image",
+    "size",
+    "location",
+    "keyname",
+    "security_groups",
+    "metadata",
+    "price_per_hour",
+}
+# The most an hour of one VM may be priced at: a figure beyond it is a slip of the pen.
+PRICE_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ class PoolCloud:
     keyname: str | None = None
     security_groups: tuple[str, ...] | None = None
     metadata: dict = field(default_factory=dict)
+    # What an hour of a VM of the pool costs here, in place of PRICES for its cloud; None:
+    # PRICES says. Not part of the template: a new price makes no VM outdated.
+    price_per_hour: float | None = None
 
     @property
     def template(self) -> str:
@@ -197,6 +211,16 @@ def _sizes(where: str, value) -> tuple[str, ...]:
     return tuple(sizes)
 
 
+def price_number(where: str, key: str, value) -> float:
+    """A price of an hour: a number from 0 to PRICE_MAX.
+
+    :raises ConfigurationError: anything else, naming ``where`` and ``key``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= PRICE_MAX:
+        raise ConfigurationError(f"{where}: {key} must be a number from 0 to {PRICE_MAX}")
+    return float(value)
+
+
 def _check_keys(where: str, entry, known: set[str], required: tuple[str, ...]) -> None:
     """``entry`` is a mapping with the ``required`` keys and no key outside ``known``."""
     if not isinstance(entry, dict):
@@ -230,6 +254,9 @@ def _parse_cloud(where: str, entry, farm) -> PoolCloud:
     for key, value in optional.items():
         if value is not None:
             _text(where, key, value)
+    price = entry.get("price_per_hour")
+    if price is not None:
+        optional["price_per_hour"] = price_number(where, "price_per_hour", price)
     return PoolCloud(
         cloud=name,
         image=_text(where, "image", entry["image"]),

@@ -1,0 +1,289 @@
+"""The usage report of a period: per group (user, pool, cloud, vm_type or a tag's value,
+or several), the VM-seconds assigned, idle in pools (booting, free or set aside for a
+request) and faulty, what they cost, the assigns and releases, the wait of queued
+requests from asking to ready, and the most VMs held at once.
+
+Every span is cut at the period's bounds, and one still open counts until now: the
+seconds and the cost are summed by the database, in one statement over the spans the
+period touches; the peak in one more (a running count over the starts and ends).
+"""
+
+import csv
+import datetime
+import io
+import math
+
+from flask import current_app
+from sqlalchemy import Float, case, func, literal, or_, select, union_all
+
+from .. import clock
+from ..bookkeeping.ledger import seconds_between
+from ..extensions import db
+from ..models import ASSIGNED, BOOTING, FAULTY, FREE, RESERVED, Span, VMRequest
+from ..serializers import as_utc, utc_iso
+from ..shapes import ARRAY, INTEGER, NUMBER, OBJECT, TEXT, describes
+from .prices import price_of_span
+
+GROUPS = ("user", "pool", "cloud", "vm_type")
+TAG = "tag:"
+IDLE = (BOOTING, FREE, RESERVED)
+# The figures of a group, in the order a table shows them.
+FIGURES = (
+    "assigned_seconds",
+    "idle_seconds",
+    "faulty_seconds",
+    "assigned_cost",
+    "idle_cost",
+    "faulty_cost",
+    "cost",
+    "assigns",
+    "releases",
+    "wait_p50",
+    "wait_p95",
+    "requests_ready",
+    "peak_held",
+)
+
+
+def _key(name: str):
+    """The spans' column (or a tag's value) a group is named by."""
+    if name.startswith(TAG):
+        return Span.tags[name[len(TAG) :]].as_string()
+    return {"user": Span.user, "pool": Span.pool, "cloud": Span.cloud, "vm_type": Span.vm_type}[
+        name
+    ]
+
+
+def _request_keys(name: str, request: VMRequest) -> list:
+    """The values of group ``name`` a queued request counts under: each of its pools for
+    pool and vm_type (a pool's vm_type is its name)."""
+    if name.startswith(TAG):
+        return [(request.tags or {}).get(name[len(TAG) :])]
+    if name in ("pool", "vm_type"):
+        return sorted(request.vms)
+    return [request.user if name == "user" else request.cloud]
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile: the smallest value at least ``fraction`` of the values
+    are at or below."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _cut(start, end, now):
+    """The expressions of a span cut at [start, end): its seconds within, and the filter
+    of the spans that overlap it. An open span ends now (never past ``end``)."""
+    moment = Span.started_at.type
+    start_, end_ = literal(start, moment), literal(end, moment)
+    until = literal(min(end, now), moment)
+    begins = case((Span.started_at > start_, Span.started_at), else_=start_)
+    ends = case((Span.ended_at.is_(None), until), (Span.ended_at < end_, Span.ended_at), else_=end_)
+    seconds = seconds_between(begins, ends)
+    overlaps = (Span.started_at < end_) & or_(Span.ended_at.is_(None), Span.ended_at > start_)
+    return begins, ends, case((seconds > 0, seconds), else_=0.0), overlaps
+
+
+def _figures(keys, start, end, now, holder) -> dict[tuple, dict]:
+    """The seconds, costs, assigns and releases of each group: one statement."""
+    _, _, seconds, overlaps = _cut(start, end, now)
+    price = price_of_span(current_app)
+    where = [overlaps]
+    if holder is not None:
+        where += [Span.status == ASSIGNED, Span.holder == holder]
+    inner = select(
+        *(key.label(f"k{index}") for index, key in enumerate(keys)),
+        Span.status.label("status"),
+        seconds.label("seconds"),
+        price.label("price"),
+        Span.started_at.label("started_at"),
+        Span.ended_at.label("ended_at"),
+    ).where(*where)
+    cut = inner.subquery("cut")
+    moment = Span.started_at.type
+    start_, end_ = literal(start, moment), literal(end, moment)
+    c = cut.c
+
+    def summed(state, cost=False):
+        amount = c.seconds * c.price / 3600.0 if cost else c.seconds
+        return func.coalesce(func.sum(case((state, amount), else_=0.0)), 0.0).cast(Float)
+
+    a_, i_, f_ = c.status == ASSIGNED, c.status.in_(IDLE), c.status == FAULTY
+    group = [c[f"k{index}"] for index in range(len(keys))]
+    query = select(
+        *group,
+        summed(a_),
+        summed(i_),
+        summed(f_),
+        summed(a_, True),
+        summed(i_, True),
+        summed(f_, True),
+        func.count().filter(a_ & (c.started_at >= start_)),
+        func.count().filter(a_ & c.ended_at.is_not(None) & (c.ended_at < end_)),
+    ).group_by(*group)
+    found = {}
+    for row in db.session.execute(query):
+        values = tuple(row[: len(keys)])
+        a, i, f, a_cost, i_cost, f_cost, assigns, releases = row[len(keys) :]
+        found[values] = {
+            "assigned_seconds": round(a),
+            "idle_seconds": round(i),
+            "faulty_seconds": round(f),
+            "assigned_cost": a_cost,
+            "idle_cost": i_cost,
+            "faulty_cost": f_cost,
+            "assigns": assigns,
+            "releases": releases,
+        }
+    return found
+
+
+def _peaks(keys, start, end, now, holder) -> dict[tuple, int]:
+    """The most VMs held at once in each group within the period: a running count over
+    the assigned spans' starts (+1) and ends (-1), an end before a start at one moment."""
+    begins, ends, _, overlaps = _cut(start, end, now)
+    moment = Span.started_at.type
+    end_ = literal(end, moment)
+    where = [overlaps, Span.status == ASSIGNED]
+    if holder is not None:
+        where.append(Span.holder == holder)
+    labelled = [key.label(f"k{index}") for index, key in enumerate(keys)]
+    starts = select(*labelled, begins.label("at"), literal(1).label("step")).where(*where)
+    stops = select(*labelled, ends.label("at"), literal(-1).label("step")).where(
+        *where, Span.ended_at.is_not(None), Span.ended_at < end_
+    )
+    steps = union_all(starts, stops).subquery("steps")
+    group = [steps.c[f"k{index}"] for index in range(len(keys))]
+    running = func.sum(steps.c.step).over(
+        partition_by=group or None, order_by=[steps.c.at, steps.c.step], rows=(None, 0)
+    )
+    counted = select(*group, running.label("held")).subquery("counted")
+    outer = [counted.c[f"k{index}"] for index in range(len(keys))]
+    query = select(*outer, func.max(counted.c.held)).group_by(*outer)
+    return {tuple(row[:-1]): int(row[-1]) for row in db.session.execute(query)}
+
+
+def _waits(names, start, end, holder) -> dict[tuple, list[float]]:
+    """The seconds each queued request ready within the period waited, by group."""
+    query = select(VMRequest).where(
+        VMRequest.ready_at.is_not(None), VMRequest.ready_at >= start, VMRequest.ready_at < end
+    )
+    if holder is not None:
+        query = query.where(VMRequest.caller == holder)
+    found: dict[tuple, list[float]] = {}
+    for request in db.session.scalars(query):
+        waited = (as_utc(request.ready_at) - as_utc(request.created_at)).total_seconds()
+        combinations = [()]
+        for name in names:
+            combinations = [
+                (*done, value) for done in combinations for value in _request_keys(name, request)
+            ]
+        for values in combinations:
+            found.setdefault(values, []).append(max(0.0, waited))
+    return found
+
+
+def _finished(figures: dict, waited: list[float], peak: int) -> dict:
+    cost = figures["assigned_cost"] + figures["idle_cost"] + figures["faulty_cost"]
+    done = {**figures, "cost": round(cost, 2)}
+    for name in ("assigned_cost", "idle_cost", "faulty_cost"):
+        done[name] = round(figures[name], 2)
+    p50, p95 = _percentile(waited, 0.5), _percentile(waited, 0.95)
+    done["wait_p50"] = round(p50, 3) if p50 is not None else None
+    done["wait_p95"] = round(p95, 3) if p95 is not None else None
+    done["requests_ready"] = len(waited)
+    done["peak_held"] = peak
+    return {name: done[name] for name in FIGURES}
+
+
+EMPTY = dict.fromkeys(FIGURES[:9], 0)
+
+
+FIGURES_SHAPE = {
+    "type": "object",
+    "description": "seconds and counts whole; costs to the cent; waits in seconds, null"
+    " without a request ready in the period",
+    "properties": {
+        name: {"type": ["number", "null"]}
+        if name.startswith("wait")
+        else (NUMBER if name.endswith("cost") else INTEGER)
+        for name in FIGURES
+    },
+    "required": list(FIGURES),
+}
+
+
+@describes(
+    "Usage",
+    {
+        "from": TEXT,
+        "to": TEXT,
+        "group_by": ARRAY,
+        "groups": {"type": "array", "items": OBJECT},
+        "total": FIGURES_SHAPE,
+    },
+)
+def report(
+    start: datetime.datetime,
+    end: datetime.datetime,
+    group_by: list[str],
+    holder: str | None = None,
+) -> dict:
+    """The usage of [``start``, ``end``) by ``group_by`` (names of GROUPS, or ``tag:key``),
+    and its total; ``holder``: only what that caller assigned (an agent's own users), no
+    idle or faulty time."""
+    now = clock.now()
+    keys = [_key(name) for name in group_by]
+    figures = _figures(keys, start, end, now, holder)
+    peaks = _peaks(keys, start, end, now, holder)
+    waits = _waits(group_by, start, end, holder)
+    groups = []
+    for values in sorted(set(figures) | set(waits) | set(peaks), key=_order):
+        found = figures.get(values, EMPTY)
+        row = dict(zip(group_by, values, strict=True))
+        groups.append({**row, **_finished(found, waits.get(values, []), peaks.get(values, 0))})
+    every_wait = [
+        seconds for waited in _waits([], start, end, holder).values() for seconds in waited
+    ]
+    total_peak = _peaks([], start, end, now, holder).get((), 0)
+    summed = {name: sum(figures[values][name] for values in figures) for name in EMPTY}
+    return {
+        "from": utc_iso(start),
+        "to": utc_iso(end),
+        "group_by": list(group_by),
+        "groups": groups,
+        "total": _finished(summed, every_wait, total_peak),
+    }
+
+
+def _order(values: tuple) -> tuple:
+    """Groups in order of their names, the unnamed (None) last."""
+    return tuple((value is None, str(value) if value is not None else "") for value in values)
+
+
+def usage_to_csv(found: dict) -> str:
+    """The report as CSV: one row per group, its names then its figures, and a total row
+    ("total" in the first column), as a spreadsheet opens it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    names = found["group_by"]
+    writer.writerow([*names, *FIGURES])
+    for group in found["groups"]:
+        writer.writerow([_cell(group[name]) for name in names] + [_cell(group[f]) for f in FIGURES])
+    first = ["total"] + [""] * (len(names) - 1) if names else []
+    writer.writerow(first + [_cell(found["total"][f]) for f in FIGURES])
+    return out.getvalue()
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    # A value a spreadsheet would take for a formula is quoted as text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(value) else text
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
