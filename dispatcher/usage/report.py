@@ -128,9 +128,9 @@ def _figures(keys, start, end, now, holder) -> dict[tuple, dict]:
         values = tuple(row[: len(keys)])
         a, i, f, a_cost, i_cost, f_cost, assigns, releases = row[len(keys) :]
         found[values] = {
-            "assigned_seconds": round(a),
-            "idle_seconds": round(i),
-            "faulty_seconds": round(f),
+            "assigned_seconds": a,
+            "idle_seconds": i,
+            "faulty_seconds": f,
             "assigned_cost": a_cost,
             "idle_cost": i_cost,
             "faulty_cost": f_cost,
@@ -162,7 +162,8 @@ def _peaks(keys, start, end, now, holder) -> dict[tuple, int]:
     counted = select(*group, running.label("held")).subquery("counted")
     outer = [counted.c[f"k{index}"] for index in range(len(keys))]
     query = select(*outer, func.max(counted.c.held)).group_by(*outer)
-    return {tuple(row[:-1]): int(row[-1]) for row in db.session.execute(query)}
+    # No assigned span at all: one row, whose max is NULL.
+    return {tuple(row[:-1]): int(row[-1] or 0) for row in db.session.execute(query)}
 
 
 def _waits(names, start, end, holder) -> dict[tuple, list[float]]:
@@ -190,6 +191,8 @@ def _finished(figures: dict, waited: list[float], peak: int) -> dict:
     done = {**figures, "cost": round(cost, 2)}
     for name in ("assigned_cost", "idle_cost", "faulty_cost"):
         done[name] = round(figures[name], 2)
+    for name in ("assigned_seconds", "idle_seconds", "faulty_seconds"):
+        done[name] = round(figures[name])
     p50, p95 = _percentile(waited, 0.5), _percentile(waited, 0.95)
     done["wait_p50"] = round(p50, 3) if p50 is not None else None
     done["wait_p95"] = round(p95, 3) if p95 is not None else None
@@ -198,7 +201,20 @@ def _finished(figures: dict, waited: list[float], peak: int) -> dict:
     return {name: done[name] for name in FIGURES}
 
 
-EMPTY = dict.fromkeys(FIGURES[:9], 0)
+# What the database sums for a group, before rounding.
+EMPTY = dict.fromkeys(
+    (
+        "assigned_seconds",
+        "idle_seconds",
+        "faulty_seconds",
+        "assigned_cost",
+        "idle_cost",
+        "faulty_cost",
+        "assigns",
+        "releases",
+    ),
+    0,
+)
 
 
 FIGURES_SHAPE = {
@@ -242,8 +258,11 @@ def report(
     groups = []
     for values in sorted(set(figures) | set(waits) | set(peaks), key=_order):
         found = figures.get(values, EMPTY)
+        waited, peak = waits.get(values, []), peaks.get(values, 0)
+        if not (waited or peak or any(found.values())):
+            continue  # only spans of no length (a VM recorded and taken at once)
         row = dict(zip(group_by, values, strict=True))
-        groups.append({**row, **_finished(found, waits.get(values, []), peaks.get(values, 0))})
+        groups.append({**row, **_finished(found, waited, peak)})
     every_wait = [
         seconds for waited in _waits([], start, end, holder).values() for seconds in waited
     ]
