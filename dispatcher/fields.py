@@ -6,6 +6,7 @@ carries the JSON Schema of the very rule it checks, and ``body_json_schema`` bui
 body's document from them: what the document allows is what the service accepts.
 """
 
+import datetime
 import re
 
 from schema import And, Optional, Schema, SchemaError, Use
@@ -225,3 +226,22 @@ def body_json_schema(schema: Schema) -> dict:
     if required:
         document["required"] = required
     return {**document, **getattr(schema, "check_json", {})}
+
+
+# The longest moment a parameter may give: "2026-12-01T09:00:00.000000+00:00" and room.
+MOMENT_MOST = 40
+MOMENT_FORMAT = "a moment in ISO 8601, like 2026-12-01 or 2026-12-01T09:00:00Z"
+
+
+def moment(text: str) -> datetime.datetime | None:
+    """``text`` as a moment in ISO 8601 (``2026-12-01``, ``2026-12-01T09:00:00Z``, with an
+    offset or without, which is UTC), in UTC; None if it is not one."""
+    if len(text) > MOMENT_MOST:
+        return None
+    try:
+        found = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if found.tzinfo is None:
+        found = found.replace(tzinfo=datetime.UTC)
+    return found.astimezone(datetime.UTC)

@@ -5,6 +5,7 @@ sees what; CSV; PRICES; and bad input."""
 import csv
 import datetime
 import io
+import json
 import math
 
 import pytest
@@ -508,3 +509,46 @@ def test_prices_that_cannot_work_stop_the_start(settings, message):
     with pytest.raises(ConfigurationError) as raised:
         create_app(config)
     assert str(raised.value) == message
+
+
+# -- the command -----------------------------------------------------------------------
+
+
+def test_the_command_prints_the_reports_table_csv_and_json(day):
+    """`dispatcher usage` gives the admin's report: the same figures as the API."""
+    app, _, clients, _ = day
+    period = ["--from", at(FROM).isoformat(), "--to", at(TO).isoformat()]
+    runner = app.test_cli_runner()
+    shown = runner.invoke(args=["usage", *period, "--group-by", "pool", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == report(clients["admin"], ["pool"])
+
+    csv_text = runner.invoke(args=["usage", *period, "--group-by", "pool", "--format", "csv"])
+    asked = {"from": at(FROM).isoformat(), "to": at(TO).isoformat(), "group_by": "pool"}
+    answer = clients["admin"].get(USAGE, query_string={**asked, "format": "csv"})
+    assert csv_text.output.splitlines() == answer.get_data(as_text=True).splitlines()
+
+    table = runner.invoke(args=["usage", *period, "--group-by", "user"]).output.splitlines()
+    assert table[0] == "usage from 2026-11-10T09:00:00+00:00 to 2026-11-10T13:00:00+00:00"
+    assert table[1].split() == [
+        "user", "held", "h", "idle", "h", "faulty", "h", "cost", "assigns", "releases",
+        "wait", "p50", "s", "wait", "p95", "s", "peak",
+    ]  # fmt: skip
+    carl = next(line.split() for line in table if line.startswith("carl"))
+    assert carl[:5] == ["carl", "2.50", "0.00", "0.00", "0.90"]  # 150 min at 0.36
+    assert table[-1].split()[0] == "total"
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "noon"], f"Invalid value for --from: {MOMENT}"),
+        (["--group-by", "team"], f"group_by: 'team' is not one of {NAMES}"),
+        (["--from", "2026-12-02", "--to", "2026-12-01"], "from: must come before to"),
+    ],
+)
+def test_the_command_refuses_bad_options_in_one_line(make_app, args, message):
+    result = make_app().test_cli_runner().invoke(args=["usage", *args])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"Error: {message}"

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from schema import SchemaError
 
+from .. import fields
 from ..errors import InvalidRequestError
-from ..fields import Text, tag_key_error
+from ..fields import Text
 
 
 @dataclass(frozen=True)
@@ -101,55 +102,22 @@ def flag(name: str) -> QueryParameter:
     return QueryParameter({"type": "string", "enum": list(FLAG_VALUES), "default": "0"}, parse)
 
 
-# The longest moment a query parameter may give: "2026-12-01T09:00:00.000000+00:00" and
-# room to spare.
-MOMENT_MOST = 40
-
-
 def moment(name: str) -> QueryParameter:
-    """A moment in ISO 8601 (``2026-12-01``, ``2026-12-01T09:00:00Z``, with an offset), as
-    an aware datetime; one without an offset is UTC (None when absent)."""
+    """A moment in ISO 8601 (``fields.moment``), as an aware datetime in UTC (None when
+    absent)."""
 
     def parse(value: str | None) -> datetime.datetime | None:
         if value is None:
             return None
-        try:
-            if len(value) > MOMENT_MOST:
-                raise ValueError
-            found = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidRequestError(
-                f"{name}: a moment in ISO 8601, like 2026-12-01 or 2026-12-01T09:00:00Z"
-            ) from None
-        if found.tzinfo is None:
-            found = found.replace(tzinfo=datetime.UTC)
-        return found.astimezone(datetime.UTC)
+        found = fields.moment(value)
+        if found is None:
+            raise InvalidRequestError(f"{name}: {fields.MOMENT_FORMAT}")
+        return found
 
-    schema = {"type": "string", "format": "date-time", "maxLength": MOMENT_MOST}
+    schema = {"type": "string", "format": "date-time", "maxLength": fields.MOMENT_MOST}
     return QueryParameter(schema, parse)
 
 
-def names(name: str, known: tuple[str, ...], prefixed: str, most: int) -> QueryParameter:
-    """A comma-separated list of at most ``most`` distinct names, each one of ``known`` or
-    ``prefixed`` followed by a tag's key (None when absent)."""
-    described = f"{', '.join(known)} or {prefixed}<key>, comma-separated, at most {most}"
-
-    def parse(value: str | None) -> list[str] | None:
-        if value is None:
-            return None
-        found = value.split(",")
-        if len(found) > most:
-            raise InvalidRequestError(f"{name}: at most {most} of {described}")
-        for index, item in enumerate(found):
-            shown = item[:40]
-            if item.startswith(prefixed):
-                wrong = tag_key_error(item[len(prefixed) :])
-                if wrong is not None:
-                    raise InvalidRequestError(f"{name}: the key of {shown!r} must be {wrong}")
-            elif item not in known:
-                raise InvalidRequestError(f"{name}: {shown!r} is not one of {described}")
-            if item in found[:index]:
-                raise InvalidRequestError(f"{name}: {shown!r} is named twice")
-        return found
-
-    return QueryParameter({"type": "string", "description": described}, parse)
+def parsed(parse: Callable[[str], object], schema: dict) -> QueryParameter:
+    """A parameter ``parse`` reads (None when absent); it raises InvalidRequestError."""
+    return QueryParameter(schema, lambda value: None if value is None else parse(value))

@@ -1,22 +1,12 @@
 """The usage report: VM-seconds, cost, assigns, waits and peaks of a period, by group."""
 
-import datetime
-
 from flask import Response
 from flask_security import current_user
 
-from .. import bookkeeping, clock, usage
-from ..errors import InvalidRequestError
+from .. import usage
 from ..models import ADMIN
 from .base import ApiView, agent_required, answers, ok, query
-from .parameters import choice, moment, names
-
-# The most group names one report may combine.
-GROUPS_MOST = 4
-
-
-def _month_start(at: datetime.datetime) -> datetime.datetime:
-    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+from .parameters import choice, moment, parsed
 
 
 class UsageAPI(ApiView):
@@ -27,7 +17,9 @@ class UsageAPI(ApiView):
         **{
             "from": moment("from"),
             "to": moment("to"),
-            "group_by": names("group_by", usage.GROUPS, "tag:", GROUPS_MOST),
+            "group_by": parsed(
+                usage.groups_from, {"type": "string", "description": usage.GROUPS_SAID}
+            ),
             "format": choice("format", ("json", "csv")),
         }
     )
@@ -41,15 +33,7 @@ class UsageAPI(ApiView):
         the queued requests ready in the period, and the most VMs held at once; and the
         total. ``format=csv``: the same as CSV. An admin sees everyone's; an agent only
         what it assigned, to any of its users. 400 beside Cistern, which keeps no spans."""
-        if not bookkeeping.backend().keeps_spans:
-            raise InvalidRequestError(
-                "usage reports read the local ledger's spans: beside Cistern"
-                " (ASSIGNMENT_BACKEND=cistern) there are none"
-            )
-        end = asked["to"] or clock.now()
-        start = asked["from"] or _month_start(end)
-        if start >= end:
-            raise InvalidRequestError("from: must come before to")
+        start, end = usage.period(asked["from"], asked["to"])
         holder = None if current_user.has_role(ADMIN) else current_user.username
         found = usage.report(start, end, asked["group_by"] or ["user"], holder)
         if asked["format"] == "csv":

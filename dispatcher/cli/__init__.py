@@ -12,6 +12,7 @@ from .pools import pools_group
 from .quotas import quotas_group
 from .reconcile import ledger_sync_command, reconcile_command
 from .serve import run_command
+from .usage import usage_command
 from .users import users_group
 from .worker import worker_group
 
@@ -29,6 +30,7 @@ COMMANDS = (
     pools_group,
     quotas_group,
     reconcile_command,
+    usage_command,
     worker_group,
 )
 

@@ -5,6 +5,16 @@ summed by the database, however many spans the period has.
 """
 
 from .prices import EXTENSION, hourly_price, init_app
-from .report import GROUPS, report, usage_to_csv
+from .report import GROUPS, GROUPS_SAID, groups_from, period, report, usage_to_csv
 
-__all__ = ["EXTENSION", "GROUPS", "hourly_price", "init_app", "report", "usage_to_csv"]
+__all__ = [
+    "EXTENSION",
+    "GROUPS",
+    "GROUPS_SAID",
+    "groups_from",
+    "hourly_price",
+    "init_app",
+    "period",
+    "report",
+    "usage_to_csv",
+]

@@ -16,9 +16,11 @@ import math
 from flask import current_app
 from sqlalchemy import Float, case, func, literal, or_, select, union_all
 
-from .. import clock
+from .. import bookkeeping, clock
 from ..bookkeeping.ledger import seconds_between
+from ..errors import InvalidRequestError
 from ..extensions import db
+from ..fields import tag_key_error
 from ..models import ASSIGNED, BOOTING, FAULTY, FREE, RESERVED, Span, VMRequest
 from ..serializers import as_utc, utc_iso
 from ..shapes import ARRAY, INTEGER, NUMBER, OBJECT, TEXT, describes
@@ -26,6 +28,8 @@ from .prices import price_of_span
 
 GROUPS = ("user", "pool", "cloud", "vm_type")
 TAG = "tag:"
+GROUPS_MOST = 4  # the most group names one report combines
+GROUPS_SAID = f"{', '.join(GROUPS)} or {TAG}<key>, comma-separated, at most {GROUPS_MOST}"
 IDLE = (BOOTING, FREE, RESERVED)
 # The figures of a group, in the order a table shows them.
 FIGURES = (
@@ -43,6 +47,43 @@ FIGURES = (
     "requests_ready",
     "peak_held",
 )
+
+
+def period(start: datetime.datetime | None, end: datetime.datetime | None) -> tuple:
+    """A report's period as asked: ``end`` now by default, ``start`` the beginning of the
+    month of ``end`` (UTC).
+
+    :raises InvalidRequestError: the start is not before the end.
+    """
+    end = end or clock.now()
+    start = start or end.astimezone(datetime.UTC).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    if start >= end:
+        raise InvalidRequestError("from: must come before to")
+    return start, end
+
+
+def groups_from(text: str) -> list[str]:
+    """The group names of ``text``: at most GROUPS_MOST distinct names of GROUPS or
+    ``tag:<key>``, comma-separated.
+
+    :raises InvalidRequestError: naming the one at fault (cut to 40 characters).
+    """
+    found = text.split(",")
+    if len(found) > GROUPS_MOST:
+        raise InvalidRequestError(f"group_by: at most {GROUPS_MOST} of {GROUPS_SAID}")
+    for index, name in enumerate(found):
+        shown = name[:40]
+        if name.startswith(TAG):
+            wrong = tag_key_error(name[len(TAG) :])
+            if wrong is not None:
+                raise InvalidRequestError(f"group_by: the key of {shown!r} must be {wrong}")
+        elif name not in GROUPS:
+            raise InvalidRequestError(f"group_by: {shown!r} is not one of {GROUPS_SAID}")
+        if name in found[:index]:
+            raise InvalidRequestError(f"group_by: {shown!r} is named twice")
+    return found
 
 
 def _key(name: str):
@@ -249,7 +290,15 @@ def report(
 ) -> dict:
     """The usage of [``start``, ``end``) by ``group_by`` (names of GROUPS, or ``tag:key``),
     and its total; ``holder``: only what that caller assigned (an agent's own users), no
-    idle or faulty time."""
+    idle or faulty time.
+
+    :raises InvalidRequestError: beside Cistern, which keeps no spans.
+    """
+    if not bookkeeping.backend().keeps_spans:
+        raise InvalidRequestError(
+            "usage reports read the local ledger's spans: beside Cistern"
+            " (ASSIGNMENT_BACKEND=cistern) there are none"
+        )
     now = clock.now()
     keys = [_key(name) for name in group_by]
     figures = _figures(keys, start, end, now, holder)
