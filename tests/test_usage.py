@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy
 import time_machine
 from conftest import SQLITE_ONLY, assert_error, token_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher import create_app, pools
 from dispatcher.bookkeeping import ledger
@@ -552,3 +553,32 @@ def test_the_command_refuses_bad_options_in_one_line(make_app, args, message):
     result = make_app().test_cli_runner().invoke(args=["usage", *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == f"Error: {message}"
+
+
+def test_metrics_count_the_vm_seconds_and_cost_of_each_pool_in_each_state(day):
+    """/metrics: every span until now, by pool and state, as the timeline says."""
+    app, nodes, clients, _ = day
+    text = clients["admin"].get("/metrics").get_data(as_text=True)
+    found = {}
+    for family in text_string_to_metric_families(text):
+        if family.name in ("dispatcher_vm_seconds", "dispatcher_vm_cost"):
+            for sample in family.samples:
+                key = (family.name, sample.labels["pool"], sample.labels["state"])
+                found[key] = round(sample.value, 3)
+    expected: dict = {}
+    for period in timeline(nodes):
+        seconds = ((period["end"] if period["end"] is not None else ASKED) - period["start"]) * 60
+        where = (period["pool"] or "", period["state"])
+        for name, amount in (
+            ("dispatcher_vm_seconds", seconds),
+            ("dispatcher_vm_cost", seconds * period["price"] / 3600),
+        ):
+            expected[(name, *where)] = expected.get((name, *where), 0) + amount
+    # The pools' VMs booted at T0 and were free at once: spans of no length.
+    for pool_name in ("web", "gpu"):
+        for name in ("dispatcher_vm_seconds", "dispatcher_vm_cost"):
+            expected[(name, pool_name, "booting")] = 0
+    expected[("dispatcher_vm_seconds", "", "free")] = 0  # dora's node, recorded and taken
+    expected[("dispatcher_vm_cost", "", "free")] = 0
+    assert found == {key: round(value, 3) for key, value in expected.items()}
+    assert found[("dispatcher_vm_seconds", "web", "assigned")] == (60 + 80 + 180) * 60

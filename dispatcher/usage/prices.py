@@ -14,7 +14,7 @@ EXTENSION = "dispatcher.prices"
 ANY_SIZE = "*"
 
 
-def init_app(app) -> None:
+def check(app) -> None:
     """Check PRICES against CLOUD_FARM, and keep it with the pools' prices.
 
     :raises ConfigurationError: one line naming the entry at fault.
