@@ -300,6 +300,7 @@ DISPATCHER_COMMANDS = [
     "reconcile",
     "reset-db",
     "run",
+    "usage",
     "users",
     "worker",
 ]

@@ -86,6 +86,7 @@ class Answer:
     variants: list = field(default_factory=list)
     content_type: str = "application/json"
     accepted: bool = False  # also a 202 of the same shape: taken, to be done later
+    also_as: tuple[str, ...] = ()  # other content types it may answer in, as text (CSV)
 
 
 def answers(fields: dict | None = None, **declared):

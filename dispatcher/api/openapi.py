@@ -96,6 +96,8 @@ def _operation(rule, view_class, method: str, components: Components, security: 
         content = {answer.content_type: {"schema": {"type": "string"}}}
     else:
         content = {"application/json": {"schema": _ok_schema(answer, components)}}
+    for also in answer.also_as:
+        content[also] = {"schema": {"type": "string"}}
     operation = {
         "operationId": f"{rule.endpoint.replace('.', '_')}_{method}"
         + ("_cloud" if "<cloud>" in rule.rule else ""),

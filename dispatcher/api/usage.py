@@ -23,7 +23,7 @@ class UsageAPI(ApiView):
             "format": choice("format", ("json", "csv")),
         }
     )
-    @answers({"usage": usage.report})
+    @answers({"usage": usage.report}, also_as=("text/csv",))
     def get(self, **asked):
         """The usage of the period from ``from`` (the start of this month, UTC, by
         default) to ``to`` (now), each span cut at both: per group of ``group_by``
