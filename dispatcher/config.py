@@ -147,7 +147,7 @@ class Config:
 
     # What an hour of a VM costs, per cloud and size ("*": any other size), for the usage
     # reports: {"aws": {"t2.micro": 0.0116, "*": 0.05}}. A pool's cloud entry may set its
-    # own price_per_hour (docs/usage.md).
+    # own price_per_hour (docs/configuration.md, Usage and cost).
     PRICES = {}
 
     # The most keys the tags of an assign, an extend or a request may have (docs/

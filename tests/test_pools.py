@@ -136,7 +136,7 @@ def warm(make_app):
         (
             {"POOLS": pool(clouds=[{"cloud": "default", "image": "1", "size": "1", "flavor": 2}])},
             "POOLS['web']['clouds'][0]: unknown key 'flavor' (known: cloud, image, keyname, "
-            "location, metadata, security_groups, size)",
+            "location, metadata, price_per_hour, security_groups, size)",
         ),
         *(
             (
