@@ -27,9 +27,11 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// A call of the API with the token, its answer once known not to be an error: a 401 of
+// a token signs out, any other error is thrown with the API's message.
+async function call(method, path, body, accept = "application/json") {
   const token = sessionStorage.getItem(TOKEN);
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: accept };
   if (token) headers["X-Auth-Token"] = token;
   const init = { method, headers, cache: "no-store", credentials: "omit" };
   if (body !== undefined) {
@@ -37,20 +39,27 @@ async function api(method, path, body) {
     init.body = JSON.stringify(body);
   }
   const response = await fetch(`/api/v1${path}`, init);
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
   if (response.status === 401 && token) {
     signOut("Your session has ended (the token expired or was revoked): sign in again.");
     throw new SessionEnded();
   }
   if (!response.ok) {
+    const data = await jsonOf(response);
     throw new ApiError(response.status, (data && data.message) || response.statusText);
   }
-  return data;
+  return response;
+}
+
+async function jsonOf(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+async function api(method, path, body) {
+  return jsonOf(await call(method, path, body));
 }
 
 function el(tag, text, attributes = {}) {
