@@ -2,9 +2,10 @@
 sign in, the pools as the API counts them, an assign by type and a release through the
 page, a reader without buttons, a revoked token back at the sign-in form, signing out,
 and nothing loaded from another origin; an agent's quota beside the assign form, and
-every quota rule for an admin. Saves the screenshot README.md shows when
-DISPATCHER_CONSOLE_SCREENSHOT names a file."""
+every quota rule for an admin; the month's usage by pool and by user, and its CSV. Saves
+the screenshot README.md shows when DISPATCHER_CONSOLE_SCREENSHOT names a file."""
 
+import datetime
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import sqlalchemy
 from helpers import (
     ADMIN_PASSWORD,
     CHROMEDRIVER,
@@ -33,6 +35,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from dispatcher.models import ASSIGNED, FAULTY, FREE, Span
 from harness.ports import free_port
 
 pytestmark = [
@@ -48,6 +51,9 @@ READER_PASSWORD = "reader-password-long-enough"
 AGENT_PASSWORD = "agent-password-long-enough"
 # One VM at once for every agent (the admin, who has role agent too, and `ops`).
 QUOTAS = [{"scope": "role", "name": "agent", "max_vms": 1}]
+# What an hour of a VM of fake_driver costs: the pool web's (size "1") a little, a "large"
+# one more.
+PRICES = {"fake_driver": {"large": 3.0, "*": 0.1}}
 TOKEN = "return sessionStorage.getItem('dispatcher.token');"
 # The pools' table rows: pool, cloud ("" for the pool's total) and the five counts.
 POOL_ROWS = """
@@ -104,7 +110,7 @@ def requested_urls(browser) -> list[str]:
 def server(tmp_path_factory):
     """`dispatcher run` with the warm pool web on the Dummy cloud fake_driver, filled, a
     user `reader` without roles and a user `ops` with role agent, every agent allowed one
-    VM at once (QUOTAS)."""
+    VM at once (QUOTAS), and fake_driver's VMs priced (PRICES)."""
     settings = {
         "POOLS": {"web": {**POOL, "max_total": 3}},
         "POOLS_INTERVAL": 1,
@@ -114,6 +120,7 @@ def server(tmp_path_factory):
         "POOLS_BACKOFF_SECONDS": 1,
         "POOLS_BACKOFF_MAX_SECONDS": 2,
         "QUOTAS": QUOTAS,
+        "PRICES": PRICES,
     }
     instance = tmp_path_factory.mktemp("console") / "instance"
     server = Server(instance, settings, DISPATCHER_ADMIN_PASSWORD=ADMIN_PASSWORD)
@@ -384,3 +391,78 @@ def test_a_request_in_line_is_listed_with_its_place_and_cancelled_from_the_page(
     finally:
         requests.delete(pool_url, headers=headers, timeout=10)
         wait_for_a_free_vm(server, token)
+
+
+def test_an_admin_sees_the_months_usage_by_pool_and_by_user(server, browser, tmp_path):
+    """Spans of this month written into the server's database (a pool `batch` no longer
+    configured, and a VM of no pool, on "large" VMs at 3.0 an hour): the Usage view shows
+    their hours and costs by pool and by user, and downloads them as CSV."""
+    now = datetime.datetime.now(datetime.UTC)
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if now - month < datetime.timedelta(hours=1):
+        pytest.skip("the spans take the month's first hour, which has not gone by yet")
+
+    def span(number, status, start, minutes, pool="batch", user=None):
+        begins = month + datetime.timedelta(minutes=start)
+        return {
+            "assignment_id": 900_000 + number,
+            "cloud": "fake_driver",
+            "pool": pool,
+            "vm_type": pool,
+            "size": "large",
+            "status": status,
+            "user": user,
+            "holder": "ci" if user else None,
+            "started_at": begins,
+            "ended_at": begins + datetime.timedelta(minutes=minutes),
+        }
+
+    spans = [
+        span(1, ASSIGNED, 0, 30, user="lin"),  # 0.5 h, 1.50
+        span(2, ASSIGNED, 10, 12, user="lin"),  # 0.2 h, 0.60, two held at once
+        span(3, FREE, 30, 24),  # idle, 0.4 h, 1.20
+        span(4, FAULTY, 0, 6),  # 0.1 h, 0.30
+        span(5, ASSIGNED, 0, 12, pool=None, user="mei"),  # 0.2 h, 0.60
+    ]
+    database = f"sqlite:///{server.env['DISPATCHER_INSTANCE_PATH']}/dispatcher.sqlite"
+    engine = sqlalchemy.create_engine(database)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.insert(Span.__table__), spans)
+    engine.dispose()
+
+    sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda driver: driver.execute_script(TABLE_ROWS, "#usage-users-rows"))
+    assert browser.find_element(By.ID, "usage").is_displayed()
+    assert browser.find_element(By.CSS_SELECTOR, "nav a[href='#usage']").is_displayed()
+    period = browser.find_element(By.ID, "usage-period").text
+    assert period.startswith(f"This month so far, {month:%Y-%m-%d} 00:00 to ")
+
+    rows = browser.execute_script(TABLE_ROWS, "#usage-pools-rows")
+    pools = {cells[0]: cells[1:] for cells in rows}
+    # Held hours and cost, idle hours and cost, faulty cost, total cost.
+    assert pools["batch"] == ["0.7", "2.10", "0.4", "1.20", "0.30", "3.60"]
+    assert pools["(no pool)"] == ["0.2", "0.60", "0.0", "0.00", "0.00", "0.60"]
+    rows = browser.execute_script(TABLE_ROWS, "#usage-users-rows")
+    users = {cells[0]: cells[1:] for cells in rows}
+    # Held hours, cost, assigns, the most held at once.
+    assert users["lin"] == ["0.7", "2.10", "2", "2"]
+    assert users["mei"] == ["0.2", "0.60", "1", "1"]
+    assert users["(nobody)"][0] == "0.0"  # idle and faulty VMs, which nobody held
+    [pools_total] = browser.execute_script(TABLE_ROWS, "#usage-pools-total")
+    [users_total] = browser.execute_script(TABLE_ROWS, "#usage-users-total")
+    # Both tables count the same period: the same total cost.
+    assert pools_total[0] == users_total[0] == "Total"
+    assert pools_total[6] == users_total[2]
+
+    downloads = tmp_path / "downloads"
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    browser.find_element(By.ID, "usage-csv").click()
+    wait.until(lambda driver: list(downloads.glob("usage-*.csv")))
+    [csv_file] = downloads.glob("usage-*.csv")
+    assert browser.find_element(By.ID, "usage-message").text == f"Downloaded {csv_file.name}"
+    lines = csv_file.read_text().splitlines()
+    assert lines[0].startswith("pool,user,assigned_seconds,idle_seconds,faulty_seconds,")
+    assert "batch,lin,2520,0,0,2.1,0.0,0.0,2.1,2,2,,,0,2" in lines

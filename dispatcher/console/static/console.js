@@ -27,9 +27,11 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// A call of the API with the token, its answer once known not to be an error: a 401 of
+// a token signs out, any other error is thrown with the API's message.
+async function call(method, path, body, accept = "application/json") {
   const token = sessionStorage.getItem(TOKEN);
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: accept };
   if (token) headers["X-Auth-Token"] = token;
   const init = { method, headers, cache: "no-store", credentials: "omit" };
   if (body !== undefined) {
@@ -37,20 +39,27 @@ async function api(method, path, body) {
     init.body = JSON.stringify(body);
   }
   const response = await fetch(`/api/v1${path}`, init);
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
   if (response.status === 401 && token) {
     signOut("Your session has ended (the token expired or was revoked): sign in again.");
     throw new SessionEnded();
   }
   if (!response.ok) {
+    const data = await jsonOf(response);
     throw new ApiError(response.status, (data && data.message) || response.statusText);
   }
-  return data;
+  return response;
+}
+
+async function jsonOf(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+async function api(method, path, body) {
+  return jsonOf(await call(method, path, body));
 }
 
 function el(tag, text, attributes = {}) {
@@ -119,6 +128,7 @@ function signOut(message) {
   $("who").hidden = true;
   $("sign-in").hidden = false;
   $("freshness").textContent = "";
+  forgetUsage();
   $("sign-in-message").textContent = message || "";
   $("username").focus();
 }
@@ -142,6 +152,7 @@ async function refresh() {
     showHistory(),
     showMyQuota(),
     showQuotaRules(),
+    showUsage(),
   ]);
   if (me === null) return;
   const failed = results.find((result) => result.status === "rejected");
@@ -530,6 +541,117 @@ async function showQuotaRules() {
   $("quotas-empty").hidden = answer.rules.length > 0;
 }
 
+// -- usage ---------------------------------------------------------------------------
+
+// The month's figures move slowly and each report sums every span of the month: read
+// again once a minute, not at every refresh.
+const USAGE_REFRESH_MS = 60000;
+let usageRead = 0;
+let usagePeriod = null; // {from, to} of the report shown
+
+// VM-seconds as hours, one decimal: 5400 is "1.5".
+function hours(seconds) {
+  return (seconds / 3600).toFixed(1);
+}
+
+// A cost as the API rounds it, to the cent: 2.1 is "2.10".
+function money(value) {
+  return value.toFixed(2);
+}
+
+// A moment of the API (ISO 8601, UTC) to the minute: "2026-12-01 00:00".
+function minute(iso) {
+  return iso.slice(0, 16).replace("T", " ");
+}
+
+function usagePoolRow(name, figures) {
+  return row([
+    name,
+    hours(figures.assigned_seconds),
+    money(figures.assigned_cost),
+    hours(figures.idle_seconds),
+    money(figures.idle_cost),
+    money(figures.faulty_cost),
+    money(figures.cost),
+  ]);
+}
+
+function usageUserRow(name, figures) {
+  return row([name, hours(figures.assigned_seconds), money(figures.cost), figures.assigns, figures.peak_held]);
+}
+
+// Nothing of a user's usage is left for whoever signs in next, who reads their own at once.
+function forgetUsage() {
+  usageRead = 0;
+  usagePeriod = null;
+  for (const id of ["usage-period", "usage-message"]) $(id).textContent = "";
+  for (const id of ["usage-pools-rows", "usage-pools-total", "usage-users-rows", "usage-users-total"]) {
+    $(id).replaceChildren();
+  }
+}
+
+// This month so far (the API's default period), by pool and by user: the second report
+// asks for the first one's period, so that both tables count the same seconds.
+async function showUsage() {
+  if (!can(CHANGE_ROLES)) return; // GET /usage refuses everyone else
+  if (Date.now() - usageRead < USAGE_REFRESH_MS) return;
+  const message = $("usage-message");
+  const asker = me;
+  let pools;
+  let users;
+  try {
+    ({ usage: pools } = await api("GET", "/usage?group_by=pool"));
+    const period = new URLSearchParams({ from: pools.from, to: pools.to, group_by: "user" });
+    ({ usage: users } = await api("GET", `/usage?${period}`));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 400 || me !== asker) throw error;
+    // A bookkeeping that keeps no spans (Cistern): no report, and no use asking again.
+    usageRead = Date.now();
+    usagePeriod = null;
+    $("usage-tables").hidden = true;
+    $("usage-period").textContent = "";
+    message.textContent = `No usage report: ${error.message}`;
+    return;
+  }
+  if (me !== asker) return; // signed out meanwhile: not for whoever signs in next
+  usageRead = Date.now();
+  usagePeriod = { from: pools.from, to: pools.to };
+  message.textContent = "";
+  const whose = can(["admin"]) ? "everyone's VMs" : "the VMs you assigned";
+  $("usage-period").textContent =
+    `This month so far, ${minute(pools.from)} to ${minute(pools.to)} UTC: ${whose}; costs in the units of the PRICES setting.`;
+  $("usage-pools-rows").replaceChildren(
+    ...pools.groups.map((group) => usagePoolRow(group.pool === null ? "(no pool)" : group.pool, group)),
+  );
+  $("usage-pools-total").replaceChildren(usagePoolRow("Total", pools.total));
+  $("usage-users-rows").replaceChildren(
+    ...users.groups.map((group) => usageUserRow(group.user === null ? "(nobody)" : group.user, group)),
+  );
+  $("usage-users-total").replaceChildren(usageUserRow("Total", users.total));
+  $("usage-tables").hidden = false;
+}
+
+// The period shown as CSV, by pool and user: fetched with the token (which never goes in
+// a URL) and handed to the browser as a file.
+async function downloadUsage() {
+  if (usagePeriod === null) return;
+  const message = $("usage-message");
+  const query = new URLSearchParams({ ...usagePeriod, group_by: "pool,user", format: "csv" });
+  try {
+    const response = await call("GET", `/usage?${query}`, undefined, "text/csv");
+    const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+    const file = named ? named[1] : "usage.csv";
+    const link = el("a", null, { href: URL.createObjectURL(await response.blob()), download: file });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), USAGE_REFRESH_MS);
+    message.textContent = `Downloaded ${file}`;
+  } catch (error) {
+    if (!(error instanceof SessionEnded)) message.textContent = `Download refused: ${error.message}`;
+  }
+}
+
 // -- the reconcile (admins) ----------------------------------------------------------
 
 function showReport(answer) {
@@ -596,6 +718,7 @@ $("history-older").addEventListener("click", () => {
   history.before = history.next;
   showHistory().catch(() => {});
 });
+$("usage-csv").addEventListener("click", downloadUsage);
 $("reconcile-report").addEventListener("click", () => reconcile("GET", undefined, "Report"));
 $("reconcile-dry-run").addEventListener("click", dryRun);
 $("reconcile-apply").addEventListener("click", apply);
