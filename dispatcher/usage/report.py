@@ -166,24 +166,32 @@ def _peaks(keys, start, end, now, holder) -> dict[tuple, int]:
     return {tuple(row[:-1]): int(row[-1] or 0) for row in db.session.execute(query)}
 
 
-def _waits(names, start, end, holder) -> dict[tuple, list[float]]:
-    """The seconds each queued request ready within the period waited, by group."""
-    query = select(VMRequest).where(
-        VMRequest.ready_at.is_not(None), VMRequest.ready_at >= start, VMRequest.ready_at < end
-    )
+def _waits(names, start, end, holder) -> tuple[dict[tuple, list[float]], list[float]]:
+    """The seconds each queued request ready within the period waited, by group, and all
+    of them (each request once)."""
+    query = select(
+        VMRequest.created_at,
+        VMRequest.ready_at,
+        VMRequest.user,
+        VMRequest.cloud,
+        VMRequest.vms,
+        VMRequest.tags,
+    ).where(VMRequest.ready_at.is_not(None), VMRequest.ready_at >= start, VMRequest.ready_at < end)
     if holder is not None:
         query = query.where(VMRequest.caller == holder)
     found: dict[tuple, list[float]] = {}
-    for request in db.session.scalars(query):
-        waited = (as_utc(request.ready_at) - as_utc(request.created_at)).total_seconds()
+    every = []
+    for request in db.session.execute(query):
+        waited = max(0.0, (as_utc(request.ready_at) - as_utc(request.created_at)).total_seconds())
+        every.append(waited)
         combinations = [()]
         for name in names:
             combinations = [
                 (*done, value) for done in combinations for value in _request_keys(name, request)
             ]
         for values in combinations:
-            found.setdefault(values, []).append(max(0.0, waited))
-    return found
+            found.setdefault(values, []).append(waited)
+    return found, every
 
 
 def _finished(figures: dict, waited: list[float], peak: int) -> dict:
@@ -254,7 +262,7 @@ def report(
     keys = [_key(name) for name in group_by]
     figures = _figures(keys, start, end, now, holder)
     peaks = _peaks(keys, start, end, now, holder)
-    waits = _waits(group_by, start, end, holder)
+    waits, every_wait = _waits(group_by, start, end, holder)
     groups = []
     for values in sorted(set(figures) | set(waits) | set(peaks), key=_order):
         found = figures.get(values, EMPTY)
@@ -263,9 +271,6 @@ def report(
             continue  # only spans of no length (a VM recorded and taken at once)
         row = dict(zip(group_by, values, strict=True))
         groups.append({**row, **_finished(found, waited, peak)})
-    every_wait = [
-        seconds for waited in _waits([], start, end, holder).values() for seconds in waited
-    ]
     total_peak = _peaks([], start, end, now, holder).get((), 0)
     summed = {name: sum(figures[values][name] for values in figures) for name in EMPTY}
     return {
