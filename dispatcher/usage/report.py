@@ -240,6 +240,8 @@ def _peaks_by_search(keys, begins, stop, where) -> tuple[dict[tuple, int], int]:
     started = func.unnest(grouped.c.starts).table_valued("at", with_ordinality="count")
     started = started.render_derived(name="started")
     ended = func.coalesce(func.width_bucket(started.c.at, grouped.c.stops), 0)
+    # The maximum taken in the subquery, per group: the starts never leave it as rows
+    # carrying the ends' array, which a sort of them would copy once for each.
     peak = select(func.max(started.c.count - ended)).select_from(started).scalar_subquery()
     query = select(*(grouped.c[column.name] for column in labelled), grouped.c.whole, peak)
     peaks, total = {}, 0
