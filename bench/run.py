@@ -7,7 +7,9 @@
     on, and double assignments;
 (e) an assign from a warm pool against a cold start on moto's EC2, gunicorn -w 4: latency;
 (f) an assign from a pool with a ready check against one without on the Dummy cloud,
-    gunicorn -w 4 on PostgreSQL: latency, and whether every VM handed out answers.
+    gunicorn -w 4 on PostgreSQL: latency, and whether every VM handed out answers;
+(g) the usage report of a month on a ledger of 1,000,000 spans on PostgreSQL, in-process:
+    its time by user, tag, pool, and user and pool.
 
 Each prints its details as it finishes; a table of them against their targets comes last.
 docs/performance.md says what each measures and what the last full run measured.
@@ -34,8 +36,17 @@ BENCHMARKS = {
     "d": ("bench_assign", "(d) assign/release, gunicorn -w 4", ">= 400/s, 0 double assignments"),
     "e": ("bench_pools", "(e) assign from a warm pool", "warm p99 < cold p50"),
     "f": ("bench_ready", "(f) assign from a checked pool", "p50 ratio < 1.2"),
+    "g": ("bench_usage", "(g) usage report of a month", "by user < 500 ms, by tag < 1 s"),
 }
-ALIASES = {"gunicorn": "a", "ec2": "b", "listing": "c", "assign": "d", "pools": "e", "ready": "f"}
+ALIASES = {
+    "gunicorn": "a",
+    "ec2": "b",
+    "listing": "c",
+    "assign": "d",
+    "pools": "e",
+    "ready": "f",
+    "usage": "g",
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--only",
         default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run: a (or gunicorn), b (ec2), c (listing), "
-        "d (assign), e (pools), f (ready); all by default",
+        "d (assign), e (pools), f (ready), g (usage); all by default",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args(argv)

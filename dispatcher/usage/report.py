@@ -5,7 +5,9 @@ requests from asking to ready, and the most VMs held at once.
 
 Every span is cut at the period's bounds, and one still open counts until now: the
 seconds and the cost are summed by the database, in one statement over the spans the
-period touches; the peak in one more (a running count over the starts and ends).
+period touches; the peaks, of each group and of all, in one more (a running count over
+the starts and ends). docs/performance.md, "(g) The usage report of a month", measures
+them.
 """
 
 import csv
@@ -14,10 +16,12 @@ import io
 import math
 
 from flask import current_app
-from sqlalchemy import Float, case, func, literal, or_, select, union_all
+from sqlalchemy import Float, case, func, literal, or_, select, tuple_, union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from .. import bookkeeping, clock
-from ..bookkeeping.ledger import seconds_between
 from ..errors import InvalidRequestError
 from ..extensions import db
 from ..fields import tag_key_error
@@ -114,6 +118,30 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
+class _seconds_within(GenericFunction):
+    """The seconds from a span's start to its end within the period (begins, ends), 0
+    where the end comes first: in double precision, the type of the sums that add them.
+
+    On PostgreSQL ``date_part``, not ``EXTRACT``, whose numeric result made most of the
+    main statement's time; computed once per span (a CASE would compute it twice)."""
+
+    type = Float()
+    name = "seconds_within"
+    inherit_cache = True
+
+
+@compiles(_seconds_within)
+def _seconds_within_sql(element, compiler, **kw) -> str:
+    begins, ends = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"GREATEST(date_part('epoch', {ends} - {begins}), 0)"
+
+
+@compiles(_seconds_within, "sqlite")
+def _seconds_within_on_sqlite(element, compiler, **kw) -> str:
+    begins, ends = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"MAX((julianday({ends}) - julianday({begins})) * 86400.0, 0.0)"
+
+
 def _cut(start, end, now):
     """The expressions of a span cut at [start, end): its seconds within, and the filter
     of the spans that overlap it. An open span ends now (never past ``end``)."""
@@ -122,9 +150,9 @@ def _cut(start, end, now):
     until = literal(min(end, now), moment)
     begins = case((Span.started_at > start_, Span.started_at), else_=start_)
     ends = case((Span.ended_at.is_(None), until), (Span.ended_at < end_, Span.ended_at), else_=end_)
-    seconds = seconds_between(begins, ends)
+    seconds = _seconds_within(begins, ends)
     overlaps = (Span.started_at < end_) & or_(Span.ended_at.is_(None), Span.ended_at > start_)
-    return begins, ends, case((seconds > 0, seconds), else_=0.0), overlaps
+    return begins, ends, seconds, overlaps
 
 
 def _figures(keys, start, end, now, holder) -> dict[tuple, dict]:
@@ -149,7 +177,7 @@ def _figures(keys, start, end, now, holder) -> dict[tuple, dict]:
 
     def summed(state, cost=False):
         amount = c.seconds * c.price / 3600.0 if cost else c.seconds
-        return func.coalesce(func.sum(case((state, amount), else_=0.0)), 0.0).cast(Float)
+        return func.coalesce(func.sum(amount).filter(state), 0.0).cast(Float)
 
     a_, i_, f_ = c.status == ASSIGNED, c.status.in_(IDLE), c.status == FAULTY
     group = [c[f"k{index}"] for index in range(len(keys))]
@@ -181,50 +209,118 @@ def _figures(keys, start, end, now, holder) -> dict[tuple, dict]:
     return found
 
 
-def _peaks(keys, start, end, now, holder) -> dict[tuple, int]:
-    """The most VMs held at once in each group within the period: a running count over
-    the assigned spans' starts (+1) and ends (-1), an end before a start at one moment."""
+def _peaks(keys, start, end, now, holder) -> tuple[dict[tuple, int], int]:
+    """The most VMs held at once in each group within the period, and in all of them (no
+    sum of the groups' peaks, which come at different moments): a running count over the
+    assigned spans' starts (+1) and ends (-1), an end before a start at one moment. One
+    statement for both."""
     begins, ends, _, overlaps = _cut(start, end, now)
     moment = Span.started_at.type
     end_ = literal(end, moment)
     where = [overlaps, Span.status == ASSIGNED]
     if holder is not None:
         where.append(Span.holder == holder)
+    # A span's end is a step only within the period; one cut at its end, or open, has none.
+    ends_within = Span.ended_at.is_not(None) & (Span.ended_at < end_)
+    if db.engine.dialect.name == "postgresql":
+        return _peaks_by_search(keys, begins, case((ends_within, Span.ended_at)), where)
+    return _peaks_by_sweep(keys, begins, ends, ends_within, where)
+
+
+def _peaks_by_sweep(keys, begins, ends, ends_within, where) -> tuple[dict[tuple, int], int]:
+    """The peaks by SQL's window functions: every step sorted by group and time, and
+    again by time; each group's row carries the most held in all at its own steps, whose
+    maximum is the total's."""
     labelled = [key.label(f"k{index}") for index, key in enumerate(keys)]
     starts = select(*labelled, begins.label("at"), literal(1).label("step")).where(*where)
-    stops = select(*labelled, ends.label("at"), literal(-1).label("step")).where(
-        *where, Span.ended_at.is_not(None), Span.ended_at < end_
-    )
-    steps = union_all(starts, stops).subquery("steps")
-    group = [steps.c[f"k{index}"] for index in range(len(keys))]
+    stops = select(*labelled, ends.label("at"), literal(-1).label("step"))
+    steps = union_all(starts, stops.where(*where, ends_within)).subquery("steps")
+    group = [steps.c[column.name] for column in labelled]
+    order = [steps.c.at, steps.c.step]
     running = func.sum(steps.c.step).over(
-        partition_by=group or None, order_by=[steps.c.at, steps.c.step], rows=(None, 0)
+        partition_by=group or None, order_by=order, rows=(None, 0)
     )
-    counted = select(*group, running.label("held")).subquery("counted")
-    outer = [counted.c[f"k{index}"] for index in range(len(keys))]
-    query = select(*outer, func.max(counted.c.held)).group_by(*outer)
-    # No assigned span at all: one row, whose max is NULL.
-    return {tuple(row[:-1]): int(row[-1] or 0) for row in db.session.execute(query)}
+    running_all = func.sum(steps.c.step).over(order_by=order, rows=(None, 0))
+    counted = select(*group, running.label("held"), running_all.label("held_all"))
+    counted = counted.subquery("counted")
+    outer = [counted.c[column.name] for column in labelled]
+    query = select(*outer, func.max(counted.c.held), func.max(counted.c.held_all))
+    peaks, total = {}, 0
+    # No assigned span at all: without groups, one row whose maxima are NULL.
+    for *values, peak, held_all in db.session.execute(query.group_by(*outer)):
+        peaks[tuple(values)] = int(peak or 0)
+        total = max(total, int(held_all or 0))
+    return peaks, total
 
 
-def _waits(names, start, end, holder) -> dict[tuple, list[float]]:
-    """The seconds each queued request ready within the period waited, by group."""
-    query = select(VMRequest).where(
-        VMRequest.ready_at.is_not(None), VMRequest.ready_at >= start, VMRequest.ready_at < end
+def _peaks_by_search(keys, begins, stop, where) -> tuple[dict[tuple, int], int]:
+    """The peaks on PostgreSQL, with less sorting than the sweep's two sorts of every
+    step: the spans sorted by group once, then each group's starts and ends in order, as
+    two arrays (small sorts), and for all the groups too (a grouping set of its own). At
+    each start the VMs held are the starts so far less the ends up to that moment (an end
+    before a start at one moment), which a binary search in the ends counts
+    (``width_bucket``). The count only rises at a start: the most at a start is the
+    peak."""
+    # The groups sorted by their bytes: their order is of no matter here, and a locale's
+    # collation compares text several times slower.
+    labelled = [key.collate("C").label(f"k{index}") for index, key in enumerate(keys)]
+    assigned = select(*labelled, begins.label("at"), stop.label("stop")).where(*where)
+    assigned = assigned.subquery("assigned")
+    group = [assigned.c[column.name] for column in labelled]
+    at, stop = assigned.c.at, assigned.c.stop
+    grouped = select(
+        *group,
+        (func.grouping(*group) != 0 if group else literal(True)).label("whole"),
+        func.array_agg(aggregate_order_by(at, at)).label("starts"),
+        func.array_agg(aggregate_order_by(stop, stop)).filter(stop.is_not(None)).label("stops"),
     )
+    if group:
+        grouped = grouped.group_by(func.grouping_sets(tuple_(*group), tuple_()))
+    grouped = grouped.subquery("grouped")
+    # Each start with the count of the starts up to it, itself included.
+    started = func.unnest(grouped.c.starts).table_valued("at", with_ordinality="count")
+    started = started.render_derived(name="started")
+    ended = func.coalesce(func.width_bucket(started.c.at, grouped.c.stops), 0)
+    # The maximum taken in the subquery, per group: the starts never leave it as rows
+    # carrying the ends' array, which a sort of them would copy once for each.
+    peak = select(func.max(started.c.count - ended)).select_from(started).scalar_subquery()
+    query = select(*(grouped.c[column.name] for column in labelled), grouped.c.whole, peak)
+    peaks, total = {}, 0
+    # No assigned span at all: the total's row only, whose maximum is NULL.
+    for *values, whole, peak in db.session.execute(query):
+        if whole:
+            total = int(peak or 0)
+        if not whole or not labelled:
+            peaks[tuple(values)] = int(peak or 0)
+    return peaks, total
+
+
+def _waits(names, start, end, holder) -> tuple[dict[tuple, list[float]], list[float]]:
+    """The seconds each queued request ready within the period waited, by group, and all
+    of them (each request once)."""
+    query = select(
+        VMRequest.created_at,
+        VMRequest.ready_at,
+        VMRequest.user,
+        VMRequest.cloud,
+        VMRequest.vms,
+        VMRequest.tags,
+    ).where(VMRequest.ready_at.is_not(None), VMRequest.ready_at >= start, VMRequest.ready_at < end)
     if holder is not None:
         query = query.where(VMRequest.caller == holder)
     found: dict[tuple, list[float]] = {}
-    for request in db.session.scalars(query):
-        waited = (as_utc(request.ready_at) - as_utc(request.created_at)).total_seconds()
+    every = []
+    for request in db.session.execute(query):
+        waited = max(0.0, (as_utc(request.ready_at) - as_utc(request.created_at)).total_seconds())
+        every.append(waited)
         combinations = [()]
         for name in names:
             combinations = [
                 (*done, value) for done in combinations for value in _request_keys(name, request)
             ]
         for values in combinations:
-            found.setdefault(values, []).append(max(0.0, waited))
-    return found
+            found.setdefault(values, []).append(waited)
+    return found, every
 
 
 def _finished(figures: dict, waited: list[float], peak: int) -> dict:
@@ -291,8 +387,8 @@ def report(
     now = clock.now()
     keys = [_key(name) for name in group_by]
     figures = _figures(keys, start, end, now, holder)
-    peaks = _peaks(keys, start, end, now, holder)
-    waits = _waits(group_by, start, end, holder)
+    peaks, total_peak = _peaks(keys, start, end, now, holder)
+    waits, every_wait = _waits(group_by, start, end, holder)
     groups = []
     for values in sorted(set(figures) | set(waits) | set(peaks), key=_order):
         found = figures.get(values, EMPTY)
@@ -301,10 +397,6 @@ def report(
             continue  # only spans of no length (a VM recorded and taken at once)
         row = dict(zip(group_by, values, strict=True))
         groups.append({**row, **_finished(found, waited, peak)})
-    every_wait = [
-        seconds for waited in _waits([], start, end, holder).values() for seconds in waited
-    ]
-    total_peak = _peaks([], start, end, now, holder).get((), 0)
     summed = {name: sum(figures[values][name] for values in figures) for name in EMPTY}
     return {
         "from": utc_iso(start),
