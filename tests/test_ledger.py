@@ -553,3 +553,38 @@ def test_two_requests_set_aside_at_once_never_take_one_vm_twice(make_app, databa
         assert all(status == RESERVED for status, _ in states)
         assert sorted(sum(1 for _, req in states if req == number) for number in (1, 2)) == [4, 6]
         assert ledger.pool_totals("web")["reserved"] == 10
+
+
+def test_a_change_of_state_ends_and_opens_its_span_in_one_statement_on_postgresql(make_app):
+    """What spans add to an assign and a release: one statement on PostgreSQL (the end of
+    the open span in a CTE of the opening), two on SQLite; a VM deleted opens none."""
+    app = make_app()
+    sent = []
+
+    def count(conn, cursor, statement, *args):
+        sent.append(statement.split()[0].upper())
+
+    with app.app_context():
+        row_id = ledger.register("fake_driver", {"id": "7", "name": "dummy-7"}).id
+        db.session.commit()
+        sqlalchemy.event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            assert ledger.assign(row_id, "ada", "app", "keeper") is not None
+            fresh = ledger.get(row_id, fresh=True)
+            assigned, sent[:] = list(sent), []
+            assert ledger.mark_deleted(fresh)
+            deleted = list(sent)
+        finally:
+            sqlalchemy.event.remove(db.engine, "before_cursor_execute", count)
+        db.session.commit()
+        assert spans_of(row_id) == [
+            ("FREE", None, None, None, False),
+            ("ASSIGNED", "ada", "keeper", None, False),
+        ]
+        on_postgresql = db.engine.dialect.name == "postgresql"
+    # The row's UPDATE, then the span's.
+    assert assigned[:-1] == (
+        ["UPDATE", "WITH"] if on_postgresql else ["UPDATE", "UPDATE", "INSERT"]
+    )
+    assert assigned[-1] == "SELECT"  # the row read afresh
+    assert deleted[:2] == ["UPDATE", "UPDATE"] and "INSERT" not in deleted

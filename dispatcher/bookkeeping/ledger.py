@@ -366,23 +366,32 @@ _SPANNED = {
 }
 
 
-def _respan(row_ids) -> None:
-    """These rows changed state, now: the span each had open ends, and each opens one in
-    its new state, copied from the row (none for a row DELETED)."""
+def _respan(row_ids, opens: bool = True) -> None:
+    """These rows changed state, now: the span each had open ends, and (``opens``: they
+    are not DELETED) each opens one in its new state, copied from the row. On PostgreSQL
+    one statement does both (the end in a CTE, which sees none of the spans it opens)."""
     ids = list(row_ids)
     if not ids:
         return
     now = clock.now()
-    db.session.execute(
+    ended = (
         update(Span)
         .where(Span.assignment_id.in_(ids), Span.ended_at.is_(None))
         .values(ended_at=now)
         .execution_options(synchronize_session=False)
     )
+    if not opens:
+        db.session.execute(ended)
+        return
     opened = select(*_SPANNED.values(), literal(now, Span.started_at.type)).where(
         Assignment.id.in_(ids), Assignment.status != DELETED
     )
-    db.session.execute(insert(Span).from_select([*_SPANNED, "started_at"], opened))
+    opening = insert(Span).from_select([*_SPANNED, "started_at"], opened)
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(opening.add_cte(ended.cte("ended")))
+    else:
+        db.session.execute(ended)
+        db.session.execute(opening)
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -476,7 +485,7 @@ def _move(row_id: int, expected, **values):
         .execution_options(synchronize_session=False)
     ).one_or_none()
     if won is not None and "status" in values:
-        _respan([won.id])
+        _respan([won.id], opens=values["status"] != DELETED)
     return won
 
 
@@ -740,5 +749,5 @@ def forget(cloud: str, node_id: str) -> int:
         .scalars()
         .all()
     )
-    _respan(moved)
+    _respan(moved, opens=False)
     return len(moved)
