@@ -95,12 +95,13 @@ def test_a_driver_refusing_its_parameters_is_a_json_error(make_app):
 )
 def test_original_ec2_engine_names_are_the_ec2_driver_with_a_region(make_app, engine, region):
     """The original's per-region EC2 engine names still work."""
-    app = make_app(CLOUD_FARM={"default": {"ENGINE": engine, "USER": "k", "PASSWORD": "s"}})
+    farm = {"default": {"ENGINE": engine, "USER": "k", "PASSWORD": "s"}}
+    app = make_app(CLOUD_FARM=farm, CLOUD_TIMEOUT=3)
     with app.app_context():
         driver = clouds.get(None).driver
     assert driver.type == "ec2"
     assert driver.region_name == region
-    assert driver.connection.timeout == 2
+    assert driver.connection.timeout == 3
 
 
 @pytest.mark.parametrize(
@@ -119,11 +120,11 @@ def test_any_libcloud_provider_name_is_an_engine(make_app, engine, params, drive
     entry = {"ENGINE": engine, "USER": "k", "EXTRA_PARAMS": params}
     if "DIGITAL" not in engine.upper():  # DigitalOcean takes a token and no secret
         entry["PASSWORD"] = "s"
-    app = make_app(CLOUD_FARM={"default": entry})
+    app = make_app(CLOUD_FARM={"default": entry}, CLOUD_TIMEOUT=3)
     with app.app_context():
         driver = clouds.get(None).driver
     assert type(driver).__name__ == driver_class
-    assert driver.connection.timeout == 2
+    assert driver.connection.timeout == 3
 
 
 def test_credentials_from_the_environment(monkeypatch):
