@@ -493,6 +493,10 @@ def test_beside_cistern_the_report_is_a_400(make_app, cistern):
         ({"PRICES": {"default": {"*": True}}}, f"PRICES['default']: '*' {PRICE}"),
         ({"PRICES": {"default": {"*": "0.1"}}}, f"PRICES['default']: '*' {PRICE}"),
         ({"PRICES": ["default"]}, "PRICES must map cloud names to {size: price per hour}"),
+        ({"PRICES": {"default": {"*": 1}}, "ASSIGNMENT_BACKEND": "cistern",
+          "CISTERN_URL": "http://127.0.0.1:9/api/v1"},
+         "PRICES price the local ledger's spans: beside Cistern (ASSIGNMENT_BACKEND=cistern)"
+         " there are none"),
         ({"POOLS": {"web": pool(price_per_hour=1e9)}},
          f"POOLS['web']['clouds'][0]: price_per_hour {PRICE}"),
     ],

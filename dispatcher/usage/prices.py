@@ -5,7 +5,7 @@ VMs there. Checked at start-up; a VM nothing prices costs nothing in a report.
 
 from sqlalchemy import case, literal
 
-from .. import pools
+from .. import bookkeeping, pools
 from ..errors import ConfigurationError
 from ..models import Span
 from ..pools.spec import price_number
@@ -22,6 +22,11 @@ def check(app) -> None:
     found = app.config.get("PRICES") or {}
     if not isinstance(found, dict):
         raise ConfigurationError("PRICES must map cloud names to {size: price per hour}")
+    if found and not bookkeeping.BACKENDS[app.config["ASSIGNMENT_BACKEND"]].keeps_spans:
+        raise ConfigurationError(
+            "PRICES price the local ledger's spans: beside Cistern"
+            " (ASSIGNMENT_BACKEND=cistern) there are none"
+        )
     farm = app.config.get("CLOUD_FARM") or {}
     checked: dict[str, dict[str, float]] = {}
     for cloud, sizes in found.items():
