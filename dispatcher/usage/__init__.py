@@ -6,7 +6,7 @@ summed by the database, however many spans the period has.
 
 from .. import bookkeeping, metrics
 from .counters import UsageCollector
-from .prices import EXTENSION, check, hourly_price
+from .prices import EXTENSION, check
 from .report import GROUPS, GROUPS_SAID, groups_from, period, report, usage_to_csv
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "GROUPS",
     "GROUPS_SAID",
     "groups_from",
-    "hourly_price",
     "init_app",
     "period",
     "report",

@@ -57,21 +57,10 @@ def _table(app) -> tuple[dict, list]:
     return app.extensions[EXTENSION], per_pool
 
 
-def hourly_price(app, pool: str | None, cloud: str, size: str | None) -> float:
-    """What an hour of a VM of ``pool`` on ``cloud`` made with ``size`` costs (0: nothing
-    prices it)."""
-    prices, per_pool = _table(app)
-    for pool_name, pool_cloud, price in per_pool:
-        if (pool_name, pool_cloud) == (pool, cloud):
-            return price
-    sizes = prices.get(cloud, {})
-    if size is not None and size in sizes:
-        return sizes[size]
-    return sizes.get(ANY_SIZE, 0.0)
-
-
 def price_of_span(app):
-    """``hourly_price`` of a span as a SQL expression: the database prices each span."""
+    """What an hour of a span's VM costs, as a SQL expression (the database prices each
+    span): its pool's own price on its cloud, else PRICES for its cloud and size, else
+    for its cloud's ``"*"``, else 0."""
     prices, per_pool = _table(app)
     whens = [
         ((Span.pool == pool) & (Span.cloud == cloud), price) for pool, cloud, price in per_pool
