@@ -286,9 +286,9 @@ def baseline_lines(prepared: dict) -> list[str]:
     from bench import raw_ledger
 
     lines = []
-    for name, outline in prepared["outline"].items():
+    for name, (trips, outline) in prepared["outline"].items():
         lines.append(
-            f"the dispatcher's {name} in-process: {len(outline)} round trips: " + "; ".join(outline)
+            f"the dispatcher's {name} in-process: {trips} round trips: " + "; ".join(outline)
         )
         replayed = [raw_ledger.first_words(s) for s, _ in prepared["steps"][name]]
         lines.append("  raw SQL replays, in one transaction: " + "; ".join(replayed))

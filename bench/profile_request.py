@@ -179,10 +179,10 @@ def report(kind: str, title: str, plain: float, requests: int, trips, profiler, 
         total += tottime
     print(f"\n== {title}: {common.ms(plain / requests)} per request without the profiler")
     if trips is not None:
-        per_request, one = trips
+        per_request, counted, one = trips
         print(
             f"database round trips: {per_request:.2f} per request (over {COUNTED}); "
-            f"one request's {len(one)}: " + "; ".join(one)
+            f"one request's {counted}: " + ("; ".join(one) or "none")
         )
     print(f"under cProfile, {common.ms(total / requests)} per request:")
     for group, seconds in sorted(per_group.items(), key=lambda item: -item[1]):
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
                 run_kind(traffic, kind, 1, capture=one)
                 profiler = cProfile.Profile()
                 run_kind(traffic, kind, args.requests, profiler=profiler)
-                trips = (counting.round_trips() / COUNTED, one.outline())
+                trips = (counting.round_trips() / COUNTED, one.round_trips(), one.outline())
                 results[kind] = (plain, trips, profiler)
         common.dispose(app)
 

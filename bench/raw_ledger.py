@@ -176,7 +176,7 @@ def prepare(url: str, farm: dict, cloud: str, vms: list[str], settings: dict) ->
         if last["end"] != "COMMIT" or not writes:
             raise RuntimeError(f"baseline: the {name} committed no write: {capture.outline()}")
         captured[name] = writes
-        outline[name] = capture.outline()
+        outline[name] = (capture.round_trips(), capture.outline())
     common.dispose(app)
     for name in ("assign", "release"):
         if not captured[name][0][0].lstrip().upper().startswith("UPDATE ASSIGNMENTS"):
