@@ -18,7 +18,14 @@ a change in the machine's other load hits both; each configuration's figures are
 medians of its rounds. A 403 with quotas on would be a quota refusal: the rule would
 bind, which it must not.
 
-Double assignments are counted twice, in each configuration:
+Beside them, in the same rounds (off, on, raw, off, on, raw, ...), the *raw SQL baseline*
+(bench/raw_ledger.py): the statements the dispatcher's assign and release commit, captured
+from the app in-process and replayed with psycopg, one transaction per step, by as many
+client threads on connections of their own, against the same PostgreSQL, on a third
+schema. Its successful assign-then-release pairs a second are the ledger's own limit; the
+dispatcher's over them (pairs against pairs, quotas off) is the ratio reported.
+
+Double assignments are counted twice, in each configuration and in the baseline:
 
 - by the clients: a shared dict VM -> holder, set when an assign answers 200 and cleared
   by the holder before it sends its release; a 200 for a VM whose entry is set is a
@@ -26,7 +33,8 @@ Double assignments are counted twice, in each configuration:
 - in the database afterwards: per VM, the successful assigns and releases of
   audit_entries, in id order, must alternate (each is committed in the transaction of
   its change, so the ids follow the order of the changes); and the assignments table
-  holds at most one ASSIGNED row per VM (none at the end, when every holder released).
+  holds at most one ASSIGNED row per VM (none at the end, when every holder released),
+  and the spans at most one open span per VM.
 """
 
 import contextlib
@@ -38,6 +46,7 @@ import time
 from collections import Counter
 
 from bench import common
+from bench.raw_ledger import first_words
 
 WORKERS = 4
 THREADS = 16
@@ -50,6 +59,7 @@ TARGET_RATE = 400
 # Binds the bench's agent on every limit that makes an assign count, and never refuses.
 QUOTA_RULE = {"scope": "default", "max_vms": 1_000_000, "max_vm_hours": 1_000_000}
 CONFIGURATIONS = {"off": {}, "on": {"QUOTAS": [QUOTA_RULE]}}
+FARM = {"default": {"ENGINE": "dummy"}, CLOUD: {"ENGINE": "dummy", "USER": NODES + 1}}
 
 
 def run(quick: bool = False, **_) -> common.Result:
@@ -60,16 +70,24 @@ def run(quick: bool = False, **_) -> common.Result:
         servers = {}
         for name, settings in CONFIGURATIONS.items():
             servers[name] = stack.enter_context(start_server(folder / name, settings))
+        baseline = stack.enter_context(start_baseline(servers["off"]["vms"]))
         runs = {name: [] for name in servers}
+        raw_runs = []
         for _ in range(rounds):
             for name, server in servers.items():
                 runs[name].append(measure(server, seconds))
+            raw_runs.append(measure_raw(baseline, seconds))
         standing = quota_standing(servers["on"])
         databases = {name: check_database(server["url"]) for name, server in servers.items()}
+        raw_database = check_database(baseline["url"])
     load_after = os.getloadavg()
 
     summaries = {name: summarise(runs[name], databases[name]) for name in servers}
+    raw = summarise(raw_runs, raw_database, setup_assigns=baseline["setup_assigns"])
     off, on = summaries["off"], summaries["on"]
+    raw_ratio = off["pairs"] / raw["pairs"]
+    raw_ratio_on = on["pairs"] / raw["pairs"]
+    raw_round_ratios = [a["pairs"] / r["pairs"] for a, r in zip(runs["off"], raw_runs, strict=True)]
     rate_ratio = on["rate"] / off["rate"]
     cpu_ratio = (
         on["cpu_per_request"] / off["cpu_per_request"]
@@ -79,6 +97,7 @@ def run(quick: bool = False, **_) -> common.Result:
     refusals = on["counts"]["assign 403"]
     doubles_client = sum(summary["doubles_client"] for summary in summaries.values())
     doubles_db = sum(summary["database"]["double_assigns"] for summary in summaries.values())
+    raw_doubles = raw["doubles_client"] + raw["database"]["double_assigns"]
     cost = f"quotas on: {rate_ratio:.2f} times the rate" + (
         "" if cpu_ratio is None else f", {cpu_ratio:.2f} times the worker CPU per request"
     )
@@ -95,11 +114,14 @@ def run(quick: bool = False, **_) -> common.Result:
             f"{common.ms(on['cpu_per_request'])} per request"
         )
         + f"; {refusals} quota refusals; double assignments: {doubles_client} client, "
-        f"{doubles_db} database"
+        f"{doubles_db} database. Raw SQL baseline {raw['pairs']:.0f} pairs/s against "
+        f"quotas off {off['pairs']:.0f}: ratio dispatcher/raw {raw_ratio:.2f} (quotas on "
+        f"{raw_ratio_on:.2f}); baseline double assignments {raw_doubles}"
     )
     gaps = []
     for name, summary in summaries.items():
         gaps += [f"quotas {name}: {gap}" for gap in summary["gaps"]]
+    gaps += [f"raw SQL baseline: {gap}" for gap in raw["gaps"]]
     if refusals:
         gaps.append(f"{refusals} assigns refused by the quota, which must not bind")
     if off["rate"] < TARGET_RATE:
@@ -114,11 +136,21 @@ def run(quick: bool = False, **_) -> common.Result:
         f"load average (1, 5, 15 min) {format_load(load_before)} before, "
         f"{format_load(load_after)} after",
     ]
+    details += baseline_lines(baseline)
     for index in range(rounds):
         for name in servers:
             details.append(round_line(name, index + 1, runs[name][index]))
+        details.append(round_line("raw", index + 1, raw_runs[index]))
     for name, summary in summaries.items():
         details += summary_lines(name, summary)
+    details += summary_lines("raw", raw)
+    details.append(
+        f"dispatcher against the raw SQL baseline (medians of the rounds, pairs against "
+        f"pairs): quotas off {off['pairs']:.0f} / raw {raw['pairs']:.0f} pairs/s = "
+        f"{raw_ratio:.3f}; quotas on {on['pairs']:.0f} / {raw['pairs']:.0f} = "
+        f"{raw_ratio_on:.3f}; quotas off per round: "
+        + ", ".join(f"{r:.3f}" for r in raw_round_ratios)
+    )
     details.append(
         f"quotas on against off (medians): {rate_ratio:.2f} times the assign+release/s"
         + ("" if cpu_ratio is None else f", {cpu_ratio:.2f} times the worker CPU per request")
@@ -143,6 +175,17 @@ def run(quick: bool = False, **_) -> common.Result:
         figures={
             "operations_per_s": off["rate"],
             "operations_per_s_quotas": on["rate"],
+            "pairs_per_s": off["pairs"],
+            "pairs_per_s_quotas": on["pairs"],
+            "raw_pairs_per_s": raw["pairs"],
+            "raw_ratio": raw_ratio,
+            "raw_ratio_quotas": raw_ratio_on,
+            "raw_round_ratios": raw_round_ratios,
+            "raw": {**raw, "counts": dict(raw["counts"]), "runs": raw_runs},
+            "raw_statements": {
+                name: [first_words(s) for s, _ in steps]
+                for name, steps in baseline["steps"].items()
+            },
             "quota_rate_ratio": rate_ratio,
             "quota_cpu_ratio": cpu_ratio,
             "quota_refusals": refusals,
@@ -171,10 +214,7 @@ def start_server(folder, settings: dict):
         env = common.server_env(
             url,
             folder,
-            CLOUD_FARM={
-                "default": {"ENGINE": "dummy"},
-                CLOUD: {"ENGINE": "dummy", "USER": NODES + 1},
-            },
+            CLOUD_FARM=FARM,
             RELEASE_KEEPS_NODE=True,
             **settings,
         )
@@ -198,6 +238,7 @@ def measure(served: dict, seconds: float) -> dict:
         holdings_before=holdings,
         requests=requests,
         rate=successes / figures["elapsed"],
+        pairs=counts["release 200"] / figures["elapsed"],
         requests_per_s=requests / figures["elapsed"],
         conflict_share=counts["assign 409"] / requests if requests else 0.0,
         cpu_per_request=(
@@ -209,13 +250,60 @@ def measure(served: dict, seconds: float) -> dict:
     return figures
 
 
-def summarise(runs: list[dict], database: dict) -> dict:
+@contextlib.contextmanager
+def start_baseline(vms: list[str]):
+    """The raw SQL baseline on a schema of its own, with (d)'s cloud and settings: the
+    statements of an assign, a refused assign and a release captured from the app
+    in-process (bench/raw_ledger.py), the VMs adopted."""
+    from bench import raw_ledger
+
+    with common.postgresql_schema() as url:
+        prepared = raw_ledger.prepare(url, FARM, CLOUD, vms, {"RELEASE_KEEPS_NODE": True})
+        prepared["url"] = url
+        yield prepared
+
+
+def measure_raw(prepared: dict, seconds: float) -> dict:
+    """One round of the raw SQL baseline: THREADS clients, each on a connection of its own."""
+    holdings = count_holdings(prepared["url"])
+    figures = hammer(0, "", list(prepared["rows"]), seconds, steps=lambda: RawSteps(prepared))
+    counts = figures["counts"]
+    requests = sum(counts.values())
+    figures.update(
+        holdings_before=holdings,
+        requests=requests,
+        rate=(counts["assign 200"] + counts["release 200"]) / figures["elapsed"],
+        pairs=counts["release 200"] / figures["elapsed"],
+        requests_per_s=requests / figures["elapsed"],
+        conflict_share=counts["assign 409"] / requests if requests else 0.0,
+        cpu_per_request=None,
+    )
+    return figures
+
+
+def baseline_lines(prepared: dict) -> list[str]:
+    """What the dispatcher sent for each captured step, and what the baseline replays."""
+    from bench import raw_ledger
+
+    lines = []
+    for name, (trips, outline) in prepared["outline"].items():
+        lines.append(
+            f"the dispatcher's {name} in-process: {trips} round trips: " + "; ".join(outline)
+        )
+        replayed = [raw_ledger.first_words(s) for s, _ in prepared["steps"][name]]
+        lines.append("  raw SQL replays, in one transaction: " + "; ".join(replayed))
+    return lines
+
+
+def summarise(runs: list[dict], database: dict, setup_assigns: int = 0) -> dict:
     """A configuration's rounds: the medians of the rates, of the CPU per request and of
-    the latencies; the answers and the double assignments summed; what is amiss."""
+    the latencies; the answers and the double assignments summed; what is amiss.
+    ``setup_assigns``: the successful assigns the history had before the rounds."""
     counts = sum((one["counts"] for one in runs), Counter())
     cpu = [one["cpu_per_request"] for one in runs if one["cpu_per_request"] is not None]
     summary = {
         "rate": common.median([one["rate"] for one in runs]),
+        "pairs": common.median([one["pairs"] for one in runs]),
         "requests_per_s": common.median([one["requests_per_s"] for one in runs]),
         "conflict_share": counts["assign 409"] / max(1, sum(counts.values())),
         "cpu_per_request": common.median(cpu) if len(cpu) == len(runs) else None,
@@ -233,20 +321,29 @@ def summarise(runs: list[dict], database: dict) -> dict:
             f"double assignments: {summary['doubles_client']} client side, {doubles_db} in the "
             "database"
         )
+    if database["multiple_open_spans"]:
+        gaps.append(f"{database['multiple_open_spans']} VMs with more than one open span")
     unexpected = {key: n for key, n in counts.items() if key not in EXPECTED}
     if unexpected:
         gaps.append(f"unexpected answers {unexpected}")
-    if database["ok_assigns"] != counts["assign 200"]:
+    if database["ok_assigns"] - setup_assigns != counts["assign 200"]:
         gaps.append(
-            f"{counts['assign 200']} assigns answered 200, the history has {database['ok_assigns']}"
+            f"{counts['assign 200']} assigns answered 200, the history has "
+            f"{database['ok_assigns'] - setup_assigns}"
         )
     summary["gaps"] = gaps
     return summary
 
 
+def label(name: str) -> str:
+    """How the lines name a configuration: quotas off, quotas on, or the raw SQL baseline."""
+    return "raw SQL" if name == "raw" else f"quotas {name}"
+
+
 def round_line(name: str, index: int, one: dict) -> str:
     return (
-        f"quotas {name:>3} round {index}: {one['rate']:.0f} assign+release/s "
+        f"{label(name):>10} round {index}: {one['rate']:.0f} assign+release/s "
+        f"({one['pairs']:.0f} pairs/s) "
         f"({one['requests_per_s']:.0f} req/s, {one['conflict_share']:.0%} 409) in "
         f"{one['elapsed']:.1f} s; assign p50 {common.ms(one['assign_p50'])}, "
         f"p99 {common.ms(one['assign_p99'])}"
@@ -263,7 +360,8 @@ def summary_lines(name: str, summary: dict) -> list[str]:
     database = summary["database"]
     counts = summary["counts"]
     lines = [
-        f"quotas {name} (medians of the rounds): {summary['rate']:.0f} assign+release/s "
+        f"{label(name)} (medians of the rounds): {summary['rate']:.0f} assign+release/s "
+        f"({summary['pairs']:.0f} pairs/s) "
         f"({summary['requests_per_s']:.0f} req/s, {summary['conflict_share']:.0%} 409); "
         f"assign p50 {common.ms(summary['assign_p50'])}, p99 {common.ms(summary['assign_p99'])}"
         + (
@@ -271,16 +369,17 @@ def summary_lines(name: str, summary: dict) -> list[str]:
             if summary["cpu_per_request"] is None
             else f"; worker CPU {common.ms(summary['cpu_per_request'])}/request"
         ),
-        f"quotas {name}, answers: " + ", ".join(f"{key}: {n}" for key, n in sorted(counts.items())),
-        f"quotas {name}, database: {database['audit_entries']} audit entries, "
+        f"{label(name)}, answers: " + ", ".join(f"{key}: {n}" for key, n in sorted(counts.items())),
+        f"{label(name)}, database: {database['audit_entries']} audit entries, "
         f"{database['ok_assigns']} ok assigns, {database['ok_releases']} ok releases, "
         f"{database['double_assigns']} assigns of a held VM, {database['double_releases']} "
         f"releases of a free VM; {database['multiple_assigned_rows']} VMs with more than one "
-        f"ASSIGNED row, {database['assigned_at_end']} ASSIGNED at the end; "
+        f"ASSIGNED row, {database['assigned_at_end']} ASSIGNED at the end, "
+        f"{database['multiple_open_spans']} VMs with more than one open span; "
         f"{summary['doubles_client']} double assignments client side",
     ]
     lines += [
-        f"quotas {name}, first {key}: {body.decode(errors='replace')}"
+        f"{label(name)}, first {key}: {body.decode(errors='replace')}"
         for key, body in summary["samples"].items()
     ]
     return lines
@@ -322,8 +421,50 @@ def warm_up(port: int, token: str) -> list[str]:
     return vms
 
 
-def hammer(port: int, token: str, vms: list[str], seconds: float) -> dict:
-    """THREADS clients assigning and releasing random VMs for ``seconds``."""
+class HttpSteps:
+    """A client of the dispatcher: an assign and a release are requests."""
+
+    def __init__(self, port: int, token: str):
+        self.client = common.HttpClient(port, token)
+
+    def assign(self, vm: str, me: str) -> tuple[int, bytes]:
+        return self.client.send(
+            "PUT", f"/api/v1/vm/action/assign/{CLOUD}", {"node": vm, "user": me, "vm_type": "bench"}
+        )
+
+    def release(self, vm: str, _me: str) -> tuple[int, bytes]:
+        return self.client.send("PUT", f"/api/v1/vm/action/release/{CLOUD}", {"node": vm})
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RawSteps:
+    """A client of the raw SQL baseline: an assign and a release are the dispatcher's
+    statements replayed on a connection of its own; 200 when the row's UPDATE took it, 409
+    when it did not."""
+
+    def __init__(self, prepared: dict):
+        import psycopg
+
+        from bench import raw_ledger
+
+        self.connection = psycopg.connect(**raw_ledger.conninfo(prepared["url"]))
+        self.replayer = raw_ledger.Replayer(prepared, self.connection)
+
+    def assign(self, vm: str, me: str) -> tuple[int, bytes]:
+        return (200, b"") if self.replayer.step("assign", vm, me) else (409, b"")
+
+    def release(self, vm: str, me: str) -> tuple[int, bytes]:
+        return (200, b"") if self.replayer.step("release", vm, me) else (409, b"")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def hammer(port: int, token: str, vms: list[str], seconds: float, steps=None) -> dict:
+    """THREADS clients assigning and releasing random VMs for ``seconds``: through the
+    dispatcher on ``port``, or each through ``steps()`` (a RawSteps) when given."""
     holders: dict[str, str] = {}
     lock = threading.Lock()
     counts: Counter = Counter()
@@ -334,18 +475,14 @@ def hammer(port: int, token: str, vms: list[str], seconds: float) -> dict:
     def client_loop(index: int, deadline: float) -> None:
         me = f"bench-user-{index:02d}"
         rng = random.Random(index)
-        client = common.HttpClient(port, token)
+        client = steps() if steps is not None else HttpSteps(port, token)
         mine: Counter = Counter()
         latencies = []
         try:
             while time.monotonic() < deadline:
                 vm = rng.choice(vms)
                 started = time.perf_counter()
-                status, body = client.send(
-                    "PUT",
-                    f"/api/v1/vm/action/assign/{CLOUD}",
-                    {"node": vm, "user": me, "vm_type": "bench"},
-                )
+                status, body = client.assign(vm, me)
                 latencies.append(time.perf_counter() - started)
                 mine[f"assign {status}"] += 1
                 if status not in (200, 409):
@@ -360,9 +497,7 @@ def hammer(port: int, token: str, vms: list[str], seconds: float) -> dict:
                 with lock:
                     if holders.get(vm) == me:
                         del holders[vm]
-                status, body = client.send(
-                    "PUT", f"/api/v1/vm/action/release/{CLOUD}", {"node": vm}
-                )
+                status, body = client.release(vm, me)
                 mine[f"release {status}"] += 1
                 if status != 200:
                     samples.setdefault(f"release {status}", body[:300])
@@ -420,7 +555,8 @@ def count_holdings(url: str) -> int:
 
 
 def check_database(url: str) -> dict:
-    """Per VM, do the successful assigns and releases of the history alternate?"""
+    """Per VM, do the successful assigns and releases of the history alternate? Has any
+    VM two ASSIGNED rows, or two open spans?"""
     import sqlalchemy
 
     from dispatcher.models import ASSIGNED
@@ -441,6 +577,13 @@ def check_database(url: str) -> dict:
                     "WHERE cloud = :cloud AND status = :assigned GROUP BY id_vm"
                 ),
                 {"cloud": CLOUD, "assigned": ASSIGNED},
+            ).all()
+            open_spans = conn.execute(
+                sqlalchemy.text(
+                    "SELECT assignment_id, count(*) FROM spans WHERE ended_at IS NULL "
+                    "AND cloud = :cloud GROUP BY assignment_id HAVING count(*) > 1"
+                ),
+                {"cloud": CLOUD},
             ).all()
     finally:
         engine.dispose()
@@ -465,4 +608,5 @@ def check_database(url: str) -> dict:
         "double_releases": double_releases,
         "multiple_assigned_rows": sum(1 for _, n in assigned if n > 1),
         "assigned_at_end": sum(n for _, n in assigned),
+        "multiple_open_spans": len(open_spans),
     }

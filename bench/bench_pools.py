@@ -11,11 +11,18 @@ would before opening the doors; gunicorn does not run the pool manager.
   /api/v1/vm/action/assign/default`` naming the new VM's id, timed together: what a client
   does without a pool.
 
+- *bare*: the same requests as *warm* (the assign timed, then the release), to
+  bench/bare_app.py under the same gunicorn command, config, workers and options, serving
+  the body of a warm assign's answer and checking nothing: what any Flask app under this
+  gunicorn costs. The warm assign's p99 over the bare app's, at the same concurrency, is
+  what the ledger's write path and the dispatcher's request handling add.
+
 Before the clock runs, each path runs from 8 concurrent clients, so that every worker has
 served it once and looked the image up (IMAGE_CACHE_SECONDS): what is measured is the steady
-state. Then each path runs with one client, then with 4 concurrent ones. moto's instances
-run at once: a real cloud's boot time, tens of seconds or more, comes on top of the cold
-path here.
+state. Then each path runs with one client, then with 4 concurrent ones, in the order warm,
+bare, cold: the two servers run side by side, each idle while the other is measured.
+moto's instances run at once: a real cloud's boot time, tens of seconds or more, comes on
+top of the cold path here.
 """
 
 import json
@@ -69,12 +76,35 @@ def run(quick: bool = False, **_) -> common.Result:
                 prime = measure(server.port, token, 2 * WORKERS, 2 * WORKERS, path)
                 if prime["failures"]:
                     raise RuntimeError(f"warm-up: {prime['failures'][0]}")
-            for clients in (1, CONCURRENT):
-                for name, path in paths.items():
-                    cloud.clear()
-                    phase = measure(server.port, token, clients, counts[name], path)
-                    phase.update(path=name, clients=clients, cloud=upstream(cloud))
-                    phases.append(phase)
+            # The bare app answers what a warm assign answered.
+            status, answer = common.request(
+                server.port,
+                "PUT",
+                "/api/v1/vm/action/assign",
+                token,
+                {"vm_type": POOL, "user": "x"},
+            )
+            if status != 200:
+                raise RuntimeError(f"assign for the bare app's body: {status} {answer[:300]!r}")
+            node = json.loads(answer)["id_vm"]
+            common.request(
+                server.port, "PUT", f"/api/v1/vm/action/release/{CLOUD}", token, {"node": node}
+            )
+            (folder / "assign.json").write_bytes(answer)
+            bare_env = {**env, "BENCH_BARE_BODY": str(folder / "assign.json")}
+            with common.Gunicorn("bench.bare_app:app", WORKERS, bare_env, folder, OPTIONS) as bare:
+                ports = {"warm": server.port, "bare": bare.port, "cold": server.port}
+                paths = {"warm": paths["warm"], "bare": paths["warm"], "cold": paths["cold"]}
+                counts["bare"] = counts["warm"]
+                prime = measure(bare.port, None, 2 * WORKERS, 4 * WORKERS, paths["bare"])
+                if prime["failures"]:
+                    raise RuntimeError(f"warm-up of the bare app: {prime['failures'][0]}")
+                for clients in (1, CONCURRENT):
+                    for name, path in paths.items():
+                        cloud.clear()
+                        phase = measure(ports[name], token, clients, counts[name], path)
+                        phase.update(path=name, clients=clients, cloud=upstream(cloud))
+                        phases.append(phase)
     return summarize(phases, fill_seconds, filled_with)
 
 
@@ -198,7 +228,11 @@ def _stats(values: list[float]) -> dict:
 
 
 def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> common.Result:
-    labels = {"warm": "warm pool: assign by type", "cold": "cold: vm/start + assign"}
+    labels = {
+        "warm": "warm pool: assign by type",
+        "bare": "bare Flask app: the same requests",
+        "cold": "cold: vm/start + assign",
+    }
     rows = [["path", "clients", "assigns", "p50", "p99", "cloud requests"]]
     figures: dict = {"pool_size": POOL_SIZE, "fill_seconds": fill_seconds, "phases": []}
     by_key = {}
@@ -252,12 +286,27 @@ def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> comm
         gaps.append(f"{len(failures)} requests failed")
     one_warm, one_cold = by_key[("warm", 1)], by_key[("cold", 1)]
     many_warm, many_cold = by_key[("warm", CONCURRENT)], by_key[("cold", CONCURRENT)]
+    bare_ratios = {
+        clients: by_key[("warm", clients)]["p99"] / by_key[("bare", clients)]["p99"]
+        for clients in (1, CONCURRENT)
+    }
+    figures["bare_p99_ratio"] = bare_ratios
+    for clients in (1, CONCURRENT):
+        warm, bare = by_key[("warm", clients)], by_key[("bare", clients)]
+        details.append(
+            f"{clients} client(s): warm assign p99 {common.ms(warm['p99'])} against the bare "
+            f"app's {common.ms(bare['p99'])}: {bare_ratios[clients]:.1f} times (p50 "
+            f"{common.ms(warm['p50'])} against {common.ms(bare['p50'])}: "
+            f"{warm['p50'] / bare['p50']:.1f} times)"
+        )
     measured = (
         f"1 client: warm p50 {common.ms(one_warm['p50'])}, p99 {common.ms(one_warm['p99'])}; "
         f"cold p50 {common.ms(one_cold['p50'])}, p99 {common.ms(one_cold['p99'])}. "
         f"{CONCURRENT} clients: warm p50 {common.ms(many_warm['p50'])}, p99 "
         f"{common.ms(many_warm['p99'])}; cold p50 {common.ms(many_cold['p50'])}, p99 "
-        f"{common.ms(many_cold['p99'])}"
+        f"{common.ms(many_cold['p99'])}. {CONCURRENT} clients: bare app p99 "
+        f"{common.ms(by_key[('bare', CONCURRENT)]['p99'])}, warm/bare "
+        f"{bare_ratios[CONCURRENT]:.1f}"
     )
     return common.Result(
         key="e",

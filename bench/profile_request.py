@@ -1,11 +1,25 @@
 """Where one authenticated request spends its time: ``python -m bench.profile_request``.
 
-Sends ``--requests`` authenticated GETs of ``--path`` (``/api/v1/nodes/fake_driver``) through
-Flask's test client, in-process, with the production settings, on PostgreSQL where a server
-answers (else SQLite; ``--sqlite`` forces it), under cProfile; prints the time per request,
-the share of each package (by the time spent in its own functions) and the functions with
-the most cumulative time. It explains benchmark (a)'s figures; it measures no target.
-The app's log lines (the request log) are written, to /dev/null.
+Three requests, each profiled apart, through Flask's test client, in-process, with the
+production settings (the token cache on, as gunicorn's workers run), on PostgreSQL where
+a server answers (else SQLite; ``--sqlite`` forces it):
+
+- *get*: an authenticated GET of ``--path`` (``/api/v1/nodes/fake_driver``): benchmark (a);
+- *assign*: ``PUT /api/v1/vm/action/assign`` by vm_type from a warm pool (``web``, 10 VMs
+  of the Dummy cloud ``default``, ``release: "reuse"``, filled beforehand by passes of the
+  pool manager in this process): benchmarks (d) and (e);
+- *release*: ``PUT /api/v1/vm/action/release/default`` of the VM the assign took, back to
+  the pool.
+
+``--requests`` of each (an assign and its release alternate) run first without the
+profiler, for the time per request; then 50 more with the database round trips counted
+(SQLAlchemy's events: each statement, each BEGIN, COMMIT and ROLLBACK, and the pool's
+pre-ping at each checkout); then ``--requests`` again under cProfile. Printed for each:
+the time per request, the round trips per request and the statements of one, the share of
+each package (by the time spent in its own functions), and the functions of the
+dispatcher and of the libraries with the most cumulative time. It explains benchmarks
+(a), (d) and (e); it measures no target. The app's log lines (the request log) are
+written, to /dev/null. ``--only`` picks some of the three.
 """
 
 import argparse
@@ -18,8 +32,25 @@ import time
 from collections import defaultdict
 
 from bench import common
+from bench.raw_ledger import Capture
 from dispatcher import auth
 from dispatcher.config import DUMMY_FARM
+
+POOL = "web"
+POOL_SIZE = 10
+POOLS = {
+    POOL: {
+        "clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+        "min_ready": POOL_SIZE,
+        "max_total": POOL_SIZE,
+        "release": "reuse",
+        "boot_timeout": 3600,
+    }
+}
+KINDS = ("get", "assign", "release")
+# The request's wrappers, left out of the lists of functions (their share is printed).
+FRAMEWORK = ("flask/", "werkzeug/")
+COUNTED = 50  # requests of each kind whose round trips are counted
 
 # Packages grouped as what they do for the request.
 GROUPS = {
@@ -63,21 +94,142 @@ def stderr_to_devnull():
         os.close(devnull)
 
 
+def fill_pool(app) -> None:
+    """The warm pool filled by passes of the pool manager: the first makes the VMs, the
+    next ones find them running."""
+    from dispatcher import pools
+    from dispatcher.bookkeeping import ledger
+    from dispatcher.worker import pool_pass
+
+    for _ in range(5):
+        with app.app_context():
+            pool_pass.run(pools.every())
+            if ledger.pool_totals(POOL)["free"] == POOL_SIZE:
+                return
+    raise RuntimeError("the warm pool was not filled after 5 passes")
+
+
+class Traffic:
+    """The three requests, on one test client with the agent's token."""
+
+    def __init__(self, app, path: str):
+        self.client = app.test_client()
+        self.client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
+        self.path = path
+        self.taken: list[str] = []
+
+    def get(self):
+        return self.client.get(self.path)
+
+    def assign(self):
+        response = self.client.put(
+            "/api/v1/vm/action/assign", json={"vm_type": POOL, "user": "profiled"}
+        )
+        if response.status_code == 200:
+            self.taken.append(response.get_json()["id_vm"])
+        return response
+
+    def release(self):
+        node = self.taken.pop()
+        return self.client.put("/api/v1/vm/action/release/default", json={"node": node})
+
+
+def run_kind(traffic: Traffic, kind: str, requests: int, profiler=None, capture=None) -> float:
+    """``requests`` of ``kind`` (an assign and a release alternate; only the one of
+    ``kind`` is timed, profiled and captured): their seconds in all."""
+    spent = 0.0
+    for _ in range(requests):
+        if kind == "release":
+            traffic.assign()
+        tracing = [] if capture is None else [capture]
+        with contextlib.ExitStack() as stack:
+            for one in tracing:
+                stack.enter_context(one)
+            if profiler is not None:
+                profiler.enable()
+            started = time.perf_counter()
+            response = getattr(traffic, kind)()
+            spent += time.perf_counter() - started
+            if profiler is not None:
+                profiler.disable()
+        if response.status_code != 200:
+            sys.exit(f"{kind}: {response.status_code} {response.data[:300]!r}")
+        if kind == "assign":
+            traffic.release()
+    return spent
+
+
+def where(filename: str) -> str | None:
+    """A function's file as ``package/module.py``, for the dispatcher's and the libraries'
+    (site-packages); None for the standard library and builtins."""
+    path = filename.replace("\\", "/")
+    if "/dispatcher/" in path:
+        return "dispatcher/" + path.rsplit("/dispatcher/", 1)[1]
+    if "site-packages/" in path:
+        return path.rsplit("site-packages/", 1)[1]
+    return None
+
+
+def report(kind: str, title: str, plain: float, requests: int, trips, profiler, top: int):
+    stats = pstats.Stats(profiler)
+    per_group = defaultdict(float)
+    total = 0.0
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
+        per_group[group_of(filename)] += tottime
+        total += tottime
+    print(f"\n== {title}: {common.ms(plain / requests)} per request without the profiler")
+    if trips is not None:
+        per_request, counted, one = trips
+        print(
+            f"database round trips: {per_request:.2f} per request (over {COUNTED}); "
+            f"one request's {counted}: " + ("; ".join(one) or "none")
+        )
+    print(f"under cProfile, {common.ms(total / requests)} per request:")
+    for group, seconds in sorted(per_group.items(), key=lambda item: -item[1]):
+        print(f"  {seconds / total:5.0%}  {common.ms(seconds / requests):>9}  {group}")
+    rows = {"dispatcher": [], "libraries": []}
+    for (filename, line, name), (_, calls, _, cumulative, _) in stats.stats.items():
+        place = where(filename)
+        if place is None or place.startswith(FRAMEWORK):
+            continue
+        side = "dispatcher" if place.startswith("dispatcher/") else "libraries"
+        rows[side].append((cumulative, calls, f"{place}:{line}({name})"))
+    for side, heading in (
+        ("dispatcher", "the dispatcher's functions"),
+        ("libraries", "the libraries' functions (but Flask's and Werkzeug's, which wrap all)"),
+    ):
+        print(f"{heading} by cumulative time per request, top {top}:")
+        for cumulative, calls, label in sorted(rows[side], reverse=True)[:top]:
+            print(
+                f"  {common.ms(cumulative / requests):>9}  {cumulative / total:5.0%}  "
+                f"{calls / requests:6.1f} calls  {label}"
+            )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", default="/api/v1/nodes/fake_driver")
-    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=500, help="of each kind")
+    parser.add_argument(
+        "--only", default=",".join(KINDS), help=f"some of {', '.join(KINDS)} (all by default)"
+    )
     parser.add_argument(
         "--sqlite", action="store_true", help="SQLite even where PostgreSQL answers"
     )
-    parser.add_argument("--top", type=int, default=25, help="how many functions to list")
+    parser.add_argument(
+        "--top", type=int, default=15, help="how many functions of each side to list"
+    )
     parser.add_argument(
         "--no-cache",
         action="store_true",
         help="every token checked against the database, as without a serving command's cache",
     )
     args = parser.parse_args(argv)
+    kinds = [kind.strip() for kind in args.only.split(",") if kind.strip()]
+    if not kinds or any(kind not in KINDS for kind in kinds):
+        parser.error(f"--only: some of {', '.join(KINDS)}")
     os.environ["DISPATCHER_CONFIG"] = "production"
+    results = {}
     with (
         common.scratch_folder("bench-profile-") as folder,
         common.preferred_database(folder) as (
@@ -87,49 +239,49 @@ def main(argv=None) -> int:
     ):
         if args.sqlite:
             url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
-        app = common.make_app(url, CLOUD_FARM=DUMMY_FARM)
+        app = common.make_app(url, CLOUD_FARM=DUMMY_FARM, POOLS=POOLS)
         if not args.no_cache:
             auth.serve(app, single_process=True)  # as gunicorn's workers and dispatcher run
-        client = app.test_client()
-        client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
+        from dispatcher.extensions import db
+
+        with app.app_context():
+            engine = db.engine
+        traffic = Traffic(app, args.path)
         with stderr_to_devnull():
-            for _ in range(100):  # warm-up (and the token listener connected)
-                client.get(args.path)
+            fill_pool(app)
+            for kind in kinds:  # warm-up (and the token listener connected)
+                run_kind(traffic, kind, 100)
             time.sleep(0.5)
-            started = time.perf_counter()
-            for _ in range(args.requests):
-                client.get(args.path)
-            plain = (time.perf_counter() - started) / args.requests
             anonymous = app.test_client()
             started = time.perf_counter()
             for _ in range(args.requests):
                 anonymous.get("/api/v1/")
             root = (time.perf_counter() - started) / args.requests
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(args.requests):
-                response = client.get(args.path)
-            profiler.disable()
-        if response.status_code != 200:
-            sys.exit(f"{args.path}: {response.status_code} {response.data[:300]!r}")
+            for kind in kinds:
+                plain = run_kind(traffic, kind, args.requests)
+                counting = Capture(engine)
+                run_kind(traffic, kind, COUNTED, capture=counting)
+                one = Capture(engine)
+                run_kind(traffic, kind, 1, capture=one)
+                profiler = cProfile.Profile()
+                run_kind(traffic, kind, args.requests, profiler=profiler)
+                trips = (counting.round_trips() / COUNTED, one.round_trips(), one.outline())
+                results[kind] = (plain, trips, profiler)
         common.dispose(app)
 
-    stats = pstats.Stats(profiler)
-    per_group = defaultdict(float)
-    total = 0.0
-    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
-        per_group[group_of(filename)] += tottime
-        total += tottime
     print(
-        f"GET {args.path} with a token, {name}, token cache "
-        f"{'off' if args.no_cache else 'on'}, in-process: {common.ms(plain)} per request "
-        f"without the profiler (GET /api/v1/ without a token: {common.ms(root)})"
+        f"{name}, token cache {'off' if args.no_cache else 'on'}, in-process, "
+        f"{args.requests} requests of each; GET /api/v1/ without a token: "
+        f"{common.ms(root)} per request"
     )
-    print(f"\nunder cProfile, {common.ms(total / args.requests)} per request:")
-    for group, seconds in sorted(per_group.items(), key=lambda item: -item[1]):
-        print(f"  {seconds / total:5.0%}  {common.ms(seconds / args.requests):>9}  {group}")
-    print()
-    stats.sort_stats("cumulative").print_stats(args.top)
+    titles = {
+        "get": f"GET {args.path} with a token",
+        "assign": f"PUT /api/v1/vm/action/assign by vm_type from a warm pool of {POOL_SIZE}",
+        "release": "PUT /api/v1/vm/action/release/default, back to the pool",
+    }
+    for kind in kinds:
+        plain, trips, profiler = results[kind]
+        report(kind, titles[kind], plain, args.requests, trips, profiler, args.top)
     return 0
 
 

@@ -4,8 +4,9 @@
 (b) vm/start on moto's EC2: upstream requests and latency, against the 2015 dispatcher's lookups;
 (c) listing a Dummy cloud of 10, 1,000 and 10,000 nodes in-process;
 (d) assign and release through gunicorn -w 4 on PostgreSQL: throughput with quotas off and
-    on, and double assignments;
-(e) an assign from a warm pool against a cold start on moto's EC2, gunicorn -w 4: latency;
+    on against the same writes in raw SQL, and double assignments;
+(e) an assign from a warm pool against a cold start on moto's EC2 and against a bare Flask
+    app, gunicorn -w 4: latency;
 (f) an assign from a pool with a ready check against one without on the Dummy cloud,
     gunicorn -w 4 on PostgreSQL: latency, and whether every VM handed out answers;
 (g) the usage report of a month on a ledger of 1,000,000 spans on PostgreSQL, in-process:
