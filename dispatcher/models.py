@@ -2,7 +2,7 @@
 and its history."""
 
 from flask_security import RoleMixin, UserMixin
-from sqlalchemy import func
+from sqlalchemy import func, text
 
 from .extensions import db
 
@@ -150,10 +150,20 @@ class Span(db.Model):
         db.Index("ix_spans_pool_started_at", "pool", "started_at"),
         # A report's period: the spans begun before its end.
         db.Index("ix_spans_started_at", "started_at"),
+        # A VM's open span, found at once however many it has had (a pool's VM reused
+        # all day has hundreds). Not unique: PostgreSQL checks a unique index at each row,
+        # and the statement that ends a span and opens the next (ledger._respan) would
+        # meet the span it ends.
+        db.Index(
+            "ix_spans_open",
+            "assignment_id",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
     )
 
     id = db.Column(db.Integer, primary_key=True)
-    assignment_id = db.Column(db.Integer, nullable=False, index=True)
+    assignment_id = db.Column(db.Integer, nullable=False)
     cloud = db.Column(db.String(80), nullable=False)
     pool = db.Column(db.String(255))  # the VM's pool; None: a VM of no pool
     vm_type = db.Column(db.String(255))

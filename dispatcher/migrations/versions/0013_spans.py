@@ -104,7 +104,6 @@ def upgrade():
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("spans", schema=None) as batch_op:
-        batch_op.create_index("ix_spans_assignment_id", ["assignment_id"], unique=False)
         batch_op.create_index("ix_spans_holder_ended_at", ["holder", "ended_at"], unique=False)
         batch_op.create_index("ix_spans_pool_started_at", ["pool", "started_at"], unique=False)
         batch_op.create_index("ix_spans_started_at", ["started_at"], unique=False)
@@ -125,7 +124,11 @@ def upgrade():
         sa.case((still_held, a.c.request_id), else_=None),
         h.c.started_at,
         h.c.lease_until,
-        h.c.ended_at,
+        # A holding still open on a row no longer assigned ends at the row's last change.
+        sa.case(
+            (h.c.ended_at.is_(None) & ~held, sa.func.coalesce(a.c.updated_at, h.c.started_at)),
+            else_=h.c.ended_at,
+        ),
     ).select_from(h.join(a, a.c.id == h.c.assignment_id))
     op.execute(spans.insert().from_select(SPAN_COLUMNS, from_holdings.order_by(h.c.id)))
 
@@ -150,6 +153,15 @@ def upgrade():
     ).where(a.c.status.not_in([ASSIGNED, DELETED]), since.is_not(None))
     op.execute(spans.insert().from_select(SPAN_COLUMNS, live_unheld.order_by(a.c.id)))
     op.drop_table("holdings")
+    # A VM's open span: made once the spans are in.
+    open_only = sa.text("ended_at IS NULL")
+    op.create_index(
+        "ix_spans_open",
+        "spans",
+        ["assignment_id"],
+        postgresql_where=open_only,
+        sqlite_where=open_only,
+    )
 
 
 def downgrade():
