@@ -18,10 +18,9 @@ import math
 from flask import current_app
 from sqlalchemy import Float, case, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import GenericFunction
 
 from .. import bookkeeping, clock
+from ..bookkeeping.ledger import seconds_within
 from ..errors import InvalidRequestError
 from ..extensions import db
 from ..fields import tag_key_error
@@ -118,30 +117,6 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-class _seconds_within(GenericFunction):
-    """The seconds from a span's start to its end within the period (begins, ends), 0
-    where the end comes first: in double precision, the type of the sums that add them.
-
-    On PostgreSQL ``date_part``, not ``EXTRACT``, whose numeric result made most of the
-    main statement's time; computed once per span (a CASE would compute it twice)."""
-
-    type = Float()
-    name = "seconds_within"
-    inherit_cache = True
-
-
-@compiles(_seconds_within)
-def _seconds_within_sql(element, compiler, **kw) -> str:
-    begins, ends = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"GREATEST(date_part('epoch', {ends} - {begins}), 0)"
-
-
-@compiles(_seconds_within, "sqlite")
-def _seconds_within_on_sqlite(element, compiler, **kw) -> str:
-    begins, ends = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"MAX((julianday({ends}) - julianday({begins})) * 86400.0, 0.0)"
-
-
 def _cut(start, end, now):
     """The expressions of a span cut at [start, end): its seconds within, and the filter
     of the spans that overlap it. An open span ends now (never past ``end``)."""
@@ -150,7 +125,7 @@ def _cut(start, end, now):
     until = literal(min(end, now), moment)
     begins = case((Span.started_at > start_, Span.started_at), else_=start_)
     ends = case((Span.ended_at.is_(None), until), (Span.ended_at < end_, Span.ended_at), else_=end_)
-    seconds = _seconds_within(begins, ends)
+    seconds = seconds_within(begins, ends)
     overlaps = (Span.started_at < end_) & or_(Span.ended_at.is_(None), Span.ended_at > start_)
     return begins, ends, seconds, overlaps
 
