@@ -593,13 +593,14 @@ def take_free(
             updated_at=clock.now(),
             **assigned_values(user, vm_type, assigned_by, expires_at, tags),
         )
-        .returning(Assignment.id)
-        .execution_options(synchronize_session=False)
+        # The whole row back, as the ORM's object (fresh in the session): no read after.
+        .returning(Assignment)
+        .execution_options(synchronize_session=False, populate_existing=True)
     ).scalar()
     if taken is None:
         return None
-    _respan([taken])
-    return db.session.get(Assignment, taken, populate_existing=True)
+    _respan([taken.id])
+    return taken
 
 
 def set_aside(
