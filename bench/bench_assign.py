@@ -46,7 +46,7 @@ import time
 from collections import Counter
 
 from bench import common
-from bench.raw_ledger import first_words
+from harness.round_trips import first_words
 
 WORKERS = 4
 THREADS = 16
@@ -283,14 +283,13 @@ def measure_raw(prepared: dict, seconds: float) -> dict:
 
 def baseline_lines(prepared: dict) -> list[str]:
     """What the dispatcher sent for each captured step, and what the baseline replays."""
-    from bench import raw_ledger
 
     lines = []
     for name, (trips, outline) in prepared["outline"].items():
         lines.append(
             f"the dispatcher's {name} in-process: {trips} round trips: " + "; ".join(outline)
         )
-        replayed = [raw_ledger.first_words(s) for s, _ in prepared["steps"][name]]
+        replayed = [first_words(s) for s, _ in prepared["steps"][name]]
         lines.append("  raw SQL replays, in one transaction: " + "; ".join(replayed))
     return lines
 

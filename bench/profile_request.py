@@ -32,9 +32,9 @@ import time
 from collections import defaultdict
 
 from bench import common
-from bench.raw_ledger import Capture
 from dispatcher import auth
 from dispatcher.config import DUMMY_FARM
+from harness.round_trips import Capture
 
 POOL = "web"
 POOL_SIZE = 10

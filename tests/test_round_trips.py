@@ -4,12 +4,12 @@ answers one request of each in-process. The figures may fall; a change that make
 grow fails here and says which round trips the request now sends."""
 
 import pytest
-import sqlalchemy
 from conftest import token_client
 
 from dispatcher import pools
 from dispatcher.extensions import db
 from dispatcher.worker import scheduler
+from harness.round_trips import Capture
 
 ASSIGN = "/api/v1/vm/action/assign"
 RELEASE = "/api/v1/vm/action/release/default"
@@ -26,38 +26,6 @@ RELEASE_ROUND_TRIPS = 10
 @pytest.fixture
 def database_url(postgresql_url):
     return postgresql_url
-
-
-class RoundTrips:
-    """The round trips the engine sends while it is listened to, in order."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.sent: list[str] = []
-        self._listeners = [
-            ("before_cursor_execute", self._statement),
-            ("begin", lambda conn: self.sent.append("BEGIN")),
-            ("commit", lambda conn: self.sent.append("COMMIT")),
-            ("rollback", lambda conn: self.sent.append("ROLLBACK")),
-        ]
-
-    def _statement(self, conn, cursor, statement, *args):
-        self.sent.append(" ".join(statement.split()[:3]))
-
-    def _checkout(self, *args):
-        # With pool_pre_ping every checkout pings the server first.
-        self.sent.append("ping")
-
-    def __enter__(self):
-        for name, function in self._listeners:
-            sqlalchemy.event.listen(self.engine, name, function)
-        sqlalchemy.event.listen(self.engine.pool, "checkout", self._checkout)
-        return self
-
-    def __exit__(self, *exc):
-        for name, function in self._listeners:
-            sqlalchemy.event.remove(self.engine, name, function)
-        sqlalchemy.event.remove(self.engine.pool, "checkout", self._checkout)
 
 
 @pytest.fixture
@@ -85,15 +53,17 @@ def warm(make_app):
 
 def test_an_assign_and_a_release_send_no_more_round_trips_than_they_do(warm):
     client, engine = warm
-    with RoundTrips(engine) as assign:
+    with Capture(engine) as assign:
         taken = client.put(ASSIGN, json={"vm_type": "web", "user": "ada"})
     assert taken.status_code == 200, taken.json
-    with RoundTrips(engine) as release:
+    with Capture(engine) as release:
         freed = client.put(RELEASE, json={"node": taken.json["id_vm"]})
     assert freed.status_code == 200, freed.json
-    assert len(assign.sent) <= ASSIGN_ROUND_TRIPS, assign.sent
-    assert len(release.sent) <= RELEASE_ROUND_TRIPS, release.sent
+    assert assign.round_trips() <= ASSIGN_ROUND_TRIPS, assign.outline()
+    assert release.round_trips() <= RELEASE_ROUND_TRIPS, release.outline()
     # Whatever else changes: one transaction each, which the history entry shares.
-    for sent in (assign.sent, release.sent):
-        assert sent.count("BEGIN") == 1 and sent.count("COMMIT") == 1, sent
-        assert sum(step.startswith("INSERT INTO audit_entries") for step in sent) == 1, sent
+    for captured in (assign, release):
+        [transaction] = captured.transactions
+        assert transaction["end"] == "COMMIT", captured.outline()
+        entries = [s for s, _ in transaction["statements"] if s.startswith("INSERT INTO audit")]
+        assert len(entries) == 1, captured.outline()

@@ -1,0 +1,84 @@
+"""The round trips an SQLAlchemy engine sends to its database, counted through its events:
+each statement, BEGIN and COMMIT or ROLLBACK, and the pool's ping. The benchmarks profile
+and replay them; the tests bound them."""
+
+import sqlalchemy
+
+
+class Capture:
+    """The statements the app's engine sends, grouped by transaction (BEGIN to COMMIT or
+    ROLLBACK), and the pool's ping."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.transactions: list[dict] = []
+        self.pings = 0
+        self._current = None
+        self._listeners = [
+            ("before_cursor_execute", self._statement),
+            ("begin", self._begin),
+            ("commit", self._commit),
+            ("rollback", self._rollback),
+        ]
+
+    def __enter__(self):
+        for name, function in self._listeners:
+            sqlalchemy.event.listen(self.engine, name, function)
+        sqlalchemy.event.listen(self.engine.pool, "checkout", self._checkout)
+        return self
+
+    def __exit__(self, *exc):
+        for name, function in self._listeners:
+            sqlalchemy.event.remove(self.engine, name, function)
+        sqlalchemy.event.remove(self.engine.pool, "checkout", self._checkout)
+
+    def _checkout(self, *_):
+        # With pool_pre_ping every checkout pings the server first.
+        self.pings += bool(getattr(self.engine.pool, "_pre_ping", False))
+
+    def _begin(self, _conn):
+        self._current = {"statements": [], "end": None}
+        self.transactions.append(self._current)
+
+    def _statement(self, _conn, _cursor, statement, parameters, _context, _many):
+        if self._current is None:  # outside a transaction (autocommit): one of its own
+            self._begin(None)
+            self._current["end"] = "none"
+        self._current["statements"].append((statement, parameters))
+
+    def _commit(self, _conn):
+        if self._current is not None:
+            self._current["end"] = "COMMIT"
+        self._current = None
+
+    def _rollback(self, _conn):
+        if self._current is not None:
+            self._current["end"] = "ROLLBACK"
+        self._current = None
+
+    def round_trips(self) -> int:
+        """Statements, BEGINs and COMMITs/ROLLBACKs, and the pool's pings (one a checkout)."""
+        return self.pings + sum(
+            len(t["statements"]) + 1 + (t["end"] in ("COMMIT", "ROLLBACK"))
+            for t in self.transactions
+        )
+
+    def outline(self) -> list[str]:
+        """Each round trip in order, its statement's first words."""
+        lines = [f"ping x{self.pings}"] if self.pings else []
+        for transaction in self.transactions:
+            lines.append("BEGIN")
+            lines += [first_words(statement) for statement, _ in transaction["statements"]]
+            if transaction["end"] in ("COMMIT", "ROLLBACK"):
+                lines.append(transaction["end"])
+        return lines
+
+
+def first_words(statement: str) -> str:
+    words = statement.split()
+    if words[:1] == ["WITH"]:
+        into = words.index("INSERT") if "INSERT" in words else 3
+        return " ".join(words[:3] + ["..."] + words[into : into + 3])
+    if words[:1] == ["SELECT"]:
+        return "SELECT ... " + " ".join(words[words.index("FROM") : words.index("FROM") + 2])
+    return " ".join(words[:3])
