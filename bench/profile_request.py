@@ -9,7 +9,10 @@ a server answers (else SQLite; ``--sqlite`` forces it):
   of the Dummy cloud ``default``, ``release: "reuse"``, filled beforehand by passes of the
   pool manager in this process): benchmarks (d) and (e);
 - *release*: ``PUT /api/v1/vm/action/release/default`` of the VM the assign took, back to
-  the pool.
+  the pool;
+- *assign-node* and *release-node*: ``PUT /api/v1/vm/action/assign/bench`` of a VM named
+  by its node (of a Dummy cloud ``bench`` of 10 VMs in no pool, adopted beforehand), and
+  its release (kept: RELEASE_KEEPS_NODE): what benchmark (d)'s clients send.
 
 ``--requests`` of each (an assign and its release alternate) run first without the
 profiler, for the time per request; then 50 more with the database round trips counted
@@ -47,7 +50,12 @@ POOLS = {
         "boot_timeout": 3600,
     }
 }
-KINDS = ("get", "assign", "release")
+NODE_CLOUD = "bench"
+FARM = {**DUMMY_FARM, NODE_CLOUD: {"ENGINE": "dummy", "USER": POOL_SIZE + 1}}
+KINDS = ("get", "assign", "release", "assign-node", "release-node")
+# Which request each kind's timed one needs before it (its VM taken), or after (given back).
+BEFORE = {"release": "assign", "release-node": "assign_node"}
+AFTER = {"assign": "release", "assign-node": "release_node"}
 # The request's wrappers, left out of the lists of functions (their share is printed).
 FRAMEWORK = ("flask/", "werkzeug/")
 COUNTED = 50  # requests of each kind whose round trips are counted
@@ -117,6 +125,8 @@ class Traffic:
         self.client.environ_base["HTTP_X_AUTH_TOKEN"] = common.agent_token(app)
         self.path = path
         self.taken: list[str] = []
+        self.nodes: list[str] = []
+        self.held: list[str] = []
 
     def get(self):
         return self.client.get(self.path)
@@ -133,14 +143,37 @@ class Traffic:
         node = self.taken.pop()
         return self.client.put("/api/v1/vm/action/release/default", json={"node": node})
 
+    def adopt(self) -> None:
+        """Every VM of the node cloud adopted by the ledger (an assign and a release)."""
+        listed = self.client.get(f"/api/v1/nodes/{NODE_CLOUD}").get_json()["nodes"]
+        self.nodes = [node["id"] for node in listed if node["id"] != "None"]
+        for _ in self.nodes:
+            self.assign_node()
+            self.release_node()
+
+    def assign_node(self):
+        node = self.nodes[len(self.held) % len(self.nodes)]
+        response = self.client.put(
+            f"/api/v1/vm/action/assign/{NODE_CLOUD}",
+            json={"node": node, "user": "profiled", "vm_type": "bench"},
+        )
+        if response.status_code == 200:
+            self.held.append(node)
+        return response
+
+    def release_node(self):
+        node = self.held.pop()
+        self.nodes.append(self.nodes.pop(self.nodes.index(node)))  # the next assign, another
+        return self.client.put(f"/api/v1/vm/action/release/{NODE_CLOUD}", json={"node": node})
+
 
 def run_kind(traffic: Traffic, kind: str, requests: int, profiler=None, capture=None) -> float:
     """``requests`` of ``kind`` (an assign and a release alternate; only the one of
     ``kind`` is timed, profiled and captured): their seconds in all."""
     spent = 0.0
     for _ in range(requests):
-        if kind == "release":
-            traffic.assign()
+        if kind in BEFORE:
+            getattr(traffic, BEFORE[kind])()
         tracing = [] if capture is None else [capture]
         with contextlib.ExitStack() as stack:
             for one in tracing:
@@ -148,14 +181,14 @@ def run_kind(traffic: Traffic, kind: str, requests: int, profiler=None, capture=
             if profiler is not None:
                 profiler.enable()
             started = time.perf_counter()
-            response = getattr(traffic, kind)()
+            response = getattr(traffic, kind.replace("-", "_"))()
             spent += time.perf_counter() - started
             if profiler is not None:
                 profiler.disable()
         if response.status_code != 200:
             sys.exit(f"{kind}: {response.status_code} {response.data[:300]!r}")
-        if kind == "assign":
-            traffic.release()
+        if kind in AFTER:
+            getattr(traffic, AFTER[kind])()
     return spent
 
 
@@ -239,7 +272,7 @@ def main(argv=None) -> int:
     ):
         if args.sqlite:
             url, name = f"sqlite:///{folder / 'profile.sqlite'}", "SQLite"
-        app = common.make_app(url, CLOUD_FARM=DUMMY_FARM, POOLS=POOLS)
+        app = common.make_app(url, CLOUD_FARM=FARM, POOLS=POOLS, RELEASE_KEEPS_NODE=True)
         if not args.no_cache:
             auth.serve(app, single_process=True)  # as gunicorn's workers and dispatcher run
         from dispatcher.extensions import db
@@ -249,6 +282,7 @@ def main(argv=None) -> int:
         traffic = Traffic(app, args.path)
         with stderr_to_devnull():
             fill_pool(app)
+            traffic.adopt()
             for kind in kinds:  # warm-up (and the token listener connected)
                 run_kind(traffic, kind, 100)
             time.sleep(0.5)
@@ -278,6 +312,8 @@ def main(argv=None) -> int:
         "get": f"GET {args.path} with a token",
         "assign": f"PUT /api/v1/vm/action/assign by vm_type from a warm pool of {POOL_SIZE}",
         "release": "PUT /api/v1/vm/action/release/default, back to the pool",
+        "assign-node": f"PUT /api/v1/vm/action/assign/{NODE_CLOUD} by node, in no pool",
+        "release-node": f"PUT /api/v1/vm/action/release/{NODE_CLOUD} by node, kept",
     }
     for kind in kinds:
         plain, trips, profiler = results[kind]
