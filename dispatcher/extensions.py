@@ -5,7 +5,10 @@ from pathlib import Path
 from flask_migrate import Migrate
 from flask_security import Security
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DisconnectionError
+
+from . import clock
 
 # Constraint names as PostgreSQL gives them by default, so that the databases made
 # before the migrations existed and those made by them agree, and a migration can
@@ -23,7 +26,45 @@ security = Security()
 migrate = Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=True)
 
 
+# Where the pool's record of a connection notes when it came back to the pool, and
+# whether its last checkout pinged it (what harness/round_trips.py counts).
+RETURNED_AT = "dispatcher_returned_at"
+PINGED = "dispatcher_pinged"
+
+
 def init_app(app) -> None:
     """Bind the database and migrations; ``auth.init_app`` binds ``security``."""
     db.init_app(app)
     migrate.init_app(app, db)
+    idle = app.config.get("DATABASE_PING_IDLE_SECONDS")
+    if idle is not None:
+        with app.app_context():
+            ping_when_idle(db.engine, float(idle))
+
+
+def ping_when_idle(engine, idle: float) -> None:
+    """Check a pooled connection with a ping before it is used again only when it has
+    been idle in the pool for more than ``idle`` seconds; one that fails the ping is
+    replaced (the pool tries another, up to three times).
+
+    A connection busy a moment ago is all but certainly alive, and pinging it at each
+    checkout (``pool_pre_ping``) costs each request a round trip. Should the server go
+    away meanwhile anyway, the request that meets the dead connection fails (503) and the
+    pool drops every connection it made before.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def returned(_dbapi_connection, record) -> None:
+        record.info[RETURNED_AT] = clock.now()
+
+    @event.listens_for(engine, "checkout")
+    def checked_out(dbapi_connection, record, _proxy) -> None:
+        since = record.info.pop(RETURNED_AT, None)
+        # New, or back in the pool only a moment ago: used as it is.
+        record.info[PINGED] = since is not None and (clock.now() - since).total_seconds() > idle
+        if not record.info[PINGED]:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"the pooled connection failed its ping: {exc}") from exc

@@ -4,6 +4,8 @@ and replay them; the tests bound them."""
 
 import sqlalchemy
 
+from dispatcher.extensions import PINGED
+
 
 class Capture:
     """The statements the app's engine sends, grouped by transaction (BEGIN to COMMIT or
@@ -32,9 +34,11 @@ class Capture:
             sqlalchemy.event.remove(self.engine, name, function)
         sqlalchemy.event.remove(self.engine.pool, "checkout", self._checkout)
 
-    def _checkout(self, *_):
-        # With pool_pre_ping every checkout pings the server first.
-        self.pings += bool(getattr(self.engine.pool, "_pre_ping", False))
+    def _checkout(self, _dbapi_connection, record, _proxy):
+        # With pool_pre_ping every checkout pings the server first; else the app's own
+        # listener (registered before this one) notes whether it pinged.
+        pinged = getattr(self.engine.pool, "_pre_ping", False) or record.info.get(PINGED)
+        self.pings += bool(pinged)
 
     def _begin(self, _conn):
         self._current = {"statements": [], "end": None}
