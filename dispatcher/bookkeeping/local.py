@@ -7,6 +7,18 @@ from . import ledger
 from .base import Bookkeeper, describe_holder
 
 
+class Found(dict):
+    """An ASSIGNMENT dict that keeps the ledger's row it was made from (``row``), so that
+    ``ledger_row`` gives the row back without reading it again: the session holds the
+    rows it loaded only as long as something else does."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Assignment):
+        super().__init__(assignment_to_dict(row))
+        self.row = row
+
+
 class LocalBookkeeper(Bookkeeper):
     """Assignment rows in the dispatcher's database; one winner by conditional UPDATE."""
 
@@ -32,10 +44,10 @@ class LocalBookkeeper(Bookkeeper):
         rows = ledger.rows_of(cloud, node_id, hostname)
         if len(rows) > 1:
             raise AmbiguousHostnameError(hostname, [row.id_vm for row in rows])
-        return assignment_to_dict(rows[0]) if rows else None
+        return Found(rows[0]) if rows else None
 
     def ledger_row(self, row: dict) -> Assignment | None:
-        return ledger.get(row["id"])
+        return row.row if isinstance(row, Found) else ledger.get(row["id"])
 
     def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict:
         """Record the node as free; an existing row is kept (or revived if it was deleted)."""
