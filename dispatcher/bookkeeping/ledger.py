@@ -26,7 +26,7 @@ use case that changes a row commits it together with its history entry.
 
 import datetime
 
-from sqlalchemy import Float, case, func, insert, literal, or_, select, update
+from sqlalchemy import Float, Row, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
@@ -394,12 +394,7 @@ def _respan(row_ids, opens: bool = True) -> None:
     if not ids:
         return
     now = clock.now()
-    ended = (
-        update(Span)
-        .where(Span.assignment_id.in_(ids), Span.ended_at.is_(None))
-        .values(ended_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    ended = _ending(Span.assignment_id.in_(ids), now)
     if not opens:
         db.session.execute(ended)
         return
@@ -407,11 +402,65 @@ def _respan(row_ids, opens: bool = True) -> None:
         Assignment.id.in_(ids), Assignment.status != DELETED
     )
     opening = insert(Span).from_select([*_SPANNED, "started_at"], opened)
-    if db.session.get_bind().dialect.name == "postgresql":
+    if _one_statement():
         db.session.execute(opening.add_cte(ended.cte("ended")))
     else:
         db.session.execute(ended)
         db.session.execute(opening)
+
+
+def _ending(which, now):
+    """The UPDATE that ends the open spans of the rows ``which`` selects, at ``now``."""
+    return (
+        update(Span)
+        .where(which, Span.ended_at.is_(None))
+        .values(ended_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _one_statement() -> bool:
+    """Whether a change of rows and of their spans is sent as one statement: on
+    PostgreSQL, whose data-modifying CTEs all run, against one snapshot."""
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _change(
+    changed, now, answer: tuple[str, ...], respanned: bool, opens: bool = True
+) -> Row | None:
+    """Run ``changed``, an UPDATE of one row of assignments at ``now`` (``respanned``: to
+    a new status, whose span it ends and, unless DELETED (``opens`` False), opens); the
+    row's ``answer`` columns, or None when it changed none."""
+    if respanned and _one_statement():
+        return db.session.execute(_changed_and_respanned(changed, now, *answer)).one_or_none()
+    returning = changed.returning(*(getattr(Assignment, name) for name in answer))
+    won = db.session.execute(returning).one_or_none()
+    if won is not None and respanned:
+        _respan([won.id], opens)
+    return won
+
+
+def _changed_and_respanned(changed, now, *answer):
+    """On PostgreSQL: ``changed`` (an UPDATE of assignments that sets a new status) as
+    one statement with its spans: the CTE ``changed`` RETURNING the spanned columns, the
+    CTE that ends the changed rows' open spans, the CTE that opens one for each (not
+    DELETED) in its new state, and a SELECT of ``answer`` (names of the row's columns)
+    from the changed rows. The spans' CTEs see the snapshot of before the statement: the
+    span that ends is never the one that opens."""
+    returned = {column.key: column for column in [*_SPANNED.values()]}
+    returned.update((name, getattr(Assignment, name)) for name in answer)
+    rows = changed.returning(*returned.values()).cte("changed")
+    ended = _ending(Span.assignment_id.in_(select(rows.c.id)), now).cte("ended")
+    spanned = [rows.c[column.key] for column in _SPANNED.values()]
+    opened = (
+        insert(Span)
+        .from_select(
+            [*_SPANNED, "started_at"],
+            select(*spanned, literal(now, Span.started_at.type)).where(rows.c.status != DELETED),
+        )
+        .cte("opened")
+    )
+    return select(*(rows.c[name] for name in answer)).add_cte(ended, opened)
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -494,19 +543,19 @@ def register(cloud: str, node: dict, vm_type: str | None = None) -> Assignment:
 
 def _move(row_id: int, expected, **values):
     """Change the row from a state in ``expected`` with ``values`` (a new ``status``: its
-    span too); its ``(id, id_vm, pool)``, or None when it was in no such state (another
-    process changed it first)."""
+    span too, in the same statement on PostgreSQL); its ``(id, id_vm, pool)``, or None
+    when it was in no such state (another process changed it first)."""
     states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
-    won = db.session.execute(
+    now = clock.now()
+    changed = (
         update(Assignment)
         .where(Assignment.id == row_id, Assignment.status.in_(states))
-        .values(updated_at=clock.now(), **values)
-        .returning(Assignment.id, Assignment.id_vm, Assignment.pool)
+        .values(updated_at=now, **values)
         .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if won is not None and "status" in values:
-        _respan([won.id], opens=values["status"] != DELETED)
-    return won
+    )
+    status = values.get("status")
+    answer = ("id", "id_vm", "pool")
+    return _change(changed, now, answer, status is not None, opens=status != DELETED)
 
 
 def _moved(row: Assignment, won) -> bool:
@@ -565,6 +614,10 @@ def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=No
     return _move(row_id, FREE, **assigned_values(user, vm_type, assigned_by, expires_at, tags))
 
 
+# The columns of the row ``take_free`` gives back: what the assign answers with.
+TAKEN = ("id", "id_vm", "cloud", "hostname", "public_ips", "private_ips")
+
+
 def take_free(
     pool: str,
     clouds: list[str],
@@ -574,33 +627,27 @@ def take_free(
     expires_at: datetime.datetime | None = None,
     templates: dict[str, str] | None = None,
     tags: dict | None = None,
-) -> Assignment | None:
+) -> Row | None:
     """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
     leased until ``expires_at`` (None: no end), tagged with ``tags``, one made from its
     cloud's current template (``templates``) first: one statement that picks and changes
-    the row, so that two requests never get the same VM. None when the pool has no free VM
-    there.
+    the row, so that two requests never get the same VM. The row's ``TAKEN`` columns, or
+    None when the pool has no free VM there.
 
     On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
     writing statement at a time. The status check repeats in the UPDATE all the same.
     """
     candidate = _free(pool, clouds, templates).with_for_update(skip_locked=True).scalar_subquery()
-    taken = db.session.execute(
+    now = clock.now()
+    changed = (
         update(Assignment)
         .where(Assignment.id == candidate, Assignment.status == FREE)
-        .values(
-            updated_at=clock.now(),
-            **assigned_values(user, vm_type, assigned_by, expires_at, tags),
-        )
-        # The whole row back, as the ORM's object (fresh in the session): no read after.
-        .returning(Assignment)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalar()
-    if taken is None:
-        return None
-    _respan([taken.id])
-    return taken
+        .values(updated_at=now, **assigned_values(user, vm_type, assigned_by, expires_at, tags))
+        .execution_options(synchronize_session=False)
+    )
+    # What the assign answers with, from the statement itself: no read after.
+    return _change(changed, now, TAKEN, respanned=True)
 
 
 def set_aside(
