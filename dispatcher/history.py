@@ -1,7 +1,7 @@
 """The assignment history: every assign and release, forced stops of assigned VMs, who
 asked, for whom, and how it ended."""
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, insert, or_, update
 
 from . import clock, metrics
 from .extensions import db
@@ -15,14 +15,28 @@ LIMIT_MAX = 1000
 ID_MAX = 2**31 - 1
 
 
-def record(**entry) -> AuditEntry:
-    """Add ``entry`` (AuditEntry's columns) under the current request id, at the
-    dispatcher's clock's now, to the session: the use case that made the change commits
-    the two together."""
-    row = AuditEntry(**entry, created_at=clock.now(), request_id=current_request_id())
-    db.session.add(row)
+_ENTRIES = AuditEntry.__table__
+# Built once: an entry is written on every assign and release, and a statement built
+# anew costs more than its round trip. Every column is given (None where the entry has
+# none), so that one compiled form serves every entry.
+_WRITTEN = [column.key for column in _ENTRIES.columns if column.key != "id"]
+_INSERT = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_AMEND = (
+    update(_ENTRIES)
+    .where(_ENTRIES.c.id == bindparam("entry_id"))
+    .values(outcome=bindparam("outcome"), message=bindparam("message"))
+)
+
+
+def record(**entry) -> int:
+    """Write ``entry`` (AuditEntry's columns) under the current request id, at the
+    dispatcher's clock's now, in the session's transaction: the use case that made the
+    change commits the two together. The entry's id."""
+    values = dict.fromkeys(_WRITTEN)
+    values.update(entry, created_at=clock.now(), request_id=current_request_id())
+    entry_id = db.session.execute(_INSERT, values).scalar_one()
     metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
-    return row
+    return entry_id
 
 
 def refusal_times(action: str, vm_type: str, outcome: str, spans) -> list:
@@ -40,10 +54,12 @@ def refusal_times(action: str, vm_type: str, outcome: str, spans) -> list:
     return [as_utc(moment) for moment in db.session.scalars(query.order_by(AuditEntry.created_at))]
 
 
-def amend(row: AuditEntry, outcome: str, message: str) -> None:
-    """Say how a recorded change ended after its commit (what became of the VM); the use
-    case commits."""
-    row.outcome, row.message = outcome, message[:1000]
+def amend(entry_id: int, outcome: str, message: str) -> None:
+    """Say how the recorded change ``entry_id`` ended after its commit (what became of
+    the VM); the use case commits."""
+    db.session.execute(
+        _AMEND, {"entry_id": entry_id, "outcome": outcome, "message": message[:1000]}
+    )
 
 
 def entries(

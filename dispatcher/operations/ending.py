@@ -13,7 +13,6 @@ from .. import bookkeeping, history
 from ..clouds import Cloud, nodes
 from ..errors import DispatcherError, NotFoundError
 from ..extensions import db
-from ..models import AuditEntry
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,12 @@ def end_vm(
     cloud: Cloud,
     node,
     what: str,
-    entry: dict | AuditEntry | None,
+    entry: dict | int | None,
     wording: Wording,
     known_gone: bool = False,
 ) -> Ended:
     """Destroy ``node`` (a libcloud node, or its id) on ``cloud``, mark its row DELETED
-    and record it: a new history entry of ``entry``'s fields, or ``entry`` itself amended
+    and record it: a new history entry of ``entry``'s fields, or the entry of that id amended
     when the change it tells of was recorded already (None: no history, a stop of a VM
     nobody holds). ``known_gone``: the cloud's listing lacks it, so it is not asked.
 
@@ -81,8 +80,8 @@ def fill(template: str, **values: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda match: values.get(match[1], match[0]), template)
 
 
-def _say(entry: dict | AuditEntry | None, outcome: str, message: str) -> None:
-    if isinstance(entry, AuditEntry):
+def _say(entry: dict | int | None, outcome: str, message: str) -> None:
+    if isinstance(entry, int):
         history.amend(entry, outcome, message)
     elif entry is not None:
         history.record(**entry, outcome=outcome, message=message[:1000])
