@@ -25,10 +25,12 @@ use case that changes a row commits it together with its history entry.
 """
 
 import datetime
+import functools
 
-from sqlalchemy import Float, Row, case, func, insert, literal, or_, select, update
+from sqlalchemy import Float, Row, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.functions import GenericFunction
 
 from .. import clock
@@ -86,11 +88,21 @@ def get(row_id, fresh: bool = False) -> Assignment | None:
     return db.session.get(Assignment, row_id, populate_existing=fresh)
 
 
+# The live rows of a cloud with a node id, or with a hostname: read on every assign and
+# release by node, so built once.
+_LIVE = select(Assignment).where(
+    Assignment.cloud == bindparam("cloud"), Assignment.status != DELETED
+)
+_LIVE_BY_NODE = _LIVE.where(Assignment.id_vm == bindparam("wanted"))
+_LIVE_BY_HOSTNAME = _LIVE.where(Assignment.hostname == bindparam("wanted"))
+
+
 def rows_of(cloud: str, node_id=None, hostname=None) -> list[Assignment]:
     """The live rows of ``cloud`` with this node id, or else this hostname."""
-    match = Assignment.id_vm == node_id if node_id is not None else Assignment.hostname == hostname
-    query = select(Assignment).where(Assignment.cloud == cloud, Assignment.status != DELETED)
-    return list(db.session.scalars(query.where(match)))
+    query, wanted = (
+        (_LIVE_BY_NODE, node_id) if node_id is not None else (_LIVE_BY_HOSTNAME, hostname)
+    )
+    return list(db.session.scalars(query, {"cloud": cloud, "wanted": wanted}))
 
 
 def listed(cloud: str, statuses) -> list[Assignment]:
@@ -151,23 +163,28 @@ def pool_leased(pool: str) -> list[Assignment]:
     return list(db.session.scalars(query.order_by(Assignment.expires_at, Assignment.id)))
 
 
-def _is_current(templates: dict[str, str]):
+# The table itself, for the statements built once: a statement of the table's columns is
+# run by SQLAlchemy's Core, without the ORM's work per execution.
+_ROWS = Assignment.__table__
+_SPANS = Span.__table__
+NOW = bindparam("now", type_=_ROWS.c.updated_at.type)
+
+
+def _is_current(templates: dict):
     """Whether a row is made from its cloud's current template (or records none)."""
-    made_so = [
-        (Assignment.cloud == cloud) & (Assignment.template == t) for cloud, t in templates.items()
-    ]
-    return or_(Assignment.template.is_(None), *made_so)
+    made_so = [(_ROWS.c.cloud == cloud) & (_ROWS.c.template == t) for cloud, t in templates.items()]
+    return or_(_ROWS.c.template.is_(None), *made_so)
 
 
-def _free(pool: str, clouds: list[str], templates: dict[str, str] | None = None, count: int = 1):
+def _free(pool, clouds, templates: dict | None = None, count: int = 1):
     """The free VMs of the pool an assign (or a request) takes, ``count`` at most: those
     made from the current template before outdated ones, then the longest free first."""
-    order = [Assignment.ready_at, Assignment.id]
+    order = [_ROWS.c.ready_at, _ROWS.c.id]
     if templates:
         order.insert(0, case((_is_current(templates), 0), else_=1))
     return (
-        select(Assignment.id)
-        .where(Assignment.pool == pool, Assignment.status == FREE, Assignment.cloud.in_(clouds))
+        select(_ROWS.c.id)
+        .where(_ROWS.c.pool == pool, _ROWS.c.status == FREE, _ROWS.c.cloud.in_(clouds))
         .order_by(*order)
         .limit(count)
     )
@@ -412,8 +429,8 @@ def _respan(row_ids, opens: bool = True) -> None:
 def _ending(which, now):
     """The UPDATE that ends the open spans of the rows ``which`` selects, at ``now``."""
     return (
-        update(Span)
-        .where(which, Span.ended_at.is_(None))
+        update(_SPANS)
+        .where(which, _SPANS.c.ended_at.is_(None))
         .values(ended_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -425,38 +442,53 @@ def _one_statement() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def _change(
-    changed, now, answer: tuple[str, ...], respanned: bool, opens: bool = True
-) -> Row | None:
-    """Run ``changed``, an UPDATE of one row of assignments at ``now`` (``respanned``: to
-    a new status, whose span it ends and, unless DELETED (``opens`` False), opens); the
-    row's ``answer`` columns, or None when it changed none."""
-    if respanned and _one_statement():
-        return db.session.execute(_changed_and_respanned(changed, now, *answer)).one_or_none()
-    returning = changed.returning(*(getattr(Assignment, name) for name in answer))
-    won = db.session.execute(returning).one_or_none()
-    if won is not None and respanned:
-        _respan([won.id], opens)
-    return won
+def _bound(values: dict) -> tuple[tuple, dict]:
+    """``values`` of a row's columns split into the shape of a statement that sets them
+    (each key, with the SQL expression it is set to, or None for a plain value) and the
+    parameters that bind the plain values (``set_<key>``)."""
+    shape, parameters = [], {}
+    for key, value in sorted(values.items()):
+        if isinstance(value, ClauseElement) or hasattr(value, "__clause_element__"):
+            shape.append((key, value))
+        else:
+            shape.append((key, None))
+            parameters[f"set_{key}"] = value
+    return tuple(shape), parameters
 
 
-def _changed_and_respanned(changed, now, *answer):
-    """On PostgreSQL: ``changed`` (an UPDATE of assignments that sets a new status) as
-    one statement with its spans: the CTE ``changed`` RETURNING the spanned columns, the
-    CTE that ends the changed rows' open spans, the CTE that opens one for each (not
-    DELETED) in its new state, and a SELECT of ``answer`` (names of the row's columns)
-    from the changed rows. The spans' CTEs see the snapshot of before the statement: the
-    span that ends is never the one that opens."""
-    returned = {column.key: column for column in [*_SPANNED.values()]}
-    returned.update((name, getattr(Assignment, name)) for name in answer)
+def _setting(shape: tuple) -> dict:
+    """The values clause of a statement of this shape (see ``_bound``)."""
+    return {
+        key: bindparam(f"set_{key}", type_=_ROWS.c[key].type) if expression is None else expression
+        for key, expression in shape
+    }
+
+
+def _answering(changed, answer: tuple[str, ...], respanned: bool):
+    """``changed``, an UPDATE of assignments, answering with the changed rows' ``answer``
+    columns; ``respanned``: on PostgreSQL, with their spans in the same statement."""
+    if respanned:
+        return _changed_and_respanned(changed, *answer)
+    return changed.returning(*(_ROWS.c[name] for name in answer))
+
+
+def _changed_and_respanned(changed, *answer):
+    """On PostgreSQL: ``changed`` (an UPDATE of assignments that sets a new status, at
+    ``NOW``) as one statement with its spans: the CTE ``changed`` RETURNING the spanned
+    columns, the CTE that ends the changed rows' open spans, the CTE that opens one for
+    each (not DELETED) in its new state, and a SELECT of ``answer`` (names of the row's
+    columns) from the changed rows. The spans' CTEs see the snapshot of before the
+    statement: the span that ends is never the one that opens."""
+    returned = {column.key: _ROWS.c[column.key] for column in _SPANNED.values()}
+    returned.update((name, _ROWS.c[name]) for name in answer)
     rows = changed.returning(*returned.values()).cte("changed")
-    ended = _ending(Span.assignment_id.in_(select(rows.c.id)), now).cte("ended")
+    ended = _ending(_SPANS.c.assignment_id.in_(select(rows.c.id)), NOW).cte("ended")
     spanned = [rows.c[column.key] for column in _SPANNED.values()]
     opened = (
-        insert(Span)
+        insert(_SPANS)
         .from_select(
             [*_SPANNED, "started_at"],
-            select(*spanned, literal(now, Span.started_at.type)).where(rows.c.status != DELETED),
+            select(*spanned, NOW).where(rows.c.status != DELETED),
         )
         .cte("opened")
     )
@@ -546,16 +578,26 @@ def _move(row_id: int, expected, **values):
     span too, in the same statement on PostgreSQL); its ``(id, id_vm, pool)``, or None
     when it was in no such state (another process changed it first)."""
     states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
-    now = clock.now()
-    changed = (
-        update(Assignment)
-        .where(Assignment.id == row_id, Assignment.status.in_(states))
-        .values(updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
+    shape, parameters = _bound(values)
     status = values.get("status")
-    answer = ("id", "id_vm", "pool")
-    return _change(changed, now, answer, status is not None, opens=status != DELETED)
+    one = status is not None and _one_statement()
+    statement = _move_statement(tuple(sorted(states)), shape, one)
+    parameters.update(row_id=row_id, now=clock.now())
+    won = db.session.execute(statement, parameters).one_or_none()
+    if won is not None and status is not None and not one:
+        _respan([won.id], opens=status != DELETED)
+    return won
+
+
+@functools.lru_cache(maxsize=64)
+def _move_statement(states: tuple, shape: tuple, respanned: bool):
+    """``_move``'s statement, built once for each shape of change."""
+    changed = (
+        update(_ROWS)
+        .where(_ROWS.c.id == bindparam("row_id"), _ROWS.c.status.in_(states))
+        .values(updated_at=NOW, **_setting(shape))
+    )
+    return _answering(changed, ("id", "id_vm", "pool"), respanned)
 
 
 def _moved(row: Assignment, won) -> bool:
@@ -638,16 +680,33 @@ def take_free(
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
     writing statement at a time. The status check repeats in the UPDATE all the same.
     """
-    candidate = _free(pool, clouds, templates).with_for_update(skip_locked=True).scalar_subquery()
-    now = clock.now()
-    changed = (
-        update(Assignment)
-        .where(Assignment.id == candidate, Assignment.status == FREE)
-        .values(updated_at=now, **assigned_values(user, vm_type, assigned_by, expires_at, tags))
-        .execution_options(synchronize_session=False)
-    )
+    shape, parameters = _bound(assigned_values(user, vm_type, assigned_by, expires_at, tags))
+    current = sorted((templates or {}).items())
+    one = _one_statement()
+    statement = _take_statement(len(current), shape, one)
+    parameters.update(of_pool=pool, clouds=list(clouds), now=clock.now())
+    for index, (cloud, template) in enumerate(current):
+        parameters.update({f"cloud_{index}": cloud, f"template_{index}": template})
     # What the assign answers with, from the statement itself: no read after.
-    return _change(changed, now, TAKEN, respanned=True)
+    taken = db.session.execute(statement, parameters).one_or_none()
+    if taken is not None and not one:
+        _respan([taken.id])
+    return taken
+
+
+@functools.lru_cache(maxsize=64)
+def _take_statement(templates: int, shape: tuple, respanned: bool):
+    """``take_free``'s statement, built once for each number of clouds with a template
+    and each shape of the values it sets."""
+    current = {bindparam(f"cloud_{i}"): bindparam(f"template_{i}") for i in range(templates)}
+    clouds = bindparam("clouds", expanding=True)
+    candidate = _free(bindparam("of_pool"), clouds, current).with_for_update(skip_locked=True)
+    changed = (
+        update(_ROWS)
+        .where(_ROWS.c.id == candidate.scalar_subquery(), _ROWS.c.status == FREE)
+        .values(updated_at=NOW, **_setting(shape))
+    )
+    return _answering(changed, TAKEN, respanned)
 
 
 def set_aside(
