@@ -245,8 +245,8 @@ def init_app(app):
     """Register the handlers that turn every error into the envelope."""
     app.register_error_handler(DispatcherError, handle_dispatcher_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    # The connection pool checks a connection before use (pool_pre_ping): once the
-    # database is back, the next request gets a fresh connection.
+    # The connection pool drops its connections when one fails (and checks one idle for
+    # a while before use): once the database is back, the next request gets a fresh one.
     for error in (DBAPIError, PoolTimeoutError):  # OperationalError is a DBAPIError
         app.register_error_handler(error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -6,7 +6,7 @@ from flask_migrate import Migrate
 from flask_security import Security
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 
 from . import clock
 
@@ -44,8 +44,9 @@ def init_app(app) -> None:
 
 def ping_when_idle(engine, idle: float) -> None:
     """Check a pooled connection with a ping before it is used again only when it has
-    been idle in the pool for more than ``idle`` seconds; one that fails the ping is
-    replaced (the pool tries another, up to three times).
+    been idle in the pool for more than ``idle`` seconds. One that fails the ping drops
+    every connection the pool made before it (the server went away: they are as dead),
+    and the pool connects anew.
 
     A connection busy a moment ago is all but certainly alive, and pinging it at each
     checkout (``pool_pre_ping``) costs each request a round trip. Should the server go
@@ -67,4 +68,4 @@ def ping_when_idle(engine, idle: float) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError(f"the pooled connection failed its ping: {exc}") from exc
+            raise InvalidatePoolError(f"the pooled connection failed its ping: {exc}") from exc
