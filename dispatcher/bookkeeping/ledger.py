@@ -89,20 +89,20 @@ def get(row_id, fresh: bool = False) -> Assignment | None:
 
 
 # The live rows of a cloud with a node id, or with a hostname: read on every assign and
-# release by node, so built once.
-_LIVE = select(Assignment).where(
-    Assignment.cloud == bindparam("cloud"), Assignment.status != DELETED
+# release by node, so built once, and read by Core, as rows that are not the ORM's.
+_LIVE = select(Assignment.__table__).where(
+    Assignment.__table__.c.cloud == bindparam("cloud"), Assignment.__table__.c.status != DELETED
 )
-_LIVE_BY_NODE = _LIVE.where(Assignment.id_vm == bindparam("wanted"))
-_LIVE_BY_HOSTNAME = _LIVE.where(Assignment.hostname == bindparam("wanted"))
+_LIVE_BY_NODE = _LIVE.where(Assignment.__table__.c.id_vm == bindparam("wanted"))
+_LIVE_BY_HOSTNAME = _LIVE.where(Assignment.__table__.c.hostname == bindparam("wanted"))
 
 
-def rows_of(cloud: str, node_id=None, hostname=None) -> list[Assignment]:
-    """The live rows of ``cloud`` with this node id, or else this hostname."""
-    query, wanted = (
-        (_LIVE_BY_NODE, node_id) if node_id is not None else (_LIVE_BY_HOSTNAME, hostname)
-    )
-    return list(db.session.scalars(query, {"cloud": cloud, "wanted": wanted}))
+def rows_of(cloud: str, node_id=None, hostname=None) -> list[Row]:
+    """The live rows of ``cloud`` with this node id, or else this hostname: each a
+    snapshot of the row's columns (what ``models.Assignment`` has, read-only)."""
+    by_node = node_id is not None
+    query, wanted = (_LIVE_BY_NODE, node_id) if by_node else (_LIVE_BY_HOSTNAME, hostname)
+    return list(db.session.execute(query, {"cloud": cloud, "wanted": wanted}))
 
 
 def listed(cloud: str, statuses) -> list[Assignment]:

@@ -1,5 +1,7 @@
 """LocalBookkeeper: the ledger in the dispatcher's own database (``ledger``)."""
 
+from sqlalchemy import Row
+
 from ..errors import AmbiguousHostnameError, ConflictError
 from ..models import ASSIGNED, FAULTY, FREE, Assignment
 from ..serializers import assignment_to_dict
@@ -8,13 +10,13 @@ from .base import Bookkeeper, describe_holder
 
 
 class Found(dict):
-    """An ASSIGNMENT dict that keeps the ledger's row it was made from (``row``), so that
-    ``ledger_row`` gives the row back without reading it again: the session holds the
-    rows it loaded only as long as something else does."""
+    """An ASSIGNMENT dict that keeps the ledger's row it was made from (``row``, its
+    columns as read), so that ``ledger_row`` gives the row back without reading it
+    again."""
 
     __slots__ = ("row",)
 
-    def __init__(self, row: Assignment):
+    def __init__(self, row: Row):
         super().__init__(assignment_to_dict(row))
         self.row = row
 
@@ -46,7 +48,7 @@ class LocalBookkeeper(Bookkeeper):
             raise AmbiguousHostnameError(hostname, [row.id_vm for row in rows])
         return Found(rows[0]) if rows else None
 
-    def ledger_row(self, row: dict) -> Assignment | None:
+    def ledger_row(self, row: dict) -> Assignment | Row | None:
         return row.row if isinstance(row, Found) else ledger.get(row["id"])
 
     def register(self, cloud: str, node: dict, vm_type: str | None = None) -> dict:

@@ -2,7 +2,7 @@
 database's rule of the same scope, name and pool, read at every decision."""
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from .. import bookkeeping
 from ..errors import NotFoundError
@@ -18,8 +18,9 @@ def enabled() -> bool:
     return bookkeeping.backend().keeps_quotas
 
 
-def rule_of_row(row: QuotaRule) -> Rule:
-    """The rule an admin set, as the setting's are read."""
+def rule_of_row(row) -> Rule:
+    """The rule an admin set (a ``QuotaRule``, or a row of its columns), as the setting's
+    are read."""
     return Rule(
         row.scope,
         row.name or None,
@@ -31,19 +32,25 @@ def rule_of_row(row: QuotaRule) -> Rule:
     )
 
 
+_RULES = QuotaRule.__table__
+# The rules that may bind one user, read at every assign: built once, read by Core.
+_RULES_OF_USER = select(_RULES).where(
+    or_(
+        _RULES.c.scope.in_([DEFAULT, ROLE]),
+        (_RULES.c.scope == USER) & (_RULES.c.name == bindparam("username")),
+    )
+)
+
+
 def rules_in_force(username: str | None = None) -> dict:
     """The rules by key, the database's in place of the setting's: those that may bind
     ``username`` (the default's, its own, every role's), or every rule without one."""
     found = dict(current_app.extensions[EXTENSION])
-    query = select(QuotaRule)
-    if username is not None:
-        query = query.where(
-            or_(
-                QuotaRule.scope.in_([DEFAULT, ROLE]),
-                (QuotaRule.scope == USER) & (QuotaRule.name == username),
-            )
-        )
-    for row in db.session.scalars(query):
+    if username is None:
+        rows = db.session.execute(select(_RULES))
+    else:
+        rows = db.session.execute(_RULES_OF_USER, {"username": username})
+    for row in rows:
         rule = rule_of_row(row)
         found[rule.key] = rule
     return found
