@@ -7,19 +7,20 @@ The statements are not written out here: they are captured from the dispatcher i
 assign and release each), then, with SQLAlchemy's ``before_cursor_execute`` listening,
 sends one more assign, an assign of the VM it now holds (a 409) and a release. Of each
 request it keeps the writing statements (``UPDATE``, ``INSERT``, ``WITH``) of its last
-transaction, the one that commits: for a successful assign the conditional
-``UPDATE assignments ... RETURNING`` (ledger._move), the span statement (ledger._respan:
-``WITH ended AS (UPDATE spans ...) INSERT INTO spans ... SELECT ... FROM assignments``)
-and the audit entry's ``INSERT`` (history.record); for a release the same three; for the
-409 the audit entry alone. What the dispatcher reads besides (the VM's lookup, its row by
-id, the quota rules) and the pool's ping are left out: the baseline knows each VM's row
-id beforehand.
+transaction, the one that commits: for a successful assign the row's change
+(ledger._move), on PostgreSQL one statement whose CTEs are the conditional ``UPDATE
+assignments ... RETURNING``, the end of the VM's open span and the opening of the next
+(``WITH changed AS (UPDATE assignments ...), ended AS (UPDATE spans ...), opened AS
+(INSERT INTO spans ...) SELECT ... FROM changed``), and the audit entry's ``INSERT``
+(history.record); for a release the same two; for the 409 the audit entry alone. What
+the dispatcher reads besides (the VM's lookup, the quota rules) and any ping of the pool
+are left out: the baseline knows each VM's row id beforehand.
 
 ``Replayer.step`` replays one step for another VM and user, in one transaction as the
 dispatcher commits it: the ``UPDATE`` first, and when it took no row (someone else holds
 the VM) a rollback, then the 409's audit entry and the commit. The parameters are changed
-per step: the row id (the binds SQLAlchemy names after ``id``, ``assignment_id`` or
-``pk``), the VM's id and hostname and the user (whole words in the messages too), every
+per step: the row id (the binds named after ``id``, ``assignment_id``, ``pk`` or
+``row_id``), the VM's id and hostname and the user (whole words in the messages too), every
 time to now, and a fresh request id.
 """
 
@@ -32,7 +33,9 @@ import sqlalchemy
 from harness.round_trips import Capture
 
 WRITES = ("UPDATE", "INSERT", "WITH")
-ROW_ID_BINDS = re.compile(r"^(id|assignment_id|pk)(_\d+)*$")
+ROW_ID_BINDS = re.compile(r"^(id|assignment_id|pk|row_id)(_\d+)*$")
+# How a change of the row begins: its UPDATE, alone or as the first CTE of its statement.
+ROW_CHANGE = re.compile(r"^(WITH\s+\w+\s+AS\s*\(\s*)?UPDATE\s+assignments\b", re.IGNORECASE)
 CAPTURE_USER = "bench-capture-user"
 
 
@@ -102,7 +105,7 @@ def prepare(url: str, farm: dict, cloud: str, vms: list[str], settings: dict) ->
         outline[name] = (capture.round_trips(), capture.outline())
     common.dispose(app)
     for name in ("assign", "release"):
-        if not captured[name][0][0].lstrip().upper().startswith("UPDATE ASSIGNMENTS"):
+        if not ROW_CHANGE.match(captured[name][0][0].lstrip()):
             raise RuntimeError(f"baseline: the {name} does not begin with the row's UPDATE")
     return {
         "steps": captured,

@@ -2,6 +2,8 @@
 each statement, BEGIN and COMMIT or ROLLBACK, and the pool's ping. The benchmarks profile
 and replay them; the tests bound them."""
 
+import re
+
 import sqlalchemy
 
 from dispatcher.extensions import PINGED
@@ -79,10 +81,28 @@ class Capture:
 
 
 def first_words(statement: str) -> str:
+    """What a statement does, in a few words: a statement of CTEs by the names of its
+    CTEs and what each does first, then its main statement."""
     words = statement.split()
     if words[:1] == ["WITH"]:
-        into = words.index("INSERT") if "INSERT" in words else 3
-        return " ".join(words[:3] + ["..."] + words[into : into + 3])
+        ctes, main = _ctes(" ".join(words[1:]))
+        named = ", ".join(f"{name} AS ({' '.join(body.split()[:3])} ...)" for name, body in ctes)
+        return f"WITH {named} {first_words(main)}"
     if words[:1] == ["SELECT"]:
         return "SELECT ... " + " ".join(words[words.index("FROM") : words.index("FROM") + 2])
     return " ".join(words[:3])
+
+
+def _ctes(text: str) -> tuple[list[tuple[str, str]], str]:
+    """The CTEs of what follows a WITH, as ``(name, body)``, and the main statement."""
+    ctes = []
+    while True:
+        found = re.match(r"\s*,?\s*(\w+)\s+AS\s+(?:MATERIALIZED\s+)?\(", text)
+        if found is None:
+            return ctes, text.strip()
+        depth, at = 1, found.end()
+        while depth and at < len(text):
+            depth += {"(": 1, ")": -1}.get(text[at], 0)
+            at += 1
+        ctes.append((found[1], text[found.end() : at - 1]))
+        text = text[at:]
