@@ -77,6 +77,14 @@ def assigned_values(
     }
 
 
+# The tables themselves, for the statements built once: the hot ones (an assign's, a
+# release's) are built at import, or once per shape, and a statement of the tables'
+# columns is run by SQLAlchemy's Core, without the ORM's work per execution.
+_ROWS = Assignment.__table__
+_SPANS = Span.__table__
+NOW = bindparam("now", type_=_ROWS.c.updated_at.type)
+
+
 # -- reading ---------------------------------------------------------------------------
 
 
@@ -89,20 +97,31 @@ def get(row_id, fresh: bool = False) -> Assignment | None:
 
 
 # The live rows of a cloud with a node id, or with a hostname: read on every assign and
-# release by node, so built once, and read by Core, as rows that are not the ORM's.
-_LIVE = select(Assignment.__table__).where(
-    Assignment.__table__.c.cloud == bindparam("cloud"), Assignment.__table__.c.status != DELETED
-)
-_LIVE_BY_NODE = _LIVE.where(Assignment.__table__.c.id_vm == bindparam("wanted"))
-_LIVE_BY_HOSTNAME = _LIVE.where(Assignment.__table__.c.hostname == bindparam("wanted"))
+# release by node (the ORM's objects, or the rows' columns).
+_LIVE_ROWS = (_ROWS.c.cloud == bindparam("cloud"), _ROWS.c.status != DELETED)
+_BY = {"node": _ROWS.c.id_vm, "hostname": _ROWS.c.hostname}
+_LIVE = {
+    (by, columns): select(_ROWS if columns else Assignment).where(
+        *_LIVE_ROWS, column == bindparam("wanted")
+    )
+    for by, column in _BY.items()
+    for columns in (False, True)
+}
 
 
-def rows_of(cloud: str, node_id=None, hostname=None) -> list[Row]:
-    """The live rows of ``cloud`` with this node id, or else this hostname: each a
-    snapshot of the row's columns (what ``models.Assignment`` has, read-only)."""
-    by_node = node_id is not None
-    query, wanted = (_LIVE_BY_NODE, node_id) if by_node else (_LIVE_BY_HOSTNAME, hostname)
-    return list(db.session.execute(query, {"cloud": cloud, "wanted": wanted}))
+def rows_of(cloud: str, node_id=None, hostname=None) -> list[Assignment]:
+    """The live rows of ``cloud`` with this node id, or else this hostname."""
+    return list(db.session.scalars(*_live(cloud, node_id, hostname, columns=False)))
+
+
+def columns_of(cloud: str, node_id=None, hostname=None) -> list[Row]:
+    """``rows_of``, as the rows' columns read (read-only; cheaper than the ORM's objects)."""
+    return list(db.session.execute(*_live(cloud, node_id, hostname, columns=True)))
+
+
+def _live(cloud: str, node_id, hostname, columns: bool) -> tuple:
+    by, wanted = ("node", node_id) if node_id is not None else ("hostname", hostname)
+    return _LIVE[by, columns], {"cloud": cloud, "wanted": wanted}
 
 
 def listed(cloud: str, statuses) -> list[Assignment]:
@@ -161,13 +180,6 @@ def pool_leased(pool: str) -> list[Assignment]:
         Assignment.pool == pool, Assignment.status == ASSIGNED, Assignment.expires_at.is_not(None)
     )
     return list(db.session.scalars(query.order_by(Assignment.expires_at, Assignment.id)))
-
-
-# The table itself, for the statements built once: a statement of the table's columns is
-# run by SQLAlchemy's Core, without the ORM's work per execution.
-_ROWS = Assignment.__table__
-_SPANS = Span.__table__
-NOW = bindparam("now", type_=_ROWS.c.updated_at.type)
 
 
 def _is_current(templates: dict):

@@ -43,7 +43,7 @@ class LocalBookkeeper(Bookkeeper):
         return [{**assignment_to_dict(row), "pool": row.pool} for row in ledger.live(cloud)]
 
     def find(self, cloud: str, node_id=None, hostname=None) -> dict | None:
-        rows = ledger.rows_of(cloud, node_id, hostname)
+        rows = ledger.columns_of(cloud, node_id, hostname)
         if len(rows) > 1:
             raise AmbiguousHostnameError(hostname, [row.id_vm for row in rows])
         return Found(rows[0]) if rows else None
