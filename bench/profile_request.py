@@ -16,13 +16,14 @@ a server answers (else SQLite; ``--sqlite`` forces it):
 
 ``--requests`` of each (an assign and its release alternate) run first without the
 profiler, for the time per request; then 50 more with the database round trips counted
-(SQLAlchemy's events: each statement, each BEGIN, COMMIT and ROLLBACK, and the pool's
-pre-ping at each checkout); then ``--requests`` again under cProfile. Printed for each:
-the time per request, the round trips per request and the statements of one, the share of
-each package (by the time spent in its own functions), and the functions of the
-dispatcher and of the libraries with the most cumulative time. It explains benchmarks
-(a), (d) and (e); it measures no target. The app's log lines (the request log) are
-written, to /dev/null. ``--only`` picks some of the three.
+(SQLAlchemy's events: each statement, each BEGIN, COMMIT and ROLLBACK, and any ping of
+a pooled connection at its checkout); then ``--requests`` again under cProfile. Printed
+for each: the time per request, the round trips per request and the statements of one,
+the Python function calls per request (which, unlike the time, the machine's other load
+does not move), the share of each package (by the time spent in its own functions), and
+the functions of the dispatcher and of the libraries with the most cumulative time. It
+explains benchmarks (a), (d) and (e); it measures no target. The app's log lines (the
+request log) are written, to /dev/null. ``--only`` picks some of the five.
 """
 
 import argparse
@@ -217,7 +218,10 @@ def report(kind: str, title: str, plain: float, requests: int, trips, profiler, 
             f"database round trips: {per_request:.2f} per request (over {COUNTED}); "
             f"one request's {counted}: " + ("; ".join(one) or "none")
         )
-    print(f"under cProfile, {common.ms(total / requests)} per request:")
+    print(
+        f"under cProfile, {common.ms(total / requests)} per request, "
+        f"{stats.total_calls / requests:.0f} Python function calls per request:"
+    )
     for group, seconds in sorted(per_group.items(), key=lambda item: -item[1]):
         print(f"  {seconds / total:5.0%}  {common.ms(seconds / requests):>9}  {group}")
     rows = {"dispatcher": [], "libraries": []}
