@@ -251,20 +251,30 @@ def left_running(now: datetime.datetime) -> list[Assignment]:
     return list(db.session.scalars(query.order_by(Assignment.id)))
 
 
-def _quota_pool(table=Assignment):
-    """The pool an assignment counts in for a quota: its VM's pool, else its vm_type."""
-    return func.coalesce(table.pool, table.recipe if table is Assignment else table.vm_type)
+def _quota_pool(columns):
+    """The pool an assignment counts in for a quota: its VM's pool, else its vm_type (of
+    ``columns``: those of the assignments or of the spans)."""
+    kind = columns.recipe if "recipe" in columns else columns.vm_type
+    return func.coalesce(columns.pool, kind)
 
 
 def held_count(holders, pool: str | None = None) -> int:
     """How many VMs ``holders`` (the callers who assigned them; None: anyone) hold now, in
     ``pool`` (None: in any)."""
-    query = select(func.count()).where(Assignment.status == ASSIGNED)
-    if holders is not None:
-        query = query.where(Assignment.assigned_by.in_(list(holders)))
-    if pool is not None:
-        query = query.where(_quota_pool() == pool)
-    return db.session.scalar(query)
+    statement = _held_count_statement(holders is not None, pool is not None)
+    parameters = {"holders": list(holders or ()), "quota_pool": pool}
+    return db.session.scalar(statement, parameters)
+
+
+@functools.lru_cache(maxsize=8)
+def _held_count_statement(of_holders: bool, in_pool: bool):
+    """``held_count``'s statement, built once (a counted assign asks it every time)."""
+    query = select(func.count()).select_from(_ROWS).where(_ROWS.c.status == ASSIGNED)
+    if of_holders:
+        query = query.where(_ROWS.c.assigned_by.in_(bindparam("holders", expanding=True)))
+    if in_pool:
+        query = query.where(_quota_pool(_ROWS.c) == bindparam("quota_pool"))
+    return query
 
 
 class seconds_between(GenericFunction):
@@ -319,23 +329,38 @@ def held_seconds(
     of its lease (all of it), or until now without a lease. The assignment of the row
     ``leaving_out`` is left out while held. Summed by the database from the assigned
     spans: one statement, however many the period has."""
-    moment = Span.started_at.type
-    since_, now_ = literal(since, moment), literal(now, moment)
-    start = case((Span.started_at > since_, Span.started_at), else_=since_)
-    held_to = case((Span.lease_until > now_, Span.lease_until), else_=now_)
-    end = case((Span.ended_at.is_not(None), Span.ended_at), else_=held_to)
+    shape = (holders is not None, pool is not None, leaving_out is not None)
+    parameters = {
+        "holders": list(holders or ()),
+        "quota_pool": pool,
+        "leaving_out": leaving_out,
+        "since": since,
+        "until": now,
+    }
+    # To the millisecond: SQLite's arithmetic on days leaves a few microseconds of noise.
+    return round(float(db.session.scalar(_held_seconds_statement(*shape), parameters) or 0), 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _held_seconds_statement(of_holders: bool, in_pool: bool, leaving_one_out: bool):
+    """``held_seconds``'s statement, built once (a counted assign asks it every time)."""
+    spans, moment = _SPANS.c, _SPANS.c.started_at.type
+    since, now = bindparam("since", type_=moment), bindparam("until", type_=moment)
+    start = case((spans.started_at > since, spans.started_at), else_=since)
+    held_to = case((spans.lease_until > now, spans.lease_until), else_=now)
+    end = case((spans.ended_at.is_not(None), spans.ended_at), else_=held_to)
     seconds = seconds_between(start, end)
     query = select(func.sum(case((seconds > 0, seconds), else_=0))).where(
-        Span.status == ASSIGNED, or_(Span.ended_at.is_(None), Span.ended_at > since_)
+        spans.status == ASSIGNED, or_(spans.ended_at.is_(None), spans.ended_at > since)
     )
-    if holders is not None:
-        query = query.where(Span.holder.in_(list(holders)))
-    if pool is not None:
-        query = query.where(_quota_pool(Span) == pool)
-    if leaving_out is not None:
-        query = query.where(or_(Span.assignment_id != leaving_out, Span.ended_at.is_not(None)))
-    # To the millisecond: SQLite's arithmetic on days leaves a few microseconds of noise.
-    return round(float(db.session.scalar(query) or 0), 3)
+    if of_holders:
+        query = query.where(spans.holder.in_(bindparam("holders", expanding=True)))
+    if in_pool:
+        query = query.where(_quota_pool(spans) == bindparam("quota_pool"))
+    if leaving_one_out:
+        leaving_out = bindparam("leaving_out")
+        query = query.where(or_(spans.assignment_id != leaving_out, spans.ended_at.is_not(None)))
+    return query
 
 
 def assign_times(pool: str, spans) -> list[datetime.datetime]:
