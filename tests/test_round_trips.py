@@ -58,22 +58,30 @@ def warm(make_app):
     return client, engine
 
 
+def captured(engine, client, url: str, body: dict) -> tuple[Capture, dict]:
+    """The round trips of one PUT, and its answer (a 200)."""
+    with Capture(engine) as capture:
+        answer = client.put(url, json=body)
+    assert answer.status_code == 200, answer.json
+    return capture, answer.json
+
+
+def assert_within(capture: Capture, bound: int) -> None:
+    """At most ``bound`` round trips, in one transaction that commits with one history
+    entry, whatever else changes."""
+    assert capture.round_trips() <= bound, capture.outline()
+    [transaction] = capture.transactions
+    assert transaction["end"] == "COMMIT", capture.outline()
+    entries = [s for s, _ in transaction["statements"] if s.startswith("INSERT INTO audit")]
+    assert len(entries) == 1, capture.outline()
+
+
 def test_an_assign_and_a_release_send_no_more_round_trips_than_they_do(warm):
     client, engine = warm
-    with Capture(engine) as assign:
-        taken = client.put(ASSIGN, json={"vm_type": "web", "user": "ada"})
-    assert taken.status_code == 200, taken.json
-    with Capture(engine) as release:
-        freed = client.put(RELEASE, json={"node": taken.json["id_vm"]})
-    assert freed.status_code == 200, freed.json
-    assert assign.round_trips() <= ASSIGN_ROUND_TRIPS, assign.outline()
-    assert release.round_trips() <= RELEASE_ROUND_TRIPS, release.outline()
-    # Whatever else changes: one transaction each, which the history entry shares.
-    for captured in (assign, release):
-        [transaction] = captured.transactions
-        assert transaction["end"] == "COMMIT", captured.outline()
-        entries = [s for s, _ in transaction["statements"] if s.startswith("INSERT INTO audit")]
-        assert len(entries) == 1, captured.outline()
+    assign, taken = captured(engine, client, ASSIGN, {"vm_type": "web", "user": "ada"})
+    release, _ = captured(engine, client, RELEASE, {"node": taken["id_vm"]})
+    assert_within(assign, ASSIGN_ROUND_TRIPS)
+    assert_within(release, RELEASE_ROUND_TRIPS)
 
 
 def test_an_assign_and_a_release_by_node_send_no_more_round_trips_than_they_do(make_app):
@@ -86,14 +94,7 @@ def test_an_assign_and_a_release_by_node_send_no_more_round_trips_than_they_do(m
     for _ in range(2):  # the VM adopted, the process warmed up
         assert client.put(base.format("assign"), json=body).status_code == 200
         assert client.put(base.format("release"), json={"node": "1"}).status_code == 200
-    with Capture(engine) as assign:
-        taken = client.put(base.format("assign"), json=body)
-    assert taken.status_code == 200, taken.json
-    with Capture(engine) as release:
-        freed = client.put(base.format("release"), json={"node": "1"})
-    assert freed.status_code == 200, freed.json
-    assert assign.round_trips() <= ASSIGN_BY_NODE_ROUND_TRIPS, assign.outline()
-    assert release.round_trips() <= RELEASE_BY_NODE_ROUND_TRIPS, release.outline()
-    for captured in (assign, release):
-        [transaction] = captured.transactions
-        assert transaction["end"] == "COMMIT", captured.outline()
+    assign, _ = captured(engine, client, base.format("assign"), body)
+    release, _ = captured(engine, client, base.format("release"), {"node": "1"})
+    assert_within(assign, ASSIGN_BY_NODE_ROUND_TRIPS)
+    assert_within(release, RELEASE_BY_NODE_ROUND_TRIPS)
