@@ -46,14 +46,19 @@ def unreadable_answer(status: int) -> bytes:
 
 
 class RedactingFilter(logging.Filter):
-    """Hide tokens in a record: its message, its arguments and its traceback."""
+    """Hide tokens in a record: its message with its arguments, and its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(str(arg)) for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {key: redact(value) for key, value in record.args.items()}
+        try:
+            # The line as it will be written, redacted once: an access line's arguments
+            # are some thirty atoms, of which its format shows a few.
+            record.msg, record.args = redact(record.getMessage()), None
+        except (TypeError, ValueError, KeyError):  # arguments its message cannot take
+            record.msg = redact(record.msg)
+            if isinstance(record.args, tuple):
+                record.args = tuple(redact(str(arg)) for arg in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {key: redact(value) for key, value in record.args.items()}
         if record.exc_info and not record.exc_text:
             # Formatted here, so that the handler prints this text and not the raw one.
             record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))

@@ -2,6 +2,7 @@
 dispatcher's settings, sent requests they cannot read, with a token in them."""
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -12,7 +13,7 @@ import pytest
 from helpers import ADMIN_PASSWORD, Server, admin_token
 from itsdangerous import URLSafeTimedSerializer
 
-from dispatcher.serving import REDACTED, redact
+from dispatcher.serving import REDACTED, RedactingFilter, redact
 from harness.gunicorn_server import GunicornServer
 from harness.ports import free_port
 
@@ -215,6 +216,28 @@ def test_redact_hides_a_token_by_its_shape(token):
 )
 def test_redact_leaves_lines_without_a_token_alone(line):
     assert redact(line) == line
+
+
+@pytest.mark.parametrize("token", [PLAIN_TOKEN, COMPRESSED_TOKEN], ids=["plain", "compressed"])
+def test_a_log_record_reaches_its_handler_without_a_token(token):
+    """Whatever carries the token (an access line's atoms, a tuple of arguments, or
+    arguments its message cannot take), the line a handler writes hides it."""
+    records = [
+        ('%(h)s "%(r)s" %(s)s', {"h": "127.0.0.1", "r": f"GET /x?auth_token={token}", "s": "200"}),
+        ("caller %s sent %s", ("ada", token)),
+        ("%d requests", (f"X-Auth-Token: {token}",)),  # %d of a string: left to the handler
+    ]
+    for message, args in records:
+        record = logging.LogRecord(
+            "gunicorn.access", logging.INFO, __file__, 1, message, args, None
+        )
+        assert RedactingFilter().filter(record)
+        try:
+            written = record.getMessage()
+        except TypeError:
+            written = f"{record.msg} {record.args}"
+        assert [part for part in token_parts(token) if part in written] == [], written
+        assert REDACTED in written
 
 
 def test_gunicorn_opens_no_control_socket_shared_by_the_user(gunicorn):
