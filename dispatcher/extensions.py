@@ -1,5 +1,6 @@
 """Extension objects, unbound: ``create_app`` binds them to an app."""
 
+import re
 from pathlib import Path
 
 from flask_migrate import Migrate
@@ -30,6 +31,10 @@ migrate = Migrate(directory=str(MIGRATIONS), render_as_batch=True, compare_type=
 # whether its last checkout pinged it (what harness/round_trips.py counts).
 RETURNED_AT = "dispatcher_returned_at"
 PINGED = "dispatcher_pinged"
+# Where a connection notes that its transaction has sent something but a read: a SELECT
+# that sends no NOTIFY (which its commit would deliver).
+WROTE = "dispatcher_wrote"
+_READ = re.compile(r"\s*SELECT\b(?!.*\bpg_notify\s*\()", re.IGNORECASE | re.DOTALL)
 
 
 def init_app(app) -> None:
@@ -37,9 +42,41 @@ def init_app(app) -> None:
     db.init_app(app)
     migrate.init_app(app, db)
     idle = app.config.get("DATABASE_PING_IDLE_SECONDS")
-    if idle is not None:
-        with app.app_context():
+    with app.app_context():
+        note_writes(db.engine)
+        if idle is not None:
             ping_when_idle(db.engine, float(idle))
+
+
+def note_writes(engine) -> None:
+    """Note on each connection whether its transaction has sent anything but a SELECT
+    (a SAVEPOINT, a CTE that writes and a ``WITH`` that only reads alike), for
+    ``nothing_written``."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def sent(connection, _cursor, statement, *_) -> None:
+        if not _READ.match(statement):
+            connection.info[WROTE] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def ended(connection) -> None:
+        connection.info.pop(WROTE, None)
+
+    @event.listens_for(engine, "checkin")
+    def returned(_dbapi_connection, record) -> None:
+        record.info.pop(WROTE, None)  # ended without either, by the pool's reset
+
+
+def nothing_written() -> bool:
+    """Whether the session's transaction has written nothing, sent or waiting to be
+    flushed: a use case refused after reads alone may record why in the same transaction
+    (its reads and locks end with the commit as with a rollback), two round trips fewer
+    than a rollback and a new transaction."""
+    session = db.session()  # the request's own, behind the scoped proxy
+    if session.new or session.dirty or session.deleted:
+        return False
+    return not session.in_transaction() or not session.connection().info.get(WROTE, False)
 
 
 def ping_when_idle(engine, idle: float) -> None:

@@ -4,10 +4,13 @@ answers one request of each in-process. The figures may fall; a change that make
 grow fails here and says which round trips the request now sends."""
 
 import pytest
-from conftest import token_client
+from conftest import assert_error, token_client
+from sqlalchemy import select, text
 
 from dispatcher import pools
-from dispatcher.extensions import db
+from dispatcher.bookkeeping import ledger
+from dispatcher.extensions import db, nothing_written
+from dispatcher.models import ASSIGNED, AuditEntry
 from dispatcher.worker import scheduler
 from harness.round_trips import Capture
 
@@ -98,3 +101,60 @@ def test_an_assign_and_a_release_by_node_send_no_more_round_trips_than_they_do(m
     release, _ = captured(engine, client, base.format("release"), {"node": "1"})
     assert_within(assign, ASSIGN_BY_NODE_ROUND_TRIPS)
     assert_within(release, RELEASE_BY_NODE_ROUND_TRIPS)
+
+
+# A refused assign by node: its lookup, then its refusal recorded in the same transaction
+# (nothing was written to roll back): BEGIN, the token's user, the VM's lookup, the
+# history entry, COMMIT. (Before: a ROLLBACK, a new BEGIN and a ping besides, 8.)
+REFUSED_BY_NODE_ROUND_TRIPS = 5
+
+
+def test_a_refused_assign_records_its_refusal_without_a_rollback(make_app):
+    app = make_app(RELEASE_KEEPS_NODE=True)
+    client, other = token_client(app), token_client(app, "other")
+    url = "/api/v1/vm/action/assign/fake_driver"
+    body = {"node": "1", "user": "ada", "vm_type": "app"}
+    with app.app_context():
+        engine = db.engine
+    assert client.put(url, json=body).status_code == 200  # adopted, and held
+    with Capture(engine) as refused:
+        answer = other.put(url, json={**body, "user": "bob"})
+    assert_error(answer, 409, "node 1 is assigned to ada (app)")
+    assert_within(refused, REFUSED_BY_NODE_ROUND_TRIPS)
+    [transaction] = refused.transactions
+    assert not [s for s, _ in transaction["statements"] if "UPDATE" in s], refused.outline()
+    with app.app_context():
+        [row] = ledger.rows_of("fake_driver", node_id="1")
+        assert (row.status, row.user) == (ASSIGNED, "ada")
+        outcomes = db.session.execute(
+            select(AuditEntry.user, AuditEntry.outcome).order_by(AuditEntry.id)
+        ).all()
+    assert outcomes[-2:] == [("ada", "ok"), ("bob", "409")]
+
+
+def test_nothing_written_tells_a_transaction_of_reads_from_one_that_wrote(make_app):
+    """What a refusal's use case asks before it records the refusal without a rollback:
+    reads and locks alone, yes; any write sent (a CTE's too, a savepoint, a NOTIFY) or an
+    object waiting to be flushed, no; a new transaction starts afresh."""
+    app = make_app()
+    with app.app_context():
+        row_id = ledger.register("fake_driver", {"id": "7", "name": "dummy-7"}).id
+        db.session.commit()
+        assert nothing_written()  # no transaction yet
+        ledger.rows_of("fake_driver", node_id="7")
+        db.session.execute(text("SELECT pg_advisory_xact_lock(42)"))
+        assert nothing_written()
+        db.session.execute(text("SELECT pg_notify('dispatcher_test', 'x')"))
+        assert not nothing_written()  # delivered at the commit
+        db.session.rollback()
+        assert ledger.assign(row_id, "ada", "app") is not None  # WITH changed AS (UPDATE ...)
+        assert not nothing_written()
+        db.session.rollback()
+        assert nothing_written()
+        db.session.begin_nested()
+        assert not nothing_written()  # the SAVEPOINT
+        db.session.rollback()
+        db.session.add(AuditEntry(cloud="fake_driver", action="assign", outcome="ok"))
+        assert not nothing_written()  # to be flushed at the commit
+        db.session.rollback()
+        assert nothing_written()

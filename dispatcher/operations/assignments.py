@@ -10,7 +10,7 @@ from ..bookkeeping import ledger
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
 from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError
-from ..extensions import db
+from ..extensions import db, nothing_written
 from ..leases import notices
 from ..models import ASSIGNED, FREE
 from ..pools import overrides
@@ -58,7 +58,8 @@ def _audited(
     the answer and its history entry (None in a dry run).
 
     A success is committed together with its audit entry; a failure is rolled back
-    and then recorded. A dry run records nothing.
+    (unless nothing was written: its reads are committed with the entry) and then
+    recorded. A dry run records nothing.
     """
     entry = {"cloud": cloud.name, "action": action, "caller": caller, **reference}
     try:
@@ -68,7 +69,8 @@ def _audited(
             entry.update(user=row["user"], vm_type=row["recipe"])  # whose VM it is
         answer = change(row)
     except DispatcherError as exc:
-        db.session.rollback()
+        if not nothing_written():
+            db.session.rollback()
         if not emulate:
             history.record(**entry, outcome=exc.outcome, message=exc.message[:1000])
             db.session.commit()

@@ -9,7 +9,7 @@ from .. import clouds, history, leases, metrics, pools, quotas, tagging
 from ..bookkeeping import ledger
 from ..clouds import Cloud
 from ..errors import DispatcherError, NotFoundError, PoolEmptyError
-from ..extensions import db
+from ..extensions import db, nothing_written
 from ..pools import passes
 from ..serializers import as_utc, utc_iso
 
@@ -52,7 +52,8 @@ def assign_from_pool(
     try:
         answer = _take(spec, cloud, caller, user, vm_type, lease, emulate, tags)
     except DispatcherError as exc:
-        db.session.rollback()
+        if not nothing_written():
+            db.session.rollback()
         if not emulate:
             where = cloud or clouds.get(spec.cloud_names[0] if spec is not None else None)
             history.record(
