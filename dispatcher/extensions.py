@@ -61,7 +61,8 @@ def note_writes(engine) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def ended(connection) -> None:
-        connection.info.pop(WROTE, None)
+        if not connection.invalidated:  # a lost connection's record starts afresh
+            connection.info.pop(WROTE, None)
 
     @event.listens_for(engine, "checkin")
     def returned(_dbapi_connection, record) -> None:
