@@ -19,8 +19,10 @@ would before opening the doors; gunicorn does not run the pool manager.
 
 Before the clock runs, each path runs from 8 concurrent clients, so that every worker has
 served it once and looked the image up (IMAGE_CACHE_SECONDS): what is measured is the steady
-state. Then each path runs with one client, then with 4 concurrent ones, in the order warm,
-bare, cold: the two servers run side by side, each idle while the other is measured.
+state. Then each path runs with one client, then with 4 concurrent ones: warm and bare
+alternate for ROUNDS rounds (their samples pooled, the ratio of each round's p99s shown
+too), then cold once; the two servers run side by side, each idle while the other is
+measured.
 moto's instances run at once: a real cloud's boot time, tens of seconds or more, comes on
 top of the cold path here.
 """
@@ -40,6 +42,8 @@ POOL = "web"
 SIZE = "t2.micro"
 POOL_SIZE = 10
 CONCURRENT = 4
+# Rounds of the warm and the bare paths, alternating: their samples are pooled.
+ROUNDS = 3
 OPTIONS = ("--access-logfile=/dev/null",)
 
 
@@ -101,10 +105,15 @@ def run(quick: bool = False, **_) -> common.Result:
                 if prime["failures"]:
                     raise RuntimeError(f"warm-up of the bare app: {prime['failures'][0]}")
                 for clients in (1, CONCURRENT):
-                    for name, path in paths.items():
+                    # Warm and bare alternate, round by round, so that a change in the
+                    # machine's other load hits both; then cold, once.
+                    order = ["warm", "bare"] * (1 if quick else ROUNDS) + ["cold"]
+                    for number, name in enumerate(order):
                         cloud.clear()
-                        phase = measure(ports[name], token, clients, counts[name], path)
-                        phase.update(path=name, clients=clients, cloud=upstream(cloud))
+                        phase = measure(ports[name], token, clients, counts[name], paths[name])
+                        phase.update(
+                            path=name, clients=clients, cloud=upstream(cloud), round=number // 2 + 1
+                        )
                         phases.append(phase)
     return summarize(phases, fill_seconds, filled_with)
 
@@ -228,6 +237,38 @@ def _stats(values: list[float]) -> dict:
     }
 
 
+def _pooled(phases: list[dict]) -> list[dict]:
+    """The phases of one path and one number of clients as one: their samples pooled,
+    their seconds, failures and cloud requests added up, in the order they first ran."""
+    pooled: dict[tuple, dict] = {}
+    for phase in phases:
+        key = (phase["path"], phase["clients"])
+        if key not in pooled:
+            pooled[key] = {**phase, "samples": {}, "failures": [], "cloud": {}, "seconds": 0.0}
+        into = pooled[key]
+        for name, values in phase["samples"].items():
+            into["samples"].setdefault(name, []).extend(values)
+        into["failures"] += phase["failures"]
+        into["seconds"] += phase["seconds"]
+        for action, count in phase["cloud"].items():
+            into["cloud"][action] = into["cloud"].get(action, 0) + count
+    return list(pooled.values())
+
+
+def _round_ratios(phases: list[dict]) -> dict[int, list[float]]:
+    """Per number of clients, each round's warm p99 over the bare app's."""
+    p99 = {}
+    for phase in phases:
+        if phase["path"] in ("warm", "bare"):
+            key = (phase["path"], phase["clients"], phase["round"])
+            p99[key] = common.percentile(phase["samples"].get("total", []), 0.99)
+    ratios: dict[int, list[float]] = {}
+    for (path, clients, number), value in sorted(p99.items(), key=lambda item: item[0][2]):
+        if path == "warm" and ("bare", clients, number) in p99:
+            ratios.setdefault(clients, []).append(value / p99["bare", clients, number])
+    return ratios
+
+
 def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> common.Result:
     labels = {
         "warm": "warm pool: assign by type",
@@ -238,6 +279,8 @@ def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> comm
     figures: dict = {"pool_size": POOL_SIZE, "fill_seconds": fill_seconds, "phases": []}
     by_key = {}
     failures = []
+    round_ratios = _round_ratios(phases)
+    phases = _pooled(phases)
     for phase in phases:
         total = _stats(phase["samples"].get("total", []))
         parts = {key: _stats(v) for key, v in phase["samples"].items() if key != "total"}
@@ -292,13 +335,15 @@ def summarize(phases: list[dict], fill_seconds: float, filled_with: int) -> comm
         for clients in (1, CONCURRENT)
     }
     figures["bare_p99_ratio"] = bare_ratios
+    figures["bare_p99_round_ratios"] = round_ratios
     for clients in (1, CONCURRENT):
         warm, bare = by_key[("warm", clients)], by_key[("bare", clients)]
         details.append(
             f"{clients} client(s): warm assign p99 {common.ms(warm['p99'])} against the bare "
             f"app's {common.ms(bare['p99'])}: {bare_ratios[clients]:.1f} times (p50 "
             f"{common.ms(warm['p50'])} against {common.ms(bare['p50'])}: "
-            f"{warm['p50'] / bare['p50']:.1f} times)"
+            f"{warm['p50'] / bare['p50']:.1f} times); round by round, p99 against p99: "
+            + ", ".join(f"{ratio:.1f}" for ratio in round_ratios[clients])
         )
     measured = (
         f"1 client: warm p50 {common.ms(one_warm['p50'])}, p99 {common.ms(one_warm['p99'])}; "
