@@ -19,9 +19,14 @@ that had some) until whatever ends the assignment clears them with its holder.
 
 A row of a destroyed VM (DELETED) whose id its cloud gives a new VM is taken over by the
 new VM (``add_booting``, ``register``). Each change of a row's state ends the ``Span`` it
-had open and opens one in its new state (none once DELETED), in the same transaction:
-the periods quotas count in VM-hours and usage reports read. Nothing here commits: the
-use case that changes a row commits it together with its history entry.
+had open and opens one in its new state (none once DELETED), in the same transaction (on
+PostgreSQL, for one row, in the same statement as its change): the periods quotas count
+in VM-hours and usage reports read. Nothing here commits: the use case that changes a row
+commits it together with its history entry.
+
+The statements an assign and a release send are built once (per shape of what they set)
+and run by SQLAlchemy's Core with bound parameters: building one anew costs more than its
+round trip.
 """
 
 import datetime
