@@ -14,6 +14,7 @@ import time_machine
 from conftest import SQLITE_ONLY, assert_error, metric, token_client
 
 from dispatcher import create_app, operations, pools, webhooks
+from dispatcher.bookkeeping import ledger
 from dispatcher.errors import ConfigurationError
 from dispatcher.extensions import db
 from dispatcher.models import ASSIGNED, FREE, RESERVED, Assignment, AuditEntry
@@ -516,3 +517,50 @@ def test_a_request_a_quota_refuses_when_served_fails_and_frees_its_vms(make_app,
         webhook_delivery.run()
     events = [json.loads(call["body"])["event"] for call in good.calls]
     assert sorted(events) == ["request.failed", "request.ready"]
+
+
+def test_a_vm_freed_during_a_pass_goes_to_the_first_in_line_not_to_a_later_one(make_app):
+    """Two requests of one priority for a web and a db VM, the only db VM held: while the
+    worker's pass serves the line, the db VM is released (by another process) after the
+    first request's turn and before the second's. The second does not take it: it waits
+    for the next pass, where the first in line is served, then the second waits on."""
+    app = make_app(POOLS={"web": pool(2, 4), "db": pool(1, 1)})
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("SQLite has one writer: no VM is freed while the pass writes")
+    database = app.config["SQLALCHEMY_DATABASE_URI"]
+    other = make_app(POOLS={"web": pool(2, 4), "db": pool(1, 1)}, SQLALCHEMY_DATABASE_URI=database)
+    work(app)
+    work(app)
+    client = token_client(app)
+    held = client.put(ASSIGN, json={"vm_type": "db", "user": "zed"})
+    assert held.status_code == 200, held.json
+    ask = {"vms": {"web": 1, "db": 1}, "priority": 2}
+    first = client.post(REQUESTS, json={**ask, "user": "ada"}).json["request"]["id"]
+    second = client.post(REQUESTS, json={**ask, "user": "bob"}).json["request"]["id"]
+
+    with app.app_context():
+        engine = db.engine
+    freed = []
+
+    def release_after_the_first_turn(_connection) -> None:
+        # The first commit of the pass ends the first request's turn (nothing expired).
+        if not freed:
+            with other.app_context():
+                freed.append(ledger.release(held.json["id"]))
+                db.session.commit()
+
+    sqlalchemy.event.listen(engine, "commit", release_after_the_first_turn)
+    try:
+        with app.app_context():
+            operations.serve_requests()
+    finally:
+        sqlalchemy.event.remove(engine, "commit", release_after_the_first_turn)
+    assert freed and freed[0] is not None
+    states = {i: client.get(f"{REQUESTS}/{i}").json["request"]["state"] for i in (first, second)}
+    assert states == {first: "pending", second: "pending"}
+
+    with app.app_context():
+        operations.serve_requests()
+    states = {i: client.get(f"{REQUESTS}/{i}").json["request"]["state"] for i in (first, second)}
+    assert states == {first: "ready", second: "pending"}
+    assert ("db", "ada") in {(pool_, user) for pool_, user, _ in vms(app)["assigned"]}

@@ -248,7 +248,10 @@ def _serve(row: VMRequest, report: ServeReport, free: dict[str, int] | None = No
             complete = complete and spec is not None
             continue
         where = [row.cloud] if row.cloud else spec.cloud_names
-        taken = ledger.set_aside(vm_type, where, row.id, need, spec.templates)
+        # In a pass, no more than were free when it began: a VM freed meanwhile waits for
+        # the next pass, where the first in line gets it, not whoever comes later in this.
+        wanted = need if free is None else min(need, free.get(vm_type, 0))
+        taken = ledger.set_aside(vm_type, where, row.id, wanted, spec.templates)
         if free is not None:
             free[vm_type] = max(free.get(vm_type, 0) - taken, 0)
         if taken < need:
