@@ -25,7 +25,6 @@ class Config:
 
     # None means a SQLite file in the instance folder (see dispatcher.create_app).
     SQLALCHEMY_DATABASE_URI = None
-    SQLALCHEMY_ENGINE_OPTIONS = {}
     # A pooled connection idle for longer than this many seconds is pinged before it is
     # used again (None: never); one in steady use is not (see extensions.ping_when_idle).
     DATABASE_PING_IDLE_SECONDS = 10

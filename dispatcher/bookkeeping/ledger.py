@@ -470,12 +470,7 @@ def _respan(row_ids, opens: bool = True) -> None:
 
 def _ending(which, now):
     """The UPDATE that ends the open spans of the rows ``which`` selects, at ``now``."""
-    return (
-        update(_SPANS)
-        .where(which, _SPANS.c.ended_at.is_(None))
-        .values(ended_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    return update(_SPANS).where(which, _SPANS.c.ended_at.is_(None)).values(ended_at=now)
 
 
 def _one_statement() -> bool:
