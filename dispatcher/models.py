@@ -241,6 +241,18 @@ class PoolOverride(db.Model):
     set_at = db.Column(db.DateTime(timezone=True), nullable=False)
 
 
+class TableRevision(db.Model):
+    """How many times an admin has changed a table the hot path decides by
+    (``quota_rules``, ``pool_overrides``): raised in the transaction of each change, so
+    that a process may keep what it read of the table until a statement sees another
+    revision (``revisions``). No row: not changed yet (revision 0)."""
+
+    __tablename__ = "table_revisions"
+
+    table_name = db.Column(db.String(40), primary_key=True)
+    revision = db.Column(db.BigInteger, nullable=False)
+
+
 class ReconcileSurvey(db.Model):
     """What the pool manager's last reconcile report found on one cloud: how many orphans,
     ghosts and mismatches, and when; read by /metrics in whichever process answers."""

@@ -89,8 +89,18 @@ def first_words(statement: str) -> str:
         named = ", ".join(f"{name} AS ({' '.join(body.split()[:3])} ...)" for name, body in ctes)
         return f"WITH {named} {first_words(main)}"
     if words[:1] == ["SELECT"]:
-        return "SELECT ... " + " ".join(words[words.index("FROM") : words.index("FROM") + 2])
+        return "SELECT ... " + _main_from(statement)
     return " ".join(words[:3])
+
+
+def _main_from(select: str) -> str:
+    """``FROM <table>`` of a SELECT: its own, not a subquery's among its columns."""
+    depth, tokens = 0, iter(re.findall(r"\(|\)|[^\s()]+", select))
+    for token in tokens:
+        depth += {"(": 1, ")": -1}.get(token, 0)
+        if depth == 0 and token == "FROM":
+            return f"FROM {next(tokens, '?')}"
+    return "FROM ?"
 
 
 def _ctes(text: str) -> tuple[list[tuple[str, str]], str]:

@@ -17,7 +17,7 @@ from dispatcher.extensions import db
 from dispatcher.models import AGENT, ASSIGNED, STATUS_NAMES, Span
 from dispatcher.serializers import as_utc
 
-HEAD = "0013"
+HEAD = "0014"
 PASSWORD = "a-long-enough-password"
 
 
@@ -129,6 +129,7 @@ def test_upgrade_makes_the_schema_of_the_models(app, cli):
         "quota_rules",
         "pool_overrides",
         "vm_requests",
+        "table_revisions",
     }
     with app.app_context(), db.engine.connect() as connection:
         differences = compare_metadata(

@@ -38,7 +38,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.functions import GenericFunction
 
-from .. import clock
+from .. import clock, revisions
 from ..errors import ConflictError
 from ..extensions import db
 from ..models import ASSIGNED, BOOTING, DELETED, FAULTY, FREE, RESERVED, Assignment, Span
@@ -101,12 +101,19 @@ def get(row_id, fresh: bool = False) -> Assignment | None:
     return db.session.get(Assignment, row_id, populate_existing=fresh)
 
 
+# What an assign and a release by node decide by besides the row: the revisions of the
+# quota rules and of the pools' overrides, read with the row (``revision_seen``), so that
+# the process's copies of them serve without a read of their own.
+_DECIDED_BY = (
+    revisions.current(revisions.QUOTA_RULES),
+    revisions.current(revisions.POOL_OVERRIDES),
+)
 # The live rows of a cloud with a node id, or with a hostname: read on every assign and
-# release by node (the ORM's objects, or the rows' columns).
+# release by node (the ORM's objects, or the rows' columns with the revisions).
 _LIVE_ROWS = (_ROWS.c.cloud == bindparam("cloud"), _ROWS.c.status != DELETED)
 _BY = {"node": _ROWS.c.id_vm, "hostname": _ROWS.c.hostname}
 _LIVE = {
-    (by, columns): select(_ROWS if columns else Assignment).where(
+    (by, columns): (select(_ROWS, *_DECIDED_BY) if columns else select(Assignment)).where(
         *_LIVE_ROWS, column == bindparam("wanted")
     )
     for by, column in _BY.items()
@@ -120,8 +127,15 @@ def rows_of(cloud: str, node_id=None, hostname=None) -> list[Assignment]:
 
 
 def columns_of(cloud: str, node_id=None, hostname=None) -> list[Row]:
-    """``rows_of``, as the rows' columns read (read-only; cheaper than the ORM's objects)."""
+    """``rows_of``, as the rows' columns read (read-only; cheaper than the ORM's objects),
+    each with the revisions the statement saw (``revision_seen``)."""
     return list(db.session.execute(*_live(cloud, node_id, hostname, columns=True)))
+
+
+def revision_seen(row, table: str) -> int | None:
+    """The revision of ``table`` (``revisions``) that the statement which read ``row``
+    saw: a row of ``columns_of`` or ``take_free``; None for a row read otherwise."""
+    return row._mapping.get(f"{table}_revision") if isinstance(row, Row) else None
 
 
 def _live(cloud: str, node_id, hostname, columns: bool) -> tuple:
@@ -501,21 +515,22 @@ def _setting(shape: tuple) -> dict:
     }
 
 
-def _answering(changed, answer: tuple[str, ...], respanned: bool):
+def _answering(changed, answer: tuple[str, ...], respanned: bool, also=()):
     """``changed``, an UPDATE of assignments, answering with the changed rows' ``answer``
-    columns; ``respanned``: on PostgreSQL, with their spans in the same statement."""
+    columns and the columns ``also``; ``respanned``: on PostgreSQL, with their spans in
+    the same statement."""
     if respanned:
-        return _changed_and_respanned(changed, *answer)
-    return changed.returning(*(_ROWS.c[name] for name in answer))
+        return _changed_and_respanned(changed, answer, also)
+    return changed.returning(*(_ROWS.c[name] for name in answer), *also)
 
 
-def _changed_and_respanned(changed, *answer):
+def _changed_and_respanned(changed, answer, also=()):
     """On PostgreSQL: ``changed`` (an UPDATE of assignments that sets a new status, at
     ``NOW``) as one statement with its spans: the CTE ``changed`` RETURNING the spanned
     columns, the CTE that ends the changed rows' open spans, the CTE that opens one for
     each (not DELETED) in its new state, and a SELECT of ``answer`` (names of the row's
-    columns) from the changed rows. The spans' CTEs see the snapshot of before the
-    statement: the span that ends is never the one that opens."""
+    columns) from the changed rows, with the columns ``also``. The spans' CTEs see the
+    snapshot of before the statement: the span that ends is never the one that opens."""
     returned = {column.key: _ROWS.c[column.key] for column in _SPANNED.values()}
     returned.update((name, _ROWS.c[name]) for name in answer)
     rows = changed.returning(*returned.values()).cte("changed")
@@ -529,7 +544,7 @@ def _changed_and_respanned(changed, *answer):
         )
         .cte("opened")
     )
-    return select(*(rows.c[name] for name in answer)).add_cte(ended, opened)
+    return select(*(rows.c[name] for name in answer), *also).add_cte(ended, opened)
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -710,8 +725,9 @@ def take_free(
     """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
     leased until ``expires_at`` (None: no end), tagged with ``tags``, one made from its
     cloud's current template (``templates``) first: one statement that picks and changes
-    the row, so that two requests never get the same VM. The row's ``TAKEN`` columns, or
-    None when the pool has no free VM there.
+    the row, so that two requests never get the same VM. The row's ``TAKEN`` columns and
+    the revision of the quota rules the statement saw (``revision_seen``), or None when
+    the pool has no free VM there.
 
     On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
@@ -743,7 +759,9 @@ def _take_statement(templates: int, shape: tuple, respanned: bool):
         .where(_ROWS.c.id == candidate.scalar_subquery(), _ROWS.c.status == FREE)
         .values(updated_at=NOW, **_setting(shape))
     )
-    return _answering(changed, TAKEN, respanned)
+    # The quota rules' revision, as the statement that takes the VM saw it: an assign
+    # that decided by the rules the process keeps holds only if it is theirs.
+    return _answering(changed, TAKEN, respanned, (revisions.current(revisions.QUOTA_RULES),))
 
 
 def set_aside(

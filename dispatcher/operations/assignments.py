@@ -5,7 +5,7 @@ from functools import partial
 
 from flask import current_app
 
-from .. import bookkeeping, history, leases, pools, quotas, tagging
+from .. import bookkeeping, history, leases, pools, quotas, revisions, tagging
 from ..bookkeeping import ledger
 from ..bookkeeping.base import describe_holder
 from ..clouds import Cloud, nodes
@@ -127,7 +127,9 @@ def assign_vm(
         seconds = leases.resolve(lease, spec)
         if ledger_row is not None:
             pool = ledger_row.pool or vm_type
-            seconds = quotas.admit_assign(caller, pool, lease, seconds, emulate)
+            # The rules at the revision the lookup saw: the process's own copy, mostly.
+            seen = ledger.revision_seen(ledger_row, revisions.QUOTA_RULES)
+            seconds = quotas.admit_assign(caller, pool, lease, seconds, emulate, revision=seen)
         expires_at = leases.until(seconds)
         if emulate:
             dry = _dry_run(row, f"would be assigned to {user} (emulated)")
@@ -190,7 +192,9 @@ def release_vm(
             # nor one of a pool an admin drains (read only when it would be kept).
             current = pool.is_current(ledger_row.cloud, ledger_row.template)
             keep = pool.release == "reuse" and current
-            keep = keep and not overrides.applied(pool).draining
+            if keep:
+                seen = ledger.revision_seen(ledger_row, revisions.POOL_OVERRIDES)
+                keep = not overrides.applied(pool, overrides.at(pool.name, seen)).draining
         if emulate:
             then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")

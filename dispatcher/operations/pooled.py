@@ -1,11 +1,12 @@
 """Assigning a VM of a warm pool by its vm_type alone."""
 
+import functools
 import math
 import time
 
 from flask import current_app
 
-from .. import clouds, history, leases, metrics, pools, quotas, tagging
+from .. import clouds, history, leases, metrics, pools, quotas, revisions, tagging
 from ..bookkeeping import ledger
 from ..clouds import Cloud
 from ..errors import DispatcherError, NotFoundError, PoolEmptyError
@@ -50,7 +51,7 @@ def assign_from_pool(
         "tags": tags or None,
     }
     try:
-        answer = _take(spec, cloud, caller, user, vm_type, lease, emulate, tags)
+        answer = _take_by_rules_in_force(spec, cloud, caller, user, vm_type, lease, emulate, tags)
     except DispatcherError as exc:
         if not nothing_written():
             db.session.rollback()
@@ -68,7 +69,34 @@ def assign_from_pool(
     return answer
 
 
-def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags) -> dict:
+def _take_by_rules_in_force(spec, cloud, caller, user, vm_type, lease, emulate, tags) -> dict:
+    """``_take`` decided by the quota rules the process keeps, which saves reading them;
+    if the statement that took the VM saw that they have changed since (or a refusal
+    finds they have), decided again by the rules as they are, the VM taken first given
+    back by the rollback."""
+    take = functools.partial(_take, spec, cloud, caller, user, vm_type, lease, emulate, tags)
+    guessed = None if emulate else quotas.guessed_revision()
+    if guessed is None:
+        return take(None)[0]
+    try:
+        answer, seen = take(guessed)
+        if seen == guessed:
+            return answer
+    except DispatcherError:
+        # A refusal by rules since changed is not theirs to make.
+        if quotas.revision_now() == guessed:
+            raise
+    if not nothing_written():
+        db.session.rollback()
+    return take(quotas.revision_now())[0]
+
+
+def _take(
+    spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags, rules_at
+) -> tuple[dict, int | None]:
+    """The assign, decided by the quota rules at the revision ``rules_at`` (None: read
+    now); the answer, and the revision of the rules that the statement taking the VM saw
+    (None in a dry run)."""
     if spec is None:
         raise NotFoundError(
             f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
@@ -78,7 +106,9 @@ def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags
         if cloud.name not in where:
             raise NotFoundError(f"pool {spec.name} keeps no VMs on cloud {cloud.name}")
         where = [cloud.name]
-    seconds = quotas.admit_assign(caller, spec.name, lease, leases.resolve(lease, spec), emulate)
+    seconds = quotas.admit_assign(
+        caller, spec.name, lease, leases.resolve(lease, spec), emulate, revision=rules_at
+    )
     expires_at = leases.until(seconds)
     started = time.perf_counter()
     if emulate:
@@ -105,7 +135,7 @@ def _take(spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags
     }
     if expires_at is not None:
         answer["expires_at"] = utc_iso(expires_at)
-    return answer
+    return answer, ledger.revision_seen(row, revisions.QUOTA_RULES)
 
 
 def _why_empty(spec, where: list[str], named: bool) -> str:

@@ -4,9 +4,9 @@ applies it; the use cases set and clear it, and commit."""
 
 import dataclasses
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
-from .. import clock, locks
+from .. import clock, locks, revisions
 from ..errors import InvalidRequestError
 from ..extensions import db
 from ..models import PoolOverride
@@ -25,8 +25,28 @@ def of(pool: str) -> PoolOverride | None:
     return db.session.get(PoolOverride, pool, populate_existing=True)
 
 
-def applied(spec: PoolSpec, override: PoolOverride | None = _READ) -> PoolSpec:
-    """``spec`` as the pool's override (read with one query unless given) changes it: its
+def _every_override() -> dict:
+    """Every pool's override, by pool: its row's columns."""
+    return {row.pool: row for row in db.session.execute(select(PoolOverride.__table__))}
+
+
+# The overrides, kept by the process: a release decides by them without reading them
+# while their revision holds.
+KEPT = revisions.Kept(revisions.POOL_OVERRIDES, _every_override)
+
+
+def at(pool: str, revision: int | None):
+    """The override of ``pool`` (None if it has none) at a ``revision`` of the overrides
+    that a statement of the transaction saw: as the process keeps them (its row's
+    columns), if they were read at that revision; else, or without a revision, read now."""
+    if revision is None:
+        return of(pool)
+    return KEPT.at(revision).get(pool)
+
+
+def applied(spec: PoolSpec, override=_READ) -> PoolSpec:
+    """``spec`` as the pool's override (read with one query unless given: a
+    ``PoolOverride``, its row's columns or None) changes it: its
     sizes where set, its flags. A min_ready set by the override is the pool's whole floor,
     in place of its schedule too (demand and forecast may still want more). A min_ready
     above the max_total in force (POOLS changed since the override was set) is taken down
@@ -76,6 +96,7 @@ def put(spec: PoolSpec, changes: dict, by: str) -> PoolOverride | None:
         if row is not None:
             db.session.delete(row)
             db.session.flush()
+            revisions.bump(revisions.POOL_OVERRIDES)
         return None
     if row is None:
         row = PoolOverride(pool=spec.name)
@@ -85,12 +106,15 @@ def put(spec: PoolSpec, changes: dict, by: str) -> PoolOverride | None:
     row.set_by = by
     row.set_at = clock.now()
     db.session.flush()
+    revisions.bump(revisions.POOL_OVERRIDES)
     return row
 
 
 def clear(pool: str) -> bool:
     """Remove the override of ``pool``; whether it had one. Not committed."""
     removed = db.session.execute(delete(PoolOverride).where(PoolOverride.pool == pool))
+    if removed.rowcount:
+        revisions.bump(revisions.POOL_OVERRIDES)
     return removed.rowcount > 0
 
 

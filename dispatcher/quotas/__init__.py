@@ -11,15 +11,17 @@ VMs, on any number of workers and hosts.
 
 The rules in force (``in_force.py``) are the QUOTAS setting's, each replaced by the
 database's rule of the same scope, name and pool (``changes.py``): a change applies at
-the next request of every worker. ``usage.py`` counts what a caller or a rule uses. Only
-the local ledger keeps what quotas count.
+the next request of every worker. Each process keeps the database's rules while their
+revision holds (``revisions``), which an assign reads in its own statements.
+``usage.py`` counts what a caller or a rule uses. Only the local ledger keeps what quotas
+count.
 """
 
 from .. import bookkeeping, pools
 from ..errors import ConfigurationError
 from .admission import admit_assign, admit_extend
 from .changes import delete_rule, put_rule
-from .in_force import EXTENSION, enabled, roles_of
+from .in_force import EXTENSION, enabled, guessed_revision, revision_now, roles_of
 from .rules import LIMITS, SCOPES
 from .rules import from_setting as _from_setting
 from .usage import every_rule, rule_to_dict, rules_of, standing
@@ -32,8 +34,10 @@ __all__ = [
     "delete_rule",
     "enabled",
     "every_rule",
+    "guessed_revision",
     "init_app",
     "put_rule",
+    "revision_now",
     "roles_of",
     "rule_to_dict",
     "rules_of",

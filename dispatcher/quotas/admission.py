@@ -37,18 +37,20 @@ def admit_assign(
     lease: int | None,
     dry_run: bool = False,
     count: int = 1,
+    revision: int | None = None,
 ) -> int | None:
     """Let ``username`` take ``count`` more VMs of ``pool`` (the VM's pool, else its
     vm_type), each leased for ``lease`` seconds (None: no end), of which it ``asked`` for ``asked``
     (None: the default); the lease to give, shortened to the quota's max_lease where the
     default was longer. Holds the caller's lock until the transaction ends, when it counts.
+    The rules are those at ``revision`` (see ``in_force.rules_in_force``), else read now.
 
     :raises QuotaExceededError: a quota refuses: the pool, the lease, the VMs or the
         VM-hours it would take.
     """
     if not enabled():
         return lease
-    found = bounds_of(username, pool)
+    found = bounds_of(username, pool, revision)
     allowed = found["pools"]
     # A vm_type that is no pool's is not for the pools limit to judge.
     ruled = allowed.value is not None and pools.find(pool) is not None

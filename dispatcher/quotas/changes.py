@@ -4,7 +4,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import clock, pools
+from .. import clock, pools, revisions
 from ..errors import ConflictError, InvalidRequestError, NotFoundError
 from ..extensions import db
 from ..models import QuotaRule
@@ -57,6 +57,7 @@ def put_rule(scope: str, name: str | None, body: dict, by: str) -> dict:
     row.updated_by = by
     row.updated_at = clock.now()
     db.session.flush()
+    revisions.bump(revisions.QUOTA_RULES)
     return rule_to_dict(rule_of_row(row))
 
 
@@ -73,5 +74,6 @@ def delete_rule(scope: str, name: str | None, pool: str | None) -> dict | None:
         raise NotFoundError(f"no quota rule of {whose} was set here")
     db.session.delete(row)
     db.session.flush()
+    revisions.bump(revisions.QUOTA_RULES)
     setting = current_app.extensions[EXTENSION].get((scope, name, pool))
     return rule_to_dict(setting) if setting is not None else None

@@ -4,7 +4,7 @@ database's rule of the same scope, name and pool, read at every decision."""
 from flask import current_app
 from sqlalchemy import bindparam, or_, select
 
-from .. import bookkeeping
+from .. import bookkeeping, revisions
 from ..errors import NotFoundError
 from ..extensions import db
 from ..models import QuotaRule, Role, User, roles_users
@@ -33,7 +33,7 @@ def rule_of_row(row) -> Rule:
 
 
 _RULES = QuotaRule.__table__
-# The rules that may bind one user, read at every assign: built once, read by Core.
+# The rules that may bind one user, read when no revision of them is known.
 _RULES_OF_USER = select(_RULES).where(
     or_(
         _RULES.c.scope.in_([DEFAULT, ROLE]),
@@ -42,10 +42,42 @@ _RULES_OF_USER = select(_RULES).where(
 )
 
 
-def rules_in_force(username: str | None = None) -> dict:
+def _every_rule() -> dict:
+    """The database's rules by key."""
+    rules = (rule_of_row(row) for row in db.session.execute(select(_RULES)))
+    return {rule.key: rule for rule in rules}
+
+
+# Every rule the database has, kept by the process: an assign decides by them without
+# reading them while their revision holds.
+KEPT = revisions.Kept(revisions.QUOTA_RULES, _every_rule)
+
+
+def guessed_revision() -> int | None:
+    """The revision of the rules the process keeps, to decide an assign by before its
+    statement has seen theirs; None where quotas do not apply."""
+    return KEPT.guess() if enabled() else None
+
+
+def revision_now() -> int:
+    """The revision of the rules now, in the session's transaction."""
+    return revisions.read(revisions.QUOTA_RULES)
+
+
+def _binds(rule: Rule, username: str | None) -> bool:
+    return username is None or rule.scope != USER or rule.name == username
+
+
+def rules_in_force(username: str | None = None, revision: int | None = None) -> dict:
     """The rules by key, the database's in place of the setting's: those that may bind
-    ``username`` (the default's, its own, every role's), or every rule without one."""
+    ``username`` (the default's, its own, every role's), or every rule without one. At a
+    ``revision`` of the rules that a statement of the transaction saw, what the process
+    keeps of them, if it was read at that revision; else read now."""
     found = dict(current_app.extensions[EXTENSION])
+    if revision is not None:
+        kept = KEPT.at(revision).values()
+        found.update((rule.key, rule) for rule in kept if _binds(rule, username))
+        return found
     if username is None:
         rows = db.session.execute(select(_RULES))
     else:
@@ -67,9 +99,10 @@ def roles_of(username: str) -> list[str]:
     return sorted(db.session.scalars(query))
 
 
-def bounds_of(username: str, pool: str | None) -> Bounds:
-    """Every limit that binds ``username`` in ``pool`` (None: any), by the rules in force."""
-    found = rules_in_force(username)
+def bounds_of(username: str, pool: str | None, revision: int | None = None) -> Bounds:
+    """Every limit that binds ``username`` in ``pool`` (None: any), by the rules in force
+    (at ``revision``: see ``rules_in_force``)."""
+    found = rules_in_force(username, revision)
     # The caller's roles matter only where a role has a rule: one query less otherwise.
     roles = roles_of(username) if any(key[0] == ROLE for key in found) else []
     return bounds(found, username, roles, pool)
