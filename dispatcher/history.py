@@ -1,7 +1,7 @@
 """The assignment history: every assign and release, forced stops of assigned VMs, who
 asked, for whom, and how it ended."""
 
-from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from . import clock, metrics
 from .extensions import db
@@ -37,6 +37,32 @@ def record(**entry) -> int:
     entry_id = db.session.execute(_INSERT, values).scalar_one()
     metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
     return entry_id
+
+
+def written_by(source, taken: dict):
+    """The entry as a part of the statement of the change it records, in its
+    transaction: an INSERT of one entry per row of ``source`` (a CTE of the rows that
+    change), the columns ``taken`` from the row (SQL expressions of ``source``'s columns),
+    the others bound by name as ``bound`` gives them. Built once, like the statement."""
+    values = [
+        taken[key] if key in taken else bindparam(f"entry_{key}", type_=_ENTRIES.c[key].type)
+        for key in _WRITTEN
+    ]
+    return insert(_ENTRIES).from_select(_WRITTEN, select(*values).select_from(source))
+
+
+def bound(**entry) -> dict:
+    """The parameters of ``written_by``'s INSERT for ``entry`` (AuditEntry's columns, but
+    those taken from the row), as ``record`` writes it: under the current request id, at
+    the clock's now."""
+    values = dict.fromkeys(_WRITTEN)
+    values.update(entry, created_at=clock.now(), request_id=current_request_id())
+    return {f"entry_{key}": value for key, value in values.items()}
+
+
+def counted(**entry) -> None:
+    """Count ``entry``, which the statement of its change wrote, as ``record`` counts."""
+    metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
 
 
 def refusal_times(action: str, vm_type: str, outcome: str, spans) -> list:

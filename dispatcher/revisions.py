@@ -26,15 +26,24 @@ POOL_OVERRIDES = PoolOverride.__tablename__
 _REVISIONS = TableRevision.__table__
 
 
-def current(table: str):
-    """The revision of ``table`` as a column of a statement, ``<table>_revision`` (0
-    before its first change)."""
+def _of(table: str):
     return (
         select(func.coalesce(func.max(_REVISIONS.c.revision), 0))
         .where(_REVISIONS.c.table_name == table)
         .scalar_subquery()
-        .label(f"{table}_revision")
     )
+
+
+def current(table: str):
+    """The revision of ``table`` as a column of a statement, ``<table>_revision`` (0
+    before its first change)."""
+    return _of(table).label(f"{table}_revision")
+
+
+def still(table: str, revision):
+    """A condition of a statement: the revision of ``table`` is ``revision`` (a value or
+    a bound parameter) in the statement's snapshot."""
+    return _of(table) == revision
 
 
 def read(table: str) -> int:

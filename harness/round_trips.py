@@ -42,14 +42,17 @@ class Capture:
         pinged = getattr(self.engine.pool, "_pre_ping", False) or record.info.get(PINGED)
         self.pings += bool(pinged)
 
-    def _begin(self, _conn):
-        self._current = {"statements": [], "end": None}
+    def _begin(self, conn):
+        # A connection in autocommit sends no BEGIN, nor COMMIT: its statements are each
+        # a transaction of their own, however SQLAlchemy's own transaction wraps them.
+        alone = conn is not None and _autocommit(conn)
+        self._current = {"statements": [], "end": None, "alone": alone}
         self.transactions.append(self._current)
 
     def _statement(self, _conn, _cursor, statement, parameters, _context, _many):
         if self._current is None:  # outside a transaction (autocommit): one of its own
             self._begin(None)
-            self._current["end"] = "none"
+            self._current.update(end="none", alone=True)
         self._current["statements"].append((statement, parameters))
 
     def _commit(self, _conn):
@@ -65,7 +68,7 @@ class Capture:
     def round_trips(self) -> int:
         """Statements, BEGINs and COMMITs/ROLLBACKs, and the pool's pings (one a checkout)."""
         return self.pings + sum(
-            len(t["statements"]) + 1 + (t["end"] in ("COMMIT", "ROLLBACK"))
+            len(t["statements"]) + (0 if t["alone"] else 1 + (t["end"] in ("COMMIT", "ROLLBACK")))
             for t in self.transactions
         )
 
@@ -73,11 +76,16 @@ class Capture:
         """Each round trip in order, its statement's first words."""
         lines = [f"ping x{self.pings}"] if self.pings else []
         for transaction in self.transactions:
-            lines.append("BEGIN")
+            alone = transaction["alone"]
+            lines += [] if alone else ["BEGIN"]
             lines += [first_words(statement) for statement, _ in transaction["statements"]]
-            if transaction["end"] in ("COMMIT", "ROLLBACK"):
+            if not alone and transaction["end"] in ("COMMIT", "ROLLBACK"):
                 lines.append(transaction["end"])
         return lines
+
+
+def _autocommit(conn) -> bool:
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def first_words(statement: str) -> str:

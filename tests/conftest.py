@@ -3,6 +3,7 @@
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from helpers import settings_file as settings_file  # for the modules that impor
 from prometheus_client import REGISTRY
 
 from dispatcher import auth, create_app
+from dispatcher.auth import token_check
 from dispatcher.config import DUMMY_FARM
 from dispatcher.errors import NotFoundError
 from dispatcher.extensions import db
@@ -301,6 +303,18 @@ def token_client(app, username="tester", roles=("agent",)):
     client = app.test_client()
     client.environ_base["HTTP_X_AUTH_TOKEN"] = token
     return client
+
+
+def served(app, single_process=True):
+    """``app`` as its serving command runs it (its verified tokens kept), once the cache
+    may answer."""
+    auth.serve(app, single_process=single_process)
+    tokens = app.extensions[token_check.EXTENSION]
+    deadline = time.monotonic() + 10
+    while not tokens.usable():
+        assert time.monotonic() < deadline, "the cache never became usable"
+        time.sleep(0.01)
+    return app
 
 
 @pytest.fixture

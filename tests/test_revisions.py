@@ -2,11 +2,12 @@
 PostgreSQL: two apps on one database, as two workers. One keeps what it read while the
 tables' revisions hold, and reads them no more; an admin's change through the other binds
 its next assign or release all the same, by node and from a pool, whether it kept the
-rules before the change or decided by them when the change came."""
+rules before the change or decided by them when the change came, in a transaction or
+in the one statement of an assign that nothing else holds a transaction for."""
 
 import pytest
 import sqlalchemy
-from conftest import token_client
+from conftest import served, token_client
 
 from dispatcher import pools, revisions
 from dispatcher.extensions import db
@@ -30,8 +31,10 @@ def database_url(any_database_url):
 @pytest.fixture
 def apps(make_app):
     """Two apps on one database with the pool web of 3 free VMs (made by the first, whose
-    Dummy cloud holds them): the one that serves, and the admin's."""
-    serving = make_app(POOLS={"web": WEB}, RELEASE_KEEPS_NODE=True)
+    Dummy cloud holds them): the one that serves, keeping verified tokens as a serving
+    process does (an assign from a pool is then one statement, on PostgreSQL), and the
+    admin's."""
+    serving = served(make_app(POOLS={"web": WEB}, RELEASE_KEEPS_NODE=True))
     with serving.app_context():
         for _ in range(2):
             pool_pass.run(pools.every())

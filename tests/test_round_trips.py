@@ -4,13 +4,14 @@ answers one request of each in-process. The figures may fall; a change that make
 grow fails here and says which round trips the request now sends."""
 
 import pytest
-from conftest import assert_error, token_client
+import sqlalchemy
+from conftest import assert_error, served, token_client
 from sqlalchemy import select, text
 
 from dispatcher import pools
 from dispatcher.bookkeeping import ledger
 from dispatcher.extensions import db, nothing_written
-from dispatcher.models import ASSIGNED, AuditEntry
+from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry
 from dispatcher.worker import scheduler
 from harness.round_trips import Capture
 
@@ -91,6 +92,79 @@ def test_an_assign_and_a_release_send_no_more_round_trips_than_they_do(warm):
     release, _ = captured(engine, client, RELEASE, {"node": taken["id_vm"]})
     assert_within(assign, ASSIGN_ROUND_TRIPS)
     assert_within(release, RELEASE_ROUND_TRIPS)
+
+
+# An assign from a pool where the process keeps the caller's verified token, as a
+# gunicorn worker does (nothing else read or locked first): the statement that takes the
+# VM, with its spans and its history entry, alone in autocommit, no BEGIN nor COMMIT.
+SERVED_ASSIGN_ROUND_TRIPS = 1
+
+
+def entries(engine) -> list[dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(AuditEntry).order_by(AuditEntry.id)).mappings()
+        return [dict(row) for row in rows]
+
+
+def test_an_assign_served_with_its_token_kept_is_one_statement_with_its_entry(warm):
+    client, engine = warm
+    served(client.application)
+    taken = client.put(ASSIGN, json={"vm_type": "web", "user": "ada"})  # the token verified
+    assert taken.status_code == 200, taken.json
+    body = {"vm_type": "web", "user": "bob", "tags": {"ticket": "T-7"}}
+
+    assign, answer = captured(engine, client, ASSIGN, body)
+
+    assert assign.round_trips() <= SERVED_ASSIGN_ROUND_TRIPS, assign.outline()
+    [statement] = assign.outline()
+    assert statement.startswith("WITH changed AS (UPDATE assignments SET ...)"), statement
+    assert "recorded AS (INSERT INTO audit_entries ...)" in statement
+    # The entry is the one the transactional path writes, but for its VM and request.
+    before, after = entries(engine)[-2:]
+    same = {"cloud", "action", "caller", "user", "vm_type", "outcome"}
+    assert {key: after[key] for key in same} == {
+        "cloud": "default",
+        "action": "assign",
+        "caller": "tester",
+        "user": "bob",
+        "vm_type": "web",
+        "outcome": "ok",
+    }
+    assert {key: before[key] for key in same - {"user"}} == {
+        key: after[key] for key in same - {"user"}
+    }
+    assert (after["id_vm"], after["tags"]) == (answer["id_vm"], {"ticket": "T-7"})
+    assert after["message"] == answer["result"] == f"Node {answer['id_vm']} assigned"
+    assert after["hostname"] == answer["hostname"] and after["hostname"]
+    assert after["request_id"] not in (None, before["request_id"])
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(Assignment.status, Assignment.user, Assignment.tags).where(
+                Assignment.id_vm == answer["id_vm"], Assignment.cloud == "default"
+            )
+        ).one()
+    assert tuple(row) == (ASSIGNED, "bob", {"ticket": "T-7"})
+
+
+def test_an_assign_alone_that_finds_the_pool_empty_is_refused_and_recorded(warm):
+    client, engine = warm
+    served(client.application)
+    held = [client.put(ASSIGN, json={"vm_type": "web", "user": "ada"}) for _ in range(4)]
+    assert [answer.status_code for answer in held] == [200] * 4
+
+    refused = client.put(ASSIGN, json={"vm_type": "web", "user": "ada"})
+
+    assert_error(refused, 503, "pool web has no free VM now: 0 booting")
+    assert refused.headers["Retry-After"]
+    last = entries(engine)[-1]
+    assert (last["action"], last["outcome"], last["user"]) == ("assign", "503", "ada")
+    with engine.connect() as connection:
+        free = connection.scalar(
+            select(sqlalchemy.func.count()).where(
+                Assignment.pool == "web", Assignment.status == FREE
+            )
+        )
+    assert free == 0
 
 
 def test_an_assign_and_a_release_by_node_send_no_more_round_trips_than_they_do(make_app):

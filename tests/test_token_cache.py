@@ -7,7 +7,7 @@ import time
 
 import pytest
 import time_machine
-from conftest import assert_error, metric, token_client
+from conftest import assert_error, metric, served, token_client
 
 from dispatcher import auth, create_app
 from dispatcher.auth import token_check
@@ -37,17 +37,6 @@ def kept(client, path=LISTING, status=200, method="get"):
     assert (from_database(), from_cache()) == (checks[0] + 1, checks[1])
     assert getattr(client, method)(path, json={} if method == "put" else None).status_code == status
     assert (from_database(), from_cache()) == (checks[0] + 1, checks[1] + 1)
-
-
-def served(app, single_process=True):
-    """``app`` as its serving command runs it, once the cache may answer."""
-    auth.serve(app, single_process=single_process)
-    tokens = app.extensions[token_check.EXTENSION]
-    deadline = time.monotonic() + 10
-    while not tokens.usable():
-        assert time.monotonic() < deadline, "the cache never became usable"
-        time.sleep(0.01)
-    return app
 
 
 @pytest.fixture

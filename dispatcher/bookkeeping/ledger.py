@@ -29,10 +29,24 @@ and run by SQLAlchemy's Core with bound parameters: building one anew costs more
 round trip.
 """
 
+import dataclasses
 import datetime
 import functools
+from collections.abc import Callable
 
-from sqlalchemy import Float, Row, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Row,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
@@ -515,22 +529,23 @@ def _setting(shape: tuple) -> dict:
     }
 
 
-def _answering(changed, answer: tuple[str, ...], respanned: bool, also=()):
+def _answering(changed, answer: tuple[str, ...], respanned: bool, also=(), record=None):
     """``changed``, an UPDATE of assignments, answering with the changed rows' ``answer``
     columns and the columns ``also``; ``respanned``: on PostgreSQL, with their spans in
-    the same statement."""
+    the same statement, and the history entry ``record`` makes of the changed rows."""
     if respanned:
-        return _changed_and_respanned(changed, answer, also)
+        return _changed_and_respanned(changed, answer, also, record)
     return changed.returning(*(_ROWS.c[name] for name in answer), *also)
 
 
-def _changed_and_respanned(changed, answer, also=()):
+def _changed_and_respanned(changed, answer, also=(), record=None):
     """On PostgreSQL: ``changed`` (an UPDATE of assignments that sets a new status, at
     ``NOW``) as one statement with its spans: the CTE ``changed`` RETURNING the spanned
     columns, the CTE that ends the changed rows' open spans, the CTE that opens one for
-    each (not DELETED) in its new state, and a SELECT of ``answer`` (names of the row's
-    columns) from the changed rows, with the columns ``also``. The spans' CTEs see the
-    snapshot of before the statement: the span that ends is never the one that opens."""
+    each (not DELETED) in its new state, the CTE of the entry ``record(changed)`` writes
+    (if any), and a SELECT of ``answer`` (names of the row's columns) from the changed
+    rows, with the columns ``also``. The spans' CTEs see the snapshot of before the
+    statement: the span that ends is never the one that opens."""
     returned = {column.key: _ROWS.c[column.key] for column in _SPANNED.values()}
     returned.update((name, _ROWS.c[name]) for name in answer)
     rows = changed.returning(*returned.values()).cte("changed")
@@ -544,7 +559,8 @@ def _changed_and_respanned(changed, answer, also=()):
         )
         .cte("opened")
     )
-    return select(*(rows.c[name] for name in answer), *also).add_cte(ended, opened)
+    written = [ended, opened] + ([record(rows).cte("recorded")] if record is not None else [])
+    return select(*(rows.c[name] for name in answer), *also).add_cte(*written)
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -712,6 +728,26 @@ def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=No
 TAKEN = ("id", "id_vm", "cloud", "hostname", "public_ips", "private_ips")
 
 
+@dataclasses.dataclass(frozen=True)
+class Alone:
+    """How ``take_free`` takes a VM as a transaction of one statement (``alone_possible``):
+    only if the quota rules are still at ``rules_revision`` (those the assign was decided
+    by), writing the history entry that ``record`` (a function of the CTE of the changed
+    row, built once: ``history.written_by``) makes of the bound ``entry``, in the same
+    statement."""
+
+    rules_revision: int
+    record: Callable
+    entry: dict
+
+
+def alone_possible() -> bool:
+    """Whether the session's next statement may be a transaction of its own: on
+    PostgreSQL (a change with its spans and its history entry, one statement) while the
+    session has begun none (nothing read or locked to hold to its end)."""
+    return _one_statement() and not db.session().in_transaction()
+
+
 def take_free(
     pool: str,
     clouds: list[str],
@@ -721,6 +757,7 @@ def take_free(
     expires_at: datetime.datetime | None = None,
     templates: dict[str, str] | None = None,
     tags: dict | None = None,
+    alone: Alone | None = None,
 ) -> Row | None:
     """Assign a free VM of the pool on one of ``clouds`` to ``user``, for ``assigned_by``,
     leased until ``expires_at`` (None: no end), tagged with ``tags``, one made from its
@@ -732,14 +769,24 @@ def take_free(
     On PostgreSQL the pick skips rows another transaction holds (FOR UPDATE SKIP LOCKED),
     so concurrent requests take different VMs rather than queue for one; SQLite runs one
     writing statement at a time. The status check repeats in the UPDATE all the same.
+
+    With ``alone`` (only where ``alone_possible``) the statement is the transaction:
+    sent on the session's connection in autocommit, with no BEGIN or COMMIT, it takes the
+    VM only while the quota rules are at the revision the assign was decided by, and
+    writes its history entry, all or nothing. None then also when the rules moved; the
+    caller commits the session, which gives the connection back.
     """
     shape, parameters = _bound(assigned_values(user, vm_type, assigned_by, expires_at, tags))
     current = sorted((templates or {}).items())
     one = _one_statement()
-    statement = _take_statement(len(current), shape, one)
+    record = None if alone is None else alone.record
+    statement = _take_statement(len(current), shape, one, record)
     parameters.update(of_pool=pool, clouds=list(clouds), now=clock.now())
     for index, (cloud, template) in enumerate(current):
         parameters.update({f"cloud_{index}": cloud, f"template_{index}": template})
+    if alone is not None:
+        parameters.update(alone.entry, rules_revision=alone.rules_revision)
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     # What the assign answers with, from the statement itself: no read after.
     taken = db.session.execute(statement, parameters).one_or_none()
     if taken is not None and not one:
@@ -748,9 +795,9 @@ def take_free(
 
 
 @functools.lru_cache(maxsize=64)
-def _take_statement(templates: int, shape: tuple, respanned: bool):
-    """``take_free``'s statement, built once for each number of clouds with a template
-    and each shape of the values it sets."""
+def _take_statement(templates: int, shape: tuple, respanned: bool, record=None):
+    """``take_free``'s statement, built once for each number of clouds with a template,
+    each shape of the values it sets, and each way of writing a history entry with it."""
     current = {bindparam(f"cloud_{i}"): bindparam(f"template_{i}") for i in range(templates)}
     clouds = bindparam("clouds", expanding=True)
     candidate = _free(bindparam("of_pool"), clouds, current).with_for_update(skip_locked=True)
@@ -759,9 +806,13 @@ def _take_statement(templates: int, shape: tuple, respanned: bool):
         .where(_ROWS.c.id == candidate.scalar_subquery(), _ROWS.c.status == FREE)
         .values(updated_at=NOW, **_setting(shape))
     )
+    if record is not None:
+        rules = bindparam("rules_revision", type_=BigInteger)
+        changed = changed.where(revisions.still(revisions.QUOTA_RULES, rules))
     # The quota rules' revision, as the statement that takes the VM saw it: an assign
     # that decided by the rules the process keeps holds only if it is theirs.
-    return _answering(changed, TAKEN, respanned, (revisions.current(revisions.QUOTA_RULES),))
+    also = (revisions.current(revisions.QUOTA_RULES),)
+    return _answering(changed, TAKEN, respanned, also, record)
 
 
 def set_aside(

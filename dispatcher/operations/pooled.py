@@ -3,8 +3,10 @@
 import functools
 import math
 import time
+from typing import NamedTuple
 
 from flask import current_app
+from sqlalchemy import literal
 
 from .. import clouds, history, leases, metrics, pools, quotas, revisions, tagging
 from ..bookkeeping import ledger
@@ -51,7 +53,9 @@ def assign_from_pool(
         "tags": tags or None,
     }
     try:
-        answer = _take_by_rules_in_force(spec, cloud, caller, user, vm_type, lease, emulate, tags)
+        taken = _take_by_rules_in_force(
+            spec, cloud, caller, user, vm_type, lease, emulate, tags, entry
+        )
     except DispatcherError as exc:
         if not nothing_written():
             db.session.rollback()
@@ -62,41 +66,65 @@ def assign_from_pool(
             )
             db.session.commit()
         raise
+    answer = taken.answer
     if not emulate:
         entry.update(cloud=answer["cloud"], id_vm=answer["id_vm"], hostname=answer["hostname"])
-        history.record(**entry, outcome="ok", message=answer["result"])
-        db.session.commit()
+        if taken.recorded:
+            history.counted(**entry, outcome="ok")
+        else:
+            history.record(**entry, outcome="ok", message=answer["result"])
+        db.session.commit()  # with the statement alone, only the connection given back
     return answer
 
 
-def _take_by_rules_in_force(spec, cloud, caller, user, vm_type, lease, emulate, tags) -> dict:
-    """``_take`` decided by the quota rules the process keeps, which saves reading them;
-    if the statement that took the VM saw that they have changed since (or a refusal
-    finds they have), decided again by the rules as they are, the VM taken first given
-    back by the rollback."""
+class Taken(NamedTuple):
+    answer: dict
+    rules_seen: int | None  # the quota rules' revision the statement taking the VM saw
+    recorded: bool  # its history entry written by that statement
+
+
+def _take_by_rules_in_force(spec, cloud, caller, user, vm_type, lease, emulate, tags, entry):
+    """``_take`` decided by the quota rules the process keeps, which saves reading them,
+    and where nothing else holds a transaction, as one statement with its history
+    ``entry`` (the assign's without the VM's fields); if that statement finds that the
+    rules have changed since (or a refusal finds they have), decided again by the rules as
+    they are, a VM taken by the first given back by the rollback."""
     take = functools.partial(_take, spec, cloud, caller, user, vm_type, lease, emulate, tags)
     guessed = None if emulate else quotas.guessed_revision()
     if guessed is None:
-        return take(None)[0]
+        return take(None)
     try:
-        answer, seen = take(guessed)
-        if seen == guessed:
-            return answer
+        taken = take(guessed, entry)
+        if taken.rules_seen == guessed:
+            return taken
     except DispatcherError:
         # A refusal by rules since changed is not theirs to make.
         if quotas.revision_now() == guessed:
             raise
     if not nothing_written():
         db.session.rollback()
-    return take(quotas.revision_now())[0]
+    return take(quotas.revision_now())
+
+
+# How the answer and the history tell of an assign from a pool: "Node <id> assigned".
+ASSIGNED_WORD = "assigned"
+
+
+def _recorded_take(changed):
+    """The history entry of an assign from a pool as the statement that takes the VM
+    writes it: the cloud, id and hostname of the VM from its row, and the answer's
+    result (``Node <id> assigned``)."""
+    said = literal("Node ") + changed.c.id_vm + literal(f" {ASSIGNED_WORD}")
+    taken = {"cloud": changed.c.cloud, "id_vm": changed.c.id_vm, "hostname": changed.c.hostname}
+    return history.written_by(changed, {**taken, "message": said})
 
 
 def _take(
-    spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags, rules_at
-) -> tuple[dict, int | None]:
+    spec, cloud: Cloud | None, caller, user, vm_type, lease, emulate, tags, rules_at, entry=None
+) -> Taken:
     """The assign, decided by the quota rules at the revision ``rules_at`` (None: read
-    now); the answer, and the revision of the rules that the statement taking the VM saw
-    (None in a dry run)."""
+    now); with its history ``entry`` (the assign's but the VM's fields), as a statement
+    alone where the session holds no transaction (``ledger.alone_possible``)."""
     if spec is None:
         raise NotFoundError(
             f"no valid node id nor hostname here, and no pool serves vm_type {vm_type}"
@@ -110,12 +138,18 @@ def _take(
         caller, spec.name, lease, leases.resolve(lease, spec), emulate, revision=rules_at
     )
     expires_at = leases.until(seconds)
+    alone = None
+    if entry is not None and rules_at is not None and ledger.alone_possible():
+        # Nothing read or locked to hold (a quota that counts would have locked): the
+        # statement may be the transaction, guarded by the rules' revision.
+        bound = history.bound(**entry, outcome="ok")
+        alone = ledger.Alone(rules_at, _recorded_take, bound)
     started = time.perf_counter()
     if emulate:
         row = ledger.peek_free(spec.name, where, spec.templates)
     else:
         row = ledger.take_free(
-            spec.name, where, user, vm_type, caller, expires_at, spec.templates, tags
+            spec.name, where, user, vm_type, caller, expires_at, spec.templates, tags, alone
         )
     metrics.POOL_ASSIGN_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
     if row is None:
@@ -123,7 +157,7 @@ def _take(
         # as Retry-After takes them.
         retry_after = max(1, math.ceil(current_app.config["POOLS_INTERVAL"]))
         raise PoolEmptyError(_why_empty(spec, where, cloud is not None), retry_after)
-    verb = f"would be assigned to {user} (emulated)" if emulate else "assigned"
+    verb = f"would be assigned to {user} (emulated)" if emulate else ASSIGNED_WORD
     answer = {
         "id_vm": row.id_vm,
         "id": row.id,
@@ -135,7 +169,8 @@ def _take(
     }
     if expires_at is not None:
         answer["expires_at"] = utc_iso(expires_at)
-    return answer, ledger.revision_seen(row, revisions.QUOTA_RULES)
+    seen = ledger.revision_seen(row, revisions.QUOTA_RULES)
+    return Taken(answer, seen, alone is not None)
 
 
 def _why_empty(spec, where: list[str], named: bool) -> str:
