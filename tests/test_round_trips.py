@@ -11,9 +11,9 @@ from sqlalchemy import select, text
 from dispatcher import pools
 from dispatcher.bookkeeping import ledger
 from dispatcher.extensions import db, nothing_written
-from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry
+from dispatcher.models import ASSIGNED, FREE, Assignment, AuditEntry, WebhookDelivery
 from dispatcher.worker import scheduler
-from harness.round_trips import Capture
+from harness.round_trips import Capture, first_words
 
 ASSIGN = "/api/v1/vm/action/assign"
 RELEASE = "/api/v1/vm/action/release/default"
@@ -98,6 +98,9 @@ def test_an_assign_and_a_release_send_no_more_round_trips_than_they_do(warm):
 # gunicorn worker does (nothing else read or locked first): the statement that takes the
 # VM, with its spans and its history entry, alone in autocommit, no BEGIN nor COMMIT.
 SERVED_ASSIGN_ROUND_TRIPS = 1
+# Its release back to the pool: the VM's lookup, then the statement that frees it with
+# its spans and its history entry, each in autocommit.
+SERVED_RELEASE_ROUND_TRIPS = 2
 
 
 def entries(engine) -> list[dict]:
@@ -106,7 +109,7 @@ def entries(engine) -> list[dict]:
         return [dict(row) for row in rows]
 
 
-def test_an_assign_served_with_its_token_kept_is_one_statement_with_its_entry(warm):
+def test_an_assign_and_a_release_served_with_the_token_kept_each_write_one_statement(warm):
     client, engine = warm
     served(client.application)
     taken = client.put(ASSIGN, json={"vm_type": "web", "user": "ada"})  # the token verified
@@ -144,6 +147,62 @@ def test_an_assign_served_with_its_token_kept_is_one_statement_with_its_entry(wa
             )
         ).one()
     assert tuple(row) == (ASSIGNED, "bob", {"ticket": "T-7"})
+
+    release, freed = captured(engine, client, RELEASE, {"node": answer["id_vm"]})
+
+    assert release.round_trips() <= SERVED_RELEASE_ROUND_TRIPS, release.outline()
+    lookup, change = release.outline()
+    assert lookup == "SELECT ... FROM assignments", release.outline()
+    assert "recorded AS (INSERT INTO audit_entries ...)" in change, change
+    assert freed["result"] == f"Node {answer['id_vm']} released"
+    # As the warm-up's release, in a transaction, wrote its entry: but for the VM.
+    transactional, alone = [entry for entry in entries(engine) if entry["action"] == "release"]
+    for key in ("cloud", "action", "caller", "outcome", "vm_type", "tags"):
+        assert alone[key] == transactional[key], key
+    assert (alone["id_vm"], alone["user"], alone["message"]) == (
+        answer["id_vm"],
+        "bob",
+        freed["result"],
+    )
+    with engine.connect() as connection:
+        status = connection.scalar(
+            select(Assignment.status).where(
+                Assignment.id_vm == answer["id_vm"], Assignment.cloud == "default"
+            )
+        )
+    assert status == FREE
+
+
+def test_a_served_release_of_a_leased_vm_writes_its_webhook_call_in_its_transaction(make_app):
+    """A release that has more to write than its entry (the lease's webhook call) leaves
+    autocommit after its lookup: the change, the entry and the call commit together."""
+    app = served(
+        make_app(
+            LEASE_WEBHOOK_URL="http://127.0.0.1:9/hook",
+            LEASE_WEBHOOK_SECRET="s" * 32,
+            RELEASE_KEEPS_NODE=True,
+        )
+    )
+    client = token_client(app)
+    by_node = "/api/v1/vm/action/{}/fake_driver"
+    with app.app_context():
+        engine = db.engine
+    body = {"node": "1", "user": "ada", "vm_type": "app", "lease": 3600}
+    assert client.put(by_node.format("assign"), json=body).status_code == 200
+
+    release, _ = captured(engine, client, by_node.format("release"), {"node": "1"})
+
+    lookup, transaction = release.transactions
+    assert lookup["alone"] and [s.split()[0] for s, _ in lookup["statements"]] == ["SELECT"]
+    assert not transaction["alone"] and transaction["end"] == "COMMIT", release.outline()
+    written = [first_words(statement) for statement, _ in transaction["statements"]]
+    assert written[0].startswith("WITH changed AS (UPDATE assignments SET ...)"), written
+    assert "recorded AS" not in written[0]
+    assert sorted(written[1:]) == ["INSERT INTO audit_entries", "INSERT INTO webhook_deliveries"]
+    with engine.connect() as connection:
+        events = connection.scalars(select(WebhookDelivery.event)).all()
+    assert events == ["released"]
+    assert entries(engine)[-1]["outcome"] == "ok"
 
 
 def test_an_assign_alone_that_finds_the_pool_empty_is_refused_and_recorded(warm):

@@ -641,16 +641,65 @@ def register(cloud: str, node: dict, vm_type: str | None = None) -> Assignment:
     return _insert_or_revive(cloud, node["id"], values)[0]
 
 
-def _move(row_id: int, expected, **values):
+@dataclasses.dataclass(frozen=True)
+class Alone:
+    """How a change is sent as a transaction of one statement (``alone_possible``,
+    ``begin_alone``): writing the history entry that ``record`` (a function of the CTE of
+    the changed row, built once: ``history.written_by``) makes of the bound ``entry``, in
+    the same statement; for a take from a pool, only if the quota rules are still at
+    ``rules_revision`` (those the assign was decided by)."""
+
+    record: Callable
+    entry: dict
+    rules_revision: int | None = None
+
+
+def alone_possible() -> bool:
+    """Whether the session's next statement may be a transaction of its own: on
+    PostgreSQL (a change with its spans and its history entry, one statement) while the
+    session has begun none (nothing read or locked to hold to its end)."""
+    return _one_statement() and not db.session().in_transaction()
+
+
+def begin_alone() -> None:
+    """Send the session's statements in autocommit until it commits (only where
+    ``alone_possible``): no BEGIN and no COMMIT, each statement a transaction of its own.
+    A read then needs no transaction; a change is sent with its entry (``Alone``); a use
+    case that finds it needs a transaction after all commits the session first, which
+    gives the connection back, and its next statement begins one."""
+    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def end_alone() -> None:
+    """Leave autocommit (``begin_alone``) before a change that needs a transaction: the
+    session commits, which sends nothing and gives the connection back."""
+    db.session.commit()
+
+
+def is_alone() -> bool:
+    """Whether the session's statements are sent in autocommit (``begin_alone``)."""
+    session = db.session()
+    if not session.in_transaction():
+        return False
+    options = session.connection().get_execution_options()
+    return options.get("isolation_level") == "AUTOCOMMIT"
+
+
+def _move(row_id: int, expected, alone: Alone | None = None, **values):
     """Change the row from a state in ``expected`` with ``values`` (a new ``status``: its
     span too, in the same statement on PostgreSQL); its ``(id, id_vm, pool)``, or None
-    when it was in no such state (another process changed it first)."""
+    when it was in no such state (another process changed it first). With ``alone``, in
+    a session sent in autocommit (``begin_alone``): with its history entry, one
+    statement, all or nothing."""
     states = expected if isinstance(expected, tuple | list | frozenset | set) else (expected,)
     shape, parameters = _bound(values)
     status = values.get("status")
     one = status is not None and _one_statement()
-    statement = _move_statement(tuple(sorted(states)), shape, one)
+    record = None if alone is None else alone.record
+    statement = _move_statement(tuple(sorted(states)), shape, one, record)
     parameters.update(row_id=row_id, now=clock.now())
+    if alone is not None:
+        parameters.update(alone.entry)
     won = db.session.execute(statement, parameters).one_or_none()
     if won is not None and status is not None and not one:
         _respan([won.id], opens=status != DELETED)
@@ -658,14 +707,15 @@ def _move(row_id: int, expected, **values):
 
 
 @functools.lru_cache(maxsize=64)
-def _move_statement(states: tuple, shape: tuple, respanned: bool):
-    """``_move``'s statement, built once for each shape of change."""
+def _move_statement(states: tuple, shape: tuple, respanned: bool, record=None):
+    """``_move``'s statement, built once for each shape of change and each way of
+    writing a history entry with it."""
     changed = (
         update(_ROWS)
         .where(_ROWS.c.id == bindparam("row_id"), _ROWS.c.status.in_(states))
         .values(updated_at=NOW, **_setting(shape))
     )
-    return _answering(changed, ("id", "id_vm", "pool"), respanned)
+    return _answering(changed, ("id", "id_vm", "pool"), respanned, record=record)
 
 
 def _moved(row: Assignment, won) -> bool:
@@ -728,26 +778,6 @@ def assign(row_id: int, user: str, vm_type: str, assigned_by=None, expires_at=No
 TAKEN = ("id", "id_vm", "cloud", "hostname", "public_ips", "private_ips")
 
 
-@dataclasses.dataclass(frozen=True)
-class Alone:
-    """How ``take_free`` takes a VM as a transaction of one statement (``alone_possible``):
-    only if the quota rules are still at ``rules_revision`` (those the assign was decided
-    by), writing the history entry that ``record`` (a function of the CTE of the changed
-    row, built once: ``history.written_by``) makes of the bound ``entry``, in the same
-    statement."""
-
-    rules_revision: int
-    record: Callable
-    entry: dict
-
-
-def alone_possible() -> bool:
-    """Whether the session's next statement may be a transaction of its own: on
-    PostgreSQL (a change with its spans and its history entry, one statement) while the
-    session has begun none (nothing read or locked to hold to its end)."""
-    return _one_statement() and not db.session().in_transaction()
-
-
 def take_free(
     pool: str,
     clouds: list[str],
@@ -786,7 +816,8 @@ def take_free(
         parameters.update({f"cloud_{index}": cloud, f"template_{index}": template})
     if alone is not None:
         parameters.update(alone.entry, rules_revision=alone.rules_revision)
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        if not is_alone():
+            begin_alone()
     # What the assign answers with, from the statement itself: no read after.
     taken = db.session.execute(statement, parameters).one_or_none()
     if taken is not None and not one:
@@ -900,16 +931,17 @@ def put_back(request_id: int) -> int:
     return len(freed)
 
 
-def release(row_id: int, retire: bool = False):
+def release(row_id: int, retire: bool = False, alone: Alone | None = None):
     """Free the assigned VM: its ``(id, id_vm)``, or None when it was not assigned.
 
     ``retire``: the VM is to be destroyed and is kept FAULTY meanwhile, with the end of its
-    lease (the worker finishes the destroy of a leased VM that outlived it).
+    lease (the worker finishes the destroy of a leased VM that outlived it). ``alone``:
+    with its history entry, one statement (``_move``).
     """
     values = {"status": FREE, **HOLDER_CLEARED}
     if retire:
         values.update(status=FAULTY, expires_at=Assignment.expires_at)
-    return _move(row_id, ASSIGNED, **values)
+    return _move(row_id, ASSIGNED, alone, **values)
 
 
 def extend(row_id: int, expires_at: datetime.datetime, tags: dict | None = None) -> bool:

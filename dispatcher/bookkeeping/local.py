@@ -21,6 +21,11 @@ class Found(dict):
         self.row = row
 
 
+def released(id_vm) -> str:
+    """How the answer and the history tell of a release: ``Node <id> released``."""
+    return f"Node {id_vm} released"
+
+
 class LocalBookkeeper(Bookkeeper):
     """Assignment rows in the dispatcher's database; one winner by conditional UPDATE."""
 
@@ -88,9 +93,12 @@ class LocalBookkeeper(Bookkeeper):
         won = self._won(row, taken)
         return {**won, "result": f"Node {won['id_vm']} assigned"}
 
-    def release(self, cloud: str, row: dict, retire: bool = False) -> dict:
-        won = self._won(row, ledger.release(row["id"], retire))
-        return {**won, "result": f"Node {won['id_vm']} released"}
+    def release(
+        self, cloud: str, row: dict, retire: bool = False, alone: ledger.Alone | None = None
+    ) -> dict:
+        """``alone``: with its history entry, one statement (``ledger.Alone``)."""
+        won = self._won(row, ledger.release(row["id"], retire, alone))
+        return {**won, "result": released(won["id_vm"])}
 
     def forget(self, cloud: str, node_id: str) -> None:
         ledger.forget(cloud, node_id)

@@ -1,6 +1,7 @@
 """Assigning, releasing and extending VMs: the bookkeeping, the leases, the cloud and the
 history together."""
 
+import dataclasses
 from functools import partial
 
 from flask import current_app
@@ -8,6 +9,7 @@ from flask import current_app
 from .. import bookkeeping, history, leases, pools, quotas, revisions, tagging
 from ..bookkeeping import ledger
 from ..bookkeeping.base import describe_holder
+from ..bookkeeping.local import released
 from ..clouds import Cloud, nodes
 from ..errors import CloudError, ConflictError, DispatcherError, NotFoundError
 from ..extensions import db, nothing_written
@@ -31,6 +33,8 @@ def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool
     row = keeper.find(cloud.name, node_id=node, hostname=hostname)
     if row is not None:
         return row
+    if ledger.is_alone():
+        ledger.end_alone()  # the adoption's savepoint needs a transaction
     fetch = partial(nodes.get_node, cloud, node_id=node, hostname=hostname)
     adopted = keeper.adopt(cloud.name, node or hostname, fetch, emulate)
     if not emulate:
@@ -51,23 +55,49 @@ def _known(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) 
     return row
 
 
+@dataclasses.dataclass
+class Recording:
+    """The history entry of the change ``_audited`` runs: its columns so far (``entry``,
+    the VM's found), whether the session is sent in autocommit so that the change's own
+    statement may write it (``alone``: ``ledger.begin_alone``), and whether it did
+    (``written``)."""
+
+    entry: dict
+    alone: bool
+    written: bool = False
+
+
 def _audited(
-    action: str, cloud: Cloud, caller: str, reference: dict, emulate: bool, change, find=_resolve
+    action,
+    cloud: Cloud,
+    caller: str,
+    reference: dict,
+    emulate: bool,
+    change,
+    find=_resolve,
+    alone: bool = False,
 ):
-    """Find the VM (``find``), run ``change(row)`` and record the outcome in the history;
-    the answer and its history entry (None in a dry run).
+    """Find the VM (``find``), run ``change(row, recording)`` and record the outcome in the
+    history; the answer and its history entry's id (None in a dry run, or when the
+    change's own statement wrote it).
 
     A success is committed together with its audit entry; a failure is rolled back
     (unless nothing was written: its reads are committed with the entry) and then
-    recorded. A dry run records nothing.
+    recorded. A dry run records nothing. With ``alone``, where nothing holds a
+    transaction yet (``ledger.alone_possible``), the lookup is sent in autocommit, and
+    the change may write its entry in its own statement (``Recording``), or leave
+    autocommit first (``ledger.end_alone``).
     """
     entry = {"cloud": cloud.name, "action": action, "caller": caller, **reference}
+    recording = Recording(entry, alone and not emulate and ledger.alone_possible())
+    if recording.alone:
+        ledger.begin_alone()
     try:
         row = find(cloud, reference.get("id_vm"), reference.get("hostname"), emulate)
         entry.update(id_vm=row["id_vm"], hostname=row["hostname"])
         if action != "assign" and row["status"] == ASSIGNED:
             entry.update(user=row["user"], vm_type=row["recipe"])  # whose VM it is
-        answer = change(row)
+        answer = change(row, recording)
     except DispatcherError as exc:
         if not nothing_written():
             db.session.rollback()
@@ -76,6 +106,10 @@ def _audited(
             db.session.commit()
         raise
     if emulate:
+        return answer, None
+    if recording.written:
+        history.counted(**entry, outcome="ok")
+        db.session.commit()  # sends nothing: gives the connection back
         return answer, None
     recorded = history.record(**entry, outcome="ok", message=answer["result"])
     db.session.commit()
@@ -118,7 +152,7 @@ def assign_vm(
     leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
     tags = tagging.accepted(tags)
 
-    def assign(row: dict) -> dict:
+    def assign(row: dict, _recording: Recording) -> dict:
         if row["status"] != FREE:
             raise ConflictError(describe_holder(row))
         ledger_row = bookkeeping.backend().ledger_row(row)
@@ -146,6 +180,12 @@ def assign_vm(
         "tags": tags or None,
     }
     return _audited("assign", cloud, caller, reference, emulate, assign)[0]
+
+
+def _recorded_release(changed):
+    """The history entry of a release as the statement that frees the VM writes it:
+    every column bound, one entry if the VM was freed, none if not."""
+    return history.written_by(changed, {})
 
 
 def release_vm(
@@ -177,7 +217,7 @@ def release_vm(
     """
     keep = current_app.config["RELEASE_KEEPS_NODE"]
 
-    def release(row: dict) -> dict:
+    def release(row: dict, recording: Recording) -> dict:
         nonlocal keep
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
@@ -199,14 +239,24 @@ def release_vm(
             then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")
         retire = not keep and (pool is not None or hold)
+        if recording.alone:
+            if keep and leased is None and ledger_row is not None:
+                # Nothing else to write and nothing to do after: the release and its
+                # entry, one statement.
+                said = released(row["id_vm"])
+                bound = history.bound(**recording.entry, outcome="ok", message=said)
+                alone = ledger.Alone(_recorded_release, bound)
+                answer = bookkeeping.backend().release(cloud.name, row, alone=alone)
+                recording.written = True
+                return answer
+            ledger.end_alone()
         answer = bookkeeping.backend().release(cloud.name, row, retire=retire)
         if leased is not None:
             notices.notify("released", leased)
         return answer
 
-    answer, entry = _audited(
-        "release", cloud, caller, {"id_vm": node, "hostname": hostname}, emulate, release
-    )
+    reference = {"id_vm": node, "hostname": hostname}
+    answer, entry = _audited("release", cloud, caller, reference, emulate, release, alone=True)
     if emulate or keep:
         return answer
     what = answer["result"]
@@ -240,7 +290,7 @@ def extend_vm(
     leases.refuse_without_ledger(lease)  # before anything is asked of Cistern
     tags = tagging.accepted(tags)
 
-    def extend(row: dict) -> dict:
+    def extend(row: dict, _recording: Recording) -> dict:
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
         ledger_row = ledger.get(row["id"])

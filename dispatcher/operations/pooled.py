@@ -143,7 +143,7 @@ def _take(
         # Nothing read or locked to hold (a quota that counts would have locked): the
         # statement may be the transaction, guarded by the rules' revision.
         bound = history.bound(**entry, outcome="ok")
-        alone = ledger.Alone(rules_at, _recorded_take, bound)
+        alone = ledger.Alone(_recorded_take, bound, rules_at)
     started = time.perf_counter()
     if emulate:
         row = ledger.peek_free(spec.name, where, spec.templates)
