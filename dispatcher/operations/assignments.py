@@ -68,7 +68,7 @@ class Recording:
 
 
 def _audited(
-    action,
+    action: str,
     cloud: Cloud,
     caller: str,
     reference: dict,
