@@ -1,5 +1,6 @@
 """The quota rules in force: the QUOTAS setting's, read at start, each replaced by the
-database's rule of the same scope, name and pool, read at every decision."""
+database's rule of the same scope, name and pool, as of the revision of the rules a
+statement of the decision saw (the process's copy while it holds), else read anew."""
 
 from flask import current_app
 from sqlalchemy import bindparam, or_, select
