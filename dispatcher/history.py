@@ -28,14 +28,20 @@ _AMEND = (
 )
 
 
+def _values(entry: dict) -> dict:
+    """Every written column of ``entry`` (None where it has none), under the current
+    request id, at the dispatcher's clock's now."""
+    values = dict.fromkeys(_WRITTEN)
+    values.update(entry, created_at=clock.now(), request_id=current_request_id())
+    return values
+
+
 def record(**entry) -> int:
     """Write ``entry`` (AuditEntry's columns) under the current request id, at the
     dispatcher's clock's now, in the session's transaction: the use case that made the
     change commits the two together. The entry's id."""
-    values = dict.fromkeys(_WRITTEN)
-    values.update(entry, created_at=clock.now(), request_id=current_request_id())
-    entry_id = db.session.execute(_INSERT, values).scalar_one()
-    metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
+    entry_id = db.session.execute(_INSERT, _values(entry)).scalar_one()
+    counted(**entry)
     return entry_id
 
 
@@ -55,13 +61,12 @@ def bound(**entry) -> dict:
     """The parameters of ``written_by``'s INSERT for ``entry`` (AuditEntry's columns, but
     those taken from the row), as ``record`` writes it: under the current request id, at
     the clock's now."""
-    values = dict.fromkeys(_WRITTEN)
-    values.update(entry, created_at=clock.now(), request_id=current_request_id())
-    return {f"entry_{key}": value for key, value in values.items()}
+    return {f"entry_{key}": value for key, value in _values(entry).items()}
 
 
 def counted(**entry) -> None:
-    """Count ``entry``, which the statement of its change wrote, as ``record`` counts."""
+    """Count ``entry`` in /metrics: ``record`` does, for what it writes; a use case whose
+    change's statement wrote the entry (``written_by``) calls it."""
     metrics.count_history_entry(entry["cloud"], entry["action"], entry["outcome"])
 
 

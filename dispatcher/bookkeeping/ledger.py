@@ -816,8 +816,7 @@ def take_free(
         parameters.update({f"cloud_{index}": cloud, f"template_{index}": template})
     if alone is not None:
         parameters.update(alone.entry, rules_revision=alone.rules_revision)
-        if not is_alone():
-            begin_alone()
+        begin_alone()  # the take is the transaction's first statement
     # What the assign answers with, from the statement itself: no read after.
     taken = db.session.execute(statement, parameters).one_or_none()
     if taken is not None and not one:

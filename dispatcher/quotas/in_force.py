@@ -74,18 +74,15 @@ def rules_in_force(username: str | None = None, revision: int | None = None) -> 
     ``username`` (the default's, its own, every role's), or every rule without one. At a
     ``revision`` of the rules that a statement of the transaction saw, what the process
     keeps of them, if it was read at that revision; else read now."""
-    found = dict(current_app.extensions[EXTENSION])
     if revision is not None:
-        kept = KEPT.at(revision).values()
-        found.update((rule.key, rule) for rule in kept if _binds(rule, username))
-        return found
-    if username is None:
-        rows = db.session.execute(select(_RULES))
+        rules = KEPT.at(revision).values()
+    elif username is None:
+        rules = _every_rule().values()
     else:
         rows = db.session.execute(_RULES_OF_USER, {"username": username})
-    for row in rows:
-        rule = rule_of_row(row)
-        found[rule.key] = rule
+        rules = (rule_of_row(row) for row in rows)
+    found = dict(current_app.extensions[EXTENSION])
+    found.update((rule.key, rule) for rule in rules if _binds(rule, username))
     return found
 
 
