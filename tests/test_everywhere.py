@@ -52,7 +52,9 @@ def test_a_refusing_and_a_hanging_cloud_are_entries_not_a_failure(
 
     elapsed = time.monotonic() - started
     assert answer.status_code == 200, answer.json
-    assert elapsed < TIMEOUT + 1  # the hanging cloud is waited for no longer
+    # The hanging cloud is waited for its timeout, not twice nor without end; the other
+    # clouds' listings and the threads add about a second of their own on a loaded machine.
+    assert elapsed < 2 * TIMEOUT
     outcomes = {c["name"]: c for c in answer.json["clouds"]}
     assert list(outcomes) == ["default", "fake_driver", "refusing", "hanging"]
     assert (outcomes["default"]["status"], outcomes["default"]["count"]) == ("ok", 2)
