@@ -35,9 +35,11 @@ import functools
 from collections.abc import Callable
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Float,
     Row,
+    any_,
     bindparam,
     case,
     func,
@@ -223,13 +225,15 @@ def _is_current(templates: dict):
 
 def _free(pool, clouds, templates: dict | None = None, count: int = 1):
     """The free VMs of the pool an assign (or a request) takes, ``count`` at most: those
-    made from the current template before outdated ones, then the longest free first."""
+    made from the current template before outdated ones, then the longest free first.
+    ``clouds``: their names, or the condition a statement's parameter puts on the cloud."""
     order = [_ROWS.c.ready_at, _ROWS.c.id]
     if templates:
         order.insert(0, case((_is_current(templates), 0), else_=1))
+    on_clouds = clouds if isinstance(clouds, ClauseElement) else _ROWS.c.cloud.in_(clouds)
     return (
         select(_ROWS.c.id)
-        .where(_ROWS.c.pool == pool, _ROWS.c.status == FREE, _ROWS.c.cloud.in_(clouds))
+        .where(_ROWS.c.pool == pool, _ROWS.c.status == FREE, on_clouds)
         .order_by(*order)
         .limit(count)
     )
@@ -829,7 +833,12 @@ def _take_statement(templates: int, shape: tuple, respanned: bool, record=None):
     """``take_free``'s statement, built once for each number of clouds with a template,
     each shape of the values it sets, and each way of writing a history entry with it."""
     current = {bindparam(f"cloud_{i}"): bindparam(f"template_{i}") for i in range(templates)}
-    clouds = bindparam("clouds", expanding=True)
+    # On PostgreSQL the clouds are one array: nothing is rendered into the statement's
+    # text at each execution, which is the same for any number of them.
+    if respanned:
+        clouds = _ROWS.c.cloud == any_(bindparam("clouds", type_=ARRAY(_ROWS.c.cloud.type)))
+    else:
+        clouds = _ROWS.c.cloud.in_(bindparam("clouds", expanding=True))
     candidate = _free(bindparam("of_pool"), clouds, current).with_for_update(skip_locked=True)
     changed = (
         update(_ROWS)
