@@ -51,11 +51,14 @@ def init_app(app) -> None:
 def note_writes(engine) -> None:
     """Note on each connection whether its transaction has sent anything but a SELECT
     (a SAVEPOINT, a CTE that writes and a ``WITH`` that only reads alike), for
-    ``nothing_written``."""
+    ``nothing_written``. A statement sent in autocommit is committed as it ends: nothing
+    of it is left to roll back."""
 
     @event.listens_for(engine, "before_cursor_execute")
     def sent(connection, _cursor, statement, *_) -> None:
-        if not _READ.match(statement):
+        if _READ.match(statement):
+            return
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
             connection.info[WROTE] = True
 
     @event.listens_for(engine, "commit")

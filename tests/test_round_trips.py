@@ -98,9 +98,12 @@ def test_an_assign_and_a_release_send_no_more_round_trips_than_they_do(warm):
 # gunicorn worker does (nothing else read or locked first): the statement that takes the
 # VM, with its spans and its history entry, alone in autocommit, no BEGIN nor COMMIT.
 SERVED_ASSIGN_ROUND_TRIPS = 1
-# Its release back to the pool: the VM's lookup, then the statement that frees it with
-# its spans and its history entry, each in autocommit.
-SERVED_RELEASE_ROUND_TRIPS = 2
+# Its release back to the pool: the statement that finds the VM frees it too, with its
+# spans and its history entry, in autocommit.
+SERVED_RELEASE_ROUND_TRIPS = 1
+FOUND_AND_FREED = (
+    "WITH found AS (SELECT assignments.id AS ...), changed AS (UPDATE assignments SET ...)"
+)
 
 
 def entries(engine) -> list[dict]:
@@ -151,9 +154,9 @@ def test_an_assign_and_a_release_served_with_the_token_kept_each_write_one_state
     release, freed = captured(engine, client, RELEASE, {"node": answer["id_vm"]})
 
     assert release.round_trips() <= SERVED_RELEASE_ROUND_TRIPS, release.outline()
-    lookup, change = release.outline()
-    assert lookup == "SELECT ... FROM assignments", release.outline()
-    assert "recorded AS (INSERT INTO audit_entries ...)" in change, change
+    [statement] = release.outline()
+    assert statement.startswith(FOUND_AND_FREED), statement
+    assert "recorded AS (INSERT INTO audit_entries ...)" in statement, statement
     assert freed["result"] == f"Node {answer['id_vm']} released"
     # As the warm-up's release, in a transaction, wrote its entry: but for the VM.
     transactional, alone = [entry for entry in entries(engine) if entry["action"] == "release"]
@@ -192,8 +195,10 @@ def test_a_served_release_of_a_leased_vm_writes_its_webhook_call_in_its_transact
 
     release, _ = captured(engine, client, by_node.format("release"), {"node": "1"})
 
+    # The statement that finds the VM leaves it assigned: it has a lease.
     lookup, transaction = release.transactions
-    assert lookup["alone"] and [s.split()[0] for s, _ in lookup["statements"]] == ["SELECT"]
+    [(found, _)] = lookup["statements"]
+    assert lookup["alone"] and first_words(found).startswith(FOUND_AND_FREED), found
     assert not transaction["alone"] and transaction["end"] == "COMMIT", release.outline()
     written = [first_words(statement) for statement, _ in transaction["statements"]]
     assert written[0].startswith("WITH changed AS (UPDATE assignments SET ...)"), written
@@ -274,7 +279,8 @@ def test_a_refused_assign_records_its_refusal_without_a_rollback(make_app):
 def test_nothing_written_tells_a_transaction_of_reads_from_one_that_wrote(make_app):
     """What a refusal's use case asks before it records the refusal without a rollback:
     reads and locks alone, yes; any write sent (a CTE's too, a savepoint, a NOTIFY) or an
-    object waiting to be flushed, no; a new transaction starts afresh."""
+    object waiting to be flushed, no; a new transaction starts afresh; a write sent in
+    autocommit, committed as it ended, leaves nothing to roll back."""
     app = make_app()
     with app.app_context():
         row_id = ledger.register("fake_driver", {"id": "7", "name": "dummy-7"}).id
@@ -293,7 +299,112 @@ def test_nothing_written_tells_a_transaction_of_reads_from_one_that_wrote(make_a
         db.session.begin_nested()
         assert not nothing_written()  # the SAVEPOINT
         db.session.rollback()
+        ledger.begin_alone()
+        assert ledger.assign(row_id, "ada", "app") is not None  # committed as it ends
+        assert nothing_written()
+        db.session.commit()
         db.session.add(AuditEntry(cloud="fake_driver", action="assign", outcome="ok"))
         assert not nothing_written()  # to be flushed at the commit
         db.session.rollback()
         assert nothing_written()
+
+
+def _pool(release: str) -> dict:
+    return {
+        "clouds": [{"cloud": "default", "image": "1", "size": "1"}],
+        "min_ready": 1,
+        "max_total": 1,
+        "release": release,
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "keeps_node", "kept"),
+    [
+        ("reused", False, True),
+        ("outdated", False, False),  # made from a template the pool no longer has
+        ("destroyed", False, False),  # of a pool that destroys its VMs on release
+        ("destroyed", True, False),  # RELEASE_KEEPS_NODE is for VMs of no pool
+        ("no pool", True, True),  # RELEASE_KEEPS_NODE
+        ("no pool", False, False),
+        ("free", True, None),  # not assigned: 409
+    ],
+)
+def test_a_served_release_frees_in_its_lookup_only_what_the_release_keeps(
+    make_app, case, keeps_node, kept
+):
+    """Served, a release by node is one statement that finds the VM and frees it when
+    the release's checks would just keep it; for every other VM that statement changes
+    nothing, and the release goes on as the checks decide. The answer, the VM and the
+    history entry are the same either way."""
+    app = served(
+        make_app(
+            POOLS={"web": _pool("reuse"), "once": _pool("destroy")},
+            RELEASE_KEEPS_NODE=keeps_node,
+        )
+    )
+    client = token_client(app)
+    with app.app_context():
+        scheduler.run_pass(pools.every())
+        scheduler.run_pass(pools.every())
+        engine = db.engine
+    warm_up = {"node": "2", "user": "ada", "vm_type": "app"}  # and what the process keeps
+    assert client.put(f"{ASSIGN}/fake_driver", json=warm_up).status_code == 200
+    release = client.put("/api/v1/vm/action/release/fake_driver", json={"node": "2"})
+    assert release.status_code == 200, release.json
+    if case in ("no pool", "free"):
+        cloud, node = "fake_driver", "1"
+        body = {"node": node, "user": "ada", "vm_type": "app"}
+        taken = client.put(f"{ASSIGN}/{cloud}", json=body)
+        assert taken.status_code == 200, taken.json
+        if case == "free":
+            released = client.put(f"/api/v1/vm/action/release/{cloud}", json={"node": node})
+            assert released.status_code == 200, released.json
+    else:
+        cloud = "default"
+        pool = "once" if case == "destroyed" else "web"
+        taken = client.put(ASSIGN, json={"vm_type": pool, "user": "ada"})
+        assert taken.status_code == 200, taken.json
+        node = taken.json["id_vm"]
+        if case == "outdated":
+            with engine.begin() as connection:
+                connection.execute(
+                    sqlalchemy.update(Assignment)
+                    .where(Assignment.id_vm == node, Assignment.cloud == cloud)
+                    .values(template="made before the pool changed")
+                )
+    url = f"/api/v1/vm/action/release/{cloud}"
+
+    with Capture(engine) as capture:
+        answer = client.put(url, json={"node": node})
+
+    first = first_words(capture.transactions[0]["statements"][0][0])
+    assert capture.transactions[0]["alone"] and first.startswith(FOUND_AND_FREED), first
+    last = entries(engine)[-1]
+    assert (last["action"], last["id_vm"], last["cloud"], last["caller"]) == (
+        "release",
+        node,
+        cloud,
+        "tester",
+    )
+    with engine.connect() as connection:
+        status = connection.scalar(
+            select(Assignment.status).where(Assignment.id_vm == node, Assignment.cloud == cloud)
+        )
+    if kept is None:
+        assert_error(answer, 409, f"node {node} is free")
+        assert capture.round_trips() == 2, capture.outline()  # and the refusal's entry
+        assert (last["outcome"], last["user"], status) == ("409", None, FREE)
+        return
+    assert answer.status_code == 200, answer.json
+    vm_type = "app" if case == "no pool" else pool
+    assert (last["user"], last["vm_type"], last["hostname"]) == ("ada", vm_type, f"dummy-{node}")
+    if kept:
+        assert capture.round_trips() == 1, capture.outline()
+        assert answer.json["result"] == last["message"] == f"Node {node} released"
+        assert status == FREE
+    else:
+        assert capture.round_trips() > 1, capture.outline()
+        assert answer.json["result"] == f"Node {node} released and deleted"
+        assert last["message"].startswith(f"Node {node} released")
+        assert status not in (ASSIGNED, FREE)

@@ -107,6 +107,16 @@ class Bookkeeper(abc.ABC):
         """
         return [{**row, "pool": None} for row in self.nodes(cloud, with_faulty=True)]
 
+    def find_or_release(self, cloud: str, node_id: str, keeping, record, entry: dict):
+        """``find`` by node id, where the statement that finds the VM may free it too, as a
+        release that keeps it would (the local ledger: ``ledger.release_kept``, whose
+        arguments these are; ``ledger.freed`` of its ``ledger_row`` says whether it did).
+        Elsewhere only ``find``.
+
+        :raises BookkeepingUnavailableError: the backend cannot be reached.
+        """
+        return self.find(cloud, node_id=node_id)
+
     def ledger_row(self, row: dict):
         """The local ledger's row (``models.Assignment``) behind an ASSIGNMENT dict, with
         its pool and lease; None where the backend keeps no such row."""

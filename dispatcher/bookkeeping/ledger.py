@@ -550,6 +550,13 @@ def _changed_and_respanned(changed, answer, also=(), record=None):
     (if any), and a SELECT of ``answer`` (names of the row's columns) from the changed
     rows, with the columns ``also``. The spans' CTEs see the snapshot of before the
     statement: the span that ends is never the one that opens."""
+    rows, written = _respanned(changed, answer, record)
+    return select(*(rows.c[name] for name in answer), *also).add_cte(*written)
+
+
+def _respanned(changed, answer, record=None):
+    """The CTEs of ``_changed_and_respanned``: the changed rows (``changed``), and those
+    that write their spans and their entry; ``(changed, written)``."""
     returned = {column.key: _ROWS.c[column.key] for column in _SPANNED.values()}
     returned.update((name, _ROWS.c[name]) for name in answer)
     rows = changed.returning(*returned.values()).cte("changed")
@@ -564,7 +571,7 @@ def _changed_and_respanned(changed, answer, also=(), record=None):
         .cte("opened")
     )
     written = [ended, opened] + ([record(rows).cte("recorded")] if record is not None else [])
-    return select(*(rows.c[name] for name in answer), *also).add_cte(*written)
+    return rows, written
 
 
 def _insert_or_revive(cloud: str, id_vm: str, values: dict) -> tuple[Assignment, bool]:
@@ -689,6 +696,82 @@ def is_alone() -> bool:
     return options.get("isolation_level") == "AUTOCOMMIT"
 
 
+@dataclasses.dataclass(frozen=True)
+class Keeping:
+    """The VMs a release keeps free, as the caller works it out from the pools and their
+    overrides: of each pool of ``reusing`` (its name, and its clouds' current templates as
+    sorted ``(cloud, template)`` pairs), those made from a current template or recording
+    none (``PoolSpec.is_current``); with ``rest``, those of no pool ``named`` (every
+    configured pool's name). ``revision``: that of the pools' overrides ``reusing`` was
+    worked out by (None when no pool is in it)."""
+
+    reusing: tuple = ()
+    named: tuple = ()
+    rest: bool = False
+    revision: int | None = None
+
+
+def release_kept(
+    cloud: str, node_id: str, keeping: Keeping, record: Callable, entry: dict
+) -> Row | None:
+    """The live row of ``cloud`` with this node id, as ``columns_of`` reads it, and freed
+    by the same statement if it is assigned, without a lease, and kept by ``keeping``
+    (while the pools' overrides are at its revision): with its spans and the history
+    entry that ``record(changed, found)`` makes (of the CTEs of the changed row and of
+    the row as read) of the bound ``entry``. ``freed(row)`` says whether it was; None:
+    no such row. Only in a session sent in autocommit (``begin_alone``): the statement
+    is a transaction of its own, all or nothing; a row it leaves as it was goes through
+    the release's checks as a row ``columns_of`` read would."""
+    shape, parameters = _bound({"status": FREE, **HOLDER_CLEARED})
+    statement = _release_kept_statement(keeping.reusing, keeping.named, keeping.rest, shape, record)
+    parameters.update(entry, of_cloud=cloud, wanted=node_id, now=clock.now())
+    parameters.update(overrides_revision=keeping.revision)
+    return db.session.execute(statement, parameters).one_or_none()
+
+
+def freed(row) -> bool:
+    """Whether the statement that read ``row`` freed it too (``release_kept``)."""
+    return isinstance(row, Row) and bool(row._mapping.get("freed"))
+
+
+@functools.lru_cache(maxsize=16)
+def _release_kept_statement(reusing: tuple, named: tuple, rest: bool, shape: tuple, record):
+    """``release_kept``'s statement, built once for each way the config and the overrides
+    keep VMs. Every condition of the release is the UPDATE's own, so that PostgreSQL
+    checks it again on the row as it is when a concurrent change made it wait."""
+    # As ``columns_of`` reads it. No parameter is named as a column: the keys of an
+    # UPDATE's parameters that are would be set.
+    found = (
+        select(_ROWS, *_DECIDED_BY)
+        .where(
+            _ROWS.c.cloud == bindparam("of_cloud"),
+            _ROWS.c.status != DELETED,
+            _ROWS.c.id_vm == bindparam("wanted"),
+        )
+        .cte("found")
+    )
+    kept = [(_ROWS.c.pool == name) & _is_current(dict(templates)) for name, templates in reusing]
+    if rest:
+        kept.append(_ROWS.c.pool.is_(None) | _ROWS.c.pool.not_in(named))
+    changed = (
+        update(_ROWS)
+        .where(
+            _ROWS.c.id.in_(select(found.c.id)),
+            _ROWS.c.status == ASSIGNED,
+            _ROWS.c.expires_at.is_(None),
+            or_(*kept),
+        )
+        .values(updated_at=NOW, **_setting(shape))
+    )
+    if reusing:
+        revision = bindparam("overrides_revision", type_=BigInteger)
+        changed = changed.where(revisions.still(revisions.POOL_OVERRIDES, revision))
+    rows, written = _respanned(changed, ("id",), lambda rows: record(rows, found))
+    was_freed = rows.c.id.is_not(None).label("freed")
+    joined = found.outerjoin(rows, rows.c.id == found.c.id)
+    return select(found, was_freed).select_from(joined).add_cte(*written)
+
+
 def _move(row_id: int, expected, alone: Alone | None = None, **values):
     """Change the row from a state in ``expected`` with ``values`` (a new ``status``: its
     span too, in the same statement on PostgreSQL); its ``(id, id_vm, pool)``, or None
@@ -714,9 +797,11 @@ def _move(row_id: int, expected, alone: Alone | None = None, **values):
 def _move_statement(states: tuple, shape: tuple, respanned: bool, record=None):
     """``_move``'s statement, built once for each shape of change and each way of
     writing a history entry with it."""
+    # One state is ``=``: an IN's list is rendered into the statement at each execution.
+    status_is = _ROWS.c.status == states[0] if len(states) == 1 else _ROWS.c.status.in_(states)
     changed = (
         update(_ROWS)
-        .where(_ROWS.c.id == bindparam("row_id"), _ROWS.c.status.in_(states))
+        .where(_ROWS.c.id == bindparam("row_id"), status_is)
         .values(updated_at=NOW, **_setting(shape))
     )
     return _answering(changed, ("id", "id_vm", "pool"), respanned, record=record)

@@ -53,6 +53,12 @@ class LocalBookkeeper(Bookkeeper):
             raise AmbiguousHostnameError(hostname, [row.id_vm for row in rows])
         return Found(rows[0]) if rows else None
 
+    def find_or_release(
+        self, cloud: str, node_id: str, keeping: ledger.Keeping, record, entry: dict
+    ) -> dict | None:
+        row = ledger.release_kept(cloud, node_id, keeping, record, entry)
+        return Found(row) if row is not None else None
+
     def ledger_row(self, row: dict) -> Assignment | Row | None:
         return row.row if isinstance(row, Found) else ledger.get(row["id"])
 

@@ -29,10 +29,13 @@ RELEASED = Wording(
 
 def _resolve(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
     """The bookkeeping row of the VM; one it lacks, the backend may adopt from the cloud."""
+    row = bookkeeping.backend().find(cloud.name, node_id=node, hostname=hostname)
+    return row if row is not None else _adopted(cloud, node, hostname, emulate)
+
+
+def _adopted(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
+    """The row of a VM the bookkeeping lacks, adopted from the cloud by the backend."""
     keeper = bookkeeping.backend()
-    row = keeper.find(cloud.name, node_id=node, hostname=hostname)
-    if row is not None:
-        return row
     if ledger.is_alone():
         ledger.end_alone()  # the adoption's savepoint needs a transaction
     fetch = partial(nodes.get_node, cloud, node_id=node, hostname=hostname)
@@ -188,6 +191,45 @@ def _recorded_release(changed):
     return history.written_by(changed, {})
 
 
+def _recorded_kept_release(changed, found):
+    """The history entry of a release as the statement that finds and frees the VM
+    writes it (``ledger.release_kept``): the VM and its holder as the statement read
+    them, the rest bound; one entry if the VM was freed, none if not."""
+    holder = {
+        "id_vm": found.c.id_vm,
+        "hostname": found.c.hostname,
+        "user": found.c.user,
+        "vm_type": found.c.recipe,
+    }
+    return history.written_by(changed.join(found, found.c.id == changed.c.id), holder)
+
+
+def _reused(pool: pools.PoolSpec, override) -> bool:
+    """Whether a release keeps the pool's VMs (made from a current template) free for
+    the next assign: the pool reuses them, and an admin does not drain it (``override``:
+    the pool's override, as ``overrides.at`` gives it)."""
+    return pool.release == "reuse" and not overrides.applied(pool, override).draining
+
+
+def _keeping() -> ledger.Keeping | None:
+    """What a release keeps free, as the statement that finds the VM can decide it
+    (``ledger.release_kept``): the VMs of the pools ``_reused`` by the overrides this
+    process keeps, and those of no pool with RELEASE_KEEPS_NODE; None when none."""
+    every = pools.every()
+    reusing = [pool for pool in every if pool.release == "reuse"]
+    revision = overrides.KEPT.guess() if reusing else None
+    kept = tuple(
+        (pool.name, tuple(sorted(pool.templates.items())))
+        for pool in reusing
+        if _reused(pool, overrides.at(pool.name, revision))
+    )
+    rest = current_app.config["RELEASE_KEEPS_NODE"]
+    if not kept and not rest:
+        return None
+    named = tuple(sorted(pool.name for pool in every))
+    return ledger.Keeping(kept, named, rest, revision if kept else None)
+
+
 def release_vm(
     cloud: Cloud,
     caller: str,
@@ -217,11 +259,31 @@ def release_vm(
     """
     keep = current_app.config["RELEASE_KEEPS_NODE"]
 
+    def find(cloud: Cloud, node: str | None, hostname: str | None, emulate: bool) -> dict:
+        """``_resolve``; by node, where the lookup is a transaction of its own, the same
+        statement frees the VM if the checks below would just keep it: all there is to
+        write, with its entry (``Keeping``)."""
+        keeping = _keeping() if node is not None and ledger.is_alone() else None
+        if keeping is None:
+            return _resolve(cloud, node, hostname, emulate)
+        said = released(node)
+        entry = history.bound(
+            cloud=cloud.name, action="release", caller=caller, outcome="ok", message=said
+        )
+        keeper = bookkeeping.backend()
+        row = keeper.find_or_release(cloud.name, node, keeping, _recorded_kept_release, entry)
+        return row if row is not None else _adopted(cloud, node, hostname, emulate)
+
     def release(row: dict, recording: Recording) -> dict:
         nonlocal keep
         if row["status"] != ASSIGNED:
             raise ConflictError(describe_holder(row))
         ledger_row = bookkeeping.backend().ledger_row(row)
+        if ledger.freed(ledger_row):
+            # Assigned without a lease, and kept as the lines below would decide: freed
+            # by the statement that found it, with its entry.
+            keep = recording.written = True
+            return {"id_vm": row["id_vm"], "id": row["id"], "result": released(row["id_vm"])}
         leased = None
         if ledger_row is not None and ledger_row.expires_at is not None:
             leases.check_holder(ledger_row.assigned_by, caller, admin, "release it", row["id_vm"])
@@ -234,7 +296,7 @@ def release_vm(
             keep = pool.release == "reuse" and current
             if keep:
                 seen = ledger.revision_seen(ledger_row, revisions.POOL_OVERRIDES)
-                keep = not overrides.applied(pool, overrides.at(pool.name, seen)).draining
+                keep = _reused(pool, overrides.at(pool.name, seen))
         if emulate:
             then = "" if keep else " and deleted"
             return _dry_run(row, f"would be released{then} (emulated)")
@@ -256,7 +318,9 @@ def release_vm(
         return answer
 
     reference = {"id_vm": node, "hostname": hostname}
-    answer, entry = _audited("release", cloud, caller, reference, emulate, release, alone=True)
+    answer, entry = _audited(
+        "release", cloud, caller, reference, emulate, release, find=find, alone=True
+    )
     if emulate or keep:
         return answer
     what = answer["result"]
