@@ -37,16 +37,20 @@ from collections.abc import Callable
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Float,
     Row,
+    all_,
     any_,
     bindparam,
     case,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -699,13 +703,14 @@ def is_alone() -> bool:
 @dataclasses.dataclass(frozen=True)
 class Keeping:
     """The VMs a release keeps free, as the caller works it out from the pools and their
-    overrides: of each pool of ``reusing`` (its name, and its clouds' current templates as
-    sorted ``(cloud, template)`` pairs), those made from a current template or recording
-    none (``PoolSpec.is_current``); with ``rest``, those of no pool ``named`` (every
-    configured pool's name). ``revision``: that of the pools' overrides ``reusing`` was
-    worked out by (None when no pool is in it)."""
+    overrides: of each pool in ``reused``, those made from a current template (one of
+    the ``(pool, cloud, template)`` of ``current``) or recording none
+    (``PoolSpec.is_current``); with ``rest``, those of no pool ``named`` (every configured
+    pool's name). ``revision``: that of the pools' overrides ``reused`` was worked out by
+    (None when no pool is in it)."""
 
-    reusing: tuple = ()
+    reused: tuple = ()
+    current: tuple = ()
     named: tuple = ()
     rest: bool = False
     revision: int | None = None
@@ -714,19 +719,30 @@ class Keeping:
 def release_kept(
     cloud: str, node_id: str, keeping: Keeping, record: Callable, entry: dict
 ) -> Row | None:
-    """The live row of ``cloud`` with this node id, as ``columns_of`` reads it, and freed
-    by the same statement if it is assigned, without a lease, and kept by ``keeping``
-    (while the pools' overrides are at its revision): with its spans and the history
-    entry that ``record(changed, found)`` makes (of the CTEs of the changed row and of
-    the row as read) of the bound ``entry``. ``freed(row)`` says whether it was; None:
-    no such row. Only in a session sent in autocommit (``begin_alone``): the statement
-    is a transaction of its own, all or nothing; a row it leaves as it was goes through
-    the release's checks as a row ``columns_of`` read would."""
-    shape, parameters = _bound({"status": FREE, **HOLDER_CLEARED})
-    statement = _release_kept_statement(keeping.reusing, keeping.named, keeping.rest, shape, record)
-    parameters.update(entry, of_cloud=cloud, wanted=node_id, now=clock.now())
-    parameters.update(overrides_revision=keeping.revision)
-    return db.session.execute(statement, parameters).one_or_none()
+    """The live row of ``cloud`` with this node id, as ``columns_of`` reads it (with the
+    pools' overrides' revision), and freed by the same statement if it is assigned,
+    without a lease, and kept by ``keeping`` (while the overrides are at its revision):
+    with its spans and the history entry that ``record(changed, before)`` makes (of the
+    CTE of the changed row and of the assignments as they were) of the bound ``entry``.
+    ``freed(row)`` says whether it was; None: no such row. Only in a session sent in
+    autocommit (``begin_alone``): the statement is a transaction of its own, all or
+    nothing; a row it leaves as it was goes through the release's checks as a row
+    ``columns_of`` read would."""
+    pools, clouds, templates = zip(*keeping.current, strict=True) if keeping.current else ((),) * 3
+    parameters = {
+        **entry,
+        "of_cloud": cloud,
+        "wanted": node_id,
+        "now": clock.now(),
+        "reused": list(keeping.reused),
+        "current_pools": list(pools),
+        "current_clouds": list(clouds),
+        "current_templates": list(templates),
+        "named": list(keeping.named),
+        "keeps_rest": keeping.rest,
+        "overrides_revision": keeping.revision,
+    }
+    return db.session.execute(_release_kept_statement(record), parameters).one_or_none()
 
 
 def freed(row) -> bool:
@@ -734,42 +750,57 @@ def freed(row) -> bool:
     return isinstance(row, Row) and bool(row._mapping.get("freed"))
 
 
-@functools.lru_cache(maxsize=16)
-def _release_kept_statement(reusing: tuple, named: tuple, rest: bool, shape: tuple, record):
-    """``release_kept``'s statement, built once for each way the config and the overrides
-    keep VMs. Every condition of the release is the UPDATE's own, so that PostgreSQL
-    checks it again on the row as it is when a concurrent change made it wait."""
-    # As ``columns_of`` reads it. No parameter is named as a column: the keys of an
-    # UPDATE's parameters that are would be set.
-    found = (
-        select(_ROWS, *_DECIDED_BY)
-        .where(
-            _ROWS.c.cloud == bindparam("of_cloud"),
-            _ROWS.c.status != DELETED,
-            _ROWS.c.id_vm == bindparam("wanted"),
+def _array(name: str, column: str = "pool"):
+    """A parameter of a list of values of ``column``."""
+    return bindparam(name, type_=ARRAY(_ROWS.c[column].type))
+
+
+@functools.lru_cache(maxsize=4)
+def _release_kept_statement(record):
+    """``release_kept``'s statement, built once: the same text whatever the pools, so
+    that psycopg keeps it parsed and PostgreSQL prepared. Every condition of the release
+    is the UPDATE's own, so that PostgreSQL checks it again on the row as it is when a
+    concurrent change made it wait. The CTEs and the SELECT all see the rows as they
+    were before the statement: the entry's holder and the row answered are the VM's
+    before its release."""
+    current = (
+        func.unnest(
+            _array("current_pools"),
+            _array("current_clouds", "cloud"),
+            _array("current_templates", "template"),
         )
-        .cte("found")
+        .table_valued("pool", "cloud", "template")
+        .render_derived(name="current")
     )
-    kept = [(_ROWS.c.pool == name) & _is_current(dict(templates)) for name, templates in reusing]
-    if rest:
-        kept.append(_ROWS.c.pool.is_(None) | _ROWS.c.pool.not_in(named))
+    made_so = tuple_(_ROWS.c.pool, _ROWS.c.cloud, _ROWS.c.template).in_(select(current))
+    reused = (_ROWS.c.pool == any_(_array("reused"))) & (_ROWS.c.template.is_(None) | made_so)
+    rest = bindparam("keeps_rest", type_=Boolean) & (
+        _ROWS.c.pool.is_(None) | (_ROWS.c.pool != all_(_array("named")))
+    )
+    revision = bindparam("overrides_revision", type_=BigInteger)
+    # No parameter is named as a column: the keys of an UPDATE's parameters that are
+    # would be set.
+    this_vm = (_ROWS.c.cloud == bindparam("of_cloud"), _ROWS.c.id_vm == bindparam("wanted"))
     changed = (
         update(_ROWS)
         .where(
-            _ROWS.c.id.in_(select(found.c.id)),
+            *this_vm,
             _ROWS.c.status == ASSIGNED,
             _ROWS.c.expires_at.is_(None),
-            or_(*kept),
+            reused | rest,
+            revision.is_(None) | revisions.still(revisions.POOL_OVERRIDES, revision),
         )
-        .values(updated_at=NOW, **_setting(shape))
+        .values(status=FREE, updated_at=NOW, **dict.fromkeys(HOLDER_CLEARED, null()))
     )
-    if reusing:
-        revision = bindparam("overrides_revision", type_=BigInteger)
-        changed = changed.where(revisions.still(revisions.POOL_OVERRIDES, revision))
-    rows, written = _respanned(changed, ("id",), lambda rows: record(rows, found))
+    before = _ROWS.alias("before")
+    rows, written = _respanned(changed, ("id",), lambda rows: record(rows, before))
     was_freed = rows.c.id.is_not(None).label("freed")
-    joined = found.outerjoin(rows, rows.c.id == found.c.id)
-    return select(found, was_freed).select_from(joined).add_cte(*written)
+    return (
+        select(_ROWS, revisions.current(revisions.POOL_OVERRIDES), was_freed)
+        .select_from(_ROWS.outerjoin(rows, rows.c.id == _ROWS.c.id))
+        .where(*this_vm, _ROWS.c.status != DELETED)
+        .add_cte(*written)
+    )
 
 
 def _move(row_id: int, expected, alone: Alone | None = None, **values):

@@ -191,17 +191,18 @@ def _recorded_release(changed):
     return history.written_by(changed, {})
 
 
-def _recorded_kept_release(changed, found):
+def _recorded_kept_release(changed, before):
     """The history entry of a release as the statement that finds and frees the VM
-    writes it (``ledger.release_kept``): the VM and its holder as the statement read
-    them, the rest bound; one entry if the VM was freed, none if not."""
+    writes it (``ledger.release_kept``): the VM and its holder as they were (``before``,
+    the assignments before the statement), the rest bound; one entry if the VM was
+    freed, none if not."""
     holder = {
-        "id_vm": found.c.id_vm,
-        "hostname": found.c.hostname,
-        "user": found.c.user,
-        "vm_type": found.c.recipe,
+        "id_vm": before.c.id_vm,
+        "hostname": before.c.hostname,
+        "user": before.c.user,
+        "vm_type": before.c.recipe,
     }
-    return history.written_by(changed.join(found, found.c.id == changed.c.id), holder)
+    return history.written_by(changed.join(before, before.c.id == changed.c.id), holder)
 
 
 def _reused(pool: pools.PoolSpec, override) -> bool:
@@ -218,16 +219,21 @@ def _keeping() -> ledger.Keeping | None:
     every = pools.every()
     reusing = [pool for pool in every if pool.release == "reuse"]
     revision = overrides.KEPT.guess() if reusing else None
-    kept = tuple(
-        (pool.name, tuple(sorted(pool.templates.items())))
-        for pool in reusing
-        if _reused(pool, overrides.at(pool.name, revision))
-    )
+    reused = [pool for pool in reusing if _reused(pool, overrides.at(pool.name, revision))]
     rest = current_app.config["RELEASE_KEEPS_NODE"]
-    if not kept and not rest:
+    if not reused and not rest:
         return None
-    named = tuple(sorted(pool.name for pool in every))
-    return ledger.Keeping(kept, named, rest, revision if kept else None)
+    return ledger.Keeping(
+        reused=tuple(pool.name for pool in reused),
+        current=tuple(
+            (pool.name, cloud, template)
+            for pool in reused
+            for cloud, template in pool.templates.items()
+        ),
+        named=tuple(pool.name for pool in every),
+        rest=rest,
+        revision=revision if reused else None,
+    )
 
 
 def release_vm(
