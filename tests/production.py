@@ -78,6 +78,7 @@ class ProductionServer(GunicornServer):
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
         self.token = None
         self.folder = folder
+        self.database_url = substitutions["DATABASE_URL"]
         # The shells find the installed commands first; nothing else of the test's is set.
         env = {**os.environ, **extra_env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
         for variable in ("DISPATCHER_CONFIG", "DISPATCHER_SECRET_KEY", "DISPATCHER_PASSWORD_SALT"):

@@ -396,16 +396,17 @@ def test_health_and_listing_pages_under_gunicorn(dummy_production):
     assert second.json()["next_marker"] is None
 
 
-def test_a_shell_without_the_env_file_is_refused_with_one_line(production, postgresql_url):
+def test_a_shell_without_the_env_file_is_refused_with_one_line(dummy_production):
     """The README followed in several shells logs in (the fixture's login); a process
     started with secrets of its own, as from a shell that did not read the env file,
-    refuses to start: the CLI and gunicorn alike, with one line naming the variable."""
-    server = production(DUMMY_FARM)
+    refuses to start: the CLI and gunicorn alike, with one line naming the variable.
+    Refused before they write anything, they leave the shared server as they found it."""
+    server = dummy_production
     assert server.get("/test/start").status_code == 501  # PUT only: the token was accepted
     other = {
         **os.environ,
         "DISPATCHER_CONFIG": "production",
-        "DATABASE_URL": postgresql_url,
+        "DATABASE_URL": server.database_url,
         "DISPATCHER_SECRET_KEY": "a-secret-key-of-another-shell",
         "DISPATCHER_PASSWORD_SALT": "a-salt-of-another-shell",
         "DISPATCHER_INSTANCE_PATH": str(server.folder / "other"),

@@ -6,8 +6,8 @@ whole or not at all at every sample, the line keeps its order within a priority,
 waits less than priority 3, and the books agree with the cloud at the end.
 
 The pools take their VMs back (`release: reuse`): a cancelled request's VMs are free for the
-next at once. Pools that destroy them make every VM anew in EC2, three passes a VM at a pass
-a second, and 300 requests then take over two minutes on two cores, more than the suite can
+next at once. Pools that destroy them make every VM anew in EC2, three passes a VM, and 300
+requests then took over two minutes on two cores at a pass a second, more than the suite can
 give one test; tests/test_pools_ec2.py has VMs made and destroyed under load."""
 
 import random
@@ -30,8 +30,14 @@ from harness.gunicorn_server import race
 REQUESTS = 300
 CLIENTS = 12  # each sends its share of the requests one after another
 SIZE = "t2.micro"
-# The worker's pass interval, and the Retry-After of an assign that finds its pool empty.
+# POOLS_INTERVAL: the Retry-After of an assign that finds its pool empty.
 INTERVAL = 1
+# Seconds between the worker's passes (`worker run --interval`). The line moves a pass at a
+# time (each serves what the cancels freed since the one before), and a pass takes a
+# fraction of a second here: at a pass every INTERVAL the 300 requests took about 50 s
+# alone, most of it the worker's wait between passes; at 0.2 s, about 30 s. In the whole
+# suite, which keeps both cores busy, the line is held back by them and gains a few seconds.
+PASSES = 0.2
 EXPIRY = 120
 PRIORITIES = (1, 2, 3)
 SERVED = re.compile(r"^request (\d+): ready, ")
@@ -128,7 +134,7 @@ def succeeded(done) -> str:
 
 @pytest.fixture
 def site(tmp_path, postgresql_url, cloud):
-    """The Site: web and db on moto's EC2, a pass every INTERVAL seconds."""
+    """The Site: web and db on moto's EC2, POOLS_INTERVAL INTERVAL seconds."""
     farm = {"default": {"ENGINE": "dummy"}, "aws": cloud.farm_entry()}
     made = Site(tmp_path, postgresql_url, farm, pools_on(cloud), POOLS_INTERVAL=INTERVAL)
     yield made
@@ -174,7 +180,7 @@ def test_a_line_of_requests_is_served_whole_in_order_while_the_pools_turn_over(s
     sent = list(zip(early, (taken, waiting), strict=True))
     timeline = [(0.0, 0.0, answer.json()["request"]["id"]) for _, answer in sent]
 
-    worker = site.start("worker", "run", "--interval", str(INTERVAL), name="worker")
+    worker = site.start("worker", "run", "--interval", str(PASSES), name="worker")
     books = Books(site.engine)
     stop = threading.Event()
     problems: list[BaseException] = []
