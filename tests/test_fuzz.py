@@ -206,6 +206,13 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_every_operation_answers_as_documented(case, run):
     """Every operation, with valid and invalid input, answers below 500 and as documented."""
     token = run.revoker_token() if case.operation.label == REVOKING else run.token
+    if isinstance(case.body, dict):
+        # The document lists auth_token among the body's keys (the v1 contract's token in a
+        # JSON body): a generated one would take precedence over the header's token and
+        # turn the case into a 401 that never reaches the operation (372 of the SQLite run's
+        # cases were, most of them in the coverage phase of POST /requests, PATCH /pools/{name}
+        # and PUT /quotas).
+        case.body.pop("auth_token", None)
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = f"{next(CASE_NUMBERS)}-{case.headers['Idempotency-Key']}"
     response = case.call(session=run.session, headers={"X-Auth-Token": token}, timeout=30)
