@@ -703,13 +703,12 @@ def is_alone() -> bool:
 @dataclasses.dataclass(frozen=True)
 class Keeping:
     """The VMs a release keeps free, as the caller works it out from the pools and their
-    overrides: of each pool in ``reused``, those made from a current template (one of
-    the ``(pool, cloud, template)`` of ``current``) or recording none
-    (``PoolSpec.is_current``); with ``rest``, those of no pool ``named`` (every configured
-    pool's name). ``revision``: that of the pools' overrides ``reused`` was worked out by
-    (None when no pool is in it)."""
+    overrides: of each pool the ``(pool, cloud, template)`` of ``current`` name (each of
+    its clouds with its current template), those made from a current template or
+    recording none (``PoolSpec.is_current``); with ``rest``, those of no pool ``named``
+    (every configured pool's name). ``revision``: that of the pools' overrides
+    ``current`` was worked out by (None when it names no pool)."""
 
-    reused: tuple = ()
     current: tuple = ()
     named: tuple = ()
     rest: bool = False
@@ -734,7 +733,7 @@ def release_kept(
         "of_cloud": cloud,
         "wanted": node_id,
         "now": clock.now(),
-        "reused": list(keeping.reused),
+        "reused": sorted(set(pools)),
         "current_pools": list(pools),
         "current_clouds": list(clouds),
         "current_templates": list(templates),

@@ -224,7 +224,6 @@ def _keeping() -> ledger.Keeping | None:
     if not reused and not rest:
         return None
     return ledger.Keeping(
-        reused=tuple(pool.name for pool in reused),
         current=tuple(
             (pool.name, cloud, template)
             for pool in reused
